@@ -1,0 +1,1 @@
+"""Benchmarks behind ``resnet-apps bench``; each module must import torch only inside ``run``."""

@@ -1,0 +1,13 @@
+"""Benchmark placeholder for train (the owner replaces this file)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this benchmark's options."""
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("bench train is not built yet")

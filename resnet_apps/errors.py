@@ -1,0 +1,101 @@
+"""Typed errors for resnet_apps.
+
+Every error says what went wrong, *where* (the file, the field) and *what to do*. Callers catch
+``ResnetAppsError`` to report bad input without a traceback; the CLI prints ``str(error)`` and exits 2.
+
+This module imports nothing heavy: ``io``, ``recipe`` and ``report`` (torch-free layers) use it.
+Add new error classes at the end of the relevant section, with a one-line docstring.
+"""
+
+from __future__ import annotations
+
+
+class ResnetAppsError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+# --- backbones and weights -------------------------------------------------------------------
+
+
+class UnknownBackboneError(ResnetAppsError, ValueError):
+    """A backbone name that is not a ResNet-family model known to timm."""
+
+
+class WeightsUnavailableError(ResnetAppsError):
+    """Pretrained weights were asked for but cannot be found locally nor downloaded."""
+
+
+class WeightsFormatError(ResnetAppsError):
+    """A weights file that cannot be read or whose keys do not match the backbone."""
+
+
+class ChecksumError(ResnetAppsError):
+    """A file whose sha256 differs from the one recorded when it was fetched."""
+
+
+# --- domain input / output (no torch) --------------------------------------------------------
+
+
+class ImageReadError(ResnetAppsError):
+    """A file that cannot be read as an image (corrupt, truncated, unknown format)."""
+
+
+class DicomError(ImageReadError):
+    """A DICOM file that cannot be turned into display-ready pixels."""
+
+
+class MissingCodecError(DicomError):
+    """The transfer syntax needs a decoder plugin that is not installed."""
+
+
+class NoPixelDataError(DicomError):
+    """A DICOM object without an image (structured report, presentation state, ...)."""
+
+
+class GeoTiffError(ImageReadError):
+    """A GeoTIFF that cannot be read as asked (missing bands, bad window, ...)."""
+
+
+class BandError(GeoTiffError):
+    """Bands asked for that the file does not have."""
+
+
+# --- datasets and splits ---------------------------------------------------------------------
+
+
+class DatasetError(ResnetAppsError):
+    """A dataset that cannot be built: missing files, empty folders, bad index CSV."""
+
+
+class MaskMismatchError(DatasetError):
+    """A segmentation mask whose size differs from its image."""
+
+
+class LeakageError(DatasetError):
+    """A patient or spatial group found in more than one split."""
+
+
+# --- recipes, runs, checkpoints ----------------------------------------------------------------
+
+
+class RecipeError(ResnetAppsError):
+    """A recipe file with an unknown key, a wrong type or an impossible value."""
+
+
+class RunDirError(ResnetAppsError):
+    """A run directory that exists (and is not being resumed) or is not one of ours."""
+
+
+class CheckpointError(ResnetAppsError):
+    """A checkpoint that is missing, incomplete or written by an incompatible version."""
+
+
+class TrainingDivergedError(ResnetAppsError):
+    """Training produced a NaN or infinite loss; the last good checkpoint was kept."""
+
+
+# --- data fetching ------------------------------------------------------------------------------
+
+
+class FetchError(ResnetAppsError):
+    """A dataset or weights download that failed after its retries."""
