@@ -75,6 +75,10 @@ class LeakageError(DatasetError):
     """A patient or spatial group found in more than one split."""
 
 
+class DataCardError(ResnetAppsError):
+    """A data card (``data_cards/<name>.md``) that is missing, unparsable or lacks a required field."""
+
+
 # --- recipes, runs, checkpoints ----------------------------------------------------------------
 
 
