@@ -103,3 +103,14 @@ class TrainingDivergedError(ResnetAppsError):
 
 class FetchError(ResnetAppsError):
     """A dataset or weights download that failed after its retries."""
+
+
+# --- metrics and reports (no torch) ------------------------------------------------------------
+
+
+class MetricsError(ResnetAppsError, ValueError):
+    """Arrays given to a metric that have the wrong shape, range or labels."""
+
+
+class ReportError(ResnetAppsError):
+    """A metrics.json that is missing, invalid for its schema, or a report that cannot be written."""
