@@ -1,0 +1,411 @@
+"""Recipes: YAML in our own vocabulary, loaded into frozen dataclasses (no torch).
+
+A recipe names *what* to train (data, model, schedule, evaluation, the published number it aims at),
+never constructor signatures. Loading is strict: an unknown key is an error that suggests the nearest
+valid key, values are type-checked, and dotted overrides (``train.epochs=1``) go through the same
+checks. Paths in ``data.root`` may use ``${VAR:-default}`` and resolve against the recipe's folder::
+
+    recipe = load_recipe("recipes/eurosat_ms_resnet50.yaml", overrides=["train.epochs=1"])
+    recipe.train.epochs        # 1
+    recipe.to_dict()           # plain data, saved as recipe.yaml in the run directory
+
+``RESNET_APPS_DATA`` (the folder that holds ``eurosat_ms/``, ``chest_xray_pneumonia_kermany/``, ...)
+overrides the default data parent of the shipped recipes, which is ``../../shared/data`` from
+``recipes/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from resnet_apps.errors import RecipeError
+
+# --- the vocabulary -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """How records are found under ``data.root`` (ARCHITECTURE.md 5a; data/sources.py consumes it)."""
+
+    kind: str = "folder"  # folder | csv | multilabel_csv | pairs
+    index: str | None = None  # CSV relative to root
+    path_column: str = "filename"
+    label_column: str = "label"
+    split_column: str | None = None
+    group_column: str | None = None
+    group_pattern: str | None = None
+    labels_column: str | None = None
+    label_separator: str = "|"
+    no_finding: str = "No Finding"
+    image_dir: str | None = None
+    mask_column: str | None = None
+    band_files: dict[str, str] | None = None
+    id_pattern: str | None = None
+    mask_encoding: str = "index"  # index | rgb | palette
+    class_colors: dict[str, str] | None = None
+    ignore_colors: list[str] = field(default_factory=list)
+    mask_values: dict[int, int] | None = None
+    metadata: str | None = None  # optional CSV joined on the image file name (e.g. lung set's patientid)
+    metadata_key: str = "filename"  # column of `metadata` holding the image file name
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How records are divided into train/val/test; the seed makes it reproducible."""
+
+    method: str = "stratified"  # stratified | group | column | spatial
+    val: float = 0.15
+    test: float = 0.15
+    seed: int = 0
+    group_pattern: str | None = None
+    keep_test: bool = True  # column splits: keep the source's own test split as test
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how pixels become tensors."""
+
+    root: str = "."
+    card: str | None = None
+    source: SourceConfig = field(default_factory=SourceConfig)
+    bands: list[Union[str, int]] | None = None
+    rgb_bands: list[Union[str, int]] | None = None
+    scale: float = 1.0
+    normalize: str = "card"  # card | imagenet | none
+    image_size: int = 224
+    dicom_window: str | None = None  # None: header window; "percentile"
+    grayscale: bool = False
+    split: SplitConfig = field(default_factory=SplitConfig)
+    augment: str = "none"  # nadir | chest_xray | none
+    on_error: str = "fail"  # fail | skip
+    cache: bool = True
+    classes: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: a timm ResNet backbone and our head."""
+
+    backbone: str = "resnet50"
+    weights: str = "imagenet"
+    on_missing_weights: str = "fail"  # fail | scratch
+    conv1_init: str = "timm"  # timm | rgb_bands
+    multilabel: bool = False
+    dropout: float = 0.0
+    pooling: str = "avg"
+    fpn_channels: int = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The schedule. Learning rates are per 1 image-batch step of ``batch_size`` images."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 1.0e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.05
+    backbone_lr_mult: float = 0.1
+    warmup_epochs: float = 1.0
+    freeze_backbone_epochs: int = 0
+    label_smoothing: float = 0.0
+    class_weights: Union[str, list[float]] = "none"  # none | balanced | explicit list
+    sampler: str = "none"  # none | weighted
+    grad_clip: float = 0.0  # 0: off
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
+    channels_last: bool = False
+    compile: bool = False
+    early_stop_patience: int = 0  # 0: off
+    seed: int = 0
+    deterministic: bool = False
+    num_workers: int = 2
+    checkpoint_every_steps: int = 0  # 0: checkpoint only at epoch ends; >0: also every N steps (resume)
+    max_steps_per_epoch: int = 0  # 0: whole epoch; >0: cap (smoke runs)
+    tensorboard: bool = False
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How the run is judged: the metric that picks the best checkpoint and the operating point."""
+
+    metric: str = "accuracy"  # accuracy | balanced_accuracy | kappa | f1_macro | auroc | miou | dice
+    operating_point: str = "youden"  # youden | sensitivity:0.95 | specificity:0.9 | fixed:0.5
+    bootstrap: int = 1000
+    split: str = "test"
+    gradcam: int = 8  # gallery size (right and wrong cases)
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    """The published number this recipe aims at, and under which protocol it was measured."""
+
+    metric: str = ""
+    value: float | None = None
+    source: str = ""
+    protocol: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole recipe. ``to_dict()`` gives the resolved plain-data form saved with every run."""
+
+    name: str
+    task: str  # classification | segmentation
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, dicts, str, numbers): what ``recipe.yaml`` in a run directory holds."""
+        return _plain(dataclasses.asdict(self))
+
+    def recipe_hash(self) -> str:
+        """sha256 (16 hex chars) of the resolved recipe, for the report's reproducibility section."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# allowed values of the string choices: field path -> allowed set (a literal table, checked after typing)
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "task": ("classification", "segmentation"),
+    "data.source.kind": ("folder", "csv", "multilabel_csv", "pairs"),
+    "data.source.mask_encoding": ("index", "rgb", "palette"),
+    "data.normalize": ("card", "imagenet", "none"),
+    "data.split.method": ("stratified", "group", "column", "spatial", "random"),
+    "data.augment": ("nadir", "chest_xray", "none"),
+    "data.on_error": ("fail", "skip"),
+    "model.on_missing_weights": ("fail", "scratch"),
+    "model.conv1_init": ("timm", "rgb_bands"),
+    "model.pooling": ("avg", "max", "avgmax"),
+    "train.optimizer": ("adamw", "sgd"),
+    "train.sampler": ("none", "weighted"),
+    "train.precision": ("fp32", "bf16", "fp16"),
+    "eval.metric": ("accuracy", "balanced_accuracy", "kappa", "f1_macro", "auroc", "miou", "dice"),
+    "eval.split": ("test", "val"),
+}
+_OPERATING_POINT = re.compile(r"^(youden|(sensitivity|specificity):(0(\.\d+)?|1(\.0+)?)|fixed:\d*\.?\d+)$")
+_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe YAML, apply ``key.path=value`` overrides, check every key, type and choice.
+
+    Args:
+        path: the recipe file; relative ``data.root`` resolves against its folder.
+        overrides: dotted assignments such as ``train.epochs=1`` or ``data.bands=[B04, B03, B02]``;
+            values are parsed as YAML (so lists and numbers work) and type-checked like the file.
+
+    Raises:
+        RecipeError: naming the file, the field and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found (give the path to a .yaml file, e.g. recipes/demo.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping with name, task, data, model, train, eval")
+    return recipe_from_dict(raw, base_dir=path.resolve().parent, overrides=overrides, origin=str(path))
+
+
+def recipe_from_dict(
+    raw: dict[str, Any],
+    base_dir: str | Path = ".",
+    overrides: list[str] | tuple[str, ...] = (),
+    origin: str = "<recipe>",
+) -> Recipe:
+    """Build a checked ``Recipe`` from plain data (a loaded YAML file or a run's saved recipe)."""
+    raw = _normalise(json.loads(json.dumps(raw, default=str)))  # deep copy; our own edits stay local
+    for assignment in overrides:
+        _apply_override(raw, assignment, origin)
+    recipe = _build(Recipe, raw, "", origin)
+    _check_choices(recipe, origin)
+    root = _expand_env(recipe.data.root)
+    root_path = Path(root) if Path(root).is_absolute() else (Path(base_dir) / root)
+    data = dataclasses.replace(recipe.data, root=os.path.normpath(str(root_path)))
+    return dataclasses.replace(recipe, data=data)
+
+
+def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
+    """Accept the short form ``data.source: folder`` as ``{kind: folder}``."""
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("source"), str):
+        data["source"] = {"kind": data["source"]}
+    return raw
+
+
+def _apply_override(raw: dict[str, Any], assignment: str, origin: str) -> None:
+    if "=" not in assignment:
+        raise RecipeError(f"override {assignment!r}: write it as key.path=value, e.g. train.epochs=1")
+    key, _, text = assignment.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text  # a plain string with YAML-special characters
+    cls: Any = Recipe
+    node = raw
+    for depth, part in enumerate(parts):
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in names:
+            where = ".".join(parts[:depth]) or "top level"
+            raise RecipeError(f"override {assignment!r}: unknown key {part!r} in {where}{_suggest(part, names)}")
+        if depth == len(parts) - 1:
+            node[part] = value
+            return
+        sub_cls = _hints(cls)[part]
+        if not dataclasses.is_dataclass(sub_cls):
+            raise RecipeError(f"override {assignment!r}: {'.'.join(parts[: depth + 1])} is a value, not a section")
+        if part == "source" and isinstance(node.get(part), str):
+            node[part] = {"kind": node[part]}
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"{origin}: {'.'.join(parts[: depth + 1])} must be a mapping")
+        cls = sub_cls
+
+
+def _suggest(word: str, valid: Any) -> str:
+    close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(valid))}"
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, raw: Any, where: str, origin: str) -> Any:
+    label = where or "top level"
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{origin}: {label} must be a mapping, got {type(raw).__name__}")
+    hints = _hints(cls)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise RecipeError(f"{origin}: unknown key {key!r} in {label}{_suggest(str(key), names)}")
+    values = {}
+    for name, f in names.items():
+        dotted = f"{where}.{name}" if where else name
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise RecipeError(f"{origin}: missing required key {dotted!r}")
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            values[name] = _build(tp, raw[name] if raw[name] is not None else {}, dotted, origin)
+        else:
+            values[name] = _coerce(raw[name], tp, dotted, origin)
+    return cls(**values)
+
+
+def _coerce(value: Any, tp: Any, where: str, origin: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    origin_tp = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin_tp in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where, origin)
+            except RecipeError:
+                continue
+        raise RecipeError(f"{origin}: {where} = {value!r} has the wrong type (expected {_name(tp)})")
+    if origin_tp is list:
+        if not isinstance(value, list):
+            raise RecipeError(f"{origin}: {where} must be a list (YAML [a, b]), got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]", origin) for i, v in enumerate(value)] if args else value
+    if origin_tp is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{origin}: {where} must be a mapping, got {value!r}")
+        kt, vt = args
+        return {_coerce(k, kt, where, origin): _coerce(v, vt, f"{where}.{k}", origin) for k, v in value.items()}
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+        return int(value)  # dict keys such as mask values arrive as strings from JSON round trips
+    if tp is Any or (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        return value
+    raise RecipeError(f"{origin}: {where} = {value!r} has the wrong type (expected {_name(tp)})")
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _check_choices(recipe: Recipe, origin: str) -> None:
+    plain = recipe.to_dict()
+    for dotted, allowed in _CHOICES.items():
+        value: Any = plain
+        for part in dotted.split("."):
+            value = value[part]
+        if value not in allowed:
+            hint = difflib.get_close_matches(str(value), allowed, n=1)
+            fix = f"did you mean {hint[0]!r}? " if hint else ""
+            raise RecipeError(f"{origin}: {dotted} = {value!r} is not allowed; {fix}choose one of {', '.join(allowed)}")
+    if not _OPERATING_POINT.match(recipe.eval.operating_point):
+        raise RecipeError(
+            f"{origin}: eval.operating_point = {recipe.eval.operating_point!r}; "
+            "use youden, sensitivity:0.95, specificity:0.9 or fixed:0.5"
+        )
+    split = recipe.data.split
+    if not (0 <= split.val < 1 and 0 <= split.test < 1 and split.val + split.test < 1):
+        raise RecipeError(f"{origin}: data.split val={split.val} test={split.test}: each in [0, 1), sum below 1")
+    if isinstance(recipe.train.class_weights, str) and recipe.train.class_weights not in ("none", "balanced"):
+        raise RecipeError(f"{origin}: train.class_weights must be none, balanced or a list of numbers")
+    if recipe.train.epochs < 1 or recipe.train.batch_size < 1:
+        raise RecipeError(f"{origin}: train.epochs and train.batch_size must be at least 1")
+    if recipe.task == "segmentation" and recipe.eval.metric not in ("miou", "dice", "accuracy"):
+        raise RecipeError(f"{origin}: eval.metric = {recipe.eval.metric!r} for segmentation; use miou or dice")
+    if recipe.data.split.method == "group" and not (
+        recipe.data.split.group_pattern or recipe.data.source.group_pattern or recipe.data.source.group_column
+    ):
+        raise RecipeError(
+            f"{origin}: data.split.method = group needs data.source.group_column or data.source.group_pattern"
+        )
+
+
+def _expand_env(text: str) -> str:
+    """``${VAR}`` / ``${VAR:-default}`` from the environment (empty variables count as unset)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        value = os.environ.get(match.group(1))
+        if value:
+            return value
+        if match.group(2) is not None:
+            return match.group(2)
+        raise RecipeError(f"data.root uses ${{{match.group(1)}}} but it is not set; set it or give a default")
+
+    return _ENV.sub(substitute, text)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
