@@ -57,8 +57,8 @@ class SourceConfig:
     class_colors: dict[str, str] | None = None
     ignore_colors: list[str] = field(default_factory=list)
     mask_values: dict[int, int] | None = None
-    metadata: str | None = None  # optional CSV joined on the image file name (e.g. lung set's patientid)
-    metadata_key: str = "filename"  # column of `metadata` holding the image file name
+    group_index: str | None = None  # optional CSV (relative to root) holding group_column, joined on file name
+    group_index_key: str = "filename"  # the file-name column of group_index
 
 
 @dataclass(frozen=True)
