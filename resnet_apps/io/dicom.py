@@ -1,0 +1,359 @@
+"""Read a DICOM radiograph the way a viewer shows it: ``read_dicom(path) -> ([H, W] float32, DicomMeta)``.
+
+The chain follows the standard's order (PS3.3 C.11 and C.7.6.3):
+
+1. decode the pixel data (pydicom with the pylibjpeg plugins; GDCM read directly where those fail,
+   e.g. 12-bit JPEG Extended), honouring BitsStored and PixelRepresentation;
+2. modality LUT (Rescale Slope/Intercept or a Modality LUT Sequence), ``pydicom.pixels.apply_modality_lut``;
+3. VOI: the header's window, a VOI LUT Sequence, an explicit window or a percentile window (``dicom_voi``);
+4. MONOCHROME1 inverted *after* VOI, so bone is bright;
+5. Pixel Padding Value masked (``meta.valid`` False and pixel 0); rows are H and columns W.
+
+MONAI's ``PydicomReader`` stops after step 2 and torchxrayvision skips step 2; both are easy to get
+wrong, hence one function here. Patient names, IDs and birth dates are never kept: ``patient_hash``
+and ``study_hash`` are salted sha256 digests. No torch in this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, pixel_array
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from resnet_apps.errors import DicomError, MissingCodecError, NoPixelDataError
+from resnet_apps.io.dicom_voi import WindowArg, apply_voi_choice
+
+# Salt for patient/study hashes; set RESNET_APPS_HASH_SALT per site so hashes are not linkable across sites.
+DEFAULT_HASH_SALT = "resnet_apps/v1"
+
+_PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+class FrameRequiredError(DicomError):
+    """A multi-frame DICOM read without ``frame=``, or with a frame it does not have."""
+
+
+@dataclass
+class DicomMeta:
+    """What models and reports need from a DICOM header; never a patient's name, ID or birth date.
+
+    ``valid`` is [H, W] bool (False on Pixel Padding Value) after a pixel read, None after a header read.
+    ``window`` is the (center, width) applied in modality units, None when a VOI LUT was applied.
+    ``window_source`` is "header[i]", "voi_lut", "explicit" or "percentile".
+    """
+
+    path: str
+    modality: str | None = None
+    view_position: str | None = None
+    pixel_spacing: tuple[float, float] | None = None  # (row, col) mm; ImagerPixelSpacing if no PixelSpacing
+    photometric: str | None = None
+    transfer_syntax: str | None = None  # name, e.g. "JPEG 2000 Image Compression"
+    transfer_syntax_uid: str | None = None
+    window: tuple[float, float] | None = None
+    window_source: str | None = None
+    bits_allocated: int | None = None
+    bits_stored: int | None = None
+    pixel_representation: int | None = None  # 0 unsigned, 1 signed
+    samples_per_pixel: int = 1
+    rows: int | None = None
+    cols: int | None = None
+    number_of_frames: int = 1
+    frame: int | None = None
+    sop_class: str | None = None  # name, e.g. "Computed Radiography Image Storage"
+    body_part: str | None = None
+    patient_hash: str | None = None
+    study_hash: str | None = None
+    has_pixels: bool = True
+    valid: np.ndarray | None = field(default=None, repr=False)
+    kind: str = "dicom"
+
+
+def hash_identifier(value: Any) -> str | None:
+    """Salted sha256 of an identifier, 16 hex chars; None for an empty value.
+
+    The salt comes from ``RESNET_APPS_HASH_SALT`` (a project default otherwise), so the same patient
+    gets the same hash within a site (for group splits) without the ID ever being stored.
+    """
+    if value is None or str(value).strip() == "":
+        return None
+    salt = os.environ.get("RESNET_APPS_HASH_SALT", DEFAULT_HASH_SALT)
+    return hashlib.sha256(f"{salt}\x00{str(value).strip()}".encode()).hexdigest()[:16]
+
+
+def is_dicom_bytes(head: bytes) -> bool:
+    """True for a Part 10 file ("DICM" at 128) or an old ACR-NEMA stream starting with group 0008/0002.
+
+    ACR-NEMA files (e.g. CR-MONO1-10-chest) have no preamble: the first element tag is (0008,xxxx) or
+    (0002,xxxx), little endian, followed by either a 4-byte length (implicit VR) or two upper-case
+    VR letters (explicit VR).
+    """
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group = int.from_bytes(head[0:2], "little")
+    if group not in (0x0008, 0x0002):
+        return False
+    vr = head[4:6]
+    if vr.isalpha() and vr.isupper():
+        return True
+    return int.from_bytes(head[4:8], "little") < 0x10000
+
+
+def _read_dataset(path: Path, stop_before_pixels: bool) -> Dataset:
+    """dcmread with force (ACR-NEMA files), and a transfer syntax filled in where the file has none."""
+    if not path.is_file():
+        raise DicomError(f"{path}: no such file; fix: check the path")
+    try:
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, OverflowError) as error:
+        raise DicomError(f"{path}: not a readable DICOM file ({type(error).__name__}: {error})") from error
+    if len(ds) == 0:
+        raise DicomError(f"{path}: no DICOM elements could be read; fix: check it is a DICOM file")
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        # Old ACR-NEMA stream: pydicom guessed the encoding while parsing; record it as a syntax.
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        syntax = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        ds.file_meta = meta if meta is not None else FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = syntax
+    return ds
+
+
+def _spacing(ds: Dataset) -> tuple[float, float] | None:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        try:
+            row, col = (float(v) for v in value)  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            continue
+        if row > 0 and col > 0:  # the WG04 files carry 0\0, which means "unknown"
+            return (row, col)
+    return None
+
+
+def _str(ds: Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    return str(value).strip() or None if value is not None else None
+
+
+def _meta_from_header(ds: Dataset, path: Path) -> DicomMeta:
+    syntax = UID(str(ds.file_meta.TransferSyntaxUID))
+    sop = ds.get("SOPClassUID")
+    return DicomMeta(
+        path=str(path),
+        modality=_str(ds, "Modality"),
+        view_position=_str(ds, "ViewPosition"),
+        pixel_spacing=_spacing(ds),
+        photometric=_str(ds, "PhotometricInterpretation"),
+        transfer_syntax=syntax.name if syntax.is_transfer_syntax else str(syntax),
+        transfer_syntax_uid=str(syntax),
+        bits_allocated=int(ds.BitsAllocated) if "BitsAllocated" in ds else None,
+        bits_stored=int(ds.BitsStored) if "BitsStored" in ds else None,
+        pixel_representation=int(ds.PixelRepresentation) if "PixelRepresentation" in ds else None,
+        samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
+        rows=int(ds.Rows) if "Rows" in ds else None,
+        cols=int(ds.Columns) if "Columns" in ds else None,
+        number_of_frames=int(ds.get("NumberOfFrames", 1) or 1),
+        sop_class=UID(str(sop)).name if sop else None,
+        body_part=_str(ds, "BodyPartExamined"),
+        patient_hash=hash_identifier(ds.get("PatientID")),
+        study_hash=hash_identifier(ds.get("StudyInstanceUID")),
+        has_pixels=any(tag in ds for tag in _PIXEL_TAGS),
+    )
+
+
+def read_dicom_header(path: str | os.PathLike[str]) -> DicomMeta:
+    """Header-only metadata (no pixel decode): for grouping by ``patient_hash`` and for ``inspect``."""
+    path = Path(path)
+    return _meta_from_header(_read_dataset(path, stop_before_pixels=True), path)
+
+
+def _decode_with_gdcm(path: Path, ds: Dataset, frame: int | None) -> np.ndarray:
+    """Decode with GDCM's own reader (it has 12-bit JPEG that pydicom's GDCM plugin refuses)."""
+    try:
+        import gdcm  # type: ignore[import-not-found]
+    except ImportError as error:
+        raise MissingCodecError(
+            f"{path}: transfer syntax {ds.file_meta.TransferSyntaxUID.name} cannot be decoded by the "
+            "installed plugins; fix: pip install python-gdcm (or pylibjpeg pylibjpeg-libjpeg "
+            "pylibjpeg-openjpeg pylibjpeg-rle)"
+        ) from error
+    # GDCM prints its first (8-bit libjpeg) attempt's complaints to stderr; our errors say enough
+    gdcm.Trace.WarningOff()
+    gdcm.Trace.ErrorOff()
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(path))
+    if not reader.Read():
+        raise DicomError(f"{path}: GDCM cannot read the file")
+    image = reader.GetImage()
+    fmt = image.GetPixelFormat()
+    dtype = {
+        (8, 0): np.uint8, (8, 1): np.int8, (16, 0): np.uint16, (16, 1): np.int16,
+        (32, 0): np.uint32, (32, 1): np.int32,
+    }.get((int(fmt.GetBitsAllocated()), int(fmt.GetPixelRepresentation())))
+    if dtype is None:
+        raise MissingCodecError(f"{path}: GDCM returned an unsupported pixel format; fix: convert the file")
+    # python-gdcm hands the buffer over as a str with surrogate escapes
+    raw = image.GetBuffer().encode("utf-8", "surrogateescape")
+    cols, rows = int(image.GetDimension(0)), int(image.GetDimension(1))
+    samples = int(fmt.GetSamplesPerPixel())
+    frames = len(raw) // (rows * cols * samples * np.dtype(dtype).itemsize)
+    if frames < 1:
+        raise DicomError(f"{path}: GDCM decoded {len(raw)} bytes, fewer than one {rows}x{cols} frame")
+    arr = np.frombuffer(raw, dtype=dtype, count=frames * rows * cols * samples)
+    arr = arr.reshape((frames, rows, cols, samples) if samples > 1 else (frames, rows, cols))
+    return arr[frame if frame is not None else 0]
+
+
+def _decode(path: Path, ds: Dataset, frame: int | None) -> np.ndarray:
+    """Decoded stored values of one frame: [H, W] or [H, W, 3] for colour, BitsStored honoured."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    try:
+        arr = pixel_array(ds, index=frame)
+    except NotImplementedError as error:
+        raise MissingCodecError(
+            f"{path}: no decoder for transfer syntax '{syntax.name}' ({syntax}); fix: pip install "
+            "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle python-gdcm"
+        ) from error
+    except RuntimeError as error:
+        # every pydicom plugin failed (e.g. 12-bit JPEG Extended): try GDCM's own reader
+        if not syntax.is_compressed:
+            raise DicomError(f"{path}: pixel data cannot be decoded ({error})") from error
+        try:
+            arr = _decode_with_gdcm(path, ds, frame)
+        except MissingCodecError:
+            raise
+        except Exception as gdcm_error:
+            raise MissingCodecError(
+                f"{path}: transfer syntax '{syntax.name}' ({syntax}) could not be decoded by pylibjpeg "
+                f"({error}) nor by GDCM ({gdcm_error}); fix: pip install python-gdcm or a 12-bit "
+                "capable pylibjpeg-libjpeg, or convert the file (e.g. gdcmconv --raw)"
+            ) from gdcm_error
+    except (ValueError, AttributeError, KeyError, TypeError, EOFError) as error:
+        raise DicomError(
+            f"{path}: pixel data cannot be decoded ({type(error).__name__}: {error}); the file may be "
+            "truncated or corrupt; fix: re-export it"
+        ) from error
+    bits_stored = int(ds.get("BitsStored", arr.dtype.itemsize * 8))
+    container = arr.dtype.itemsize * 8
+    if arr.dtype.kind in "ui" and bits_stored < container:
+        if arr.dtype.kind == "u":
+            # bits above BitsStored may hold overlays or junk (PS3.5 8.1.1): drop them
+            arr = arr & np.array((1 << bits_stored) - 1, dtype=arr.dtype)
+        else:
+            # sign-extend from BitsStored (harmless when the writer already did)
+            shift = container - bits_stored
+            arr = (arr << shift) >> shift
+    return arr
+
+
+def _padding_mask(ds: Dataset, stored: np.ndarray) -> np.ndarray | None:
+    """[H, W] True where the stored value is Pixel Padding Value (or within its range limit)."""
+    if "PixelPaddingValue" not in ds:
+        return None
+    first = int(ds.PixelPaddingValue)
+    limit = ds.get("PixelPaddingRangeLimit")
+    if limit is None:
+        return stored == first
+    low, high = sorted((first, int(limit)))
+    return (stored >= low) & (stored <= high)
+
+
+def _to_grey(arr: np.ndarray, path: Path, photometric: str) -> np.ndarray:
+    warnings.warn(
+        f"{path}: colour DICOM ({photometric}) converted to grey with ITU-R BT.601 luma weights",
+        UserWarning,
+        stacklevel=3,
+    )
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return arr.astype(np.float32) @ weights
+
+
+def read_dicom(
+    path: str | os.PathLike[str],
+    window: WindowArg = None,
+    frame: int | None = None,
+) -> tuple[np.ndarray, DicomMeta]:
+    """Read one DICOM image as display values, 0 black and 1 white, as a viewer shows it.
+
+    Args:
+        path: a DICOM Part 10 file or a raw ACR-NEMA stream (read as implicit VR little endian).
+        window: None (the header's first window, else its VOI LUT, else a 0.5-99.5 percentile
+            window), an int index of the header's windows, ``"voi_lut"``, ``"percentile"`` or an
+            explicit ``(center, width)`` in modality units (after Rescale Slope/Intercept).
+        frame: 0-based frame of a multi-frame file (required there; ignored if single-frame and 0).
+
+    Returns:
+        image [H, W] float32 in [0, 1] (H = Rows, W = Columns), and its ``DicomMeta`` whose
+        ``valid`` [H, W] is False on padding pixels (set to 0).
+
+    Raises:
+        NoPixelDataError: an object without an image (SR, presentation state, ...).
+        FrameRequiredError: a multi-frame file without ``frame=`` or with a frame out of range.
+        MissingCodecError: no installed decoder for the transfer syntax (names the package).
+        DicomError: unreadable, truncated or inconsistent file.
+    """
+    path = Path(path)
+    ds = _read_dataset(path, stop_before_pixels=False)
+    meta = _meta_from_header(ds, path)
+    if not meta.has_pixels:
+        raise NoPixelDataError(
+            f"{path}: no pixel data (SOP class {meta.sop_class or 'unknown'}, modality "
+            f"{meta.modality or 'unknown'}); it is not an image; fix: leave it out of image folders"
+        )
+    if meta.number_of_frames > 1:
+        if frame is None:
+            raise FrameRequiredError(
+                f"{path}: {meta.number_of_frames} frames; fix: pass frame=0..{meta.number_of_frames - 1}"
+            )
+        if not 0 <= frame < meta.number_of_frames:
+            raise FrameRequiredError(
+                f"{path}: frame {frame} asked but the file has {meta.number_of_frames} frames "
+                f"(0..{meta.number_of_frames - 1})"
+            )
+    elif frame not in (None, 0):
+        raise FrameRequiredError(f"{path}: frame {frame} asked of a single-frame file; fix: frame=None")
+    meta.frame = frame if meta.number_of_frames > 1 else None
+
+    stored = _decode(path, ds, meta.frame)
+    photometric = (meta.photometric or "MONOCHROME2").upper()
+    if stored.ndim == 3:
+        # pixel_array converts YBR to RGB already; PALETTE COLOR is rare in radiographs
+        if photometric.startswith("PALETTE"):
+            from pydicom.pixels import apply_color_lut
+
+            stored = apply_color_lut(stored, ds)
+        stored = _to_grey(stored, path, photometric)
+    if stored.shape != (meta.rows, meta.cols):
+        raise DicomError(
+            f"{path}: decoded {stored.shape} but Rows x Columns is {meta.rows} x {meta.cols}; the file is "
+            "inconsistent; fix: re-export it"
+        )
+    padding = _padding_mask(ds, stored) if stored.dtype.kind in "ui" else None
+    valid = ~padding if padding is not None else np.ones(stored.shape, dtype=bool)
+
+    if meta.samples_per_pixel == 1:
+        values = apply_modality_lut(stored, ds)
+    else:
+        values = stored  # colour: no modality LUT applies (PS3.3 C.11.1)
+    display, meta.window, meta.window_source = apply_voi_choice(
+        values, ds, window, valid if padding is not None else None, str(path)
+    )
+    if photometric == "MONOCHROME1":
+        display = 1.0 - display  # after VOI, per PS3.3 C.7.6.3.1.2: low values are white
+    display = np.clip(display, 0.0, 1.0).astype(np.float32, copy=False)
+    if padding is not None:
+        display[padding] = 0.0
+    meta.valid = valid
+    return display, meta

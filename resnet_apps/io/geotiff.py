@@ -1,0 +1,355 @@
+"""GeoTIFF read/write with band names, nodata, georeference and windows (rasterio; no torch).
+
+``read_geotiff(path | [paths], bands=None, window=None) -> ([C, H, W] native dtype, GeoMeta)``
+
+- Bands are chosen by name (``"B04"``; names come from the band descriptions, else EuroSAT's order
+  for a 13-band file without descriptions, else ``"band1"``...) or by **0-based** int index.
+- A list of single-band files (38-Cloud's ``red``/``green``/``blue``/``nir`` folders) is stacked
+  in list order; each band is named by its description or else by its file's stem.
+- The dtype is kept (uint16 reflectance stays uint16): scaling belongs to the data card.
+- ``meta.valid`` [H, W] is False where every band read equals nodata (GDAL's per-dataset mask
+  convention: a genuinely dark red value in an otherwise valid pixel stays valid) or any band is NaN.
+- ``window`` reads only that window from disk (rasterio ``window=``).
+
+``write_geotiff`` / ``open_geotiff_writer`` write tiled, deflate-compressed Cloud-Optimised GeoTIFFs.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from resnet_apps.constants import EUROSAT_MS_BANDS
+from resnet_apps.errors import BandError, GeoTiffError
+
+# (row_off, col_off, height, width) in pixels, or a rasterio Window
+WindowArg = Union[None, tuple[int, int, int, int], Window]
+BandArg = Union[None, Sequence[Union[str, int]]]
+
+
+@dataclass
+class GeoMeta:
+    """Georeference and band facts of a GeoTIFF read.
+
+    ``transform`` is the affine (a, b, c, d, e, f) of the *returned array's* top-left pixel (the
+    file's transform shifted by the window), so ``write_geotiff(path, array, like=meta)`` places a
+    chip where it came from. ``width``/``height`` are the file's; ``window`` is what was read as
+    (row_off, col_off, height, width). ``crs`` is "EPSG:n" when it has a code, else WKT, else None.
+    """
+
+    path: str
+    crs: str | None
+    transform: tuple[float, float, float, float, float, float]
+    res: tuple[float, float]
+    nodata: float | None
+    band_names: list[str]
+    dtype: str
+    width: int
+    height: int
+    window: tuple[int, int, int, int]
+    georeferenced: bool = True
+    valid: np.ndarray | None = field(default=None, repr=False)
+    kind: str = "geotiff"
+
+
+def _crs_string(crs: rasterio.crs.CRS | None) -> str | None:
+    if crs is None:
+        return None
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+
+
+def file_band_names(src: rasterio.io.DatasetReader, fallback: str | None = None) -> list[str]:
+    """Band names of an open file: descriptions, else EuroSAT order for 13 bands, else band1...
+
+    Args:
+        src: an open rasterio dataset.
+        fallback: name for a single band without a description (used when stacking files).
+    """
+    descriptions = list(src.descriptions)
+    if all(descriptions):
+        return [str(d) for d in descriptions]
+    if src.count == len(EUROSAT_MS_BANDS):
+        return list(EUROSAT_MS_BANDS)  # EuroSAT-MS files carry no descriptions; SOURCES.md gives the order
+    if src.count == 1 and fallback:
+        return [fallback]
+    return [d or f"band{i + 1}" for i, d in enumerate(descriptions)]
+
+
+def _resolve_bands(bands: BandArg, names: list[str], where: str) -> list[int]:
+    """0-based indices of the asked bands; BandError naming the file, the bands present and the fix."""
+    if bands is None:
+        return list(range(len(names)))
+    if isinstance(bands, (str, int)):
+        bands = [bands]
+    indices = []
+    lower = [n.lower() for n in names]
+    for band in bands:
+        if isinstance(band, (int, np.integer)) and not isinstance(band, bool):
+            if not 0 <= int(band) < len(names):
+                raise BandError(
+                    f"{where}: band index {band} asked but it has {len(names)} band(s) {names} "
+                    f"(indices are 0-based); fix: ask for 0..{len(names) - 1} or drop the band"
+                )
+            indices.append(int(band))
+        elif isinstance(band, str) and band.lower() in lower:
+            indices.append(lower.index(band.lower()))
+        else:
+            raise BandError(
+                f"{where}: band {band!r} asked but it has {len(names)} band(s) {names}; fix: ask for "
+                "bands it has (by these names or 0-based index) or use files that carry the band"
+            )
+    return indices
+
+
+def _to_window(window: WindowArg, width: int, height: int, where: str) -> Window:
+    if window is None:
+        return Window(0, 0, width, height)
+    if not isinstance(window, Window):
+        row_off, col_off, h, w = (int(v) for v in window)
+        window = Window(col_off, row_off, w, h)
+    if (window.col_off < 0 or window.row_off < 0 or window.width <= 0 or window.height <= 0
+            or window.col_off + window.width > width or window.row_off + window.height > height):
+        raise GeoTiffError(
+            f"{where}: window (row_off={window.row_off}, col_off={window.col_off}, height={window.height}, "
+            f"width={window.width}) is outside the {height}x{width} raster; fix: clip it to the raster"
+        )
+    return window
+
+
+def _stack_names(paths: Sequence[Path]) -> list[str]:
+    """Names for stacked single-band files: the stems' first tokens when the rest is shared.
+
+    38-Cloud's ``red_patch_X.TIF``, ``nir_patch_X.TIF`` become ``red`` and ``nir``; otherwise the stems.
+    """
+    parts = [p.stem.split("_", 1) for p in paths]
+    if all(len(x) == 2 for x in parts) and len({x[1] for x in parts}) == 1 and len({x[0] for x in parts}) == len(parts):
+        return [x[0] for x in parts]
+    return [p.stem for p in paths]
+
+
+def _open(path: Path) -> rasterio.io.DatasetReader:
+    if not path.is_file():
+        raise GeoTiffError(f"{path}: no such file; fix: check the path")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as error:
+        raise GeoTiffError(f"{path}: not a readable raster ({error}); fix: check the file is a (Geo)TIFF") from error
+
+
+def _valid_mask(data: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
+    """[H, W] False where all bands equal their nodata, or any band is NaN."""
+    valid = np.ones(data.shape[1:], dtype=bool)
+    per_band = [d is not None and not np.isnan(d) for d in nodata]
+    if all(per_band) and len(per_band) > 0:
+        all_nodata = np.ones(data.shape[1:], dtype=bool)
+        for band, value in zip(data, nodata):
+            all_nodata &= band == value
+        valid &= ~all_nodata
+    if data.dtype.kind == "f":
+        valid &= ~np.isnan(data).any(axis=0)
+    return valid
+
+
+def read_geotiff(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    bands: BandArg = None,
+    window: WindowArg = None,
+) -> tuple[np.ndarray, GeoMeta]:
+    """Read bands of one GeoTIFF, or stack single-band GeoTIFFs, keeping their dtype.
+
+    Args:
+        path: a file, or a list of files of equal size stacked in order as bands.
+        bands: None (all) or names / 0-based indices, in the order wanted.
+        window: (row_off, col_off, height, width) or a rasterio ``Window``; only it is read.
+
+    Returns:
+        array [C, H, W] in the file's dtype, and ``GeoMeta`` (``valid`` [H, W] bool).
+
+    Raises:
+        BandError: a band asked for that the file(s) do not have.
+        GeoTiffError: unreadable file, window outside the raster, stacked files that disagree.
+    """
+    paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
+    if not paths:
+        raise GeoTiffError("read_geotiff: empty list of files; fix: pass at least one path")
+    where = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} stacked)"
+    sources = [_open(p) for p in paths]
+    try:
+        first = sources[0]
+        for p, src in zip(paths[1:], sources[1:]):
+            if (src.width, src.height) != (first.width, first.height) or src.transform != first.transform:
+                raise GeoTiffError(
+                    f"{p}: {src.height}x{src.width} with transform {tuple(src.transform)[:6]} differs from "
+                    f"{paths[0]} ({first.height}x{first.width}); fix: stack only co-registered bands"
+                )
+        # (source index, band index within it) for every band of the stack, with its name
+        planes: list[tuple[int, int]] = []
+        names: list[str] = []
+        nodatas: list[float | None] = []
+        fallbacks = _stack_names(paths)
+        for k, (p, src) in enumerate(zip(paths, sources)):
+            fallback = fallbacks[k] if len(paths) > 1 else None
+            for b, name in enumerate(file_band_names(src, fallback)):
+                planes.append((k, b + 1))
+                names.append(name)
+                nodatas.append(src.nodatavals[b])
+        chosen = _resolve_bands(bands, names, where)
+        dtypes = {sources[planes[i][0]].dtypes[planes[i][1] - 1] for i in chosen}
+        if len(dtypes) > 1:
+            raise GeoTiffError(f"{where}: bands of different dtypes {sorted(dtypes)}; fix: read them separately")
+        win = _to_window(window, first.width, first.height, where)
+        data = np.empty((len(chosen), int(win.height), int(win.width)), dtype=dtypes.pop())
+        for out_index, plane in enumerate(chosen):
+            k, b = planes[plane]
+            try:
+                data[out_index] = sources[k].read(b, window=win)
+            except RasterioIOError as error:
+                raise GeoTiffError(f"{paths[k]}: band {b} cannot be read ({error}); the file may be truncated") from error
+        nodata_chosen = [nodatas[i] for i in chosen]
+        georeferenced = first.crs is not None or not first.transform.is_identity
+        meta = GeoMeta(
+            path=where,
+            crs=_crs_string(first.crs),
+            transform=tuple(first.window_transform(win))[:6],  # type: ignore[arg-type]
+            res=(float(first.res[0]), float(first.res[1])),
+            nodata=nodata_chosen[0] if nodata_chosen and len(set(map(str, nodata_chosen))) == 1 else first.nodata,
+            band_names=[names[i] for i in chosen],
+            dtype=str(data.dtype),
+            width=int(first.width),
+            height=int(first.height),
+            window=(int(win.row_off), int(win.col_off), int(win.height), int(win.width)),
+            georeferenced=georeferenced,
+            valid=_valid_mask(data, nodata_chosen),
+        )
+        return data, meta
+    finally:
+        for src in sources:
+            src.close()
+
+
+# Creation options of the intermediate tiled GTiff that tiles are written into.
+_TMP_PROFILE = {"driver": "GTiff", "tiled": True, "blockxsize": 512, "blockysize": 512,
+                "compress": "deflate", "bigtiff": "IF_SAFER"}
+
+
+class GeoTiffWriter:
+    """Context manager that writes a scene window by window, then turns it into a COG on exit.
+
+    Tiles go into a tiled, deflate-compressed GTiff beside ``path`` (so a scene larger than memory
+    never sits in RAM); on a clean exit GDAL's COG driver copies it to ``path`` with overviews and
+    512x512 blocks, and the intermediate is removed. On an exception nothing is left at ``path``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        like: GeoMeta,
+        count: int,
+        dtype: str | np.dtype,
+        nodata: float | None = None,
+        band_names: Sequence[str] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.height = int(height if height is not None else like.window[2])
+        self.width = int(width if width is not None else like.window[3])
+        self.count, self.dtype, self.nodata = int(count), np.dtype(dtype), nodata
+        if band_names is not None and len(band_names) != count:
+            raise GeoTiffError(f"{path}: {len(band_names)} band names for {count} bands; fix: one name per band")
+        self.band_names = list(band_names) if band_names is not None else None
+        self.like = like
+        self._tmp = self.path.with_name(f".{self.path.name}.partial.tif")
+        self._dst: rasterio.io.DatasetWriter | None = None
+
+    def __enter__(self) -> GeoTiffWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        profile = dict(_TMP_PROFILE, width=self.width, height=self.height, count=self.count,
+                       dtype=self.dtype.name, crs=self.like.crs, nodata=self.nodata,
+                       transform=rasterio.Affine(*self.like.transform))
+        if self.width < 512 or self.height < 512:
+            profile.update(blockxsize=256, blockysize=256) if min(self.width, self.height) >= 256 else profile.update(tiled=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self._dst = rasterio.open(self._tmp, "w", **profile)
+        if self.band_names:
+            for i, name in enumerate(self.band_names, start=1):
+                self._dst.set_band_description(i, name)
+        return self
+
+    def write(self, array: np.ndarray, window: WindowArg = None) -> None:
+        """Write array [C, h, w] at window (row_off, col_off, h, w); None means the whole raster."""
+        if self._dst is None:
+            raise GeoTiffError(f"{self.path}: write() outside 'with open_geotiff_writer(...)'")
+        if array.ndim != 3 or array.shape[0] != self.count:
+            raise GeoTiffError(f"{self.path}: array {array.shape} is not [{self.count}, h, w]; fix: pass [C, H, W]")
+        win = _to_window(window if window is not None else (0, 0, array.shape[1], array.shape[2]),
+                         self.width, self.height, str(self.path))
+        if (int(win.height), int(win.width)) != array.shape[1:]:
+            raise GeoTiffError(f"{self.path}: array {array.shape[1:]} does not fill window {win}")
+        self._dst.write(array.astype(self.dtype, copy=False), window=win)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        assert self._dst is not None
+        self._dst.close()
+        self._dst = None
+        try:
+            if exc_type is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    rasterio.shutil.copy(self._tmp, self.path, driver="COG", compress="DEFLATE",
+                                         blocksize=512 if min(self.width, self.height) >= 512 else 256,
+                                         overviews="AUTO", bigtiff="IF_SAFER")
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def open_geotiff_writer(
+    path: str | os.PathLike[str],
+    like: GeoMeta,
+    count: int,
+    dtype: str | np.dtype,
+    nodata: float | None = None,
+    band_names: Sequence[str] | None = None,
+) -> GeoTiffWriter:
+    """Incremental COG writer over the grid of ``like`` (its CRS, transform and window size).
+
+    Usage: ``with open_geotiff_writer(out, like=meta, count=1, dtype="uint8", nodata=255) as w:
+    w.write(tile[C, h, w], (row_off, col_off, h, w))``. Unwritten areas hold nodata (or 0).
+    """
+    return GeoTiffWriter(path, like, count, dtype, nodata, band_names)
+
+
+def write_geotiff(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    like: GeoMeta,
+    nodata: float | None = None,
+    band_names: Sequence[str] | None = None,
+) -> None:
+    """Write array [C, H, W] as a tiled, deflate-compressed Cloud-Optimised GeoTIFF.
+
+    CRS and transform come from ``like`` (transform of the array's top-left pixel); ``nodata``
+    defaults to ``like.nodata``. Band names are written as band descriptions.
+    """
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise GeoTiffError(f"{path}: array of shape {array.shape} is not [C, H, W]")
+    nodata = like.nodata if nodata is None else nodata
+    with GeoTiffWriter(path, like, array.shape[0], array.dtype, nodata, band_names,
+                       height=array.shape[1], width=array.shape[2]) as writer:
+        writer.write(array)

@@ -1,0 +1,222 @@
+"""Read any supported image by its content: DICOM, (Geo)TIFF, PNG, JPEG (no torch).
+
+``read_image(path) -> ([C, H, W], meta)`` sniffs the magic bytes, not only the suffix, so a
+DICOM named ``.jpg`` or a PNG named ``.tif`` is still read correctly:
+
+==========  ===================================  ===================================
+format      array                                meta
+==========  ===================================  ===================================
+DICOM       [1, H, W] float32 in [0, 1]          ``DicomMeta`` (``read_dicom``)
+TIFF        [C, H, W] native dtype               ``GeoMeta`` (``read_geotiff``)
+PNG / JPEG  [1|3, H, W] uint8 or uint16          ``ImageMeta``
+==========  ===================================  ===================================
+
+PNG/JPEG: grey -> [1, H, W], RGB -> [3, H, W], alpha dropped, palette expanded to RGB. For
+segmentation masks use ``read_mask``, which keeps palette *indices* instead of expanding them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from resnet_apps.errors import BandError, ImageReadError
+from resnet_apps.io.dicom import DicomMeta, is_dicom_bytes, read_dicom
+from resnet_apps.io.dicom_voi import WindowArg as DicomWindowArg
+from resnet_apps.io.geotiff import BandArg, GeoMeta, WindowArg, read_geotiff
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+@dataclass
+class ImageMeta:
+    """Facts of a plain PNG/JPEG read. ``valid`` is None: such files carry no nodata."""
+
+    path: str
+    band_names: list[str]  # ["red", "green", "blue"] or ["gray"]
+    dtype: str
+    mode: str  # PIL mode of the file, e.g. "RGB", "L", "I;16", "P"
+    format: str  # "png" | "jpeg"
+    width: int
+    height: int
+    valid: np.ndarray | None = field(default=None, repr=False)
+    kind: str = "image"
+
+
+def sniff_format(path: str | os.PathLike[str]) -> str:
+    """"dicom", "tiff", "png", "jpeg" or "unknown", from the first 132 bytes."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError as error:
+        raise ImageReadError(f"{path}: cannot be opened ({error}); fix: check the path and permissions") from error
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    if head.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    if head[:4] in _TIFF_MAGIC:
+        return "tiff"
+    if is_dicom_bytes(head):
+        return "dicom"
+    return "unknown"
+
+
+def _pil_open(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()  # decode now so truncated files fail here, with the file named
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(f"{path}: cannot be decoded as PNG/JPEG ({error}); the file may be truncated") from error
+    return image
+
+
+def _pil_to_array(image: Image.Image, path: Path) -> tuple[np.ndarray, list[str]]:
+    """[C, H, W] native dtype and band names; alpha dropped, palette expanded, 16-bit kept."""
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        image = image.convert("RGB")
+    elif mode == "1":
+        image = image.convert("L")
+    elif mode == "LA":
+        image = image.getchannel("L")
+    elif mode == "PA":
+        image = image.convert("RGB")
+    arr = np.asarray(image)
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        arr = arr.astype(np.uint16, copy=False)
+    elif image.mode == "I":
+        # 16-bit PNGs may open as 32-bit "I": keep them 16-bit when the values fit
+        arr = arr.astype(np.uint16) if arr.min() >= 0 and arr.max() <= 65535 else arr
+    elif image.mode == "F":
+        arr = arr.astype(np.float32, copy=False)
+    if arr.ndim == 2:
+        return arr[None], ["gray"]
+    if arr.ndim == 3 and arr.shape[2] >= 3:
+        return np.ascontiguousarray(arr[:, :, :3].transpose(2, 0, 1)), ["red", "green", "blue"]
+    raise ImageReadError(f"{path}: unsupported image layout {arr.shape} (mode {mode})")
+
+
+def _select(arr: np.ndarray, names: list[str], bands: BandArg, where: str) -> tuple[np.ndarray, list[str]]:
+    if bands is None:
+        return arr, names
+    picked = []
+    for band in [bands] if isinstance(bands, (str, int)) else bands:
+        if isinstance(band, (int, np.integer)) and 0 <= int(band) < len(names):
+            picked.append(int(band))
+        elif isinstance(band, str) and band.lower() in names:
+            picked.append(names.index(band.lower()))
+        else:
+            raise BandError(
+                f"{where}: band {band!r} asked but it has {len(names)} band(s) {names}; "
+                "fix: ask for these names or 0-based indices"
+            )
+    return arr[picked], [names[i] for i in picked]
+
+
+def _crop(arr: np.ndarray, window: WindowArg, where: str) -> np.ndarray:
+    if window is None:
+        return arr
+    if hasattr(window, "row_off"):
+        row, col, h, w = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
+    else:
+        row, col, h, w = (int(v) for v in window)  # type: ignore[union-attr]
+    if row < 0 or col < 0 or h <= 0 or w <= 0 or row + h > arr.shape[-2] or col + w > arr.shape[-1]:
+        raise ImageReadError(
+            f"{where}: window ({row}, {col}, {h}, {w}) outside the {arr.shape[-2]}x{arr.shape[-1]} image"
+        )
+    return arr[..., row : row + h, col : col + w]
+
+
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    bands: BandArg = None,
+    window: WindowArg = None,
+    dicom_window: DicomWindowArg = None,
+) -> tuple[np.ndarray, DicomMeta | GeoMeta | ImageMeta]:
+    """Read an image of any supported format as [C, H, W].
+
+    Args:
+        path: the file; its format is taken from its magic bytes.
+        bands: names or 0-based indices (GeoTIFF band names, or "red"/"green"/"blue"/"gray").
+        window: (row_off, col_off, height, width); for TIFF only the window is read from disk.
+        dicom_window: ``window=`` of ``read_dicom`` (None, index, "percentile", (center, width)).
+
+    Returns:
+        array [C, H, W] and its meta (``DicomMeta``, ``GeoMeta`` or ``ImageMeta``; each has
+        ``valid`` and ``kind``). DICOM gives float32 in [0, 1]; others keep their dtype.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file; fix: check the path")
+    fmt = sniff_format(path)
+    if fmt == "dicom":
+        image, dmeta = read_dicom(path, window=dicom_window)
+        arr, _ = _select(image[None], ["gray"], bands, str(path))
+        arr = _crop(arr, window, str(path))
+        if window is not None and dmeta.valid is not None:
+            dmeta.valid = _crop(dmeta.valid, window, str(path))
+        return arr, dmeta
+    if fmt == "tiff":
+        return read_geotiff(path, bands=bands, window=window)
+    if fmt in ("png", "jpeg"):
+        pil = _pil_open(path)
+        arr, names = _pil_to_array(pil, path)
+        arr, names = _select(arr, names, bands, str(path))
+        arr = _crop(arr, window, str(path))
+        meta = ImageMeta(path=str(path), band_names=names, dtype=str(arr.dtype), mode=pil.mode, format=fmt,
+                         width=pil.width, height=pil.height)
+        return arr, meta
+    raise ImageReadError(
+        f"{path}: unknown image format (not DICOM, TIFF, PNG or JPEG by its first bytes); "
+        "fix: convert it to one of these"
+    )
+
+
+def read_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read a segmentation mask without changing its codes.
+
+    Returns:
+        ``[H, W]`` integer array for index masks (grey PNG, palette PNG: the palette *indices*,
+        single-band TIFF), or ``[H, W, 3]`` uint8 for colour-coded masks (RGB/RGBA PNG or JPEG,
+        3-band TIFF; channels last so ``np.all(mask == colour, axis=-1)`` finds a class), and a
+        small dict: ``mode``, ``format``, ``palette`` (list of (r, g, b) for palette PNGs, else None).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file; fix: check the mask path")
+    fmt = sniff_format(path)
+    if fmt == "tiff":
+        arr, gmeta = read_geotiff(path)
+        out = arr[0] if arr.shape[0] == 1 else np.ascontiguousarray(arr[:3].transpose(1, 2, 0))
+        return out, {"mode": f"{arr.shape[0]}-band", "format": "tiff", "palette": None, "nodata": gmeta.nodata}
+    if fmt not in ("png", "jpeg"):
+        raise ImageReadError(f"{path}: a mask must be PNG, JPEG or TIFF (found {fmt}); fix: convert it")
+    pil = _pil_open(path)
+    palette = None
+    if pil.mode in ("P", "PA"):
+        raw = pil.getpalette() or []
+        palette = [tuple(raw[i : i + 3]) for i in range(0, len(raw), 3)]
+        arr = np.asarray(pil.getchannel(0) if pil.mode == "PA" else pil)
+    elif pil.mode in ("L", "I", "I;16", "I;16B", "I;16L", "1"):
+        arr = np.asarray(pil.convert("L") if pil.mode == "1" else pil)
+        if pil.mode == "1":
+            arr = (arr > 0).astype(np.uint8)
+    else:
+        arr = np.asarray(pil.convert("RGB"))
+    return arr, {"mode": pil.mode, "format": fmt, "palette": palette}
+
+
+def band_names_of(meta: DicomMeta | GeoMeta | ImageMeta) -> Sequence[str]:
+    """Band names of any meta (DICOM: ["gray"])."""
+    return ["gray"] if isinstance(meta, DicomMeta) else meta.band_names
