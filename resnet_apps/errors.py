@@ -75,6 +75,10 @@ class LeakageError(DatasetError):
     """A patient or spatial group found in more than one split."""
 
 
+class NoValidPixelsError(DatasetError):
+    """An image whose every pixel is nodata, NaN or padding (an all-nodata chip)."""
+
+
 class DataCardError(ResnetAppsError):
     """A data card (``data_cards/<name>.md``) that is missing, unparsable or lacks a required field."""
 
