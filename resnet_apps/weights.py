@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
-
-import torch
 
 from resnet_apps.errors import WeightsFormatError, WeightsUnavailableError
 
@@ -37,6 +37,9 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin")
 # file names a hub snapshot of a timm model may hold, best first
 HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin", "pytorch_model.pth")
 REACHABILITY_TIMEOUT_S = 2.0
+
+if TYPE_CHECKING:  # torch is imported only where tensors are touched: the offline path stays fast
+    import torch
 
 
 @dataclass
@@ -102,7 +105,13 @@ def hf_cache_dir() -> Path:
 
 def torch_hub_checkpoints() -> Path:
     """torch hub's checkpoint folder (``$TORCH_HOME/hub/checkpoints``), where timm's ``url`` lands."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    if "torch" in sys.modules:  # honours torch.hub.set_dir()
+        return Path(sys.modules["torch"].hub.get_dir()) / "checkpoints"
+    # torch.hub.get_dir's rule, without importing torch
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "torch"
+    )
+    return Path(torch_home).expanduser() / "hub" / "checkpoints"
 
 
 def _in_hf_cache(repo_id: str) -> Path | None:

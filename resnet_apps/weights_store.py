@@ -65,11 +65,13 @@ def fetch_weights(name: str, dest: Path | None = None) -> Path:
     """
     from resnet_apps.weights import fetch_dir, hub_host, hub_reachable, imagenet_tag, unavailable_message
 
-    tag = imagenet_tag(name)
     folder = Path(dest) if dest is not None else fetch_dir()
+    # Probe before importing timm (and torch): offline, a tagged name fails in ~2 s even on a busy machine.
     if not hub_reachable():
         reason = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else f"{hub_host()} is unreachable"
+        tag = name if "." in name else imagenet_tag(name)
         raise WeightsUnavailableError(unavailable_message(tag, reason))
+    tag = imagenet_tag(name)
 
     from safetensors.torch import save_file  # noqa: PLC0415
     from timm.models import get_pretrained_cfg  # noqa: PLC0415
