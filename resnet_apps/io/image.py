@@ -183,8 +183,13 @@ def read_image(
     )
 
 
-def read_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
+def read_mask(path: str | os.PathLike[str], rgb: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Read a segmentation mask without changing its codes.
+
+    Args:
+        path: PNG, JPEG or TIFF mask.
+        rgb: expand palette (and grey) masks to [H, W, 3] colours; for datasets whose masks are
+            colour-coded but sometimes saved as palette PNGs (Dubai tile 2).
 
     Returns:
         ``[H, W]`` integer array for index masks (grey PNG, palette PNG: the palette *indices*,
@@ -198,12 +203,16 @@ def read_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]
     fmt = sniff_format(path)
     if fmt == "tiff":
         arr, gmeta = read_geotiff(path)
+        if rgb and arr.shape[0] == 1:
+            arr = np.repeat(arr, 3, axis=0)
         out = arr[0] if arr.shape[0] == 1 else np.ascontiguousarray(arr[:3].transpose(1, 2, 0))
         return out, {"mode": f"{arr.shape[0]}-band", "format": "tiff", "palette": None, "nodata": gmeta.nodata}
     if fmt not in ("png", "jpeg"):
         raise ImageReadError(f"{path}: a mask must be PNG, JPEG or TIFF (found {fmt}); fix: convert it")
     pil = _pil_open(path)
     palette = None
+    if rgb:
+        return np.asarray(pil.convert("RGB")), {"mode": pil.mode, "format": fmt, "palette": None}
     if pil.mode in ("P", "PA"):
         raw = pil.getpalette() or []
         palette = [tuple(raw[i : i + 3]) for i in range(0, len(raw), 3)]
