@@ -1,0 +1,168 @@
+"""Pixels of one record: read (through ``resnet_apps.io``), scale, mark invalid pixels, resize, decode the mask.
+
+This is the pre-augmentation, pre-normalisation half of a sample: exactly what :mod:`cache` stores.
+No torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resnet_apps.constants import IGNORE_INDEX
+from resnet_apps.data.masks import MaskDecoder
+from resnet_apps.data.records import Record
+from resnet_apps.errors import BandError, DatasetError, MaskMismatchError, NoValidPixelsError
+
+_DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How stored pixels become model input; saved with a checkpoint (ARCHITECTURE.md section 2).
+
+    Attributes:
+        bands: band names or 0-based indices to read (None: all the file has).
+        scale: raw -> physical factor applied to non-DICOM pixels (EuroSAT DN -> reflectance: 1e-4;
+            8-bit: 1/255). DICOM is read as display values in [0, 1] by ``read_dicom`` and is not scaled.
+        mean, std: per output band, applied after augmentation: ``(x - mean) / std``.
+        image_size: side (or (H, W)) to resize to before caching; None keeps the file's size.
+        dicom_window: passed to ``read_dicom`` (None: header window; "percentile"; (center, width)).
+        grayscale: average RGB into one band (chest films stored as R=G=B JPEG).
+    """
+
+    bands: tuple[str | int, ...] | None = None
+    scale: float = 1.0
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    image_size: int | tuple[int, int] | None = None
+    dicom_window: Any = None
+    grayscale: bool = False
+
+    def cache_params(self) -> dict[str, Any]:
+        """Everything that shapes the cached (pre-normalisation) arrays."""
+        params = asdict(self)
+        params.pop("mean")
+        params.pop("std")
+        return params
+
+
+def size_hw(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """``64`` -> (64, 64); ``(H, W)`` kept; None -> None."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, int):
+        return image_size, image_size
+    height, width = image_size
+    return int(height), int(width)
+
+
+def is_dicom_path(path: Path) -> bool:
+    """DICOM by suffix or by the "DICM" magic after the 128-byte preamble."""
+    if path.suffix.lower() in _DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
+
+
+def read_pixels(record: Record, root: Path, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Raw pixels of a record through ``resnet_apps.io``.
+
+    Returns:
+        (image [C, H, W] native dtype or float32, valid [H, W] bool or None, is_dicom).
+    """
+    import resnet_apps.io as rio  # looked up at call time, so tests can count read_dicom calls
+
+    path = root / record.path
+    if record.band_paths:
+        names = list(record.band_names or ())
+        files = [root / p for p in record.band_paths]
+        if prep.bands is not None:
+            files = [files[_band_index(b, names, path)] for b in prep.bands]
+        image, meta = rio.read_geotiff(files)
+        return image, meta.valid, False
+    if is_dicom_path(path):
+        pixels, meta = rio.read_dicom(path, window=prep.dicom_window)
+        return pixels[None].astype(np.float32, copy=False), meta.valid, True
+    image, meta = rio.read_image(path, bands=list(prep.bands) if prep.bands is not None else None)
+    return image, meta.valid, getattr(meta, "kind", "") == "dicom"
+
+
+def _band_index(band: str | int, names: list[str], where: Path) -> int:
+    if isinstance(band, int) and 0 <= band < len(names):
+        return band
+    if isinstance(band, str) and band in names:
+        return names.index(band)
+    raise BandError(f"{where}: band {band!r} asked but this stack has {names}; fix data.bands")
+
+
+def load_arrays(record: Record, root: Path, prep: Preprocessing, decoder: MaskDecoder | None) -> dict[str, np.ndarray]:
+    """Decoded, scaled, resized arrays of one record (pre-augmentation, pre-normalisation).
+
+    Returns:
+        ``image`` [C, H, W] float32 (0 where invalid), ``valid`` [H, W] bool and, for pairs,
+        ``mask`` [H, W] uint8 (class index, ``IGNORE_INDEX`` where unlabelled or invalid).
+
+    Raises:
+        NoValidPixelsError: every pixel is nodata / NaN / padding.
+        MaskMismatchError: mask and image sizes differ.
+    """
+    raw, valid, dicom = read_pixels(record, root, prep)
+    image = raw.astype(np.float32)
+    if not dicom and prep.scale != 1.0:
+        image *= np.float32(prep.scale)
+    if prep.grayscale and image.shape[0] == 3:
+        image = image.mean(axis=0, keepdims=True)
+    finite = np.isfinite(image).all(axis=0)
+    valid = finite if valid is None else (np.asarray(valid, dtype=bool) & finite)
+    where = root / record.path
+    if not valid.any():
+        raise NoValidPixelsError(
+            f"{where}: no valid pixel (all nodata{', NaN' if not finite.any() else ''}); remove the file "
+            "from the dataset or set data.on_error: skip"
+        )
+    image[:, ~valid] = 0.0  # NaN/nodata must not bleed into neighbours through interpolation
+    arrays: dict[str, np.ndarray] = {"image": image, "valid": valid}
+    if record.mask_path is not None:
+        if decoder is None:
+            raise DatasetError(f"{where}: record has a mask but the dataset has no mask decoder (source kind pairs)")
+        mask = decoder.read(root / record.mask_path)
+        if mask.shape != image.shape[1:]:
+            raise MaskMismatchError(
+                f"{root / record.mask_path}: mask is {mask.shape[0]}x{mask.shape[1]} but its image {where} is "
+                f"{image.shape[1]}x{image.shape[2]} (H x W); fix the pairing in the index, or export the mask "
+                "at the image's size (nearest-neighbour)"
+            )
+        mask[~valid] = IGNORE_INDEX
+        arrays["mask"] = mask.astype(np.uint8)
+    target = size_hw(prep.image_size)
+    if target is not None and target != image.shape[1:]:
+        arrays = resize_arrays(arrays, target)
+    return arrays
+
+
+def resize_arrays(arrays: dict[str, np.ndarray], size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Resize image (area when shrinking, bilinear when enlarging) and masks (nearest) to (H, W)."""
+    import albumentations as A
+    import cv2
+
+    image = arrays["image"]
+    shrink = size[0] * size[1] < image.shape[1] * image.shape[2]
+    resize = A.Resize(size[0], size[1], interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
+                      mask_interpolation=cv2.INTER_NEAREST, p=1.0)
+    masks = [arrays["valid"].astype(np.uint8)] + ([arrays["mask"]] if "mask" in arrays else [])
+    out = resize(image=np.ascontiguousarray(image.transpose(1, 2, 0)), masks=masks)
+    resized = {"image": np.ascontiguousarray(np.atleast_3d(out["image"]).transpose(2, 0, 1)),
+               "valid": np.asarray(out["masks"][0]).astype(bool)}
+    if "mask" in arrays:
+        resized["mask"] = np.asarray(out["masks"][1]).astype(np.uint8)
+    resized["image"][:, ~resized["valid"]] = 0.0
+    return resized
