@@ -7,6 +7,7 @@ Convention everywhere: a case is *flagged* (predicted positive) when ``score >= 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -133,13 +134,27 @@ def average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(average_precision_score(y_true, y_score))
 
 
+def _brier(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    return float(brier_score_loss(y_true, y_score)) if y_true.size else float("nan")
+
+
+def _rate(name: str) -> Callable[[np.ndarray, np.ndarray, float], float]:
+    return lambda y, s, t: rates(confusion_at(y, s, t))[name]
+
+
+# name -> f(y_true, y_score, threshold); the order is BINARY_HEADLINE's
+BINARY_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, float], float]] = {
+    "auroc": lambda y, s, t: auroc(y, s),
+    "average_precision": lambda y, s, t: average_precision(y, s),
+    **{name: _rate(name) for name in ("sensitivity", "specificity", "ppv", "npv", "accuracy", "balanced_accuracy")},
+    "brier": lambda y, s, t: _brier(y, s),
+    "ece": lambda y, s, t: ece_only(s, y),
+}
+
+
 def binary_stats(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> np.ndarray:
     """The BINARY_HEADLINE metrics, in order, [10]; NaN where undefined on these samples."""
-    r = rates(confusion_at(y_true, y_score, threshold))
-    brier = float(brier_score_loss(y_true, y_score)) if y_true.size else float("nan")
-    return np.array([auroc(y_true, y_score), average_precision(y_true, y_score), r["sensitivity"],
-                     r["specificity"], r["ppv"], r["npv"], r["accuracy"], r["balanced_accuracy"], brier,
-                     ece_only(y_score, y_true)])
+    return np.array([fn(y_true, y_score, threshold) for fn in BINARY_METRICS.values()])
 
 
 def _percent(x: float) -> str:

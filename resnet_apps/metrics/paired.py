@@ -48,7 +48,8 @@ def _named(metric: str, mode: str, y: np.ndarray, threshold: float | None) -> Ca
     m = names.index(metric)
     if mode == "binary":
         t = 0.5 if threshold is None else float(threshold)
-        return lambda idx, p: B.binary_stats(y[idx], p[idx], t)[m]
+        fn = B.BINARY_METRICS[metric]  # only the metric asked for: twice per replicate
+        return lambda idx, p: fn(y[idx], p[idx], t)
     if mode == "multiclass":
         present = np.unique(y)
         return lambda idx, p: _multiclass_stats(y[idx], p[idx], present)[m]
