@@ -127,6 +127,30 @@ def _split_info(splits: dict[str, list[Record]], classes: list[str], recipe: Rec
     return info
 
 
+def drop_unreadable(split: SplitData, recipe: Recipe, log: Any = print) -> list[dict[str, str]]:
+    """``data.on_error: skip``: read every record once, drop the unreadable ones, return ``{path, reason}``.
+
+    The reasons go to skipped.csv and the report; the run carries on with the rest.
+    """
+    probe = RecipeDataset([], recipe, ([0.0], [1.0]), 2, train=False)
+    skipped: list[dict[str, str]] = []
+    for name in ("train", "val", "test"):
+        kept = []
+        for record in getattr(split, name):
+            try:
+                probe.read(record)
+                if record.mask_path is not None and probe.decoder is not None:
+                    probe.decoder.read(probe.root / record.mask_path)
+                kept.append(record)
+            except ResnetAppsError as error:
+                skipped.append({"path": record.path, "reason": str(error).replace(str(probe.root) + "/", "")})
+        setattr(split, name, kept)
+    split.info = _split_info({"train": split.train, "val": split.val, "test": split.test}, split.classes, recipe)
+    if skipped:
+        log(f"skipped {len(skipped)} unreadable file(s) (data.on_error: skip); listed in skipped.csv")
+    return skipped
+
+
 class RecipeDataset(Dataset):
     """Samples ``{image [C, H, W] float32, label | labels [K] | mask [H, W] int64, valid [H, W], index}``.
 

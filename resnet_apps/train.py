@@ -1,0 +1,342 @@
+"""The training loop: ``resnet-apps train RECIPE`` (and ``torchrun ... -m resnet_apps train RECIPE``).
+
+Reads top to bottom: set up (recipe, run directory, data, model, optimiser), loop over epochs (train
+steps, validation, checkpoints, early stopping), then finish (evaluate the best checkpoint on val and
+test, write metrics.json and the report; train_finish.py). Helpers live in train_setup.py (model,
+loss, optimiser, schedule), train_data.py (records, splits, tensors), train_state.py (checkpoints and
+the resume state), train_distributed.py (DDP) and evaluate.py (predictions -> metrics).
+
+Determinism: the learning rate is a function of the global step; each step reseeds torch from
+(seed, epoch, step) and each sample's augmentation from (seed, epoch, index); the shuffling of an
+epoch comes from (seed, epoch). So a run resumed from any saved step continues exactly as the
+uninterrupted run would have (bit-for-bit with ``train.deterministic: true`` on the same machine).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from resnet_apps.errors import TrainingDivergedError
+from resnet_apps.evaluate import evaluate_block, headline_value, predict
+from resnet_apps.recipe import Recipe, load_recipe
+from resnet_apps.rundir import check_resumable, new_run_dir, write_json
+from resnet_apps.train_data import (RecipeDataset, SplitData, balanced_weights, class_counts, collate,
+                                    drop_unreadable, normalisation, split_records)
+from resnet_apps.train_distributed import barrier, broadcast, init_distributed, is_main
+from resnet_apps.train_setup import (autocast_context, build_loss, build_optimizer, build_recipe_model, lr_factor,
+                                     set_backbone_frozen, set_lr, task_mode)
+from resnet_apps.train_state import load_state, save_state, save_weights
+
+
+@dataclass
+class Run:
+    """Everything the loop and the final evaluation share."""
+
+    recipe: Recipe
+    run_dir: Path
+    device: torch.device
+    world: int
+    split: SplitData
+    mode: str
+    band_names: list[str]
+    norm: tuple[list[float], list[float]]
+    norm_source: str
+    model: nn.Module
+    model_info: dict[str, Any]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    loop: dict[str, Any] = field(default_factory=dict)
+
+
+def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+          out: str | Path | None = None, resume: str | Path | None = None, runs_root: str | Path = "runs",
+          log: Any = print) -> Path:
+    """Train a recipe into a new run directory (or continue one); returns the run directory.
+
+    Raises:
+        RecipeError, DatasetError, WeightsUnavailableError: bad input, before any training.
+        RunDirError: ``out`` exists and is not being resumed.
+        TrainingDivergedError: NaN/inf loss; the last good checkpoint is kept.
+    """
+    rank, world, device = init_distributed()
+    log = log if rank == 0 else (lambda *a, **k: None)
+    if resume is not None:
+        run_dir = check_resumable(resume)
+        recipe = load_recipe(run_dir / "recipe.yaml", overrides)
+    else:
+        if recipe_path is None:
+            raise ValueError("give a recipe path, or resume= a run directory")
+        recipe = load_recipe(recipe_path, overrides)
+        run_dir = Path(broadcast(str(new_run_dir(recipe.name, out, runs_root)) if is_main() else None))
+    seed_everything(recipe.train.seed, recipe.train.deterministic)
+
+    # --- data and model ---------------------------------------------------------------------------
+    split = split_records(recipe)
+    skipped = drop_unreadable(split, recipe, log) if recipe.data.on_error == "skip" else []
+    band_names, mean, std, norm_source = normalisation(recipe, split.train)
+    mode = task_mode(recipe, len(split.classes))
+    model, model_info = build_recipe_model(recipe, len(band_names), len(split.classes), band_names, log)
+    run = Run(recipe, run_dir, device, world, split, mode, band_names, (mean, std), norm_source, model, model_info,
+              skipped=skipped)
+    if is_main() and resume is None:
+        (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
+        write_json(run_dir / "split.json", split_json(run))
+    log(f"run directory: {run_dir}")
+    log(f"data: {split.info['sizes']} images, {len(split.classes)} classes, bands {band_names} "
+        f"(normalised with {norm_source})")
+
+    model.to(device)
+    if recipe.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    weights = _class_weights(recipe, split, mode)
+    criterion = build_loss(recipe, mode, weights).to(device)
+    optimizer = build_optimizer(recipe, model)
+    scaler = torch.amp.GradScaler("cuda", enabled=recipe.train.precision == "fp16" and device.type == "cuda")
+    if recipe.train.precision == "fp16" and device.type != "cuda":
+        log("note: fp16 needs CUDA; using bf16 autocast on CPU instead")
+    loop = {"epoch": 1, "step": 0, "complete": False, "history": [], "best": None, "best_epoch": 0,
+            "bad_epochs": 0, "loss_sum": 0.0, "loss_n": 0, "seconds": 0.0}
+    if resume is not None:
+        loop = load_state(run_dir / "checkpoints", model, optimizer, scaler)
+        if loop["complete"]:
+            loop.update(epoch=loop["epoch"] + 1, step=0, complete=False, loss_sum=0.0, loss_n=0, seconds=0.0)
+        log(f"resuming at epoch {loop['epoch']}, step {loop['step']}")
+    run.loop = loop
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if recipe.train.compile:
+        net = torch.compile(net)  # type: ignore[assignment]
+
+    train_set = RecipeDataset(split.train, recipe, (mean, std), len(split.classes), train=True)
+    val_loader = _eval_loader(RecipeDataset(split.val, recipe, (mean, std), len(split.classes), False), run)
+    batch = recipe.train.batch_size
+    n_order = len(_epoch_order(run, train_set, 1, world))
+    per_epoch = n_order // batch + int(n_order % batch > 1)  # a last batch of one image is dropped (BatchNorm)
+    if recipe.train.max_steps_per_epoch:
+        per_epoch = min(per_epoch, recipe.train.max_steps_per_epoch)
+    total_steps = per_epoch * recipe.train.epochs
+    warmup = int(round(recipe.train.warmup_epochs * per_epoch))
+    writer = _tensorboard(run) if is_main() else None
+
+    # --- the loop ---------------------------------------------------------------------------------
+    stop = False
+    for epoch in range(loop["epoch"], recipe.train.epochs + 1):
+        frozen = epoch <= recipe.train.freeze_backbone_epochs
+        if world == 1:
+            set_backbone_frozen(model, frozen)
+        train_set.set_epoch(epoch)
+        order = _epoch_order(run, train_set, epoch, world)[loop["step"] * batch:]
+        loader = DataLoader(train_set, batch_size=batch, sampler=order, num_workers=recipe.train.num_workers,
+                            collate_fn=collate, drop_last=len(order) % batch == 1)
+        net.train()
+        started, seen = time.perf_counter(), 0
+        bar = _progress(loader, epoch, recipe.train.epochs, per_epoch - loop["step"])
+        for step, sample in enumerate(bar, start=loop["step"]):
+            if step >= per_epoch:
+                break
+            torch.manual_seed(_step_seed(recipe.train.seed, epoch, step))
+            lr = set_lr(optimizer, lr_factor((epoch - 1) * per_epoch + step, total_steps, warmup))
+            if frozen:
+                for group in optimizer.param_groups:
+                    group["lr"] = 0.0 if group["backbone"] else group["lr"]
+            images = sample["image"].to(device, non_blocking=True)
+            if recipe.train.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            target = (sample["mask"] if mode == "segmentation" else sample["label"]).to(device)
+            with autocast_context(recipe.train.precision, device):
+                logits = net(images)
+            loss = criterion(logits.float(), target)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"{run_dir}: loss is {loss.item()} at epoch {epoch}, step {step + 1}; training stopped and the "
+                    f"last good checkpoint is kept in {run_dir / 'checkpoints'}. Lower train.lr, set "
+                    "train.grad_clip, or use precision fp32")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if recipe.train.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.train.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            loop["loss_sum"] += float(loss.item()) * len(images)
+            loop["loss_n"] += len(images)
+            seen += len(images)
+            loop["step"] = step + 1
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}",
+                                img_s=f"{seen / max(time.perf_counter() - started, 1e-9):.1f}")
+            every = recipe.train.checkpoint_every_steps
+            if every and loop["step"] % every == 0 and loop["step"] < per_epoch and is_main():
+                now = time.perf_counter()
+                loop["seconds"], started = loop["seconds"] + now - started, now
+                save_state(run_dir / "checkpoints", model, optimizer, dict(loop), scaler)
+        loop["seconds"] += time.perf_counter() - started
+
+        # validation, checkpoints, early stopping
+        val = predict(net, val_loader, mode, len(split.classes), device, recipe.train.precision,
+                      recipe.train.channels_last)
+        # every rank holds the gathered predictions, so every rank takes the same early-stopping decision
+        block = evaluate_block(val, mode, split.classes, threshold=0.5 if mode == "binary" else None)
+        metric = headline_value(block, recipe.eval.metric, mode)
+        row = {"epoch": epoch, "train_loss": loop["loss_sum"] / max(loop["loss_n"], 1),
+               "val_loss": None, "val_metric": None if math.isnan(metric) else metric,
+               "metric": recipe.eval.metric, "lr": lr, "seconds": round(loop["seconds"], 3),
+               "images_per_s": round(loop["loss_n"] * world / max(loop["seconds"], 1e-9), 2),
+               "backbone_frozen": frozen}
+        improved = loop["best"] is None or (not math.isnan(metric) and metric > loop["best"])
+        if improved:
+            loop.update(best=None if math.isnan(metric) else metric, best_epoch=epoch, bad_epochs=0)
+        else:
+            loop["bad_epochs"] += 1
+        loop["history"].append(row)
+        loop.update(epoch=epoch, complete=True)
+        if is_main():
+            meta = checkpoint_meta(run, epoch, {"val": {recipe.eval.metric: row["val_metric"]}})
+            if improved:
+                save_weights(run_dir / "checkpoints" / "best", model, meta)
+            save_weights(run_dir / "checkpoints" / "last", model, meta)
+            save_state(run_dir / "checkpoints", model, optimizer, dict(loop), scaler)
+            write_json(run_dir / "history.json", loop["history"])
+            (run_dir / "history.jsonl").write_text("".join(_json_line(r) for r in loop["history"]))
+            if writer is not None:
+                writer.add_scalar("loss/train", row["train_loss"], epoch)
+                writer.add_scalar(f"val/{recipe.eval.metric}", metric, epoch)
+        log(f"epoch {epoch}/{recipe.train.epochs}  train_loss {row['train_loss']:.4f}  "
+            f"val_{recipe.eval.metric} {metric:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.1f} s"
+            + ("  *best*" if improved else ""))
+        loop.update(step=0, loss_sum=0.0, loss_n=0, seconds=0.0, complete=False)
+        patience = recipe.train.early_stop_patience
+        stop = bool(patience and loop["bad_epochs"] >= patience)
+        if stop:
+            log(f"early stop: no improvement of val {recipe.eval.metric} for {patience} epochs")
+            break
+    barrier()
+    if writer is not None:
+        writer.close()
+
+    from resnet_apps.train_finish import finish
+
+    finish(run, net, log)
+    return run_dir
+
+
+# --- small pieces of the loop ----------------------------------------------------------------------
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _step_seed(seed: int, epoch: int, step: int) -> int:
+    return (seed * 1_000_003 + epoch * 10_007 + step) % (2**63)
+
+
+def _epoch_order(run: Run, dataset: RecipeDataset, epoch: int, world: int) -> list[int]:
+    """This rank's sample order for ``epoch``: a seeded permutation, or weighted draws (sampler: weighted)."""
+    n = len(dataset)
+    t = run.recipe.train
+    if world > 1 and t.sampler == "none":
+        sampler = DistributedSampler(dataset, shuffle=True, seed=t.seed)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+    generator = torch.Generator().manual_seed(t.seed * 7919 + epoch)
+    if t.sampler == "weighted":
+        counts = class_counts(run.split.train, len(run.split.classes))
+        per_class = np.array(balanced_weights(counts))
+        weights = torch.tensor([per_class[r.label] if r.label is not None else 1.0 for r in run.split.train])
+        order = torch.multinomial(weights, n, replacement=True, generator=generator).tolist()
+    else:
+        order = torch.randperm(n, generator=generator).tolist()
+    if world > 1:
+        order += order[: (-n) % world]  # pad like DistributedSampler, then shard
+        order = order[int(os.environ.get("RANK", "0"))::world]
+    return order
+
+
+def _eval_loader(dataset: RecipeDataset, run: Run) -> DataLoader:
+    sampler = DistributedSampler(dataset, shuffle=False) if run.world > 1 else None
+    batch = 1 if run.recipe.task == "segmentation" else run.recipe.train.batch_size
+    return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=run.recipe.train.num_workers,
+                      collate_fn=collate)
+
+
+def _class_weights(recipe: Recipe, split: SplitData, mode: str) -> list[float] | None:
+    cw = recipe.train.class_weights
+    if isinstance(cw, list):
+        return [float(x) for x in cw]
+    if cw == "balanced" and mode != "segmentation":
+        return balanced_weights(class_counts(split.train, len(split.classes)))
+    return None
+
+
+def _progress(loader: DataLoader, epoch: int, epochs: int, total: int) -> Any:
+    """tqdm with loss, throughput and ETA on a terminal; the bare loader (plain epoch lines) otherwise."""
+    if is_main() and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(loader, total=total, desc=f"epoch {epoch}/{epochs}", leave=False, dynamic_ncols=True)
+    return loader
+
+
+def _tensorboard(run: Run) -> Any:
+    if not run.recipe.train.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("note: train.tensorboard is on but tensorboard is not installed (pip install resnet-apps[tensorboard])")
+        return None
+    return SummaryWriter(str(run.run_dir / "tensorboard"))
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(row) + "\n"
+
+
+def split_json(run: Run) -> dict[str, Any]:
+    """split.json: the split's summary plus every record's path and split (groups stay hashed)."""
+    records = {name: [{"path": r.path, "group": r.group} for r in getattr(run.split, name)]
+               for name in ("train", "val", "test")}
+    return {**run.split.info, "classes": run.split.classes, "records": records}
+
+
+def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: Any = None) -> dict[str, Any]:
+    """The checkpoint JSON of ARCHITECTURE.md section 2 (everything needed to rebuild model + preprocessing)."""
+    from resnet_apps.train_finish import data_hash, versions
+
+    r = run.recipe
+    info = run.model_info
+    return {
+        "format_version": 1, "task": r.task,
+        "model": {k: info[k] for k in ("backbone", "in_chans", "num_classes", "multilabel", "dropout",
+                                       "fpn_channels", "pooling")},
+        "classes": run.split.classes,
+        "preprocessing": {"bands": run.band_names, "scale": r.data.scale, "mean": run.norm[0], "std": run.norm[1],
+                          "image_size": r.data.image_size, "dicom_window": r.data.dicom_window,
+                          "grayscale": r.data.grayscale, "normalize": r.data.normalize},
+        "operating_threshold": threshold,
+        "positive_class": run.split.classes[-1] if run.mode == "binary" else None,
+        "weights_source": info["weights_source"], "imagenet_weights_used": info["imagenet_weights_used"],
+        "epoch": epoch, "metrics": metrics, "recipe": r.to_dict(), "versions": versions(),
+        "data_hash": data_hash(run.split),
+    }

@@ -1,0 +1,187 @@
+"""The end of a run: evaluate the best checkpoint, write metrics.json (ARCHITECTURE.md section 6), report.
+
+The operating threshold is chosen on the validation predictions (``eval.operating_point``) and applied
+unchanged to test. Bootstrap intervals resample whole groups (patients, tiles) when records have them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnet_apps.evaluate import evaluate_block, operating_threshold, predict
+from resnet_apps.rundir import git_commit, write_json
+from resnet_apps.train_data import RecipeDataset, SplitData
+from resnet_apps.train_distributed import is_main
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import timm
+
+    from resnet_apps import __version__
+
+    return {"resnet_apps": __version__, "torch": torch.__version__, "timm": timm.__version__,
+            "numpy": numpy.__version__, "python": platform.python_version(), "platform": platform.platform()}
+
+
+def data_hash(split: SplitData) -> str:
+    """sha256 of the record index: every path, label, group and split, with each file's size."""
+    digest = hashlib.sha256()
+    for name in ("train", "val", "test"):
+        for r in getattr(split, name):
+            digest.update(json.dumps([name, r.path, r.label, r.labels, r.mask_path, r.group]).encode())
+    return digest.hexdigest()
+
+
+def finish(run: Any, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
+    """Best checkpoint -> val (threshold) -> test -> metrics.json, skipped.csv, gallery, report.html."""
+    from resnet_apps.train import checkpoint_meta
+    from resnet_apps.train_state import load_weights_into
+
+    recipe, split, mode = run.recipe, run.split, run.mode
+    best = run.run_dir / "checkpoints" / "best"
+    load_weights_into(run.model, best)
+    k = len(split.classes)
+    evals: dict[str, Any] = {}
+    threshold = None
+    preds: dict[str, Any] = {}
+    for name in ("val", recipe.eval.split):
+        records = getattr(split, name)
+        if not records or name in evals:
+            continue
+        from resnet_apps.train import _eval_loader
+
+        dataset = RecipeDataset(records, recipe, run.norm, k, train=False)
+        out = predict(net, _eval_loader(dataset, run), mode, k, run.device, recipe.train.precision,
+                      recipe.train.channels_last)
+        if name == "val":
+            threshold = operating_threshold(out, mode, recipe.eval.operating_point)
+        preds[name] = (dataset, out)
+        if is_main():
+            from resnet_apps.data.records import hash_id
+
+            ids = [hash_id(records[i].path) for i in out["index"]]
+            groups = [records[i].group for i in out["index"]]
+            evals[name] = {"split": name, **evaluate_block(out, mode, split.classes, threshold=threshold,
+                                                           groups=groups, ids=ids, n_boot=recipe.eval.bootstrap,
+                                                           seed=recipe.data.split.seed)}
+    if not is_main():
+        return None
+    test_name = recipe.eval.split if recipe.eval.split in evals else "val"
+    best_epoch = run.loop.get("best_epoch", 0)
+    headline = {b["name"]: b["value"] for b in evals[test_name].get("headline", [])}
+    meta = checkpoint_meta(run, best_epoch, {"val": _headline(evals["val"]), test_name: headline}, threshold)
+    from resnet_apps.train_state import save_weights
+
+    save_weights(best, run.model, meta)
+    gallery, overlays = _gallery(run, preds.get(test_name), threshold, log)
+    if run.skipped:
+        with (run.run_dir / "skipped.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["path", "reason"])
+            writer.writeheader()
+            writer.writerows(run.skipped)
+    metrics = metrics_json(run, evals.get(test_name), evals.get("val"), gallery, overlays, threshold)
+    write_json(run.run_dir / "metrics.json", metrics)
+    _summary(run, evals[test_name], test_name, log)
+    render(run.run_dir, log)
+    return metrics
+
+
+def metrics_json(run: Any, evaluation: dict[str, Any] | None, validation: dict[str, Any] | None,
+                 gallery: list[dict[str, Any]], overlays: list[dict[str, Any]], threshold: Any) -> dict[str, Any]:
+    """metrics.json of ARCHITECTURE.md section 6 (plain data only; no patient identifiers)."""
+    recipe = run.recipe
+    card = None
+    if recipe.data.card:
+        try:
+            from resnet_apps.cards import load_card
+
+            c = load_card(recipe.data.card)
+            card = {"name": c.name, "front_matter": c.front_matter, "markdown": c.markdown}
+        except Exception as error:  # a missing card must not lose a finished run's metrics
+            card = {"name": recipe.data.card, "front_matter": {}, "markdown": f"(card not loaded: {error})"}
+    info = run.model_info
+    return {
+        "schema_version": 1,
+        "run": {"name": run.run_dir.name, "recipe": recipe.name, "task": recipe.task, "mode": run.mode,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "description": recipe.description,
+                "best_epoch": run.loop.get("best_epoch"), "epochs_run": len(run.loop.get("history", [])),
+                "world_size": run.world, "device": str(run.device),
+                "hardware": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"},
+        "anchor": recipe.to_dict()["anchor"],
+        "data_card": card,
+        "split": {k: v for k, v in run.split.info.items()},
+        "history": run.loop.get("history", []),
+        "evaluation": evaluation,
+        "validation": validation,
+        "operating_threshold": threshold,
+        "normalisation": {"bands": run.band_names, "mean": run.norm[0], "std": run.norm[1],
+                          "source": run.norm_source},
+        "gradcam": gallery,
+        "overlays": overlays,
+        "skipped": run.skipped,
+        "reproducibility": {"versions": versions(), "git_commit": git_commit(), "recipe_hash": recipe.recipe_hash(),
+                            "data_hash": data_hash(run.split), "seed": recipe.train.seed,
+                            "deterministic": recipe.train.deterministic,
+                            "weights_source": info["weights_source"],
+                            "imagenet_weights_used": info["imagenet_weights_used"],
+                            "weights_note": info.get("weights_note", "")},
+    }
+
+
+def _headline(block: dict[str, Any]) -> dict[str, Any]:
+    return {row["name"]: row["value"] for row in block.get("headline", [])}
+
+
+def _gallery(run: Any, pred: Any, threshold: Any, log: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Grad-CAM (classification) or overlays (segmentation) of right and wrong cases, via resnet_apps.explain."""
+    n = run.recipe.eval.gradcam
+    if not n or pred is None:
+        return [], []
+    try:
+        from resnet_apps import explain
+    except ImportError:
+        return [], []
+    render_fn = getattr(explain, "render_gallery", None)
+    if render_fn is None:
+        return [], []
+    dataset, out = pred
+    try:
+        items = render_fn(run.model, dataset, out, classes=run.split.classes, mode=run.mode, threshold=threshold,
+                          out_dir=run.run_dir / "gallery", n=n)
+    except Exception as error:  # the gallery illustrates; its failure must not lose the metrics
+        log(f"note: gallery not rendered ({type(error).__name__}: {error})")
+        return [], []
+    key = "overlays" if run.mode == "segmentation" else "gradcam"
+    return (items, []) if key == "gradcam" else ([], items)
+
+
+def _summary(run: Any, block: dict[str, Any], name: str, log: Any) -> None:
+    rows = block.get("headline", [])[:3]
+    text = ", ".join(f"{r['label']} {r['value']:.4f} [{r['ci_low'] or float('nan'):.4f}, "
+                     f"{r['ci_high'] or float('nan'):.4f}]" for r in rows if r["value"] is not None)
+    log(f"{name}: {text}")
+    if not run.model_info["imagenet_weights_used"]:
+        log("note: the backbone did not start from ImageNet weights (see the report's reproducibility section)")
+
+
+def render(run_dir: Path, log: Any = print) -> Path | None:
+    """report.render_report(run_dir) when the report layer is installed; returns report.html."""
+    try:
+        from resnet_apps.report import render_report
+    except ImportError:
+        log("note: resnet_apps.report is not available; metrics.json written without an HTML report")
+        return None
+    render_report(run_dir)
+    path = Path(run_dir) / "report.html"
+    log(f"report: {path.resolve()}")
+    return path
