@@ -281,3 +281,26 @@ def test_real_header_facts(shared_data: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # header reads are silent
         read_dicom_header(_real(shared_data, "chest/RG1_JLSN.dcm"))
+
+
+@pytest.mark.parametrize(
+    ("center", "width", "function"),
+    [
+        (10.0, 11.0, "LINEAR"),  # the default
+        (100.5, 1.0, "LINEAR"),  # width 1: a threshold
+        (-3.0, 0.5, "LINEAR_EXACT"),  # fractional width is legal for LINEAR_EXACT
+        (500.0, 300.0, "SIGMOID"),
+    ],
+)
+def test_window_formula_matches_pydicom(center: float, width: float, function: str) -> None:
+    # our float32 windowing must agree with pydicom's apply_windowing scaled to [0, 1]
+    from pydicom.dataset import Dataset
+    from pydicom.pixels import apply_windowing
+
+    from resnet_apps.io.dicom_voi import _window
+
+    values = np.random.default_rng(1).uniform(-50, 1000, size=(64, 64))
+    shim = Dataset()
+    shim.PhotometricInterpretation, shim.PixelRepresentation, shim.BitsStored = "MONOCHROME2", 0, 1
+    shim.WindowCenter, shim.WindowWidth, shim.VOILUTFunction = center, width, function
+    np.testing.assert_allclose(_window(values, center, width, function), apply_windowing(values, shim), atol=1e-5)

@@ -16,9 +16,11 @@ and ``study_hash`` are salted sha256 digests. No torch in this module.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,6 +181,23 @@ def read_dicom_header(path: str | os.PathLike[str]) -> DicomMeta:
     return _meta_from_header(_read_dataset(path, stop_before_pixels=True), path)
 
 
+@contextlib.contextmanager
+def _stderr_to_void() -> Iterator[None]:
+    """Silence C-level writes to file descriptor 2 (Python's sys.stderr is untouched)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (embedded interpreter): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as void:
+            os.dup2(void.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _decode_with_gdcm(path: Path, ds: Dataset, frame: int | None) -> np.ndarray:
     """Decode with GDCM's own reader (it has 12-bit JPEG that pydicom's GDCM plugin refuses)."""
     try:
@@ -194,9 +213,11 @@ def _decode_with_gdcm(path: Path, ds: Dataset, frame: int | None) -> np.ndarray:
     gdcm.Trace.ErrorOff()
     reader = gdcm.ImageReader()
     reader.SetFileName(str(path))
-    if not reader.Read():
-        raise DicomError(f"{path}: GDCM cannot read the file")
-    image = reader.GetImage()
+    with _stderr_to_void():  # its bundled libjpeg prints the 8-bit attempt's failure to fd 2
+        if not reader.Read():
+            raise DicomError(f"{path}: GDCM cannot read the file")
+        image = reader.GetImage()
+        buffer = image.GetBuffer()
     fmt = image.GetPixelFormat()
     dtype = {
         (8, 0): np.uint8, (8, 1): np.int8, (16, 0): np.uint16, (16, 1): np.int16,
@@ -205,7 +226,7 @@ def _decode_with_gdcm(path: Path, ds: Dataset, frame: int | None) -> np.ndarray:
     if dtype is None:
         raise MissingCodecError(f"{path}: GDCM returned an unsupported pixel format; fix: convert the file")
     # python-gdcm hands the buffer over as a str with surrogate escapes
-    raw = image.GetBuffer().encode("utf-8", "surrogateescape")
+    raw = buffer.encode("utf-8", "surrogateescape")
     cols, rows = int(image.GetDimension(0)), int(image.GetDimension(1))
     samples = int(fmt.GetSamplesPerPixel())
     frames = len(raw) // (rows * cols * samples * np.dtype(dtype).itemsize)

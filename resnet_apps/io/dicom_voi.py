@@ -2,9 +2,9 @@
 
 Kept apart from ``dicom.py`` (decode, header, metadata) because the VOI choice has its own small
 vocabulary: the header's windows, a VOI LUT Sequence, an explicit window or a percentile window.
-The arithmetic itself is pydicom's (``apply_windowing`` / ``apply_voi``), which follows PS3.3
-C.11.2 for LINEAR, LINEAR_EXACT and SIGMOID; we only choose what to apply and normalise its output
-range to [0, 1]. No torch here.
+VOI LUT Sequences go through pydicom's ``apply_voi``; windows use the PS3.3 C.11.2 formulas
+(LINEAR, LINEAR_EXACT, SIGMOID) in float32, checked against ``pydicom.pixels.apply_windowing`` in
+the tests. Outputs are normalised to [0, 1]. No torch here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Union
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_voi, apply_windowing
+from pydicom.pixels import apply_voi
 
 from resnet_apps.errors import DicomError
 
@@ -47,21 +47,26 @@ def has_voi_lut(ds: Dataset) -> bool:
 
 
 def _window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
-    """pydicom's windowing on a shim header whose output range is exactly [0, 1].
+    """PS3.3 C.11.2.1.2 windowing with output range exactly [0, 1], in float32.
 
-    With MONOCHROME2, unsigned, BitsStored 1 and no rescale, pydicom's ``y_min, y_max`` are 0 and 1,
-    so its PS3.3 formulas give display values in [0, 1] directly.
+    Same formulas as ``pydicom.pixels.apply_windowing`` (a test checks they agree to 1e-6), written
+    as one clip in float32 because pydicom's float64 masked assignments cost ~0.18 s per 2000 x 1800
+    radiograph, three times the decode itself.
     """
+    x = values.astype(np.float32, copy=False)
+    if function == "SIGMOID":
+        return (1.0 / (1.0 + np.exp(-4.0 * (x - np.float32(center)) / np.float32(width)))).astype(np.float32)
     if function == "LINEAR" and width < 1:
         function = "LINEAR_EXACT"  # LINEAR needs width >= 1 (PS3.3 C.11.2.1.2.1)
-    shim = Dataset()
-    shim.PhotometricInterpretation = "MONOCHROME2"
-    shim.PixelRepresentation = 0
-    shim.BitsStored = 1
-    shim.WindowCenter = center
-    shim.WindowWidth = width
-    shim.VOILUTFunction = function
-    return apply_windowing(values, shim)
+    if function == "LINEAR":
+        # y = ((x - (c - 0.5)) / (w - 1) + 0.5); x <= c - 0.5 - (w - 1) / 2 -> 0, x > c - 0.5 + (w - 1) / 2 -> 1
+        center, width = center - 0.5, width - 1.0
+    elif function != "LINEAR_EXACT":
+        raise DicomError(f"VOI LUT Function {function!r} is not LINEAR, LINEAR_EXACT or SIGMOID")
+    if width <= 0:  # LINEAR with width 1: a threshold at the centre
+        return (x > center).astype(np.float32)
+    out = (x - np.float32(center)) * np.float32(1.0 / width) + np.float32(0.5)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _lut(values: np.ndarray, ds: Dataset, path: str) -> np.ndarray:
