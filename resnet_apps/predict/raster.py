@@ -1,0 +1,75 @@
+"""Zero-padded window reads of a scene through ``io.read_geotiff``, for the streaming loop.
+
+Block reads reach outside the scene (the halo of edge blocks); only the part inside is read from disk
+and the rest is zero with ``valid`` False, exactly as one whole-scene pass over a zero-padded scene sees it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from resnet_apps.io import GeoMeta, read_geotiff
+from resnet_apps.predict.preprocess import Preprocessing
+
+
+def class_dtype(num_classes: int) -> tuple[str, int]:
+    """Class map dtype and nodata: uint8 (nodata 255) up to 255 classes, uint16 (nodata 65535) beyond."""
+    return ("uint8", 255) if num_classes <= 255 else ("uint16", 65535)
+
+
+class SceneReader:
+    """A scene's grid (CRS, transform, size, nodata) and normalised, zero-padded window reads."""
+
+    def __init__(self, path: str | Path, pre: Preprocessing) -> None:
+        self.path = Path(path)
+        self.pre = pre
+        _, probe = read_geotiff(self.path, window=(0, 0, 1, 1))  # header facts without reading the scene
+        self.indexes = pre.band_indexes(probe.band_names, self.path)
+        self.height, self.width = probe.height, probe.width
+        self.meta: GeoMeta = dataclasses.replace(probe, window=(0, 0, probe.height, probe.width), valid=None)
+
+    def __enter__(self) -> SceneReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def output_like(self, scale: int = 1) -> GeoMeta:
+        """Grid of an output map ``scale`` times coarser than the scene (transform scaled, size rounded up)."""
+        a, b, c, d, e, f = self.meta.transform
+        height, width = -(-self.height // scale), -(-self.width // scale)
+        return dataclasses.replace(self.meta, transform=(a * scale, b * scale, c, d * scale, e * scale, f),
+                                   window=(0, 0, height, width), height=height, width=width)
+
+    def read_raw(self, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw bands and validity of a window that may reach outside the scene.
+
+        Args:
+            window: ``(row0, row1, col0, col1)`` in scene pixels.
+
+        Returns:
+            raw [C, h, w] in the file's dtype (0 outside the scene) and valid [h, w] bool (False outside
+            the scene and where ``io.read_geotiff`` marks nodata / NaN).
+        """
+        r0, r1, c0, c1 = window
+        ir0, ir1, ic0, ic1 = max(r0, 0), min(r1, self.height), max(c0, 0), min(c1, self.width)
+        valid = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+        if ir1 <= ir0 or ic1 <= ic0:
+            return np.zeros((len(self.indexes), r1 - r0, c1 - c0), dtype=self.meta.dtype), valid
+        inner, meta = read_geotiff(self.path, bands=self.indexes, window=(ir0, ic0, ir1 - ir0, ic1 - ic0))
+        rows, cols = slice(ir0 - r0, ir1 - r0), slice(ic0 - c0, ic1 - c0)
+        if inner.shape[1:] == valid.shape:
+            raw = inner  # interior block: no padding copy
+        else:
+            raw = np.zeros((inner.shape[0], r1 - r0, c1 - c0), dtype=inner.dtype)
+            raw[:, rows, cols] = inner
+        valid[rows, cols] = True if meta.valid is None else meta.valid
+        return raw, valid
+
+    def read_normalised(self, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`read_raw`, normalised by the checkpoint's preprocessing: float32 [C, h, w], valid."""
+        raw, valid = self.read_raw(window)
+        return self.pre.normalise(raw, valid), valid

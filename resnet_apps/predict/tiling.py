@@ -1,0 +1,155 @@
+"""Window grid for streaming sliding-window prediction: blocks with a halo, each run through MONAI.
+
+A scene is cut into square *blocks* (what is written at once). Each block is read with a *halo* so that
+MONAI's ``sliding_window_inference`` over the read window lays its tiles on the same global grid
+(multiples of the stride ``s``) that one whole-scene pass would use, and every tile that covers a core
+pixel in the whole-scene pass also lies inside that block's read window. Hence the streamed result equals
+one whole-scene MONAI pass over the zero-padded scene up to float rounding, block seams included
+(``tests/test_predict_tiling.py`` checks this with a non-pointwise predictor).
+
+The arithmetic, per axis, for tile ``r`` and stride ``s = int(r * (1 - overlap))`` (MONAI's own rule):
+
+- a core pixel ``p`` is covered by the grid tiles starting in ``(p - r, p]``; the earliest one starts
+  ``ceil((r - s) / s) * s`` before a block start that is a multiple of ``s``: that is ``halo_before``;
+- the last tile covering the last core pixel starts at ``b1 - s`` and ends at ``b1 - s + r``:
+  ``halo_after = r - s``;
+- the read length is then ``n * s + r`` for an integer ``n``, so MONAI's ``dense_patch_slices`` places
+  ``n + 1`` tiles at multiples of ``s`` and never shifts (clamps) the last one.
+
+Example: r = 256, overlap 0.25 -> s = 192, halo_before = 192, halo_after = 64; a 2112-px block (11 strides)
+is read as 2368 px and holds 12 x 12 tiles where the whole-scene pass spends 11 x 11 on it (1.19x tiles).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+BLEND_MODES = ("gaussian", "constant")
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tile, stride, halo and block sizes (pixels) of one streaming pass."""
+
+    tile: int
+    stride: int
+    halo_before: int
+    halo_after: int
+    block: int
+    overlap: float
+
+    def tiles_along(self, read_length: int) -> int:
+        """Number of MONAI tiles along one axis of a read window of ``read_length`` pixels."""
+        if read_length <= self.tile:
+            return 1
+        return math.ceil((read_length - self.tile) / self.stride) + 1
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block: ``core`` is written, ``read`` (may reach outside the scene) is read, zero-padded.
+
+    Both are ``(row0, row1, col0, col1)`` half-open pixel ranges in scene coordinates.
+    """
+
+    core: tuple[int, int, int, int]
+    read: tuple[int, int, int, int]
+
+    @property
+    def core_in_read(self) -> tuple[slice, slice]:
+        """Slices that cut the core out of an array shaped like the read window."""
+        r0, r1, c0, c1 = self.core
+        rr0, _, rc0, _ = self.read
+        return slice(r0 - rr0, r1 - rr0), slice(c0 - rc0, c1 - rc0)
+
+
+def plan_grid(tile: int, overlap: float, block: int = 2048) -> TileGrid:
+    """Derive the stride, halos and a block size that is a whole number of strides.
+
+    Args:
+        tile: tile (MONAI ``roi_size``) side in pixels.
+        overlap: fraction of a tile shared with its neighbour, in [0, 1).
+        block: wanted block side in pixels; rounded to the nearest multiple of the stride (at least one).
+
+    Returns:
+        The grid.
+    """
+    if tile < 1:
+        raise ValueError(f"tile must be a positive number of pixels, got {tile}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    stride = max(int(tile * (1 - overlap)), 1)  # MONAI's _get_scan_interval
+    halo_before = math.ceil((tile - stride) / stride) * stride
+    halo_after = tile - stride
+    block = max(round(block / stride), 1) * stride
+    return TileGrid(tile, stride, halo_before, halo_after, block, overlap)
+
+
+def _axis_blocks(length: int, grid: TileGrid) -> list[tuple[int, int, int, int]]:
+    """Core and read ranges ``(core0, core1, read0, read1)`` along one axis of ``length`` pixels."""
+    spans = []
+    for start in range(0, length, grid.block):
+        end = min(start + grid.block, length)
+        # round the core end up to the grid so that MONAI never clamps the last tile (see module doc)
+        grid_end = math.ceil(end / grid.stride) * grid.stride
+        spans.append((start, end, start - grid.halo_before, grid_end + grid.halo_after))
+    return spans
+
+
+def iter_blocks(height: int, width: int, grid: TileGrid) -> Iterator[Block]:
+    """Blocks in row-major order that cover a ``height`` x ``width`` scene exactly once."""
+    for r0, r1, rr0, rr1 in _axis_blocks(height, grid):
+        for c0, c1, rc0, rc1 in _axis_blocks(width, grid):
+            yield Block(core=(r0, r1, c0, c1), read=(rr0, rr1, rc0, rc1))
+
+
+def count_tiles(height: int, width: int, grid: TileGrid) -> int:
+    """Number of tiles the streaming pass will predict (for progress bars and benchmarks)."""
+    rows = sum(grid.tiles_along(b[3] - b[2]) for b in _axis_blocks(height, grid))
+    cols = sum(grid.tiles_along(b[3] - b[2]) for b in _axis_blocks(width, grid))
+    return rows * cols
+
+
+def padded_reference_pads(height: int, width: int, grid: TileGrid) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` zero padding under which one whole-scene MONAI pass equals the stream.
+
+    Used by tests and by anyone who wants to reproduce a streamed map with a single call.
+    """
+    bottom = math.ceil(height / grid.stride) * grid.stride + grid.halo_after - height
+    right = math.ceil(width / grid.stride) * grid.stride + grid.halo_after - width
+    return grid.halo_before, bottom, grid.halo_before, right
+
+
+def predict_window(
+    x: torch.Tensor,
+    predictor: Callable[[torch.Tensor], torch.Tensor],
+    grid: TileGrid,
+    batch_size: int = 8,
+    blend: str = "gaussian",
+) -> torch.Tensor:
+    """Blend tile predictions over one read window with MONAI's ``sliding_window_inference``.
+
+    Args:
+        x: read window [1, C, h, w], already normalised; h, w >= ``grid.tile``.
+        predictor: tiles [b, C, tile, tile] -> per-pixel outputs [b, K, tile, tile].
+        grid: from :func:`plan_grid`.
+        batch_size: tiles per predictor call.
+        blend: ``gaussian`` (MONAI default sigma 0.125 of the tile) or ``constant`` (plain average).
+
+    Returns:
+        Blended outputs [1, K, h, w] (float32).
+    """
+    if blend not in BLEND_MODES:
+        raise ValueError(f"blend must be one of {BLEND_MODES}, got {blend!r}")
+    from monai.inferers import sliding_window_inference  # heavy import, only when predicting
+
+    out = sliding_window_inference(
+        x, roi_size=(grid.tile, grid.tile), sw_batch_size=batch_size, predictor=predictor,
+        overlap=grid.overlap, mode=blend, padding_mode="constant", cval=0.0,
+    )
+    assert isinstance(out, torch.Tensor)
+    return out.as_tensor() if hasattr(out, "as_tensor") else out
