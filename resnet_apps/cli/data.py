@@ -1,9 +1,65 @@
-"""`resnet-apps data` commands (placeholder until its issue lands; the owner replaces this file)."""
+"""``resnet-apps data stats DIR`` (per-band statistics for a data card) and ``resnet-apps data fetch NAME``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+
+def _band(text: str) -> str | int:
+    # "3" means the 0-based band index 3; anything else is a band name
+    return int(text) if text.isdigit() else text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this group's sub-commands to the top-level parser."""
+    """Add the ``data`` group (``stats``, ``fetch``) to the top-level parser."""
+    parser = subparsers.add_parser("data", help="dataset utilities: band statistics, downloads")
+    sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+    stats = sub.add_parser(
+        "stats",
+        help="per-band mean/std/percentiles of scaled values, printed as a data card `statistics:` block",
+        description="Streams every image under DIR (or those matching --pattern) and prints YAML to paste "
+        "into a data card. Percentiles are exact for integer images, reservoir-sampled for float images.",
+    )
+    stats.add_argument("dir", metavar="DIR", help="dataset folder")
+    stats.add_argument("--bands", nargs="+", type=_band, default=None,
+                       help="band names (B01 B02 ...) or 0-based indices; default: all bands")
+    stats.add_argument("--scale", type=float, default=1.0, help="raw -> physical factor, e.g. 0.0001 for EuroSAT")
+    stats.add_argument("--pattern", default=None, help="glob relative to DIR, e.g. '*/*.tif' (default: all images)")
+    stats.add_argument("--limit", type=int, default=None, help="use only the first N files (sorted)")
+    stats.set_defaults(handler=_stats)
+
+    fetch = sub.add_parser("fetch", help="download a public dataset with resume and checksums")
+    fetch.add_argument("name", nargs="?", metavar="NAME", help="dataset name (see --list)")
+    fetch.add_argument("--root", default=".", help="folder to download into (default: current folder)")
+    fetch.add_argument("--list", action="store_true", help="list the datasets that can be fetched")
+    fetch.set_defaults(handler=_fetch)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from resnet_apps.data.stats import compute_band_stats, find_images, stats_yaml
+
+    files = find_images(args.dir, args.pattern)
+    if args.limit is not None:
+        files = files[: args.limit]
+    stats = compute_band_stats(files, bands=args.bands, scale=args.scale)
+    print(f"# resnet-apps data stats {args.dir}: {len(files)} files, scale {args.scale}, valid pixels only")
+    print(stats_yaml(stats), end="")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from resnet_apps import fetch  # imported here: it may pull in network clients
+
+    names = sorted(fetch.DATASETS)
+    if args.list or args.name is None:
+        print("datasets: " + ", ".join(names))
+        return 0 if args.list else 2
+    if args.name not in fetch.DATASETS:
+        print(f"error: unknown dataset {args.name!r}; choose one of: {', '.join(names)}", file=sys.stderr)
+        return 2
+    result = fetch.fetch_dataset(args.name, args.root)
+    if result is not None:
+        print(result)
+    return 0

@@ -167,7 +167,7 @@ def _index_path(cfg: SourceConfig, root: Path) -> Path:
 
 def _csv_records(cfg: SourceConfig, root: Path, classes: Sequence[str] | None) -> tuple[list[Record], list[str]]:
     index = _index_path(cfg, root)
-    rows = _read_csv(index, [cfg.path_column, cfg.label_column, cfg.split_column, cfg.group_column])
+    rows = _read_csv(index, [cfg.path_column, cfg.label_column, cfg.split_column, _index_group_column(cfg)])
     for line, row in enumerate(rows, start=2):
         if not (row[cfg.label_column] or "").strip():
             raise DatasetError(f"{index}: line {line} has an empty {cfg.label_column!r}; fill it or drop the row")
@@ -189,7 +189,7 @@ def _multilabel_records(
 ) -> tuple[list[Record], list[str]]:
     index = _index_path(cfg, root)
     path_column = cfg.path_column if cfg.path_column != "filename" else "Image Index"
-    rows = _read_csv(index, [path_column, cfg.labels_column, cfg.split_column, cfg.group_column])
+    rows = _read_csv(index, [path_column, cfg.labels_column, cfg.split_column, _index_group_column(cfg)])
     if cfg.labels_column is None:
         # one column per class (CheXpert style): 1 positive, 0 negative, -1/blank/"uncertain" -> NaN
         if classes is None:
@@ -251,7 +251,7 @@ def _pair_records(cfg: SourceConfig, root: Path, classes: Sequence[str] | None) 
     index = _index_path(cfg, root)
     if cfg.mask_column is None:
         raise DatasetError(f"data.source.mask_column: pairs from {index} need the mask column name")
-    rows = _read_csv(index, [cfg.path_column, cfg.mask_column, cfg.split_column, cfg.group_column])
+    rows = _read_csv(index, [cfg.path_column, cfg.mask_column, cfg.split_column, _index_group_column(cfg)])
     groups = _groups(cfg, root, [row[cfg.path_column] for row in rows], rows)
     records = [
         Record(path=_rel(cfg.image_dir, row[cfg.path_column]), mask_path=_rel(None, row[cfg.mask_column]),
@@ -265,7 +265,7 @@ def _band_stack_records(cfg: SourceConfig, root: Path) -> list[Record]:
     """Band stacks: masks listed by an index CSV, or found by globbing ``mask_column`` as a ``{id}`` template."""
     assert cfg.band_files is not None
     if cfg.index is not None:
-        rows = _read_csv(root / cfg.index, [cfg.mask_column, cfg.split_column, cfg.group_column])
+        rows = _read_csv(root / cfg.index, [cfg.mask_column, cfg.split_column, _index_group_column(cfg)])
         masks = [row[cfg.mask_column] for row in rows if cfg.mask_column is not None]
     else:
         if cfg.mask_column is None or "{id}" not in cfg.mask_column:
@@ -323,6 +323,11 @@ def _groups(cfg: SourceConfig, root: Path, paths: list[str], rows: list[dict[str
         pattern = re.compile(cfg.group_pattern)
         return [hash_id(_pattern_group(pattern, Path(p).name, root / p)) for p in paths]
     return [None] * len(paths)
+
+
+def _index_group_column(cfg: SourceConfig) -> str | None:
+    # with group_index, group_column names a column of that second CSV, not of the index
+    return None if cfg.group_index is not None else cfg.group_column
 
 
 def _pattern_group(pattern: re.Pattern[str], name: str, where: Path) -> str:

@@ -264,7 +264,8 @@ def spatial_groups(paths: Sequence[Path], block_size_m: float) -> list[str]:
             raise DatasetError(
                 f"{path}: no CRS, so no spatial block; use data.split.method group (e.g. by scene) instead"
             )
-        x, y = transform * (width / 2.0, height / 2.0)
+        col, row = width / 2.0, height / 2.0
+        x, y = transform.c + transform.a * col + transform.b * row, transform.f + transform.d * col + transform.e * row
         block = f"{crs.to_string()}:{math.floor(x / block_size_m)}:{math.floor(y / block_size_m)}"
         groups.append(hash_id(block))
     return groups
