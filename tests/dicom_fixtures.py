@@ -145,8 +145,8 @@ def make_dicom(
 
 def make_acr_nema(path: str | Path, pixels: np.ndarray) -> Path:
     """Write a raw implicit-VR-little-endian dataset without preamble or file meta (old ACR-NEMA style)."""
-    from pydicom.filewriter import write_dataset
     from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
 
     ds = Dataset()
     ds.Modality = "CR"

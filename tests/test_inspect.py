@@ -17,8 +17,12 @@ from resnet_apps.io import inspect_file
 
 def test_inspect_dicom_never_prints_identifiers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = make_dicom(
-        tmp_path / "planted.dcm", np.arange(20, dtype=np.uint16).reshape(4, 5), window=(10, 11),
-        patient_name="Smith^Johanna", patient_id="MRN-424242", birth_date="19310704",
+        tmp_path / "planted.dcm",
+        np.arange(20, dtype=np.uint16).reshape(4, 5),
+        window=(10, 11),
+        patient_name="Smith^Johanna",
+        patient_id="MRN-424242",
+        birth_date="19310704",
     )
     assert main(["inspect", str(path)]) == 0
     text = capsys.readouterr().out
@@ -39,17 +43,33 @@ def test_inspect_geotiff_facts(tmp_path: Path) -> None:
     data = np.arange(2 * 10 * 10, dtype=np.uint16).reshape(2, 10, 10)
     data[:, :3, :] = 0  # 30% nodata
     path = tmp_path / "g.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=2, dtype="uint16", crs="EPSG:32633",
-                       transform=from_origin(0, 100, 10, 10), nodata=0) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=10,
+        height=10,
+        count=2,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=from_origin(0, 100, 10, 10),
+        nodata=0,
+    ) as dst:
         dst.write(data)
     info = inspect_file(path)
     assert info["crs"] == "EPSG:32633" and info["resolution"] == (10.0, 10.0) and info["nodata"] == 0
     assert info["invalid_share"] == pytest.approx(0.30)
     # band 1 valid values are 30..99: min 30, max 99, median 64.5
-    assert (info["percentiles"][0]["0"], info["percentiles"][0]["50"], info["percentiles"][0]["100"]) == (30, 64.5, 99)
+    assert (info["percentiles"][0]["0"], info["percentiles"][0]["50"], info["percentiles"][0]["100"]) == (
+        30,
+        64.5,
+        99,
+    )
 
 
-def test_inspect_real_files_and_errors(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_real_files_and_errors(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files = [
         shared_data / "dicom_radiographs" / "chest" / "CR-MONO1-10-chest.dcm",
         shared_data / "geotiff_scenes" / "landsat7_RGB.byte.tif",

@@ -61,7 +61,9 @@ def test_monochrome1_is_exact_inverse_after_voi(tmp_path: Path) -> None:
 
 def test_slope_intercept_applied_before_window(tmp_path: Path) -> None:
     # modality values 2*p - 10 span -10..28; LINEAR_EXACT window (9, 38) maps them onto [0, 1]
-    path = make_dicom(tmp_path / "s.dcm", RAMP, slope=2, intercept=-10, window=(9, 38), voi_function="LINEAR_EXACT")
+    path = make_dicom(
+        tmp_path / "s.dcm", RAMP, slope=2, intercept=-10, window=(9, 38), voi_function="LINEAR_EXACT"
+    )
     image, _ = read_dicom(path)
     expected = linear_exact(2.0 * RAMP - 10.0, 9, 38)
     np.testing.assert_allclose(image, expected, atol=1e-6)
@@ -78,7 +80,11 @@ def test_explicit_window_and_header_choice(tmp_path: Path) -> None:
     np.testing.assert_allclose(first, linear_exact(RAMP.astype(float), 10, 11), atol=1e-6)
     np.testing.assert_allclose(second, linear_exact(RAMP.astype(float), 5, 4), atol=1e-6)
     np.testing.assert_allclose(explicit, linear_exact(RAMP.astype(float), 0, 40), atol=1e-6)
-    assert (meta0.window_source, meta1.window_source, meta2.window_source) == ("header[0]", "header[1]", "explicit")
+    assert (meta0.window_source, meta1.window_source, meta2.window_source) == (
+        "header[0]",
+        "header[1]",
+        "explicit",
+    )
     with pytest.raises(DicomError, match="window index 2"):
         read_dicom(path, window=2)
 
@@ -131,7 +137,9 @@ def test_rgb_converted_to_grey_with_warning(tmp_path: Path) -> None:
     # red, green, blue, white, black columns; LINEAR_EXACT (127.5, 255) maps luma y to y / 255
     colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [0, 0, 0]], dtype=np.uint8)
     pixels = np.broadcast_to(colours, (2, 5, 3)).copy()
-    path = make_dicom(tmp_path / "rgb.dcm", pixels, rgb=True, window=(127.5, 255), voi_function="LINEAR_EXACT")
+    path = make_dicom(
+        tmp_path / "rgb.dcm", pixels, rgb=True, window=(127.5, 255), voi_function="LINEAR_EXACT"
+    )
     with pytest.warns(UserWarning, match="converted to grey"):
         image, meta = read_dicom(path)
     assert image.shape == (2, 5)
@@ -142,14 +150,28 @@ def test_signed_pixels_and_bits_stored(tmp_path: Path) -> None:
     # signed 12-bit: -2048..2047; LINEAR_EXACT (0, 4096): x / 4096 + 0.5
     values = np.array([[-2048, -1, 0, 2047]], dtype=np.int16)
     image, meta = read_dicom(
-        make_dicom(tmp_path / "s.dcm", values, signed=True, bits_stored=12, window=(0, 4096), voi_function="LINEAR_EXACT")
+        make_dicom(
+            tmp_path / "s.dcm",
+            values,
+            signed=True,
+            bits_stored=12,
+            window=(0, 4096),
+            voi_function="LINEAR_EXACT",
+        )
     )
     assert meta.pixel_representation == 1 and meta.bits_stored == 12
     np.testing.assert_allclose(image[0], [0.0, 0.5 - 1 / 4096, 0.5, 0.5 + 2047 / 4096], atol=1e-6)
     # a writer that did not sign-extend: -1 as 12-bit 0x0FFF in the 16-bit container still reads as -1
     raw = np.array([[0x0800, 0x0FFF, 0, 0x07FF]], dtype=np.uint16).view(np.int16)
     image2, _ = read_dicom(
-        make_dicom(tmp_path / "s2.dcm", raw, signed=True, bits_stored=12, window=(0, 4096), voi_function="LINEAR_EXACT")
+        make_dicom(
+            tmp_path / "s2.dcm",
+            raw,
+            signed=True,
+            bits_stored=12,
+            window=(0, 4096),
+            voi_function="LINEAR_EXACT",
+        )
     )
     np.testing.assert_allclose(image2, image, atol=1e-6)
 
@@ -190,7 +212,9 @@ def test_truncated_and_corrupt_files_name_the_file(tmp_path: Path) -> None:
 
 
 def test_identifiers_never_kept_only_salted_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = make_dicom(tmp_path / "id.dcm", RAMP, patient_name="Secret^Name", patient_id="ID-777", birth_date="19450508")
+    path = make_dicom(
+        tmp_path / "id.dcm", RAMP, patient_name="Secret^Name", patient_id="ID-777", birth_date="19450508"
+    )
     _, meta = read_dicom(path)
     text = repr(dataclasses.asdict(meta))
     for planted in ("Secret", "ID-777", "19450508"):
@@ -252,7 +276,10 @@ def test_rg1_monochrome1_lungs_darker_than_mediastinum(shared_data: Path) -> Non
     h, w = image.shape
     rows = slice(h // 4, 3 * h // 4)
     spine = image[rows, int(0.45 * w) : int(0.55 * w)].mean()
-    left, right = image[rows, int(0.15 * w) : int(0.3 * w)].mean(), image[rows, int(0.7 * w) : int(0.85 * w)].mean()
+    left, right = (
+        image[rows, int(0.15 * w) : int(0.3 * w)].mean(),
+        image[rows, int(0.7 * w) : int(0.85 * w)].mean(),
+    )
     assert spine > left + 0.1 and spine > right + 0.1  # measured: 0.84 vs 0.68 / 0.65
 
 
@@ -303,4 +330,6 @@ def test_window_formula_matches_pydicom(center: float, width: float, function: s
     shim = Dataset()
     shim.PhotometricInterpretation, shim.PixelRepresentation, shim.BitsStored = "MONOCHROME2", 0, 1
     shim.WindowCenter, shim.WindowWidth, shim.VOILUTFunction = center, width, function
-    np.testing.assert_allclose(_window(values, center, width, function), apply_windowing(values, shim), atol=1e-5)
+    np.testing.assert_allclose(
+        _window(values, center, width, function), apply_windowing(values, shim), atol=1e-5
+    )

@@ -17,10 +17,22 @@ from resnet_apps.io import GeoMeta, open_geotiff_writer, read_geotiff, write_geo
 TRANSFORM = from_origin(500000.0, 4600000.0, 10.0, 10.0)
 
 
-def make_tif(path: Path, data: np.ndarray, nodata: float | None = None, names: list[str] | None = None) -> Path:
+def make_tif(
+    path: Path, data: np.ndarray, nodata: float | None = None, names: list[str] | None = None
+) -> Path:
     """A small georeferenced GTiff (EPSG:32633, 10 m) with given bands [C, H, W]."""
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=data.dtype, crs="EPSG:32633", transform=TRANSFORM, nodata=nodata) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs="EPSG:32633",
+        transform=TRANSFORM,
+        nodata=nodata,
+    ) as dst:
         dst.write(data)
         for i, name in enumerate(names or [], start=1):
             dst.set_band_description(i, name)
@@ -56,7 +68,9 @@ def test_window_read_equals_slice_of_full_read(shared_data: Path) -> None:
     assert pmeta.window == (100, 200, 64, 96) and (pmeta.width, pmeta.height) == (meta.width, meta.height)
     # the returned transform is the window's: its origin moved by 200 columns and 100 rows
     a, _, c, _, e, f = meta.transform
-    assert pmeta.transform[2] == pytest.approx(c + 200 * a) and pmeta.transform[5] == pytest.approx(f + 100 * e)
+    assert pmeta.transform[2] == pytest.approx(c + 200 * a) and pmeta.transform[5] == pytest.approx(
+        f + 100 * e
+    )
     same, _ = read_geotiff(path, window=Window(200, 100, 96, 64))  # rasterio Window(col, row, w, h)
     np.testing.assert_array_equal(same, part)
     with pytest.raises(GeoTiffError, match="outside"):
@@ -93,7 +107,7 @@ def test_stacked_38cloud_bands(shared_data: Path) -> None:
     data, meta = read_geotiff(files)
     assert data.shape == (4, 384, 384) and data.dtype == np.uint16
     assert meta.band_names == ["red", "green", "blue", "nir"] and meta.crs is None and not meta.georeferenced
-    for plane, path in zip(data, files):
+    for plane, path in zip(data, files, strict=False):
         with rasterio.open(path) as src:
             np.testing.assert_array_equal(plane, src.read(1))
     nir_only, _ = read_geotiff(files, bands=["nir"])
@@ -137,7 +151,11 @@ def test_write_read_round_trip_cog(tmp_path: Path) -> None:
     write_geotiff(out, array, like=meta, band_names=["B02", "B03", "B04", "B08"])
     back, bmeta = read_geotiff(out)
     np.testing.assert_array_equal(back, array)
-    assert bmeta.crs == "EPSG:32633" and bmeta.transform == pytest.approx(meta.transform) and bmeta.nodata == 65535
+    assert (
+        bmeta.crs == "EPSG:32633"
+        and bmeta.transform == pytest.approx(meta.transform)
+        and bmeta.nodata == 65535
+    )
     assert bmeta.band_names == ["B02", "B03", "B04", "B08"]
     np.testing.assert_array_equal(bmeta.valid, meta.valid)
     with rasterio.open(out) as src:
@@ -152,12 +170,24 @@ def test_window_chip_written_back_in_place(tmp_path: Path) -> None:
     chip, meta = read_geotiff(make_tif(tmp_path / "src.tif", data), window=(8, 16, 8, 8))
     write_geotiff(tmp_path / "chip.tif", chip, like=meta)
     _, cmeta = read_geotiff(tmp_path / "chip.tif")
-    assert cmeta.transform[2] == pytest.approx(500000.0 + 16 * 10) and cmeta.transform[5] == pytest.approx(4600000.0 - 8 * 10)
+    assert cmeta.transform[2] == pytest.approx(500000.0 + 16 * 10) and cmeta.transform[5] == pytest.approx(
+        4600000.0 - 8 * 10
+    )
 
 
 def test_incremental_writer_tile_by_tile(tmp_path: Path) -> None:
-    like = GeoMeta(path="-", crs="EPSG:32633", transform=tuple(TRANSFORM)[:6], res=(10.0, 10.0), nodata=None,
-                   band_names=["b"], dtype="uint8", width=100, height=70, window=(0, 0, 70, 100))
+    like = GeoMeta(
+        path="-",
+        crs="EPSG:32633",
+        transform=tuple(TRANSFORM)[:6],
+        res=(10.0, 10.0),
+        nodata=None,
+        band_names=["b"],
+        dtype="uint8",
+        width=100,
+        height=70,
+        window=(0, 0, 70, 100),
+    )
     expected = np.full((1, 70, 100), 255, np.uint8)
     out = tmp_path / "scene.tif"
     with open_geotiff_writer(out, like=like, count=1, dtype="uint8", nodata=255) as writer:
@@ -173,8 +203,18 @@ def test_incremental_writer_tile_by_tile(tmp_path: Path) -> None:
 
 
 def test_writer_leaves_nothing_on_error(tmp_path: Path) -> None:
-    like = GeoMeta(path="-", crs="EPSG:32633", transform=tuple(TRANSFORM)[:6], res=(10.0, 10.0), nodata=None,
-                   band_names=["b"], dtype="uint8", width=16, height=16, window=(0, 0, 16, 16))
+    like = GeoMeta(
+        path="-",
+        crs="EPSG:32633",
+        transform=tuple(TRANSFORM)[:6],
+        res=(10.0, 10.0),
+        nodata=None,
+        band_names=["b"],
+        dtype="uint8",
+        width=16,
+        height=16,
+        window=(0, 0, 16, 16),
+    )
     with pytest.raises(RuntimeError):
         with open_geotiff_writer(tmp_path / "bad.tif", like=like, count=1, dtype="uint8") as writer:
             writer.write(np.zeros((1, 8, 8), np.uint8), (0, 0, 8, 8))

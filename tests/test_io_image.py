@@ -17,7 +17,9 @@ RGB = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3) * 3  # [H, W, 3], di
 
 
 def save(path: Path, array: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> Path:
-    Image.fromarray(array, mode=mode).save(path, format=fmt) if mode else Image.fromarray(array).save(path, format=fmt)
+    Image.fromarray(array, mode=mode).save(path, format=fmt) if mode else Image.fromarray(array).save(
+        path, format=fmt
+    )
     return path
 
 
@@ -112,7 +114,15 @@ def test_read_mask_palette_indices_and_colours(shared_data: Path) -> None:
     assert indices.ndim == 2 and colours.shape == indices.shape + (3,) and info["mode"] == "P"
     palette = np.array(info["palette"], dtype=np.uint8)
     np.testing.assert_array_equal(palette[indices], colours)
-    known = {(60, 16, 152), (132, 41, 246), (110, 193, 228), (254, 221, 58), (226, 169, 41), (155, 155, 155), (0, 0, 0)}
+    known = {
+        (60, 16, 152),
+        (132, 41, 246),
+        (110, 193, 228),
+        (254, 221, 58),
+        (226, 169, 41),
+        (155, 155, 155),
+        (0, 0, 0),
+    }
     found = {tuple(int(v) for v in c) for c in np.unique(colours.reshape(-1, 3), axis=0)}
     assert found <= known and len(found) >= 2
 

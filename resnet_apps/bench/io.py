@@ -28,8 +28,12 @@ import numpy as np
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bench io``."""
-    parser.add_argument("--data", type=Path, default=None,
-                        help="shared data root (default $RESNET_APPS_SHARED_DATA or ../shared/data)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="shared data root (default $RESNET_APPS_SHARED_DATA or ../shared/data)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="re-reads per file (default 3)")
     parser.add_argument("--chips", type=int, default=200, help="EuroSAT-MS chips to read (default 200)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -63,7 +67,7 @@ def _cached_rate(cache: Any, files: list[Path], arrays: list[np.ndarray], repeat
     if cache is None:
         return None
     keys = [cache.key([f], {"bench": "io"}) for f in files]
-    for key, array in zip(keys, arrays):
+    for key, array in zip(keys, arrays, strict=False):
         cache.store(key, {"image": array})
     start = time.perf_counter()
     for _ in range(repeats):
@@ -82,20 +86,22 @@ def bench_dicom(root: Path, repeats: int, cache: Any) -> list[dict[str, Any]]:
     rows = []
     for path in sorted((root / "dicom_radiographs").rglob("*.dcm")):
         try:
-            first, (image, meta) = _time(lambda: read_dicom(path))
+            first, (image, meta) = _time(lambda path=path: read_dicom(path))
         except ResnetAppsError as error:
             rows.append({"file": path.name, "syntax": "?", "error": str(error)[:80]})
             continue
-        again = [_time(lambda: read_dicom(path))[0] for _ in range(repeats)]
-        rows.append({
-            "file": path.name,
-            "syntax": meta.transfer_syntax,
-            "size": f"{meta.rows}x{meta.cols}",
-            "first": 1.0 / first,
-            "reread": 1.0 / float(np.mean(again)),
-            "cached": _cached_rate(cache, [path], [image], repeats),
-            "mpix_s": meta.rows * meta.cols / float(np.mean(again)) / 1e6,
-        })
+        again = [_time(lambda path=path: read_dicom(path))[0] for _ in range(repeats)]
+        rows.append(
+            {
+                "file": path.name,
+                "syntax": meta.transfer_syntax,
+                "size": f"{meta.rows}x{meta.cols}",
+                "first": 1.0 / first,
+                "reread": 1.0 / float(np.mean(again)),
+                "cached": _cached_rate(cache, [path], [image], repeats),
+                "mpix_s": meta.rows * meta.cols / float(np.mean(again)) / 1e6,
+            }
+        )
     return rows
 
 
@@ -132,19 +138,28 @@ def run(args: argparse.Namespace) -> int:
     geo = bench_geotiff(root, args.chips, args.repeats, cache)
 
     print(f"bench io: images/s (first read in process | re-read, mean of {args.repeats} | cached load){note}")
-    print(f"{'DICOM file':<22} {'transfer syntax':<50} {'size':>10} {'first':>9} {'re-read':>9} {'cached':>9} {'Mpx/s':>6}")
+    columns = ("first", "re-read", "cached")
+    print(
+        f"{'DICOM file':<22} {'transfer syntax':<50} {'size':>10} "
+        + " ".join(f"{c:>9}" for c in columns)
+        + "  Mpx/s"
+    )
     for row in dicom:
         if "error" in row:
             print(f"{row['file'][:22]:<22} error: {row['error']}")
             continue
-        print(f"{row['file'][:22]:<22} {row['syntax'][:50]:<50} {row['size']:>10} {_fmt(row['first'])} "
-              f"{_fmt(row['reread'])} {_fmt(row['cached'])} {row['mpix_s']:6.1f}")
+        print(
+            f"{row['file'][:22]:<22} {row['syntax'][:50]:<50} {row['size']:>10} {_fmt(row['first'])} "
+            f"{_fmt(row['reread'])} {_fmt(row['cached'])} {row['mpix_s']:6.1f}"
+        )
     if "error" in geo:
         print(f"GeoTIFF chips: {geo['error']}")
     else:
         label = f"{geo['files']} GeoTIFF chips, 13 bands uint16"
-        print(f"{'EuroSAT-MS chips':<22} {label:<50} {'64x64':>10} {_fmt(geo['first'])} "
-              f"{_fmt(geo['reread'])} {_fmt(geo['cached'])}")
+        print(
+            f"{'EuroSAT-MS chips':<22} {label:<50} {'64x64':>10} {_fmt(geo['first'])} "
+            f"{_fmt(geo['reread'])} {_fmt(geo['cached'])}"
+        )
     if args.json is not None:
         args.json.write_text(json.dumps({"dicom": dicom, "geotiff": geo}, indent=2, default=str))
     return 0

@@ -126,7 +126,11 @@ def _read_dataset(path: Path, stop_before_pixels: bool) -> Dataset:
     if meta is None or "TransferSyntaxUID" not in meta:
         # Old ACR-NEMA stream: pydicom guessed the encoding while parsing; record it as a syntax.
         implicit, little = getattr(ds, "original_encoding", (True, True))
-        syntax = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        syntax = (
+            ImplicitVRLittleEndian
+            if implicit
+            else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        )
         ds.file_meta = meta if meta is not None else FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = syntax
     return ds
@@ -220,8 +224,12 @@ def _decode_with_gdcm(path: Path, ds: Dataset, frame: int | None) -> np.ndarray:
         buffer = image.GetBuffer()
     fmt = image.GetPixelFormat()
     dtype = {
-        (8, 0): np.uint8, (8, 1): np.int8, (16, 0): np.uint16, (16, 1): np.int16,
-        (32, 0): np.uint32, (32, 1): np.int32,
+        (8, 0): np.uint8,
+        (8, 1): np.int8,
+        (16, 0): np.uint16,
+        (16, 1): np.int16,
+        (32, 0): np.uint32,
+        (32, 1): np.int32,
     }.get((int(fmt.GetBitsAllocated()), int(fmt.GetPixelRepresentation())))
     if dtype is None:
         raise MissingCodecError(f"{path}: GDCM returned an unsupported pixel format; fix: convert the file")

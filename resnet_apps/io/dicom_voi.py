@@ -9,8 +9,6 @@ the tests. Outputs are normalised to [0, 1]. No torch here.
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_voi
@@ -19,7 +17,7 @@ from resnet_apps.errors import DicomError
 
 # What callers may pass as ``window``: None (automatic), "percentile", "voi_lut", an int index of
 # the header's windows, or an explicit (center, width) pair in modality units.
-WindowArg = Union[None, str, int, tuple[float, float]]
+WindowArg = None | str | int | tuple[float, float]
 
 # The percentile window used when a file has neither a window nor a VOI LUT (and on request).
 PERCENTILE_WINDOW: tuple[float, float] = (0.5, 99.5)
@@ -33,7 +31,7 @@ def header_windows(ds: Dataset) -> list[tuple[float, float]]:
     centers = list(centers) if ds["WindowCenter"].VM > 1 else [centers]
     widths = list(widths) if ds["WindowWidth"].VM > 1 else [widths]
     pairs = []
-    for center, width in zip(centers, widths):
+    for center, width in zip(centers, widths, strict=False):
         if center is None or width is None or float(width) <= 0:
             continue  # empty or nonsensical entries are skipped, not guessed at
         pairs.append((float(center), float(width)))
@@ -59,7 +57,7 @@ def _window(values: np.ndarray, center: float, width: float, function: str) -> n
     if function == "LINEAR" and width < 1:
         function = "LINEAR_EXACT"  # LINEAR needs width >= 1 (PS3.3 C.11.2.1.2.1)
     if function == "LINEAR":
-        # y = ((x - (c - 0.5)) / (w - 1) + 0.5); x <= c - 0.5 - (w - 1) / 2 -> 0, x > c - 0.5 + (w - 1) / 2 -> 1
+        # y = ((x - (c - 0.5)) / (w - 1) + 0.5), clipped: the standard's two branches are exactly the clip
         center, width = center - 0.5, width - 1.0
     elif function != "LINEAR_EXACT":
         raise DicomError(f"VOI LUT Function {function!r} is not LINEAR, LINEAR_EXACT or SIGMOID")
@@ -127,7 +125,9 @@ def apply_voi_choice(
         return out.astype(np.float32), (center, width), f"header[{window}]"
     if window == "voi_lut":
         if not has_voi_lut(ds):
-            raise DicomError(f"{path}: window='voi_lut' but the file has no VOI LUT Sequence; fix: window=None")
+            raise DicomError(
+                f"{path}: window='voi_lut' but the file has no VOI LUT Sequence; fix: window=None"
+            )
         return np.clip(_lut(values, ds, path), 0.0, 1.0), None, "voi_lut"
     if window == "percentile":
         sample = values[valid] if valid is not None else values.ravel()

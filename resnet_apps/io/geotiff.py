@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import rasterio
@@ -33,8 +32,8 @@ from resnet_apps.constants import EUROSAT_MS_BANDS
 from resnet_apps.errors import BandError, GeoTiffError
 
 # (row_off, col_off, height, width) in pixels, or a rasterio Window
-WindowArg = Union[None, tuple[int, int, int, int], Window]
-BandArg = Union[None, Sequence[Union[str, int]]]
+WindowArg = None | tuple[int, int, int, int] | Window
+BandArg = None | Sequence[str | int]
 
 
 @dataclass
@@ -118,8 +117,14 @@ def _to_window(window: WindowArg, width: int, height: int, where: str) -> Window
     if not isinstance(window, Window):
         row_off, col_off, h, w = (int(v) for v in window)
         window = Window(col_off, row_off, w, h)
-    if (window.col_off < 0 or window.row_off < 0 or window.width <= 0 or window.height <= 0
-            or window.col_off + window.width > width or window.row_off + window.height > height):
+    if (
+        window.col_off < 0
+        or window.row_off < 0
+        or window.width <= 0
+        or window.height <= 0
+        or window.col_off + window.width > width
+        or window.row_off + window.height > height
+    ):
         raise GeoTiffError(
             f"{where}: window (row_off={window.row_off}, col_off={window.col_off}, height={window.height}, "
             f"width={window.width}) is outside the {height}x{width} raster; fix: clip it to the raster"
@@ -133,7 +138,11 @@ def _stack_names(paths: Sequence[Path]) -> list[str]:
     38-Cloud's ``red_patch_X.TIF``, ``nir_patch_X.TIF`` become ``red`` and ``nir``; otherwise the stems.
     """
     parts = [p.stem.split("_", 1) for p in paths]
-    if all(len(x) == 2 for x in parts) and len({x[1] for x in parts}) == 1 and len({x[0] for x in parts}) == len(parts):
+    if (
+        all(len(x) == 2 for x in parts)
+        and len({x[1] for x in parts}) == 1
+        and len({x[0] for x in parts}) == len(parts)
+    ):
         return [x[0] for x in parts]
     return [p.stem for p in paths]
 
@@ -146,7 +155,9 @@ def _open(path: Path) -> rasterio.io.DatasetReader:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioIOError as error:
-        raise GeoTiffError(f"{path}: not a readable raster ({error}); fix: check the file is a (Geo)TIFF") from error
+        raise GeoTiffError(
+            f"{path}: not a readable raster ({error}); fix: check the file is a (Geo)TIFF"
+        ) from error
 
 
 def _valid_mask(data: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
@@ -155,7 +166,7 @@ def _valid_mask(data: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
     per_band = [d is not None and not np.isnan(d) for d in nodata]
     if all(per_band) and len(per_band) > 0:
         all_nodata = np.ones(data.shape[1:], dtype=bool)
-        for band, value in zip(data, nodata):
+        for band, value in zip(data, nodata, strict=False):
             all_nodata &= band == value
         valid &= ~all_nodata
     if data.dtype.kind == "f":
@@ -189,7 +200,7 @@ def read_geotiff(
     sources = [_open(p) for p in paths]
     try:
         first = sources[0]
-        for p, src in zip(paths[1:], sources[1:]):
+        for p, src in zip(paths[1:], sources[1:], strict=False):
             if (src.width, src.height) != (first.width, first.height) or src.transform != first.transform:
                 raise GeoTiffError(
                     f"{p}: {src.height}x{src.width} with transform {tuple(src.transform)[:6]} differs from "
@@ -200,7 +211,7 @@ def read_geotiff(
         names: list[str] = []
         nodatas: list[float | None] = []
         fallbacks = _stack_names(paths)
-        for k, (p, src) in enumerate(zip(paths, sources)):
+        for k, src in enumerate(sources):
             fallback = fallbacks[k] if len(paths) > 1 else None
             for b, name in enumerate(file_band_names(src, fallback)):
                 planes.append((k, b + 1))
@@ -209,7 +220,9 @@ def read_geotiff(
         chosen = _resolve_bands(bands, names, where)
         dtypes = {sources[planes[i][0]].dtypes[planes[i][1] - 1] for i in chosen}
         if len(dtypes) > 1:
-            raise GeoTiffError(f"{where}: bands of different dtypes {sorted(dtypes)}; fix: read them separately")
+            raise GeoTiffError(
+                f"{where}: bands of different dtypes {sorted(dtypes)}; fix: read them separately"
+            )
         win = _to_window(window, first.width, first.height, where)
         data = np.empty((len(chosen), int(win.height), int(win.width)), dtype=dtypes.pop())
         for out_index, plane in enumerate(chosen):
@@ -217,7 +230,9 @@ def read_geotiff(
             try:
                 data[out_index] = sources[k].read(b, window=win)
             except RasterioIOError as error:
-                raise GeoTiffError(f"{paths[k]}: band {b} cannot be read ({error}); the file may be truncated") from error
+                raise GeoTiffError(
+                    f"{paths[k]}: band {b} cannot be read ({error}); the file may be truncated"
+                ) from error
         nodata_chosen = [nodatas[i] for i in chosen]
         georeferenced = first.crs is not None or not first.transform.is_identity
         meta = GeoMeta(
@@ -226,7 +241,9 @@ def read_geotiff(
             # window origin shift, as rasterio's window_transform but without its deprecated `*` product
             transform=tuple(first.transform @ rasterio.Affine.translation(win.col_off, win.row_off))[:6],  # type: ignore[arg-type]
             res=(float(first.res[0]), float(first.res[1])),
-            nodata=nodata_chosen[0] if nodata_chosen and len(set(map(str, nodata_chosen))) == 1 else first.nodata,
+            nodata=nodata_chosen[0]
+            if nodata_chosen and len(set(map(str, nodata_chosen))) == 1
+            else first.nodata,
             band_names=[names[i] for i in chosen],
             dtype=str(data.dtype),
             width=int(first.width),
@@ -242,8 +259,14 @@ def read_geotiff(
 
 
 # Creation options of the intermediate tiled GTiff that tiles are written into.
-_TMP_PROFILE = {"driver": "GTiff", "tiled": True, "blockxsize": 512, "blockysize": 512,
-                "compress": "deflate", "bigtiff": "IF_SAFER"}
+_TMP_PROFILE = {
+    "driver": "GTiff",
+    "tiled": True,
+    "blockxsize": 512,
+    "blockysize": 512,
+    "compress": "deflate",
+    "bigtiff": "IF_SAFER",
+}
 
 
 class GeoTiffWriter:
@@ -270,7 +293,9 @@ class GeoTiffWriter:
         self.width = int(width if width is not None else like.window[3])
         self.count, self.dtype, self.nodata = int(count), np.dtype(dtype), nodata
         if band_names is not None and len(band_names) != count:
-            raise GeoTiffError(f"{path}: {len(band_names)} band names for {count} bands; fix: one name per band")
+            raise GeoTiffError(
+                f"{path}: {len(band_names)} band names for {count} bands; fix: one name per band"
+            )
         self.band_names = list(band_names) if band_names is not None else None
         self.like = like
         self._tmp = self.path.with_name(f".{self.path.name}.partial.tif")
@@ -278,11 +303,20 @@ class GeoTiffWriter:
 
     def __enter__(self) -> GeoTiffWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        profile = dict(_TMP_PROFILE, width=self.width, height=self.height, count=self.count,
-                       dtype=self.dtype.name, crs=self.like.crs, nodata=self.nodata,
-                       transform=rasterio.Affine(*self.like.transform))
+        profile = dict(
+            _TMP_PROFILE,
+            width=self.width,
+            height=self.height,
+            count=self.count,
+            dtype=self.dtype.name,
+            crs=self.like.crs,
+            nodata=self.nodata,
+            transform=rasterio.Affine(*self.like.transform),
+        )
         if self.width < 512 or self.height < 512:
-            profile.update(blockxsize=256, blockysize=256) if min(self.width, self.height) >= 256 else profile.update(tiled=False)
+            profile.update(blockxsize=256, blockysize=256) if min(
+                self.width, self.height
+            ) >= 256 else profile.update(tiled=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             self._dst = rasterio.open(self._tmp, "w", **profile)
@@ -296,9 +330,15 @@ class GeoTiffWriter:
         if self._dst is None:
             raise GeoTiffError(f"{self.path}: write() outside 'with open_geotiff_writer(...)'")
         if array.ndim != 3 or array.shape[0] != self.count:
-            raise GeoTiffError(f"{self.path}: array {array.shape} is not [{self.count}, h, w]; fix: pass [C, H, W]")
-        win = _to_window(window if window is not None else (0, 0, array.shape[1], array.shape[2]),
-                         self.width, self.height, str(self.path))
+            raise GeoTiffError(
+                f"{self.path}: array {array.shape} is not [{self.count}, h, w]; fix: pass [C, H, W]"
+            )
+        win = _to_window(
+            window if window is not None else (0, 0, array.shape[1], array.shape[2]),
+            self.width,
+            self.height,
+            str(self.path),
+        )
         if (int(win.height), int(win.width)) != array.shape[1:]:
             raise GeoTiffError(f"{self.path}: array {array.shape[1:]} does not fill window {win}")
         self._dst.write(array.astype(self.dtype, copy=False), window=win)
@@ -311,9 +351,15 @@ class GeoTiffWriter:
             if exc_type is None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                    rasterio.shutil.copy(self._tmp, self.path, driver="COG", compress="DEFLATE",
-                                         blocksize=512 if min(self.width, self.height) >= 512 else 256,
-                                         overviews="AUTO", bigtiff="IF_SAFER")
+                    rasterio.shutil.copy(
+                        self._tmp,
+                        self.path,
+                        driver="COG",
+                        compress="DEFLATE",
+                        blocksize=512 if min(self.width, self.height) >= 512 else 256,
+                        overviews="AUTO",
+                        bigtiff="IF_SAFER",
+                    )
         finally:
             self._tmp.unlink(missing_ok=True)
 
@@ -351,6 +397,14 @@ def write_geotiff(
     if array.ndim != 3:
         raise GeoTiffError(f"{path}: array of shape {array.shape} is not [C, H, W]")
     nodata = like.nodata if nodata is None else nodata
-    with GeoTiffWriter(path, like, array.shape[0], array.dtype, nodata, band_names,
-                       height=array.shape[1], width=array.shape[2]) as writer:
+    with GeoTiffWriter(
+        path,
+        like,
+        array.shape[0],
+        array.dtype,
+        nodata,
+        band_names,
+        height=array.shape[1],
+        width=array.shape[2],
+    ) as writer:
         writer.write(array)

@@ -52,12 +52,14 @@ class ImageMeta:
 
 
 def sniff_format(path: str | os.PathLike[str]) -> str:
-    """"dicom", "tiff", "png", "jpeg" or "unknown", from the first 132 bytes."""
+    """ "dicom", "tiff", "png", "jpeg" or "unknown", from the first 132 bytes."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(132)
     except OSError as error:
-        raise ImageReadError(f"{path}: cannot be opened ({error}); fix: check the path and permissions") from error
+        raise ImageReadError(
+            f"{path}: cannot be opened ({error}); fix: check the path and permissions"
+        ) from error
     if head.startswith(_PNG_MAGIC):
         return "png"
     if head.startswith(_JPEG_MAGIC):
@@ -74,7 +76,9 @@ def _pil_open(path: Path) -> Image.Image:
         image = Image.open(path)
         image.load()  # decode now so truncated files fail here, with the file named
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(f"{path}: cannot be decoded as PNG/JPEG ({error}); the file may be truncated") from error
+        raise ImageReadError(
+            f"{path}: cannot be decoded as PNG/JPEG ({error}); the file may be truncated"
+        ) from error
     return image
 
 
@@ -174,8 +178,15 @@ def read_image(
         arr, names = _pil_to_array(pil, path)
         arr, names = _select(arr, names, bands, str(path))
         arr = _crop(arr, window, str(path))
-        meta = ImageMeta(path=str(path), band_names=names, dtype=str(arr.dtype), mode=pil.mode, format=fmt,
-                         width=pil.width, height=pil.height)
+        meta = ImageMeta(
+            path=str(path),
+            band_names=names,
+            dtype=str(arr.dtype),
+            mode=pil.mode,
+            format=fmt,
+            width=pil.width,
+            height=pil.height,
+        )
         return arr, meta
     raise ImageReadError(
         f"{path}: unknown image format (not DICOM, TIFF, PNG or JPEG by its first bytes); "
@@ -206,7 +217,12 @@ def read_mask(path: str | os.PathLike[str], rgb: bool = False) -> tuple[np.ndarr
         if rgb and arr.shape[0] == 1:
             arr = np.repeat(arr, 3, axis=0)
         out = arr[0] if arr.shape[0] == 1 else np.ascontiguousarray(arr[:3].transpose(1, 2, 0))
-        return out, {"mode": f"{arr.shape[0]}-band", "format": "tiff", "palette": None, "nodata": gmeta.nodata}
+        return out, {
+            "mode": f"{arr.shape[0]}-band",
+            "format": "tiff",
+            "palette": None,
+            "nodata": gmeta.nodata,
+        }
     if fmt not in ("png", "jpeg"):
         raise ImageReadError(f"{path}: a mask must be PNG, JPEG or TIFF (found {fmt}); fix: convert it")
     pil = _pil_open(path)

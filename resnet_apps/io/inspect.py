@@ -32,7 +32,9 @@ def _percentiles(arr: np.ndarray, valid: np.ndarray | None) -> list[dict[str, An
         if values.size == 0:
             rows.append({str(p): None for p in PERCENTILES})
             continue
-        rows.append({str(p): float(v) for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES))})
+        rows.append(
+            {str(p): float(v) for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES), strict=False)}
+        )
     return rows
 
 
@@ -74,16 +76,40 @@ def inspect_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _dicom_facts(meta: DicomMeta) -> dict[str, Any]:
     # an explicit allow-list: hashes are fine, identifiers never exist in DicomMeta anyway
-    keys = ("modality", "view_position", "body_part", "sop_class", "photometric", "transfer_syntax",
-            "transfer_syntax_uid", "bits_allocated", "bits_stored", "pixel_representation", "rows", "cols",
-            "number_of_frames", "pixel_spacing", "window", "window_source", "patient_hash", "study_hash")
+    keys = (
+        "modality",
+        "view_position",
+        "body_part",
+        "sop_class",
+        "photometric",
+        "transfer_syntax",
+        "transfer_syntax_uid",
+        "bits_allocated",
+        "bits_stored",
+        "pixel_representation",
+        "rows",
+        "cols",
+        "number_of_frames",
+        "pixel_spacing",
+        "window",
+        "window_source",
+        "patient_hash",
+        "study_hash",
+    )
     return {k: getattr(meta, k) for k in keys if getattr(meta, k) is not None}
 
 
 def _geo_facts(meta: GeoMeta) -> dict[str, Any]:
-    return {"crs": meta.crs, "resolution": meta.res, "transform": meta.transform, "nodata": meta.nodata,
-            "band_names": meta.band_names, "width": meta.width, "height": meta.height,
-            "georeferenced": meta.georeferenced}
+    return {
+        "crs": meta.crs,
+        "resolution": meta.res,
+        "transform": meta.transform,
+        "nodata": meta.nodata,
+        "band_names": meta.band_names,
+        "width": meta.width,
+        "height": meta.height,
+        "georeferenced": meta.georeferenced,
+    }
 
 
 def _image_facts(meta: ImageMeta) -> dict[str, Any]:
@@ -102,10 +128,35 @@ def format_summary(info: dict[str, Any]) -> str:
     """A compact, aligned text block for one file."""
     size = info.get("bytes")
     lines = [f"{info['path']}  [{info.get('format', '?')}, {size / 1024:.1f} KiB]" if size else info["path"]]
-    order = ("shape", "dtype", "band_names", "photometric", "modality", "view_position", "body_part", "sop_class",
-             "transfer_syntax", "transfer_syntax_uid", "bits_allocated", "bits_stored", "pixel_representation",
-             "number_of_frames", "frame_shown", "pixel_spacing", "window", "window_source", "mode", "crs",
-             "resolution", "transform", "nodata", "georeferenced", "invalid_share", "patient_hash", "study_hash")
+    order = (
+        "shape",
+        "dtype",
+        "band_names",
+        "photometric",
+        "modality",
+        "view_position",
+        "body_part",
+        "sop_class",
+        "transfer_syntax",
+        "transfer_syntax_uid",
+        "bits_allocated",
+        "bits_stored",
+        "pixel_representation",
+        "number_of_frames",
+        "frame_shown",
+        "pixel_spacing",
+        "window",
+        "window_source",
+        "mode",
+        "crs",
+        "resolution",
+        "transform",
+        "nodata",
+        "georeferenced",
+        "invalid_share",
+        "patient_hash",
+        "study_hash",
+    )
     for key in order:
         if key in info and info[key] is not None:
             value = info[key]
@@ -116,8 +167,10 @@ def format_summary(info: dict[str, Any]) -> str:
         names = info.get("band_names") or ["gray"]
         header = "  ".join(f"p{p:<9}" for p in PERCENTILES)
         lines.append(f"  {'percentiles':<20} {header}")
-        for name, row in zip(names, info["percentiles"]):
-            cells = "  ".join(f"{_fmt(row[str(p)]) if row[str(p)] is not None else '-':<10}" for p in PERCENTILES)
+        for name, row in zip(names, info["percentiles"], strict=False):
+            cells = "  ".join(
+                f"{_fmt(row[str(p)]) if row[str(p)] is not None else '-':<10}" for p in PERCENTILES
+            )
             lines.append(f"    {str(name):<18} {cells}")
     if "error" in info:
         lines.append(f"  {'error':<20} {info['error']}")
