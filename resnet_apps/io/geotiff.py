@@ -206,33 +206,42 @@ def read_geotiff(
                     f"{p}: {src.height}x{src.width} with transform {tuple(src.transform)[:6]} differs from "
                     f"{paths[0]} ({first.height}x{first.width}); fix: stack only co-registered bands"
                 )
-        # (source index, band index within it) for every band of the stack, with its name
+        # (source index, band index within it) for every band of the stack, with its name; rasterio's
+        # dtypes / nodatavals properties are rebuilt on every access, so read each once
         planes: list[tuple[int, int]] = []
         names: list[str] = []
         nodatas: list[float | None] = []
+        band_dtypes: list[str] = []
         fallbacks = _stack_names(paths)
         for k, src in enumerate(sources):
             fallback = fallbacks[k] if len(paths) > 1 else None
+            src_nodata, src_dtypes = src.nodatavals, src.dtypes
             for b, name in enumerate(file_band_names(src, fallback)):
                 planes.append((k, b + 1))
                 names.append(name)
-                nodatas.append(src.nodatavals[b])
+                nodatas.append(src_nodata[b])
+                band_dtypes.append(src_dtypes[b])
         chosen = _resolve_bands(bands, names, where)
-        dtypes = {sources[planes[i][0]].dtypes[planes[i][1] - 1] for i in chosen}
+        dtypes = {band_dtypes[i] for i in chosen}
         if len(dtypes) > 1:
             raise GeoTiffError(
                 f"{where}: bands of different dtypes {sorted(dtypes)}; fix: read them separately"
             )
         win = _to_window(window, first.width, first.height, where)
         data = np.empty((len(chosen), int(win.height), int(win.width)), dtype=dtypes.pop())
-        for out_index, plane in enumerate(chosen):
-            k, b = planes[plane]
+        # one windowed read per source file, all its chosen bands at once, straight into `data`
+        for k, src in enumerate(sources):
+            slots = [j for j, plane in enumerate(chosen) if planes[plane][0] == k]
+            if not slots:
+                continue
+            indexes = [planes[chosen[j]][1] for j in slots]
             try:
-                data[out_index] = sources[k].read(b, window=win)
+                block = src.read(indexes, window=win)
             except RasterioIOError as error:
                 raise GeoTiffError(
-                    f"{paths[k]}: band {b} cannot be read ({error}); the file may be truncated"
+                    f"{paths[k]}: bands {indexes} cannot be read ({error}); the file may be truncated"
                 ) from error
+            data[slots] = block
         nodata_chosen = [nodatas[i] for i in chosen]
         georeferenced = first.crs is not None or not first.transform.is_identity
         meta = GeoMeta(
