@@ -8,17 +8,17 @@ A split is a plain dict, saved with the run and re-applied from it::
      "groups": {"train": 310, ...}, "leakage": {"ok": true, "offending_groups": []},
      "dropped": [{"path": ..., "reason": ...}]}   # group + keep_test only: train images of test patients
 
-Methods: ``stratified`` (no groups; scikit-learn ``train_test_split``), ``group`` (scikit-learn
-``StratifiedGroupKFold``: folds of whole groups with label shares kept; ``GroupShuffleSplit`` when there is
-nothing to stratify), ``column`` (the index CSV's split column; a missing val split is drawn from train by
+Methods: ``stratified`` (no groups; scikit-learn ``train_test_split``), ``group`` (whole groups held out:
+scikit-learn ``train_test_split`` over the groups, stratified by each group's most frequent label, or
+``GroupShuffleSplit`` when there is nothing to stratify; fractions count groups, not images), ``column`` (the index CSV's split column; a missing val split is drawn from train by
 group) and ``spatial`` (groups are blocks of ``block_size_m`` metres around each chip's centre).
-Fractions are approximate with groups: a fold holds whole groups.
+Fractions are approximate with groups: patients with many images move the image shares.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,25 +36,37 @@ def _two_way(
     idx: np.ndarray, labels: np.ndarray | None, groups: np.ndarray | None, fraction: float, seed: int, stratify: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split ``idx`` into (rest, held) with about ``fraction`` of it held out, whole groups kept together."""
-    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
     if fraction <= 0 or len(idx) == 0:
         return idx, idx[:0]
     if groups is None:
         strat = labels[idx] if (stratify and labels is not None and _can_stratify(labels[idx], fraction)) else None
-        rest, held = train_test_split(idx, test_size=fraction, random_state=seed, shuffle=True, stratify=strat)
+        n_held = max(1, int(round(fraction * len(idx))))  # round, not sklearn's ceil: 0.15 of 200 is 30
+        rest, held = train_test_split(idx, test_size=n_held, random_state=seed, shuffle=True, stratify=strat)
         return np.sort(rest), np.sort(held)
-    n_groups = len(set(groups[idx].tolist()))
-    if n_groups < 2:
-        raise DatasetError(f"split: only {n_groups} group(s) among {len(idx)} samples; cannot hold any out by group")
-    n_splits = min(max(2, round(1.0 / fraction)), n_groups)
-    if stratify and labels is not None and len(set(labels[idx].tolist())) > 1:
-        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        rest_pos, held_pos = next(folds.split(idx, labels[idx], groups[idx]))
-    else:
-        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-        rest_pos, held_pos = next(splitter.split(idx, groups=groups[idx]))
-    return np.sort(idx[rest_pos]), np.sort(idx[held_pos])
+    names, inverse = np.unique(groups[idx], return_inverse=True)
+    if len(names) < 2:
+        raise DatasetError(f"split: only {len(names)} group(s) among {len(idx)} samples; cannot hold any out by group")
+    n_held = min(len(names) - 1, max(1, int(round(fraction * len(names)))))
+    group_labels = None
+    if stratify and labels is not None:
+        # one label per group (its most frequent); StratifiedGroupKFold does this per sample but is
+        # quadratic in the number of groups (minutes for NIH's 30,805 patients), this is linear
+        runs: dict[int, Counter[str]] = defaultdict(Counter)
+        for g, lab in zip(inverse.tolist(), labels[idx].tolist()):
+            runs[g][lab] += 1
+        group_labels = np.array([runs[g].most_common(1)[0][0] for g in range(len(names))])
+        if not _can_stratify(group_labels, n_held / len(names)):
+            group_labels = None
+    if group_labels is None:
+        splitter = GroupShuffleSplit(n_splits=1, test_size=n_held, random_state=seed)
+        rest_pos, held_pos = next(splitter.split(idx, groups=inverse))
+        return np.sort(idx[rest_pos]), np.sort(idx[held_pos])
+    _, held_groups = train_test_split(np.arange(len(names)), test_size=n_held, random_state=seed,
+                                      shuffle=True, stratify=group_labels)
+    held = np.isin(inverse, held_groups)
+    return np.sort(idx[~held]), np.sort(idx[held])
 
 
 def _can_stratify(labels: np.ndarray, fraction: float) -> bool:
@@ -77,7 +89,7 @@ def group_split(
         groups: one group per sample (patient / tile / block); None -> sample-level (stratified) split.
         val, test: fractions of all samples (approximate with groups).
         seed: makes the split reproducible.
-        stratify: keep label shares (StratifiedGroupKFold) instead of plain GroupShuffleSplit.
+        stratify: keep label shares (stratified over groups) instead of plain GroupShuffleSplit.
 
     Returns:
         ``{"train": [...], "val": [...], "test": [...]}`` sorted indices.
