@@ -1,0 +1,306 @@
+"""Dataset fetcher against a local HTTP server on 127.0.0.1 (no internet): layout, checksums, retry, resume.
+
+The server (http.server in a thread, port 0) serves archives built here and can, once per file, corrupt the
+bytes or close the connection after N bytes; it records every request's path and Range header.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resnet_apps import fetch
+from resnet_apps.errors import ChecksumError, FetchError
+from resnet_apps.fetch import transfer as transfer_module
+from resnet_apps.fetch.transfer import sha256_file
+from resnet_apps.fetch.layout import EUROSAT_CLASSES, safe_extract
+
+# --- the local server --------------------------------------------------------------------------
+
+
+@dataclass
+class ServerState:
+    files: dict[str, bytes] = field(default_factory=dict)
+    corrupt_next: set[str] = field(default_factory=set)      # serve wrong bytes once
+    corrupt_always: set[str] = field(default_factory=set)
+    cut_next: dict[str, int] = field(default_factory=dict)    # close the connection after N bytes, once
+    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: ServerState  # set on a per-test subclass
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        state = self.state
+        name = self.path.lstrip("/")
+        range_header = self.headers.get("Range")
+        state.requests.append((name, range_header))
+        if name not in state.files:
+            self.send_error(404)
+            return
+        body = state.files[name]
+        if name in state.corrupt_next or name in state.corrupt_always:
+            state.corrupt_next.discard(name)
+            body = bytes(b ^ 0xFF for b in body[:64]) + body[64:]  # same length, wrong bytes
+        start = 0
+        if range_header and range_header.startswith("bytes=") and range_header.endswith("-"):
+            start = int(range_header[len("bytes="):-1])
+            if start >= len(body):
+                self.send_error(416)
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        payload = body[start:]
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        cut = state.cut_next.pop(name, None)
+        if cut is not None:
+            self.wfile.write(payload[:cut])  # then the handler returns and HTTP/1.0 closes the socket
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, ServerState]]:
+    state = ServerState()
+    handler = type("Handler", (_Handler,), {"state": state})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transfer_module, "BACKOFF_S", 0.0)
+
+
+# --- archives built in the test ------------------------------------------------------------------
+
+
+def _chip(class_index: int) -> np.ndarray:
+    """A 13-band 4x4 uint16 chip whose values encode its class: band b holds 100 * class + b."""
+    return (100 * class_index + np.arange(13, dtype=np.uint16))[:, None, None].repeat(4, 1).repeat(4, 2)
+
+
+def _eurosat_zip() -> bytes:
+    """EuroSAT_MS/<Class>/<Class>_1.tif for the 10 classes, as in the Zenodo archive (plus macOS junk)."""
+    import rasterio
+    from rasterio.io import MemoryFile
+    from rasterio.transform import from_origin
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for index, name in enumerate(EUROSAT_CLASSES):
+            with MemoryFile() as memory:
+                with memory.open(driver="GTiff", width=4, height=4, count=13, dtype="uint16",
+                                 crs=rasterio.CRS.from_epsg(32632), transform=from_origin(500000, 5000000, 10, 10)
+                                 ) as dataset:
+                    dataset.write(_chip(index))
+                zf.writestr(f"EuroSAT_MS/{name}/{name}_1.tif", memory.read())
+        zf.writestr("__MACOSX/EuroSAT_MS/._Forest", b"junk")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def eurosat_zip() -> bytes:
+    return _eurosat_zip()
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+
+def test_fetch_verifies_extracts_and_lays_out(tmp_path: Path, server: tuple[str, ServerState],
+                                              eurosat_zip: bytes) -> None:
+    import rasterio
+
+    url, state = server
+    state.files["EuroSAT_MS.zip"] = eurosat_zip
+    target = fetch.fetch_dataset("eurosat_ms", tmp_path, base_url=url)
+    assert target == tmp_path / "eurosat_ms"
+    # every class folder holds its chip, with the pixel values written above
+    for index, name in enumerate(EUROSAT_CLASSES):
+        with rasterio.open(target / name / f"{name}_1.tif") as dataset:
+            np.testing.assert_array_equal(dataset.read(), _chip(index))
+    labels = (target / "labels.csv").read_text().splitlines()
+    assert labels[0] == "filename,label" and len(labels) == 11 and "Forest/Forest_1.tif,Forest" in labels
+    assert not list(tmp_path.rglob("._*")), "macOS resource forks must not be laid out"
+    # the sha256 was unknown: the first fetch records it, and the marker names it
+    expected = __import__("hashlib").sha256(eurosat_zip).hexdigest()
+    assert json.loads((tmp_path / ".checksums.json").read_text()) == {"EuroSAT_MS.zip": expected}
+    assert json.loads((target / ".complete").read_text())["files"] == {"EuroSAT_MS.zip": expected}
+    assert not (tmp_path / ".extract").exists()
+    # idempotent: a second call returns at once without touching the network
+    requests_before = len(state.requests)
+    assert fetch.fetch_dataset("eurosat_ms", tmp_path, base_url=url) == target
+    assert len(state.requests) == requests_before == 1
+
+
+def test_corrupted_download_is_detected_and_retried(tmp_path: Path, server: tuple[str, ServerState],
+                                                    eurosat_zip: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, state = server
+    state.files["EuroSAT_MS.zip"] = eurosat_zip
+    state.corrupt_next.add("EuroSAT_MS.zip")
+    digest = __import__("hashlib").sha256(eurosat_zip).hexdigest()
+    monkeypatch.setitem(fetch.DATASETS["eurosat_ms"]["files"][0], "sha256", digest)
+    target = fetch.fetch_dataset("eurosat_ms", tmp_path, base_url=url, retries=2)
+    # first response corrupt -> deleted -> downloaded again from byte 0 (no Range: a bad file is not resumed)
+    assert state.requests == [("EuroSAT_MS.zip", None), ("EuroSAT_MS.zip", None)]
+    assert sha256_file(tmp_path / ".downloads" / "EuroSAT_MS.zip") == digest
+    assert (target / "Forest" / "Forest_1.tif").is_file()
+
+
+def test_interrupted_download_resumes_with_range(tmp_path: Path, server: tuple[str, ServerState],
+                                                 eurosat_zip: bytes) -> None:
+    url, state = server
+    state.files["EuroSAT_MS.zip"] = eurosat_zip
+    state.cut_next["EuroSAT_MS.zip"] = 4000
+    assert len(eurosat_zip) > 8000
+    fetch.fetch_dataset("eurosat_ms", tmp_path, base_url=url, retries=2)
+    assert state.requests == [("EuroSAT_MS.zip", None), ("EuroSAT_MS.zip", "bytes=4000-")]
+    assert (tmp_path / ".downloads" / "EuroSAT_MS.zip").read_bytes() == eurosat_zip
+    assert not (tmp_path / ".downloads" / "EuroSAT_MS.zip.part").exists()
+
+
+def test_recorded_checksum_is_verified_on_later_fetches(tmp_path: Path, server: tuple[str, ServerState],
+                                                        eurosat_zip: bytes) -> None:
+    url, state = server
+    state.files["EuroSAT_MS.zip"] = eurosat_zip
+    fetch.fetch_dataset("eurosat_ms", tmp_path / "first", base_url=url)
+    # a second root that shares the recorded checksum, while the server now hands out different bytes
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / ".checksums.json").write_text((tmp_path / "first" / ".checksums.json").read_text())
+    state.corrupt_always.add("EuroSAT_MS.zip")
+    with pytest.raises(ChecksumError) as info:
+        fetch.fetch_dataset("eurosat_ms", second, base_url=url, retries=1)
+    message = str(info.value)
+    assert f"{url}/EuroSAT_MS.zip" in message and "never matched" in message
+    assert len(state.requests) == 1 + 2  # first fetch, then 2 attempts (1 retry)
+    assert not (second / "eurosat_ms").exists() and not list((second / ".downloads").iterdir())
+
+
+def test_missing_file_on_server_names_url_and_fix(tmp_path: Path, server: tuple[str, ServerState]) -> None:
+    url, state = server
+    with pytest.raises(FetchError) as info:
+        fetch.fetch_dataset("eurosat_ms", tmp_path, base_url=url, retries=3)
+    message = str(info.value)
+    assert "HTTP 404" in message and "place it at" in message and "EuroSAT_MS.zip" in message
+    assert len(state.requests) == 1, "a 404 is not retried"
+
+
+def test_path_traversal_member_is_refused(tmp_path: Path, server: tuple[str, ServerState]) -> None:
+    url, state = server
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("EuroSAT_MS/Forest/Forest_1.tif", b"x")
+        zf.writestr("../../evil.txt", b"owned")
+    state.files["EuroSAT_MS.zip"] = buffer.getvalue()
+    root = tmp_path / "root"
+    with pytest.raises(FetchError, match="path traversal"):
+        fetch.fetch_dataset("eurosat_ms", root, base_url=url)
+    assert not list(tmp_path.rglob("evil.txt"))
+    assert not (root / "eurosat_ms").exists() and not (root / ".extract").exists()
+
+
+# one row per unsafe tar member: (member builder, message)
+def _symlink(info: tarfile.TarInfo) -> None:
+    info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+
+
+@pytest.mark.parametrize(("member", "edit", "message"), [
+    ("../outside.txt", None, "path traversal"),   # parent escape
+    ("/abs/file.txt", None, "path traversal"),    # absolute path
+    ("data/link", _symlink, "link or special file"),  # symlink pointing outside
+])
+def test_unsafe_tar_members_are_refused(tmp_path: Path, member: str, edit, message: str) -> None:
+    archive = tmp_path / "a.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        info = tarfile.TarInfo(member)
+        payload = b"data"
+        info.size = len(payload)
+        if edit is not None:
+            edit(info)
+            info.size = 0
+            tf.addfile(info)
+        else:
+            tf.addfile(info, io.BytesIO(payload))
+    with pytest.raises(FetchError, match=message):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_dubai_layout_from_a_mirror(tmp_path: Path, server: tuple[str, ServerState]) -> None:
+    """Kaggle's archive layout (Tile <t>/{images,masks}) -> tile_<t>/... with pairs.csv; a mirror needs no login."""
+    from PIL import Image
+
+    url, state = server
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for tile, size in ((1, (6, 5)), (2, (7, 3))):
+            for part in (1, 2):
+                for kind, suffix, mode in (("images", "jpg", "JPEG"), ("masks", "png", "PNG")):
+                    encoded = io.BytesIO()
+                    Image.new("RGB", size, (60, 16, 152)).save(encoded, mode)
+                    zf.writestr(f"Semantic segmentation dataset/Tile {tile}/{kind}/image_part_00{part}.{suffix}",
+                                encoded.getvalue())
+    state.files["semantic-segmentation-of-aerial-imagery.zip"] = buffer.getvalue()
+    target = fetch.fetch_dataset("dubai_aerial_landcover", tmp_path, base_url=url)
+    assert target.name == "dubai_aerial_landcover_segmentation"
+    rows = (target / "pairs.csv").read_text().splitlines()
+    assert rows[0] == "image,mask,tile,width,height"
+    assert "tile_2/images/image_part_002.jpg,tile_2/masks/image_part_002.png,2,7,3" in rows and len(rows) == 5
+    assert "1,Land (unpaved area),#8429F6,132,41,246" in (target / "classes.csv").read_text()
+
+
+def test_kaggle_without_credentials_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
+    monkeypatch.delenv("KAGGLE_KEY", raising=False)
+    with pytest.raises(FetchError) as info:
+        fetch.fetch_dataset("dubai_aerial_landcover", tmp_path)  # fails before any network access
+    message = str(info.value)
+    assert "KAGGLE_USERNAME" in message and "KAGGLE_KEY" in message
+    assert str(tmp_path / ".downloads" / "semantic-segmentation-of-aerial-imagery.zip") in message
+
+
+def test_unknown_dataset_and_half_finished_target(tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="choose one of"):
+        fetch.fetch_dataset("imagenet", tmp_path)
+    (tmp_path / "eurosat_ms").mkdir()
+    (tmp_path / "eurosat_ms" / "stray.tif").write_bytes(b"")
+    with pytest.raises(FetchError, match="without a .complete marker"):
+        fetch.fetch_dataset("eurosat_ms", tmp_path, base_url="http://127.0.0.1:9")
+
+
+def test_every_dataset_has_a_card_and_a_source() -> None:
+    from resnet_apps.cards import load_card
+
+    for name, spec in fetch.DATASETS.items():
+        assert load_card(spec["card"]).name == spec["card"]
+        for entry in spec["files"]:
+            assert entry["url"] is None or entry["url"].startswith(("http://", "https://")), name
+            assert entry["url"] is not None or entry.get("manual_from"), name
+            assert entry["sha256"] is None or len(entry["sha256"]) == 64, name
