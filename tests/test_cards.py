@@ -230,6 +230,25 @@ def test_every_recipe_names_an_existing_card() -> None:
         load_card(card)
 
 
+def test_recipes_agree_with_their_cards_on_scale_and_bands() -> None:
+    """data.scale is the card's scale, and data.normalize: card finds every band the recipe reads."""
+    recipes = sorted((REPO / "recipes").glob("*.yaml"))
+    if not recipes:
+        pytest.skip("recipes/ holds no *.yaml yet (issue 4 writes them)")
+    for path in recipes:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))["data"]
+        card = load_card(data["card"])
+        if card.front_matter["scale"] is not None:
+            assert data.get("scale", 1.0) == pytest.approx(card.front_matter["scale"]), (
+                f"{path.name}: data.scale {data.get('scale', 1.0)} but data_cards/{card.name}.md says "
+                f"{card.front_matter['scale']} (raw -> physical); make them agree"
+            )
+        bands = data.get("bands") or (["gray"] if data.get("grayscale") else None)
+        if data.get("normalize", "card") == "card" and card.band_stats and bands:
+            missing = [b for b in bands if b not in card.band_stats]
+            assert not missing, f"{path.name}: bands {missing} have no statistics in data_cards/{card.name}.md"
+
+
 # --- statistics against the real data ---------------------------------------------------------
 
 
