@@ -1,0 +1,146 @@
+"""Training end to end on tiny generated data: run directory, checkpoints, metrics, typed failures."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from resnet_apps.errors import RunDirError, TrainingDivergedError, WeightsUnavailableError
+from train_fixtures import make_geotiff_folder, write_recipe  # noqa: I001
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 2-epoch resnet18 run on 24 generated 4-band GeoTIFFs, shared by the tests below."""
+    from resnet_apps.train import train
+
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("tiny")
+    recipe = write_recipe(base / "tiny.yaml", make_geotiff_folder(base / "data"))
+    return train(recipe, out=base / "run")
+
+
+def test_run_directory_holds_checkpoints_metrics_and_the_resolved_recipe(tiny_run: Path) -> None:
+    for name in ("recipe.yaml", "split.json", "history.jsonl", "metrics.json", "checkpoints/best.safetensors",
+                 "checkpoints/best.json", "checkpoints/last.safetensors", "checkpoints/last.state.safetensors"):
+        assert (tiny_run / name).is_file(), name
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["schema_version"] == 1 and metrics["run"]["task"] == "classification"
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert len((tiny_run / "history.jsonl").read_text().splitlines()) == 2
+    # 24 images, stratified 25 % test / 25 % val: 6 + 6, the rest trains
+    assert metrics["split"]["sizes"] == {"train": 12, "val": 6, "test": 6}
+    assert metrics["evaluation"]["split"] == "test" and metrics["evaluation"]["n_samples"] == 6
+    assert metrics["reproducibility"]["imagenet_weights_used"] is False
+    assert len(metrics["reproducibility"]["recipe_hash"]) == 16
+    meta = json.loads((tiny_run / "checkpoints" / "best.json").read_text())
+    assert meta["classes"] == ["Crop", "Forest", "Water"] and meta["model"]["in_chans"] == 4
+    assert meta["preprocessing"]["scale"] == 0.0001 and len(meta["preprocessing"]["mean"]) == 4
+
+
+def test_best_checkpoint_reproduces_the_reported_test_probabilities(tiny_run: Path) -> None:
+    from resnet_apps.checkpoint import load_run
+    from resnet_apps.recipe import load_recipe
+    from resnet_apps.train_data import RecipeDataset, split_records
+
+    model, meta = load_run(tiny_run)
+    recipe = load_recipe(tiny_run / "recipe.yaml")
+    split = split_records(recipe)
+    pre = meta["preprocessing"]
+    dataset = RecipeDataset(split.test, recipe, (pre["mean"], pre["std"]), 3, train=False)
+    images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    with torch.no_grad():
+        prob = torch.softmax(model(images), 1).numpy()
+    reported = np.array(json.loads((tiny_run / "metrics.json").read_text())["evaluation"]["samples"]["y_prob"])
+    np.testing.assert_allclose(prob, reported, atol=1e-4)
+
+
+def test_evaluate_command_gives_the_same_test_numbers(tiny_run: Path) -> None:
+    from resnet_apps.evaluate_run import evaluate_run
+
+    out = evaluate_run(tiny_run, split="test")
+    assert out.parent == tiny_run and (out / "metrics.json").is_file()
+    again = json.loads((out / "metrics.json").read_text())["evaluation"]
+    first = json.loads((tiny_run / "metrics.json").read_text())["evaluation"]
+    assert again["headline"][0]["value"] == pytest.approx(first["headline"][0]["value"])
+
+
+def test_an_existing_run_directory_is_never_overwritten(tiny_run: Path) -> None:
+    from resnet_apps.train import train
+
+    before = (tiny_run / "metrics.json").read_bytes()
+    with pytest.raises(RunDirError, match="--resume"):
+        train(tiny_run / "recipe.yaml", out=tiny_run)
+    assert (tiny_run / "metrics.json").read_bytes() == before
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import resnet_apps.train as T
+
+    real = T.build_loss
+
+    class Poisoned(torch.nn.Module):  # epoch 1 is healthy (3 steps); the 4th loss is NaN
+        def __init__(self, loss: torch.nn.Module) -> None:
+            super().__init__()
+            self.loss, self.calls = loss, 0
+
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            value = self.loss(logits, target)
+            return value * float("nan") if self.calls > 3 else value
+
+    def poisoned(*args, **kwargs):
+        return Poisoned(real(*args, **kwargs))
+
+    monkeypatch.setattr(T, "build_loss", poisoned)
+    recipe = write_recipe(tmp_path / "r.yaml", make_geotiff_folder(tmp_path / "data"))
+    with pytest.raises(TrainingDivergedError, match="epoch 2, step 1") as info:
+        T.train(recipe, out=tmp_path / "run")
+    assert "last good checkpoint" in str(info.value)
+    meta = json.loads((tmp_path / "run" / "checkpoints" / "last.json").read_text())
+    assert meta["epoch"] == 1 and (tmp_path / "run" / "checkpoints" / "best.safetensors").is_file()
+
+
+def test_missing_imagenet_weights_fail_unless_the_recipe_says_scratch(tmp_path: Path) -> None:
+    from resnet_apps.cli import main
+    from resnet_apps.recipe import load_recipe
+    from resnet_apps.train_setup import build_recipe_model
+
+    recipe_path = write_recipe(tmp_path / "r.yaml", make_geotiff_folder(tmp_path / "data", per_class=2),
+                               model={"weights": "imagenet"})
+    with pytest.raises(WeightsUnavailableError):
+        build_recipe_model(load_recipe(recipe_path), 4, 3, ["a", "b", "c", "d"], log=lambda *a: None)
+    assert main(["train", str(recipe_path), "--out", str(tmp_path / "run")]) == 2  # CLI: message, exit 2
+    notes: list[str] = []
+    _, info = build_recipe_model(load_recipe(recipe_path, ["model.on_missing_weights=scratch"]), 4, 3,
+                                 ["a", "b", "c", "d"], log=notes.append)
+    assert info["imagenet_weights_used"] is False and "RANDOM weights" in notes[0]
+
+
+def test_learning_rate_schedule_by_hand() -> None:
+    from resnet_apps.train_setup import lr_factor
+
+    # warm-up 10 of 110 steps: (step + 1) / 10, then cosine over the remaining 100
+    assert lr_factor(0, 110, 10) == pytest.approx(0.1)
+    assert lr_factor(9, 110, 10) == pytest.approx(1.0)
+    assert lr_factor(59, 110, 10) == pytest.approx(0.5)                       # halfway through the cosine
+    assert lr_factor(109, 110, 10) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(0, 4, 0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_class_weights_and_masked_bce_by_hand() -> None:
+    from resnet_apps.train_data import balanced_weights
+    from resnet_apps.train_setup import MaskedBCE
+
+    # 30 / 10 images: n / (K * n_k) = 40 / 60 and 40 / 20
+    assert balanced_weights(np.array([30.0, 10.0])) == pytest.approx([2 / 3, 2.0])
+    loss = MaskedBCE(None, 0.0)
+    logits = torch.zeros(2, 2)
+    target = torch.tensor([[1.0, float("nan")], [0.0, float("nan")]])
+    assert loss(logits, target).item() == pytest.approx(math.log(2))          # NaN terms do not count
