@@ -20,7 +20,7 @@ def confusion(ev: dict[str, Any]) -> str:
     out = figure(plots.confusion_png(c["matrix"], c["labels"], unit), "confusion matrix",
                  f"Rows: true class; columns: predicted class; colour: share of the row; numbers: {unit}.")
     if len(c["labels"]) <= 12:
-        rows = [[label, *row] for label, row in zip(c["labels"], c["matrix"])]
+        rows = [[label, *map(fmt, row)] for label, row in zip(c["labels"], c["matrix"])]
         out += table(["true \\ predicted", *c["labels"]], rows, numeric=set(range(1, len(c["labels"]) + 1)))
     return out
 
@@ -147,7 +147,7 @@ def gradcam(doc: dict[str, Any], run_dir: Path) -> str:
 
     def caption(item: dict[str, Any]) -> str:
         verdict = "right" if item.get("correct") else "wrong"
-        prob = f", p = {item['prob']:.2f}" if isinstance(item.get("prob"), (int, float)) else ""
+        prob = f", score {item['prob']:.2f}" if isinstance(item.get("prob"), (int, float)) else ""
         return f"{verdict}: true {item.get('true', '?')}, predicted {item.get('pred', '?')}{prob}"
 
     right = [i for i in items if i.get("correct")]

@@ -51,7 +51,9 @@ def headline(doc: dict[str, Any]) -> str:
                      f"{fmt(r['ci_low'])} – {fmt(r['ci_high'])}", anchor_cell])
     out = intro + table(["Metric", "Ours", "95 % CI", "Published anchor"], rows, numeric={1, 2, 3}, raw=True)
     if anchor:
-        out += (f"<p class=\"note\">Anchor: {esc(anchor.get('metric'))} = {fmt(anchor.get('value'))} from "
+        label = next((r.get("label", r["name"]) for r in ev["headline"] if r["name"] == anchor.get("metric")),
+                     anchor.get("metric"))
+        out += (f"<p class=\"note\">Anchor: {esc(label)} = {fmt(anchor.get('value'))} from "
                 f"{esc(anchor.get('source'))}. Its protocol: {esc(anchor.get('protocol', 'not stated'))}. "
                 "Compare only where the protocols match (split, bands, image size, pretraining).</p>")
     else:
