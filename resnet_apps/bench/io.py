@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +84,14 @@ def bench_dicom(root: Path, repeats: int, cache: Any) -> list[dict[str, Any]]:
     from resnet_apps.errors import ResnetAppsError
     from resnet_apps.io import read_dicom
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted((root / "dicom_radiographs").rglob("*.dcm")):
         try:
-            first, (image, meta) = _time(lambda path=path: read_dicom(path))
+            first, (image, meta) = _time(partial(read_dicom, path))
         except ResnetAppsError as error:
             rows.append({"file": path.name, "syntax": "?", "error": str(error)[:80]})
             continue
-        again = [_time(lambda path=path: read_dicom(path))[0] for _ in range(repeats)]
+        again = [_time(partial(read_dicom, path))[0] for _ in range(repeats)]
         rows.append(
             {
                 "file": path.name,

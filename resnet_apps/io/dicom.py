@@ -370,7 +370,7 @@ def read_dicom(
             "inconsistent; fix: re-export it"
         )
     padding = _padding_mask(ds, stored) if stored.dtype.kind in "ui" else None
-    valid = ~padding if padding is not None else np.ones(stored.shape, dtype=bool)
+    valid = ~padding if padding is not None else np.ones_like(stored, dtype=bool)
 
     if meta.samples_per_pixel == 1:
         values = apply_modality_lut(stored, ds)

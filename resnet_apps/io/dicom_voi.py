@@ -9,6 +9,8 @@ the tests. Outputs are normalised to [0, 1]. No torch here.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_voi
@@ -17,7 +19,7 @@ from resnet_apps.errors import DicomError
 
 # What callers may pass as ``window``: None (automatic), "percentile", "voi_lut", an int index of
 # the header's windows, or an explicit (center, width) pair in modality units.
-WindowArg = None | str | int | tuple[float, float]
+WindowArg: TypeAlias = None | str | int | tuple[float, float]
 
 # The percentile window used when a file has neither a window nor a VOI LUT (and on request).
 PERCENTILE_WINDOW: tuple[float, float] = (0.5, 99.5)

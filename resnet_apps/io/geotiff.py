@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import rasterio
@@ -32,8 +33,8 @@ from resnet_apps.constants import EUROSAT_MS_BANDS
 from resnet_apps.errors import BandError, GeoTiffError
 
 # (row_off, col_off, height, width) in pixels, or a rasterio Window
-WindowArg = None | tuple[int, int, int, int] | Window
-BandArg = None | Sequence[str | int]
+WindowArg: TypeAlias = None | tuple[int, int, int, int] | Window
+BandArg: TypeAlias = None | Sequence[str | int]
 
 
 @dataclass
@@ -114,22 +115,24 @@ def _resolve_bands(bands: BandArg, names: list[str], where: str) -> list[int]:
 def _to_window(window: WindowArg, width: int, height: int, where: str) -> Window:
     if window is None:
         return Window(0, 0, width, height)
-    if not isinstance(window, Window):
+    if isinstance(window, Window):
+        win = window
+    else:
         row_off, col_off, h, w = (int(v) for v in window)
-        window = Window(col_off, row_off, w, h)
+        win = Window(col_off, row_off, w, h)
     if (
-        window.col_off < 0
-        or window.row_off < 0
-        or window.width <= 0
-        or window.height <= 0
-        or window.col_off + window.width > width
-        or window.row_off + window.height > height
+        win.col_off < 0
+        or win.row_off < 0
+        or win.width <= 0
+        or win.height <= 0
+        or win.col_off + win.width > width
+        or win.row_off + win.height > height
     ):
         raise GeoTiffError(
-            f"{where}: window (row_off={window.row_off}, col_off={window.col_off}, height={window.height}, "
-            f"width={window.width}) is outside the {height}x{width} raster; fix: clip it to the raster"
+            f"{where}: window (row_off={win.row_off}, col_off={win.col_off}, height={win.height}, "
+            f"width={win.width}) is outside the {height}x{width} raster; fix: clip it to the raster"
         )
-    return window
+    return win
 
 
 def _stack_names(paths: Sequence[Path]) -> list[str]:

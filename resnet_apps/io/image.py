@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from rasterio.windows import Window
 
 from resnet_apps.errors import BandError, ImageReadError
 from resnet_apps.io.dicom import DicomMeta, is_dicom_bytes, read_dicom
@@ -130,7 +131,7 @@ def _select(arr: np.ndarray, names: list[str], bands: BandArg, where: str) -> tu
 def _crop(arr: np.ndarray, window: WindowArg, where: str) -> np.ndarray:
     if window is None:
         return arr
-    if hasattr(window, "row_off"):
+    if isinstance(window, Window):
         row, col, h, w = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
     else:
         row, col, h, w = (int(v) for v in window)  # type: ignore[union-attr]

@@ -23,14 +23,14 @@ PERCENTILES = (0, 1, 50, 99, 100)
 _MAX_BANDS_SHOWN = 13
 
 
-def _percentiles(arr: np.ndarray, valid: np.ndarray | None) -> list[dict[str, Any]]:
+def _percentiles(arr: np.ndarray, valid: np.ndarray | None) -> list[dict[str, float | None]]:
     """Per band: the PERCENTILES of valid pixels (NaN-free), as plain floats."""
-    rows = []
+    rows: list[dict[str, float | None]] = []
     for band in arr[:_MAX_BANDS_SHOWN]:
         values = band[valid] if valid is not None else band.ravel()
         values = values[~np.isnan(values)] if values.dtype.kind == "f" else values
         if values.size == 0:
-            rows.append({str(p): None for p in PERCENTILES})
+            rows.append(dict.fromkeys(map(str, PERCENTILES)))
             continue
         rows.append(
             {str(p): float(v) for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES), strict=False)}
@@ -60,9 +60,12 @@ def inspect_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             info.update(_dicom_facts(meta))
             arr, valid = image[None], meta.valid
         else:
-            arr, meta = read_image(path)
-            valid = meta.valid
-            info.update(_geo_facts(meta) if isinstance(meta, GeoMeta) else _image_facts(meta))
+            arr, any_meta = read_image(path)
+            valid = any_meta.valid
+            if isinstance(any_meta, GeoMeta):
+                info.update(_geo_facts(any_meta))
+            elif isinstance(any_meta, ImageMeta):
+                info.update(_image_facts(any_meta))
     except ResnetAppsError as error:
         info["error"] = str(error)
         return info
