@@ -78,7 +78,11 @@ def _read_bands(path: Path, indices: Sequence[str]) -> list[np.ndarray]:
             # integer sum R + G + B (3 * L for grey files); reference_band_stats divides by 3.
             if image.mode in ("L", "I;16", "I"):
                 return [np.asarray(image).astype(np.uint16) * 3]
-            return [np.asarray(image.convert("RGB")).astype(np.uint16).sum(axis=-1, dtype=np.uint16)]
+            rgb = np.asarray(image.convert("RGB"))
+            total = rgb[..., 0].astype(np.uint16)  # plane-wise adds: far faster than sum(axis=-1)
+            total += rgb[..., 1]
+            total += rgb[..., 2]
+            return [total]
         rgb = np.asarray(image.convert("RGB"))
     return [rgb[..., int(i)] for i in indices]
 
@@ -319,10 +323,13 @@ def test_card_statistics_match_compute_band_stats(shared_data: Path, name: str) 
         elif index != "gray":
             indexed.setdefault(pattern, []).append(band)
     for pattern, bands in indexed.items():
+        if "gray" in plan.band_globs and bands == ["red", "green", "blue"]:
+            bands = ["red"]  # R = G = B (Kermany): one band is enough, and a third of the work
         computed.update(_compute(stats_module, sorted(folder.glob(pattern)), bands, plan.scale))
     if "gray" in plan.band_globs:
         if "red" in computed:  # Kermany: R = G = B (test_kermany_channels_are_equal), so grey is red
-            computed["gray"] = computed["red"]
+            for band in ("green", "blue", "gray"):
+                computed[band] = computed["red"]
         else:
             from PIL import Image
 
