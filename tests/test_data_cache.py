@@ -31,7 +31,7 @@ def dicom_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def _films(tmp_path: Path) -> list[Record]:
-    ramp = (np.arange(32 * 40, dtype=np.uint16).reshape(32, 40) % 1000)
+    ramp = np.arange(32 * 40, dtype=np.uint16).reshape(32, 40) % 1000
     make_dicom(tmp_path / "a.dcm", ramp, window=(500.0, 1000.0))
     make_dicom(tmp_path / "b.dcm", ramp[::-1].copy(), window=(500.0, 1000.0))
     return [Record(path="a.dcm", label=0), Record(path="b.dcm", label=1)]
@@ -46,10 +46,12 @@ def test_second_epoch_does_not_decode_dicom(tmp_path: Path, dicom_calls: list[st
     second = [ds[i]["image"] for i in range(2)]  # epoch 2
     assert sorted(dicom_calls) == ["a.dcm", "b.dcm"]  # no new decode
     assert cache.hits == 2 and cache.misses == 2
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert np.array_equal(a.numpy(), b.numpy())
     # a new dataset object (new process, next run) also hits: the cache is on disk
-    again = RecordDataset(records, tmp_path, Preprocessing(image_size=16), cache=ArrayCache(tmp_path / "cache"))
+    again = RecordDataset(
+        records, tmp_path, Preprocessing(image_size=16), cache=ArrayCache(tmp_path / "cache")
+    )
     again[0]
     assert sorted(dicom_calls) == ["a.dcm", "b.dcm"]
 
@@ -77,7 +79,9 @@ def test_changed_preprocessing_invalidates(tmp_path: Path, dicom_calls: list[str
     plain = RecordDataset(records, tmp_path, Preprocessing(image_size=16), cache=cache_dir)[0]
     assert not np.allclose(out["image"].numpy(), plain["image"].numpy())
     # mean/std are applied after the cache: changing them needs no decode
-    RecordDataset(records, tmp_path, Preprocessing(image_size=16, mean=(0.5,), std=(0.2,)), cache=cache_dir)[0]
+    RecordDataset(records, tmp_path, Preprocessing(image_size=16, mean=(0.5,), std=(0.2,)), cache=cache_dir)[
+        0
+    ]
     assert dicom_calls == ["a.dcm"] * 3
 
 
@@ -85,7 +89,9 @@ def test_changed_file_content_invalidates(tmp_path: Path, dicom_calls: list[str]
     records = _films(tmp_path)
     cache_dir = tmp_path / "cache"
     before = RecordDataset(records, tmp_path, Preprocessing(), cache=cache_dir)[0]["image"].numpy()
-    make_dicom(tmp_path / "a.dcm", np.full((32, 40), 900, np.uint16), window=(500.0, 1000.0))  # rewritten in place
+    make_dicom(
+        tmp_path / "a.dcm", np.full((32, 40), 900, np.uint16), window=(500.0, 1000.0)
+    )  # rewritten in place
     after = RecordDataset(records, tmp_path, Preprocessing(), cache=cache_dir)[0]["image"].numpy()
     assert dicom_calls == ["a.dcm", "a.dcm"]
     assert after.min() == after.max() == pytest.approx(0.9, abs=0.01)  # window 500/1000: 900 -> ~0.9

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from PIL import Image
 from affine import Affine
+from PIL import Image
 
 from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.data import Preprocessing, Record, RecordDataset, build_records, write_skipped
 from resnet_apps.errors import (
     BandError,
+    DatasetError,
     DicomError,
     ImageReadError,
     MaskMismatchError,
@@ -26,16 +27,32 @@ from resnet_apps.errors import (
 sys.path.insert(0, str(Path(__file__).parent))
 from dicom_fixtures import make_dicom  # noqa: E402  (the io engineer's DICOM generator)
 
-DUBAI_SOURCE = {"kind": "pairs", "index": "pairs.csv", "path_column": "image", "mask_column": "mask",
-                "group_column": "tile", "mask_encoding": "rgb", "class_colors": "classes.csv",
-                "ignore_colors": ["#000000"]}
+DUBAI_SOURCE = {
+    "kind": "pairs",
+    "index": "pairs.csv",
+    "path_column": "image",
+    "mask_column": "mask",
+    "group_column": "tile",
+    "mask_encoding": "rgb",
+    "class_colors": "classes.csv",
+    "ignore_colors": ["#000000"],
+}
 
 
 def write_tif(path: Path, data: np.ndarray, nodata: float | None = None) -> Path:
     """A [C, H, W] GeoTIFF at 10 m in UTM 33N."""
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=data.dtype, crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000),
-                       nodata=nodata) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 500000, 0, -10, 5000000),
+        nodata=nodata,
+    ) as dst:
         dst.write(data)
     return path
 
@@ -82,8 +99,13 @@ def test_dubai_colour_masks(shared_data: Path) -> None:
     root = shared_data / "dubai_aerial_landcover_segmentation"
     records, classes = build_records(DUBAI_SOURCE, root)
     wanted = {"tile_8/images/image_part_003.jpg", "tile_2/images/image_part_001.jpg"}
-    ds = RecordDataset([r for r in records if r.path in wanted], root, Preprocessing(scale=1 / 255),
-                       classes=classes, source=DUBAI_SOURCE)
+    ds = RecordDataset(
+        [r for r in records if r.path in wanted],
+        root,
+        Preprocessing(scale=1 / 255),
+        classes=classes,
+        source=DUBAI_SOURCE,
+    )
     samples = {ds.records[i].path: ds[i] for i in range(len(ds))}
     big = samples["tile_8/images/image_part_003.jpg"]
     rgb = np.asarray(Image.open(root / "tile_8/masks/image_part_003.png").convert("RGB")).astype(int)
@@ -106,12 +128,22 @@ def test_dubai_colour_masks(shared_data: Path) -> None:
 
 def test_cloud38_stack_and_cloud_fraction(shared_data: Path) -> None:
     root = shared_data / "cloud38_landsat8_segmentation"
-    source = {"kind": "pairs", "mask_column": "train_gt/gt_{id}.TIF", "mask_values": {0: 0, 255: 1},
-              "band_files": {"red": "train_red/red_{id}.TIF", "green": "train_green/green_{id}.TIF",
-                             "blue": "train_blue/blue_{id}.TIF", "nir": "train_nir/nir_{id}.TIF"}}
+    source = {
+        "kind": "pairs",
+        "mask_column": "train_gt/gt_{id}.TIF",
+        "mask_values": {0: 0, 255: 1},
+        "band_files": {
+            "red": "train_red/red_{id}.TIF",
+            "green": "train_green/green_{id}.TIF",
+            "blue": "train_blue/blue_{id}.TIF",
+            "nir": "train_nir/nir_{id}.TIF",
+        },
+    }
     records, classes = build_records(source, root)
     record = next(r for r in records if "061017_20160720" in r.path)
-    ds = RecordDataset([record], root, Preprocessing(scale=1 / 65535), classes=["clear", "cloud"], source=source)
+    ds = RecordDataset(
+        [record], root, Preprocessing(scale=1 / 65535), classes=["clear", "cloud"], source=source
+    )
     sample = ds[0]
     assert sample["image"].shape == (4, 384, 384)
     with rasterio.open(root / record.band_paths[3]) as src:  # type: ignore[index]
@@ -124,11 +156,23 @@ def test_cloud38_stack_and_cloud_fraction(shared_data: Path) -> None:
 
 def test_covid_lung_masks_right_left(shared_data: Path) -> None:
     root = shared_data / "covid_cxr_lung_segmentation_generalblockchain"
-    source = {"kind": "pairs", "index": "pairs.csv", "path_column": "image", "mask_column": "lung_mask",
-              "group_index": "metadata.csv", "group_column": "patientid", "mask_values": {0: 0, 1: 1, 2: 2}}
+    source = {
+        "kind": "pairs",
+        "index": "pairs.csv",
+        "path_column": "image",
+        "mask_column": "lung_mask",
+        "group_index": "metadata.csv",
+        "group_column": "patientid",
+        "mask_values": {0: 0, 1: 1, 2: 2},
+    }
     records, _ = build_records(source, root, classes=["background", "right_lung", "left_lung"])
-    ds = RecordDataset(records[:2], root, Preprocessing(scale=1 / 255, grayscale=True, image_size=128),
-                       classes=["background", "right_lung", "left_lung"], source=source)
+    ds = RecordDataset(
+        records[:2],
+        root,
+        Preprocessing(scale=1 / 255, grayscale=True, image_size=128),
+        classes=["background", "right_lung", "left_lung"],
+        source=source,
+    )
     for i in range(2):
         sample = ds[i]
         mask = sample["mask"].numpy()
@@ -144,7 +188,9 @@ def test_dicom_through_read_dicom(shared_data: Path) -> None:
 
     root = shared_data / "dicom_radiographs"
     path = "chest/CR-MONO1-10-chest.dcm"
-    ds = RecordDataset([Record(path=path, label=0)], root, Preprocessing(scale=1 / 255))  # scale not for DICOM
+    ds = RecordDataset(
+        [Record(path=path, label=0)], root, Preprocessing(scale=1 / 255)
+    )  # scale not for DICOM
     image = ds[0]["image"].numpy()
     expected, _ = read_dicom(root / path)
     assert image.shape == (1, 440, 440)
@@ -218,8 +264,9 @@ def test_nans_are_invalid_and_all_nan_fails(tmp_path: Path) -> None:
 def test_mask_size_mismatch(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(tmp_path / "img.png")
     Image.fromarray(np.zeros((10, 11), np.uint8)).save(tmp_path / "mask.png")
-    ds = RecordDataset([Record(path="img.png", mask_path="mask.png")], tmp_path, classes=["a", "b"],
-                       source={"kind": "pairs"})
+    ds = RecordDataset(
+        [Record(path="img.png", mask_path="mask.png")], tmp_path, classes=["a", "b"], source={"kind": "pairs"}
+    )
     with pytest.raises(MaskMismatchError, match=r"mask.png: mask is 10x11 but its image .*img.png is 10x12"):
         ds[0]
 
@@ -228,7 +275,11 @@ def test_on_error_skip_records_and_moves_on(tmp_path: Path) -> None:
     write_tif(tmp_path / "good.tif", np.full((1, 4, 4), 7, np.uint16))
     write_tif(tmp_path / "empty.tif", np.zeros((1, 4, 4), np.uint16), nodata=0)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10)
-    records = [Record(path="empty.tif", label=0), Record(path="broken.png", label=0), Record(path="good.tif", label=1)]
+    records = [
+        Record(path="empty.tif", label=0),
+        Record(path="broken.png", label=0),
+        Record(path="good.tif", label=1),
+    ]
     ds = RecordDataset(records, tmp_path, on_error="skip")
     sample = ds[0]  # empty.tif and broken.png are skipped: the next good sample comes back
     assert sample["meta"]["path"] == "good.tif" and float(sample["image"][0, 0, 0]) == 7.0
@@ -242,3 +293,31 @@ def test_on_error_skip_records_and_moves_on(tmp_path: Path) -> None:
     assert (tmp_path / "skipped.csv").read_text().splitlines()[0] == "path,reason"
     with pytest.raises(NoValidPixelsError):
         RecordDataset(records, tmp_path, on_error="fail")[0]
+
+
+def test_palette_index_masks_and_unknown_colours(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "img.png")
+    indices = np.array([[0, 1, 2, 255]] * 4, np.uint8)
+    palette = Image.fromarray(indices, mode="P")
+    palette.putpalette([0, 0, 0, 200, 0, 0, 0, 200, 0] + [9, 9, 9] * 253)
+    palette.save(tmp_path / "voc.png")
+    record = Record(path="img.png", mask_path="voc.png")
+    # palette encoding: the P indices are the classes (Pascal VOC style, 255 = ignore)
+    ds = RecordDataset(
+        [record], tmp_path, classes=["bg", "a", "b"], source={"kind": "pairs", "mask_encoding": "palette"}
+    )
+    assert ds[0]["mask"][0].tolist() == [0, 1, 2, IGNORE_INDEX]
+    # rgb encoding of the same file: palette expanded to colours; one colour is unknown -> named error
+    rgb_source = {"kind": "pairs", "mask_encoding": "rgb", "class_colors": {"bg": "#000000", "a": "#C80000"}}
+    ds = RecordDataset([record], tmp_path, classes=["bg", "a"], source=rgb_source)
+    with pytest.raises(DatasetError, match=r"voc.png: mask colour\(s\) #00C800 \(4 px\), #090909 \(4 px\)"):
+        ds[0]
+
+
+def test_multilabel_sample_keeps_nan(tmp_path: Path) -> None:
+    Image.fromarray(np.full((4, 4), 128, np.uint8)).save(tmp_path / "film.png")
+    record = Record(path="film.png", labels=(1.0, 0.0, float("nan")))
+    sample = RecordDataset([record], tmp_path, Preprocessing(scale=1 / 255))[0]
+    assert sample["label"].dtype == torch.float32 and sample["label"][:2].tolist() == [1.0, 0.0]
+    assert torch.isnan(sample["label"][2])
+    assert sample["image"].shape == (1, 4, 4) and float(sample["image"][0, 0, 0]) == pytest.approx(128 / 255)

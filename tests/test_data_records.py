@@ -13,10 +13,16 @@ from resnet_apps.errors import DatasetError
 
 KERMANY_PATTERN = r"^(person\d+)_|^(IM-\d+)-|^(NORMAL2-IM-\d+)-"
 CLOUD_SOURCE = {
-    "kind": "pairs", "mask_column": "train_gt/gt_{id}.TIF",
-    "band_files": {"red": "train_red/red_{id}.TIF", "green": "train_green/green_{id}.TIF",
-                   "blue": "train_blue/blue_{id}.TIF", "nir": "train_nir/nir_{id}.TIF"},
-    "group_pattern": r"(LC08_\w+?_\d{6}_\d{8})", "mask_values": {0: 0, 255: 1},
+    "kind": "pairs",
+    "mask_column": "train_gt/gt_{id}.TIF",
+    "band_files": {
+        "red": "train_red/red_{id}.TIF",
+        "green": "train_green/green_{id}.TIF",
+        "blue": "train_blue/blue_{id}.TIF",
+        "nir": "train_nir/nir_{id}.TIF",
+    },
+    "group_pattern": r"(LC08_\w+?_\d{6}_\d{8})",
+    "mask_values": {0: 0, 255: 1},
 }
 
 
@@ -55,9 +61,16 @@ def test_kermany_csv_with_patient_pattern(shared_data: Path) -> None:
 
 
 def test_dubai_pairs_classes_from_csv(shared_data: Path) -> None:
-    source = {"kind": "pairs", "index": "pairs.csv", "path_column": "image", "mask_column": "mask",
-              "group_column": "tile", "mask_encoding": "rgb", "class_colors": "classes.csv",
-              "ignore_colors": ["#000000"]}
+    source = {
+        "kind": "pairs",
+        "index": "pairs.csv",
+        "path_column": "image",
+        "mask_column": "mask",
+        "group_column": "tile",
+        "mask_encoding": "rgb",
+        "class_colors": "classes.csv",
+        "ignore_colors": ["#000000"],
+    }
     records, classes = build_records(source, shared_data / "dubai_aerial_landcover_segmentation")
     assert len(records) == 72
     assert classes == ["Building", "Land (unpaved area)", "Road", "Vegetation", "Water", "Unlabeled"]
@@ -78,8 +91,15 @@ def test_cloud38_band_stacks(shared_data: Path) -> None:
 
 
 def test_covid_lung_pairs_grouped_by_patient(shared_data: Path) -> None:
-    source = {"kind": "pairs", "index": "pairs.csv", "path_column": "image", "mask_column": "lung_mask",
-              "group_index": "metadata.csv", "group_column": "patientid", "mask_values": {0: 0, 1: 1, 2: 2}}
+    source = {
+        "kind": "pairs",
+        "index": "pairs.csv",
+        "path_column": "image",
+        "mask_column": "lung_mask",
+        "group_index": "metadata.csv",
+        "group_column": "patientid",
+        "mask_values": {0: 0, 1: 1, 2: 2},
+    }
     root = shared_data / "covid_cxr_lung_segmentation_generalblockchain"
     records, classes = build_records(source, root, classes=["background", "right_lung", "left_lung"])
     assert len(records) == 90 and classes[2] == "left_lung"
@@ -91,15 +111,25 @@ def test_covid_lung_pairs_grouped_by_patient(shared_data: Path) -> None:
 
 def test_nih_multilabel_csv(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
-    rows = [("00000001_000.png", "Cardiomegaly", "1"), ("00000001_001.png", "Cardiomegaly|Emphysema", "1"),
-            ("00000002_000.png", "No Finding", "2"), ("00000003_000.png", "", "3"),
-            ("00000004_000.png", "Effusion|Mass", "4")]
+    rows = [
+        ("00000001_000.png", "Cardiomegaly", "1"),
+        ("00000001_001.png", "Cardiomegaly|Emphysema", "1"),
+        ("00000002_000.png", "No Finding", "2"),
+        ("00000003_000.png", "", "3"),
+        ("00000004_000.png", "Effusion|Mass", "4"),
+    ]
     for name, _, _ in rows:
         (tmp_path / "images" / name).write_bytes(b"x")
     lines = ["Image Index,Finding Labels,Patient ID"] + [",".join(r) for r in rows]
     (tmp_path / "Data_Entry_2017.csv").write_text("\n".join(lines) + "\n")
-    source = {"kind": "multilabel_csv", "index": "Data_Entry_2017.csv", "path_column": "Image Index",
-              "labels_column": "Finding Labels", "group_column": "Patient ID", "image_dir": "images"}
+    source = {
+        "kind": "multilabel_csv",
+        "index": "Data_Entry_2017.csv",
+        "path_column": "Image Index",
+        "labels_column": "Finding Labels",
+        "group_column": "Patient ID",
+        "image_dir": "images",
+    }
     records, classes = build_records(source, tmp_path)
     assert classes == list(NIH_CHESTXRAY14_LABELS) and len(classes) == 14
     k = classes.index
@@ -145,7 +175,9 @@ def test_unreadable_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(records_module.os, "scandir", refuse)
-    with pytest.raises(DatasetError, match=r"folder cannot be read \(Permission denied\); check its permissions"):
+    with pytest.raises(
+        DatasetError, match=r"folder cannot be read \(Permission denied\); check its permissions"
+    ):
         build_records("folder", tmp_path)
 
 

@@ -14,8 +14,12 @@ from affine import Affine
 from resnet_apps.data import Record, build_records, check_leakage, group_split, make_split, split_counts
 from resnet_apps.errors import DatasetError, LeakageError
 
-KERMANY = {"kind": "csv", "index": "labels.csv", "split_column": "split",
-           "group_pattern": r"^(person\d+)_|^(IM-\d+)-|^(NORMAL2-IM-\d+)-"}
+KERMANY = {
+    "kind": "csv",
+    "index": "labels.csv",
+    "split_column": "split",
+    "group_pattern": r"^(person\d+)_|^(IM-\d+)-|^(NORMAL2-IM-\d+)-",
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,9 @@ def test_group_split_keeps_patients_together(kermany: list[Record]) -> None:
 
 def test_source_split_column_leaks_patients(kermany: list[Record]) -> None:
     # the published Kermany train/test folders share patients: the column split is refused, naming them
-    with pytest.raises(LeakageError, match=r"group\(s\) appear in more than one split: .* in test\+train \(e.g. "):
+    with pytest.raises(
+        LeakageError, match=r"group\(s\) appear in more than one split: .* in test\+train \(e.g. "
+    ):
         make_split(kermany, "column", val=0.15, test=0.0, seed=0)
     # "group" keeping the source test: those patients' training films are left out instead
     split = make_split(kermany, "group", val=0.15, test=0.0, seed=0, keep_test=True)
@@ -73,7 +79,8 @@ def test_constructed_leak_in_split_column(tmp_path: Path) -> None:
     for name in ("person1_a.png", "person1_b.png", "person2_a.png"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "index.csv").write_text(
-        "filename,label,split\nperson1_a.png,1,train\nperson1_b.png,1,test\nperson2_a.png,0,val\n")
+        "filename,label,split\nperson1_a.png,1,train\nperson1_b.png,1,test\nperson2_a.png,0,val\n"
+    )
     source = {"kind": "csv", "index": "index.csv", "split_column": "split", "group_pattern": r"^(person\d+)_"}
     records, _ = build_records(source, tmp_path)
     with pytest.raises(LeakageError, match=r"1 group\(s\).*in test\+train \(e.g. person1_"):
@@ -102,8 +109,17 @@ def test_group_split_function_directly() -> None:
 
 
 def _chip(path: Path, x0: float, y0: float) -> None:
-    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint16",
-                       crs="EPSG:32633", transform=Affine(10, 0, x0, 0, -10, y0)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, x0, 0, -10, y0),
+    ) as dst:
         dst.write(np.ones((1, 64, 64), np.uint16))
 
 

@@ -23,9 +23,13 @@ def _chip(bands: int = 13, size: int = 32) -> tuple[np.ndarray, np.ndarray, np.n
 @pytest.mark.parametrize(
     "transform",
     [  # every albumentations transform the presets use, on 13 bands (OpenCV limits some ops to 4)
-        A.HorizontalFlip(p=1), A.VerticalFlip(p=1), A.RandomRotate90(p=1),
+        A.HorizontalFlip(p=1),
+        A.VerticalFlip(p=1),
+        A.RandomRotate90(p=1),
         A.Affine(rotate=(-10, 10), scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), p=1),
-        A.Resize(16, 16, p=1), A.PadIfNeeded(40, 40, p=1), A.RandomCrop(24, 24, p=1),
+        A.Resize(16, 16, p=1),
+        A.PadIfNeeded(40, 40, p=1),
+        A.RandomCrop(24, 24, p=1),
         UnclippedBrightnessContrast(p=1),
     ],
     ids=lambda t: type(t).__name__,
@@ -113,7 +117,9 @@ def test_eval_is_identity_and_dataset_applies_transform(tmp_path) -> None:  # ty
 
     ds = RecordDataset([Record(path="g.png", label=0)], tmp_path, transform=Augment(rotate, "test"))
     out = ds[0]["image"][0].numpy()
-    assert sorted(out.ravel().tolist()) == list(range(16)) and not np.array_equal(out, np.arange(16).reshape(4, 4))
+    assert sorted(out.ravel().tolist()) == list(range(16)) and not np.array_equal(
+        out, np.arange(16).reshape(4, 4)
+    )
 
 
 def test_normalization_rules() -> None:

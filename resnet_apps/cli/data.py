@@ -1,4 +1,4 @@
-"""``resnet-apps data stats DIR`` (per-band statistics for a data card) and ``resnet-apps data fetch NAME``."""
+"""``resnet-apps data stats DIR`` (per-band statistics for a data card) and ``data fetch NAME``."""
 
 from __future__ import annotations
 
@@ -23,10 +23,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "into a data card. Percentiles are exact for integer images, reservoir-sampled for float images.",
     )
     stats.add_argument("dir", metavar="DIR", help="dataset folder")
-    stats.add_argument("--bands", nargs="+", type=_band, default=None,
-                       help="band names (B01 B02 ...) or 0-based indices; default: all bands")
-    stats.add_argument("--scale", type=float, default=1.0, help="raw -> physical factor, e.g. 0.0001 for EuroSAT")
-    stats.add_argument("--pattern", default=None, help="glob relative to DIR, e.g. '*/*.tif' (default: all images)")
+    stats.add_argument(
+        "--bands",
+        nargs="+",
+        type=_band,
+        default=None,
+        help="band names (B01 B02 ...) or 0-based indices; default: all bands",
+    )
+    stats.add_argument(
+        "--scale", type=float, default=1.0, help="raw -> physical factor, e.g. 0.0001 for EuroSAT"
+    )
+    stats.add_argument(
+        "--pattern", default=None, help="glob relative to DIR, e.g. '*/*.tif' (default: all images)"
+    )
     stats.add_argument("--limit", type=int, default=None, help="use only the first N files (sorted)")
     stats.set_defaults(handler=_stats)
 

@@ -13,14 +13,39 @@ from resnet_apps.data.config import SourceConfig, as_source_config
 from resnet_apps.data.loading import Preprocessing, load_arrays
 from resnet_apps.data.masks import MaskDecoder
 from resnet_apps.data.records import NIH_CHESTXRAY14_LABELS, Record, build_records, hash_id
-from resnet_apps.data.splits import check_leakage, find_leakage, group_split, make_split, spatial_groups, split_counts
+from resnet_apps.data.splits import (
+    check_leakage,
+    find_leakage,
+    group_split,
+    make_split,
+    spatial_groups,
+    split_counts,
+)
 from resnet_apps.data.stats import compute_band_stats
 
 __all__ = [
-    "NIH_CHESTXRAY14_LABELS", "ArrayCache", "MaskDecoder", "Preprocessing", "Record", "RecordDataset",
-    "SourceConfig", "as_source_config", "build_records", "build_transforms", "check_leakage",
-    "compute_band_stats", "default_cache_dir", "find_leakage", "group_split", "hash_id", "load_arrays",
-    "make_split", "normalization", "spatial_groups", "split_counts", "write_skipped",
+    "NIH_CHESTXRAY14_LABELS",
+    "ArrayCache",
+    "MaskDecoder",
+    "Preprocessing",
+    "Record",
+    "RecordDataset",
+    "SourceConfig",
+    "as_source_config",
+    "build_records",
+    "build_transforms",
+    "check_leakage",
+    "compute_band_stats",
+    "default_cache_dir",
+    "find_leakage",
+    "group_split",
+    "hash_id",
+    "load_arrays",
+    "make_split",
+    "normalization",
+    "spatial_groups",
+    "split_counts",
+    "write_skipped",
 ]
 
 _LAZY = {

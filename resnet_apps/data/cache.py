@@ -31,7 +31,7 @@ _VERSION = "v1"
 
 
 def default_cache_dir() -> Path:
-    """``$RESNET_APPS_CACHE_DIR`` or ``~/.cache/resnet_apps`` (the array cache lives in ``arrays/`` below it)."""
+    """``$RESNET_APPS_CACHE_DIR`` or ``~/.cache/resnet_apps`` (arrays live in ``arrays/`` below it)."""
     env = os.environ.get("RESNET_APPS_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "resnet_apps"
 

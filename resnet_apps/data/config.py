@@ -84,9 +84,7 @@ def as_source_config(source: Any) -> SourceConfig:
     elif isinstance(source, Mapping):
         unknown = sorted(set(source) - _FIELDS)
         if unknown:
-            raise DatasetError(
-                f"data.source: unknown key(s) {unknown}; valid keys are {sorted(_FIELDS)}"
-            )
+            raise DatasetError(f"data.source: unknown key(s) {unknown}; valid keys are {sorted(_FIELDS)}")
         values = dict(source)
     else:
         values = {name: getattr(source, name) for name in _FIELDS if hasattr(source, name)}
@@ -105,6 +103,16 @@ def as_source_config(source: Any) -> SourceConfig:
 
 # attributes whose None is meaningful (everything else falls back to its default when None)
 _NULLABLE = {
-    "index", "split_column", "group_column", "group_pattern", "labels_column", "image_dir",
-    "mask_column", "band_files", "id_pattern", "class_colors", "mask_values", "group_index",
+    "index",
+    "split_column",
+    "group_column",
+    "group_pattern",
+    "labels_column",
+    "image_dir",
+    "mask_column",
+    "band_files",
+    "id_pattern",
+    "class_colors",
+    "mask_values",
+    "group_index",
 }

@@ -36,7 +36,9 @@ from resnet_apps.errors import DatasetError, ImageReadError, ResnetAppsError
 
 log = logging.getLogger(__name__)
 
-Transform = Callable[[np.ndarray, "np.ndarray | None", np.ndarray], tuple[np.ndarray, "np.ndarray | None", np.ndarray]]
+Transform = Callable[
+    [np.ndarray, "np.ndarray | None", np.ndarray], tuple[np.ndarray, "np.ndarray | None", np.ndarray]
+]
 
 
 class RecordDataset(Dataset):
@@ -77,7 +79,9 @@ class RecordDataset(Dataset):
         self._bad: set[int] = set()
         self.decoder = None
         if any(r.mask_path for r in self.records):
-            self.decoder = MaskDecoder(as_source_config(source or {"kind": "pairs"}), self.root, len(self.classes))
+            self.decoder = MaskDecoder(
+                as_source_config(source or {"kind": "pairs"}), self.root, len(self.classes)
+            )
         if isinstance(cache, ArrayCache):
             self.cache: ArrayCache | None = cache
         elif cache is True:
@@ -103,7 +107,9 @@ class RecordDataset(Dataset):
                 if self.on_error == "fail":
                     raise
                 self._skip(i, error)
-        raise DatasetError(f"{self.root}: every one of {len(self.records)} files was skipped; see dataset.skipped")
+        raise DatasetError(
+            f"{self.root}: every one of {len(self.records)} files was skipped; see dataset.skipped"
+        )
 
     def arrays(self, index: int) -> dict[str, np.ndarray]:
         """Pre-augmentation arrays of one record, from the cache when present (read-only memory maps)."""
@@ -111,12 +117,17 @@ class RecordDataset(Dataset):
         if self.cache is None:
             return self._load(record)
         files = [self.root / p for p in (*(record.band_paths or (record.path,)), record.mask_path) if p]
-        params = {"prep": self.prep.cache_params(), "mask": self.decoder.params() if self.decoder else None,
-                  "bands": record.band_names}
+        params = {
+            "prep": self.prep.cache_params(),
+            "mask": self.decoder.params() if self.decoder else None,
+            "bands": record.band_names,
+        }
         try:
             key = self.cache.key(files, params)
         except OSError as error:
-            raise ImageReadError(f"{files[0]}: cannot be read ({error}); check the file and its permissions") from error
+            raise ImageReadError(
+                f"{files[0]}: cannot be read ({error}); check the file and its permissions"
+            ) from error
         cached = self.cache.load(key)
         if cached is not None:
             return cached
@@ -131,7 +142,8 @@ class RecordDataset(Dataset):
             raise
         except (OSError, ValueError, RuntimeError) as error:  # a reader failing without a typed error
             raise ImageReadError(
-                f"{self.root / record.path}: cannot be read ({type(error).__name__}: {error}); replace or remove "
+                f"{self.root / record.path}: cannot be read ({type(error).__name__}: {error}); "
+                "replace or remove "
                 "the file, or set data.on_error: skip"
             ) from error
 
@@ -146,7 +158,8 @@ class RecordDataset(Dataset):
         if self._mean is not None and self._std is not None:
             if len(self._mean) != image.shape[0]:
                 raise DatasetError(
-                    f"{self.root / record.path}: {image.shape[0]} band(s) read but {len(self._mean)} mean/std values "
+                    f"{self.root / record.path}: {image.shape[0]} band(s) read but "
+                    f"{len(self._mean)} mean/std values "
                     "given; make data.bands and the card statistics agree"
                 )
             image = (image - self._mean) / self._std
@@ -161,7 +174,9 @@ class RecordDataset(Dataset):
             mask[~valid] = IGNORE_INDEX
             sample["mask"] = torch.from_numpy(mask)
         elif record.labels is not None:
-            sample["label"] = torch.tensor(record.labels, dtype=torch.float32)  # multi-label: [K], NaN = unknown
+            sample["label"] = torch.tensor(
+                record.labels, dtype=torch.float32
+            )  # multi-label: [K], NaN = unknown
         elif record.label is not None:
             sample["label"] = torch.tensor(record.label, dtype=torch.int64)
         return sample

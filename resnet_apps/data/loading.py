@@ -1,4 +1,4 @@
-"""Pixels of one record: read (through ``resnet_apps.io``), scale, mark invalid pixels, resize, decode the mask.
+"""Pixels of one record: read (``resnet_apps.io``), scale, mark invalid pixels, resize, decode the mask.
 
 This is the pre-augmentation, pre-normalisation half of a sample: exactly what :mod:`cache` stores.
 No torch here.
@@ -73,7 +73,9 @@ def is_dicom_path(path: Path) -> bool:
     return head[128:132] == b"DICM"
 
 
-def read_pixels(record: Record, root: Path, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray | None, bool]:
+def read_pixels(
+    record: Record, root: Path, prep: Preprocessing
+) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """Raw pixels of a record through ``resnet_apps.io``.
 
     Returns:
@@ -87,11 +89,11 @@ def read_pixels(record: Record, root: Path, prep: Preprocessing) -> tuple[np.nda
         files = [root / p for p in record.band_paths]
         if prep.bands is not None:
             files = [files[_band_index(b, names, path)] for b in prep.bands]
-        image, meta = rio.read_geotiff(files)
-        return image, meta.valid, False
+        image, geo = rio.read_geotiff(files)
+        return image, geo.valid, False
     if is_dicom_path(path):
-        pixels, meta = rio.read_dicom(path, window=prep.dicom_window)
-        return pixels[None].astype(np.float32, copy=False), meta.valid, True
+        pixels, dicom = rio.read_dicom(path, window=prep.dicom_window)
+        return pixels[None].astype(np.float32, copy=False), dicom.valid, True
     image, meta = rio.read_image(path, bands=list(prep.bands) if prep.bands is not None else None)
     return image, meta.valid, getattr(meta, "kind", "") == "dicom"
 
@@ -104,7 +106,9 @@ def _band_index(band: str | int, names: list[str], where: Path) -> int:
     raise BandError(f"{where}: band {band!r} asked but this stack has {names}; fix data.bands")
 
 
-def load_arrays(record: Record, root: Path, prep: Preprocessing, decoder: MaskDecoder | None) -> dict[str, np.ndarray]:
+def load_arrays(
+    record: Record, root: Path, prep: Preprocessing, decoder: MaskDecoder | None
+) -> dict[str, np.ndarray]:
     """Decoded, scaled, resized arrays of one record (pre-augmentation, pre-normalisation).
 
     Returns:
@@ -115,14 +119,14 @@ def load_arrays(record: Record, root: Path, prep: Preprocessing, decoder: MaskDe
         NoValidPixelsError: every pixel is nodata / NaN / padding.
         MaskMismatchError: mask and image sizes differ.
     """
-    raw, valid, dicom = read_pixels(record, root, prep)
+    raw, read_valid, dicom = read_pixels(record, root, prep)
     image = raw.astype(np.float32)
     if not dicom and prep.scale != 1.0:
         image *= np.float32(prep.scale)
     if prep.grayscale and image.shape[0] == 3:
         image = image.mean(axis=0, keepdims=True)
     finite = np.isfinite(image).all(axis=0)
-    valid = finite if valid is None else (np.asarray(valid, dtype=bool) & finite)
+    valid = np.asarray(finite if read_valid is None else (np.asarray(read_valid, dtype=bool) & finite))
     where = root / record.path
     if not valid.any():
         raise NoValidPixelsError(
@@ -133,12 +137,15 @@ def load_arrays(record: Record, root: Path, prep: Preprocessing, decoder: MaskDe
     arrays: dict[str, np.ndarray] = {"image": image, "valid": valid}
     if record.mask_path is not None:
         if decoder is None:
-            raise DatasetError(f"{where}: record has a mask but the dataset has no mask decoder (source kind pairs)")
+            raise DatasetError(
+                f"{where}: record has a mask but the dataset has no mask decoder (source kind pairs)"
+            )
         mask = decoder.read(root / record.mask_path)
         if mask.shape != image.shape[1:]:
             raise MaskMismatchError(
-                f"{root / record.mask_path}: mask is {mask.shape[0]}x{mask.shape[1]} but its image {where} is "
-                f"{image.shape[1]}x{image.shape[2]} (H x W); fix the pairing in the index, or export the mask "
+                f"{root / record.mask_path}: mask is {mask.shape[0]}x{mask.shape[1]} but its image {where} "
+                f"is {image.shape[1]}x{image.shape[2]} (H x W); fix the pairing in the index, or export "
+                "the mask "
                 "at the image's size (nearest-neighbour)"
             )
         mask[~valid] = IGNORE_INDEX
@@ -156,12 +163,19 @@ def resize_arrays(arrays: dict[str, np.ndarray], size: tuple[int, int]) -> dict[
 
     image = arrays["image"]
     shrink = size[0] * size[1] < image.shape[1] * image.shape[2]
-    resize = A.Resize(size[0], size[1], interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
-                      mask_interpolation=cv2.INTER_NEAREST, p=1.0)
+    resize = A.Resize(
+        size[0],
+        size[1],
+        interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
+        mask_interpolation=cv2.INTER_NEAREST,
+        p=1.0,
+    )
     masks = [arrays["valid"].astype(np.uint8)] + ([arrays["mask"]] if "mask" in arrays else [])
     out = resize(image=np.ascontiguousarray(image.transpose(1, 2, 0)), masks=masks)
-    resized = {"image": np.ascontiguousarray(np.atleast_3d(out["image"]).transpose(2, 0, 1)),
-               "valid": np.asarray(out["masks"][0]).astype(bool)}
+    resized = {
+        "image": np.ascontiguousarray(np.atleast_3d(out["image"]).transpose(2, 0, 1)),
+        "valid": np.asarray(out["masks"][0]).astype(bool),
+    }
     if "mask" in arrays:
         resized["mask"] = np.asarray(out["masks"][1]).astype(np.uint8)
     resized["image"][:, ~resized["valid"]] = 0.0

@@ -31,7 +31,9 @@ def parse_color(text: str) -> tuple[int, int, int]:
         r, g, b = (int(v) for v in value.strip("()[] ").split(","))
         return r, g, b
     except ValueError:
-        raise DatasetError(f"colour {text!r} is not '#RRGGBB' or 'r,g,b'; fix data.source.class_colors") from None
+        raise DatasetError(
+            f"colour {text!r} is not '#RRGGBB' or 'r,g,b'; fix data.source.class_colors"
+        ) from None
 
 
 def load_class_colors(path: str | Path) -> dict[str, str]:
@@ -97,8 +99,12 @@ class MaskDecoder:
 
     def params(self) -> dict[str, object]:
         """What decoding depends on (part of the cache key)."""
-        return {"encoding": self.encoding, "num_classes": self.num_classes,
-                "values": sorted((self.mask_values or {}).items()), "colors": sorted(self.colors.items())}
+        return {
+            "encoding": self.encoding,
+            "num_classes": self.num_classes,
+            "values": sorted((self.mask_values or {}).items()),
+            "colors": sorted(self.colors.items()),
+        }
 
     def read(self, path: Path) -> np.ndarray:
         """Decode one mask file.
@@ -130,7 +136,9 @@ class MaskDecoder:
         known = keys[pos] == packed
         if not known.all():
             unknown, counts = np.unique(packed[~known], return_counts=True)
-            shown = ", ".join(f"#{int(u):06X} ({int(n)} px)" for u, n in zip(unknown[:5], counts[:5]))
+            shown = ", ".join(
+                f"#{int(u):06X} ({int(n)} px)" for u, n in zip(unknown[:5], counts[:5], strict=True)
+            )
             raise DatasetError(
                 f"{path}: mask colour(s) {shown} are in neither class_colors nor ignore_colors; "
                 "add them to data.source.class_colors or data.source.ignore_colors"
@@ -155,7 +163,9 @@ def read_mask_pixels(path: Path, rgb: bool) -> np.ndarray:
     except UnidentifiedImageError:
         pass  # e.g. a TIFF layout Pillow does not decode: let rasterio try
     except OSError as error:
-        raise DatasetError(f"{path}: mask cannot be read ({error}); replace the file or drop the pair") from error
+        raise DatasetError(
+            f"{path}: mask cannot be read ({error}); replace the file or drop the pair"
+        ) from error
     return _read_mask_rasterio(path, rgb)
 
 
@@ -167,7 +177,9 @@ def _read_mask_rasterio(path: Path, rgb: bool) -> np.ndarray:
         with rasterio.open(path) as src:
             data = src.read()
     except RasterioIOError as error:
-        raise DatasetError(f"{path}: mask cannot be read ({error}); replace the file or drop the pair") from error
+        raise DatasetError(
+            f"{path}: mask cannot be read ({error}); replace the file or drop the pair"
+        ) from error
     return np.moveaxis(data[:3], 0, -1) if rgb else data[0]
 
 

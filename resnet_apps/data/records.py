@@ -27,8 +27,20 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".
 
 # NIH ChestX-ray14 findings (Wang et al. 2017), in the order of the dataset's paper and torchxrayvision.
 NIH_CHESTXRAY14_LABELS: tuple[str, ...] = (
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
 )
 
 # Values of a per-class column (CheXpert style) that mean "not known": masked as NaN in the loss.
@@ -97,7 +109,9 @@ def build_records(
     else:
         records, classes = _pair_records(cfg, root, classes)
     if not records:
-        raise DatasetError(f"{root}: no samples found for source kind {cfg.kind!r}; check data.root and data.source")
+        raise DatasetError(
+            f"{root}: no samples found for source kind {cfg.kind!r}; check data.root and data.source"
+        )
     _check_files_exist(root, records)
     return records, list(classes)
 
@@ -111,7 +125,9 @@ def _check_root(root: Path) -> None:
     try:
         next(os.scandir(root), None)
     except OSError as error:
-        raise DatasetError(f"{root}: folder cannot be read ({error.strerror}); check its permissions") from error
+        raise DatasetError(
+            f"{root}: folder cannot be read ({error.strerror}); check its permissions"
+        ) from error
 
 
 def _folder_records(root: Path, classes: Sequence[str] | None) -> tuple[list[Record], list[str]]:
@@ -124,12 +140,16 @@ def _folder_records(root: Path, classes: Sequence[str] | None) -> tuple[list[Rec
     names = list(classes) if classes is not None else found
     missing = [c for c in names if c not in found]
     if missing:
-        raise DatasetError(f"{root}: class folder(s) {missing} not found; fix data.classes or add the folders")
+        raise DatasetError(
+            f"{root}: class folder(s) {missing} not found; fix data.classes or add the folders"
+        )
     records = []
     for index, name in enumerate(names):
         files = _image_files(root / name)
         if not files:
-            raise DatasetError(f"{root / name}: class folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            raise DatasetError(
+                f"{root / name}: class folder holds no image files ({', '.join(IMAGE_SUFFIXES)})"
+            )
         records += [Record(path=f.relative_to(root).as_posix(), label=index) for f in files]
     return records, names
 
@@ -155,7 +175,9 @@ def _read_csv(path: Path, required: Sequence[str | None]) -> list[dict[str, str]
         columns = reader.fieldnames or []
         absent = [c for c in required if c is not None and c not in columns]
         if absent:
-            raise DatasetError(f"{path}: column(s) {absent} not found; the CSV has {columns}. Fix data.source")
+            raise DatasetError(
+                f"{path}: column(s) {absent} not found; the CSV has {columns}. Fix data.source"
+            )
         return list(reader)
 
 
@@ -165,22 +187,32 @@ def _index_path(cfg: SourceConfig, root: Path) -> Path:
     return root / cfg.index
 
 
-def _csv_records(cfg: SourceConfig, root: Path, classes: Sequence[str] | None) -> tuple[list[Record], list[str]]:
+def _csv_records(
+    cfg: SourceConfig, root: Path, classes: Sequence[str] | None
+) -> tuple[list[Record], list[str]]:
     index = _index_path(cfg, root)
     rows = _read_csv(index, [cfg.path_column, cfg.label_column, cfg.split_column, _index_group_column(cfg)])
     for line, row in enumerate(rows, start=2):
         if not (row[cfg.label_column] or "").strip():
-            raise DatasetError(f"{index}: line {line} has an empty {cfg.label_column!r}; fill it or drop the row")
+            raise DatasetError(
+                f"{index}: line {line} has an empty {cfg.label_column!r}; fill it or drop the row"
+            )
     names = list(classes) if classes is not None else sorted({row[cfg.label_column].strip() for row in rows})
     lookup = {name: i for i, name in enumerate(names)}
     groups = _groups(cfg, root, [row[cfg.path_column] for row in rows], rows)
     records = []
-    for line, (row, group) in enumerate(zip(rows, groups), start=2):
+    for line, (row, group) in enumerate(zip(rows, groups, strict=True), start=2):
         label = row[cfg.label_column].strip()
         if label not in lookup:
             raise DatasetError(f"{index}: line {line} label {label!r} is not in data.classes {names}; add it")
-        records.append(Record(path=_rel(cfg.image_dir, row[cfg.path_column]), label=lookup[label],
-                              group=group, split=_split_value(cfg, row, index, line)))
+        records.append(
+            Record(
+                path=_rel(cfg.image_dir, row[cfg.path_column]),
+                label=lookup[label],
+                group=group,
+                split=_split_value(cfg, row, index, line),
+            )
+        )
     return records, names
 
 
@@ -193,14 +225,20 @@ def _multilabel_records(
     if cfg.labels_column is None:
         # one column per class (CheXpert style): 1 positive, 0 negative, -1/blank/"uncertain" -> NaN
         if classes is None:
-            raise DatasetError(f"{index}: per-class columns need data.classes (or set data.source.labels_column)")
+            raise DatasetError(
+                f"{index}: per-class columns need data.classes (or set data.source.labels_column)"
+            )
         names = list(classes)
         _read_csv(index, names)
-        table = [tuple(_class_value(row[name], index, line, name) for name in names)
-                 for line, row in enumerate(rows, start=2)]
+        table = [
+            tuple(_class_value(row[name], index, line, name) for name in names)
+            for line, row in enumerate(rows, start=2)
+        ]
     else:
         cells = [(row[cfg.labels_column] or "").strip() for row in rows]
-        seen = {t.strip() for c in cells for t in c.split(cfg.label_separator) if t.strip()} - {cfg.no_finding}
+        seen = {t.strip() for c in cells for t in c.split(cfg.label_separator) if t.strip()} - {
+            cfg.no_finding
+        }
         if classes is not None:
             names = list(classes)
         elif seen <= set(NIH_CHESTXRAY14_LABELS):
@@ -210,14 +248,20 @@ def _multilabel_records(
         table = [_finding_vector(cell, names, cfg, index, line) for line, cell in enumerate(cells, start=2)]
     groups = _groups(cfg, root, [row[path_column] for row in rows], rows)
     records = [
-        Record(path=_rel(cfg.image_dir, row[path_column]), labels=vector, group=group,
-               split=_split_value(cfg, row, index, line))
-        for line, (row, vector, group) in enumerate(zip(rows, table, groups), start=2)
+        Record(
+            path=_rel(cfg.image_dir, row[path_column]),
+            labels=vector,
+            group=group,
+            split=_split_value(cfg, row, index, line),
+        )
+        for line, (row, vector, group) in enumerate(zip(rows, table, groups, strict=True), start=2)
     ]
     return records, names
 
 
-def _finding_vector(cell: str, names: list[str], cfg: SourceConfig, index: Path, line: int) -> tuple[float, ...]:
+def _finding_vector(
+    cell: str, names: list[str], cfg: SourceConfig, index: Path, line: int
+) -> tuple[float, ...]:
     if cell == "" or cell.lower() in _UNCERTAIN:
         return tuple(math.nan for _ in names)  # missing labels are masked, not negatives
     tokens = {t.strip() for t in cell.split(cfg.label_separator) if t.strip()}
@@ -236,13 +280,17 @@ def _class_value(text: str | None, index: Path, line: int, column: str) -> float
     try:
         number = float(value)
     except ValueError:
-        raise DatasetError(f"{index}: line {line} column {column!r} holds {text!r}; use 1, 0, -1 or blank") from None
+        raise DatasetError(
+            f"{index}: line {line} column {column!r} holds {text!r}; use 1, 0, -1 or blank"
+        ) from None
     if number not in (0.0, 1.0):
         raise DatasetError(f"{index}: line {line} column {column!r} holds {text!r}; use 1, 0, -1 or blank")
     return number
 
 
-def _pair_records(cfg: SourceConfig, root: Path, classes: Sequence[str] | None) -> tuple[list[Record], list[str]]:
+def _pair_records(
+    cfg: SourceConfig, root: Path, classes: Sequence[str] | None
+) -> tuple[list[Record], list[str]]:
     from resnet_apps.data.masks import class_names_from_source
 
     names = list(classes) if classes is not None else class_names_from_source(cfg, root)
@@ -254,15 +302,19 @@ def _pair_records(cfg: SourceConfig, root: Path, classes: Sequence[str] | None) 
     rows = _read_csv(index, [cfg.path_column, cfg.mask_column, cfg.split_column, _index_group_column(cfg)])
     groups = _groups(cfg, root, [row[cfg.path_column] for row in rows], rows)
     records = [
-        Record(path=_rel(cfg.image_dir, row[cfg.path_column]), mask_path=_rel(None, row[cfg.mask_column]),
-               group=group, split=_split_value(cfg, row, index, line))
-        for line, (row, group) in enumerate(zip(rows, groups), start=2)
+        Record(
+            path=_rel(cfg.image_dir, row[cfg.path_column]),
+            mask_path=_rel(None, row[cfg.mask_column]),
+            group=group,
+            split=_split_value(cfg, row, index, line),
+        )
+        for line, (row, group) in enumerate(zip(rows, groups, strict=True), start=2)
     ]
     return records, names
 
 
 def _band_stack_records(cfg: SourceConfig, root: Path) -> list[Record]:
-    """Band stacks: masks listed by an index CSV, or found by globbing ``mask_column`` as a ``{id}`` template."""
+    """Band stacks: masks from an index CSV, or globbed from ``mask_column`` as an ``{id}`` template."""
     assert cfg.band_files is not None
     if cfg.index is not None:
         rows = _read_csv(root / cfg.index, [cfg.mask_column, cfg.split_column, _index_group_column(cfg)])
@@ -284,14 +336,24 @@ def _band_stack_records(cfg: SourceConfig, root: Path) -> list[Record]:
     else:
         groups = [None] * len(masks)
     records = []
-    for i, (mask, group) in enumerate(zip(masks, groups)):
+    for i, (mask, group) in enumerate(zip(masks, groups, strict=True)):
         match = pattern.search(Path(mask).name if cfg.id_pattern else mask)
         if match is None:
-            raise DatasetError(f"{root / mask}: data.source.id_pattern {pattern.pattern!r} does not match this mask name")
+            raise DatasetError(
+                f"{root / mask}: data.source.id_pattern {pattern.pattern!r} does not match this mask name"
+            )
         bands = tuple(t.replace("{id}", match.group(1)) for t in cfg.band_files.values())
         split = _split_value(cfg, rows[i], root / str(cfg.index), i + 2) if rows else None
-        records.append(Record(path=bands[0], mask_path=mask, group=group, split=split,
-                              band_paths=bands, band_names=tuple(cfg.band_files)))
+        records.append(
+            Record(
+                path=bands[0],
+                mask_path=mask,
+                group=group,
+                split=split,
+                band_paths=bands,
+                band_names=tuple(cfg.band_files),
+            )
+        )
     return records
 
 
@@ -305,7 +367,7 @@ def _template_regex(template: str | None) -> re.Pattern[str]:
 
 
 def _groups(cfg: SourceConfig, root: Path, paths: list[str], rows: list[dict[str, str]]) -> list[str | None]:
-    """Hashed group per row: from ``group_column``, ``group_index`` (joined on file name) or ``group_pattern``."""
+    """Hashed group per row: ``group_column``, ``group_index`` (joined on file name) or ``group_pattern``."""
     if cfg.group_index is not None:
         column = cfg.group_column or "patientid"
         table = _read_csv(root / cfg.group_index, [cfg.group_index_key, column])
@@ -318,7 +380,9 @@ def _groups(cfg: SourceConfig, root: Path, paths: list[str], rows: list[dict[str
             )
         return [hash_id(by_name[Path(p).name]) for p in paths]
     if cfg.group_column is not None:
-        return [hash_id(row[cfg.group_column].strip()) if row[cfg.group_column].strip() else None for row in rows]
+        return [
+            hash_id(row[cfg.group_column].strip()) if row[cfg.group_column].strip() else None for row in rows
+        ]
     if cfg.group_pattern is not None:
         pattern = re.compile(cfg.group_pattern)
         return [hash_id(_pattern_group(pattern, Path(p).name, root / p)) for p in paths]

@@ -10,8 +10,9 @@ A split is a plain dict, saved with the run and re-applied from it::
 
 Methods: ``stratified`` (no groups; scikit-learn ``train_test_split``), ``group`` (whole groups held out:
 scikit-learn ``train_test_split`` over the groups, stratified by each group's most frequent label, or
-``GroupShuffleSplit`` when there is nothing to stratify; fractions count groups, not images), ``column`` (the index CSV's split column; a missing val split is drawn from train by
-group) and ``spatial`` (groups are blocks of ``block_size_m`` metres around each chip's centre).
+``GroupShuffleSplit`` when there is nothing to stratify; fractions count groups, not images),
+``column`` (the index CSV's split column; a missing val split is drawn from train by group) and
+``spatial`` (groups are blocks of ``block_size_m`` metres around each chip's centre).
 Fractions are approximate with groups: patients with many images move the image shares.
 """
 
@@ -33,7 +34,12 @@ METHODS = ("stratified", "group", "column", "spatial")
 
 
 def _two_way(
-    idx: np.ndarray, labels: np.ndarray | None, groups: np.ndarray | None, fraction: float, seed: int, stratify: bool
+    idx: np.ndarray,
+    labels: np.ndarray | None,
+    groups: np.ndarray | None,
+    fraction: float,
+    seed: int,
+    stratify: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split ``idx`` into (rest, held) with about ``fraction`` of it held out, whole groups kept together."""
     from sklearn.model_selection import GroupShuffleSplit, train_test_split
@@ -41,20 +47,26 @@ def _two_way(
     if fraction <= 0 or len(idx) == 0:
         return idx, idx[:0]
     if groups is None:
-        strat = labels[idx] if (stratify and labels is not None and _can_stratify(labels[idx], fraction)) else None
+        strat = (
+            labels[idx]
+            if (stratify and labels is not None and _can_stratify(labels[idx], fraction))
+            else None
+        )
         n_held = max(1, int(round(fraction * len(idx))))  # round, not sklearn's ceil: 0.15 of 200 is 30
         rest, held = train_test_split(idx, test_size=n_held, random_state=seed, shuffle=True, stratify=strat)
         return np.sort(rest), np.sort(held)
     names, inverse = np.unique(groups[idx], return_inverse=True)
     if len(names) < 2:
-        raise DatasetError(f"split: only {len(names)} group(s) among {len(idx)} samples; cannot hold any out by group")
+        raise DatasetError(
+            f"split: only {len(names)} group(s) among {len(idx)} samples; cannot hold any out by group"
+        )
     n_held = min(len(names) - 1, max(1, int(round(fraction * len(names)))))
     group_labels = None
     if stratify and labels is not None:
         # one label per group (its most frequent); StratifiedGroupKFold does this per sample but is
         # quadratic in the number of groups (minutes for NIH's 30,805 patients), this is linear
         runs: dict[int, Counter[str]] = defaultdict(Counter)
-        for g, lab in zip(inverse.tolist(), labels[idx].tolist()):
+        for g, lab in zip(inverse.tolist(), labels[idx].tolist(), strict=True):
             runs[g][lab] += 1
         group_labels = np.array([runs[g].most_common(1)[0][0] for g in range(len(names))])
         if not _can_stratify(group_labels, n_held / len(names)):
@@ -63,8 +75,9 @@ def _two_way(
         splitter = GroupShuffleSplit(n_splits=1, test_size=n_held, random_state=seed)
         rest_pos, held_pos = next(splitter.split(idx, groups=inverse))
         return np.sort(idx[rest_pos]), np.sort(idx[held_pos])
-    _, held_groups = train_test_split(np.arange(len(names)), test_size=n_held, random_state=seed,
-                                      shuffle=True, stratify=group_labels)
+    _, held_groups = train_test_split(
+        np.arange(len(names)), test_size=n_held, random_state=seed, shuffle=True, stratify=group_labels
+    )
     held = np.isin(inverse, held_groups)
     return np.sort(idx[~held]), np.sort(idx[held])
 
@@ -117,7 +130,9 @@ def find_leakage(split_groups: Mapping[str, Sequence[str | None]]) -> list[str]:
     return sorted(g for g, splits in seen.items() if len(splits) > 1)
 
 
-def check_leakage(split_groups: Mapping[str, Sequence[str | None]], examples: Mapping[str, str] | None = None) -> None:
+def check_leakage(
+    split_groups: Mapping[str, Sequence[str | None]], examples: Mapping[str, str] | None = None
+) -> None:
     """Raise :class:`LeakageError` naming every group found in more than one split.
 
     Args:
@@ -175,14 +190,15 @@ def make_split(
     if method == "spatial":
         if root is None:
             raise DatasetError("data.split.method spatial needs the dataset root to read chip coordinates")
-        groups = spatial_groups([Path(root) / r.path for r in records], block_size_m)
+        groups = list(spatial_groups([Path(root) / r.path for r in records], block_size_m))
     has_groups = all(g is not None for g in groups)
     if method in ("group", "spatial") and not has_groups:
-        missing = next(r.path for r, g in zip(records, groups) if g is None)
+        missing = next(r.path for r, g in zip(records, groups, strict=True) if g is None)
         raise DatasetError(
-            f"data.split.method {method}: {missing} has no group; set data.source.group_column or group_pattern"
+            f"data.split.method {method}: {missing} has no group; "
+            "set data.source.group_column or group_pattern"
         )
-    grp = groups if (has_groups and method != "stratified") else None
+    grp = [str(g) for g in groups] if (has_groups and method != "stratified") else None
     dropped: list[dict[str, str]] = []
     source_test = [i for i, r in enumerate(records) if r.split == "test"]
     if method == "column":
@@ -195,7 +211,10 @@ def make_split(
     examples = {g: records[i].path for s in SPLITS for i in parts[s] for g in [groups[i]] if g}
     check_leakage(split_groups, examples)
     return {
-        "method": method, "seed": seed, "val": val, "test": test,
+        "method": method,
+        "seed": seed,
+        "val": val,
+        "test": test,
         **({"block_size_m": block_size_m} if method == "spatial" else {}),
         "indices": parts,
         "paths": {s: [records[i].path for i in parts[s]] for s in SPLITS},
@@ -206,8 +225,12 @@ def make_split(
 
 
 def _keep_source_test(
-    records: Sequence[Record], labels: list[str], groups: Sequence[str | None], test_idx: list[int],
-    val: float, seed: int,
+    records: Sequence[Record],
+    labels: list[str],
+    groups: Sequence[str],
+    test_idx: list[int],
+    val: float,
+    seed: int,
 ) -> tuple[dict[str, list[int]], list[dict[str, str]]]:
     """Keep the source's test split; drop other samples of its patients; draw val from the rest by group.
 
@@ -224,23 +247,39 @@ def _keep_source_test(
         else:
             pool.append(i)
     sub = group_split([labels[i] for i in pool], [str(groups[i]) for i in pool], val=val, test=0.0, seed=seed)
-    parts = {"train": [pool[j] for j in sub["train"]], "val": [pool[j] for j in sub["val"]], "test": sorted(test_idx)}
+    parts = {
+        "train": [pool[j] for j in sub["train"]],
+        "val": [pool[j] for j in sub["val"]],
+        "test": sorted(test_idx),
+    }
     return parts, dropped
 
 
 def _column_split(
-    records: Sequence[Record], labels: list[str], groups: Sequence[str | None] | None,
-    val: float, test: float, seed: int, keep_test: bool,
+    records: Sequence[Record],
+    labels: list[str],
+    groups: Sequence[str] | None,
+    val: float,
+    test: float,
+    seed: int,
+    keep_test: bool,
 ) -> dict[str, list[int]]:
     missing = [r.path for r in records if r.split is None]
     if missing:
-        raise DatasetError(f"data.split.method column: {missing[0]} has no split value; set data.source.split_column")
+        raise DatasetError(
+            f"data.split.method column: {missing[0]} has no split value; set data.source.split_column"
+        )
     parts = {s: [i for i, r in enumerate(records) if r.split == s] for s in SPLITS}
     if not parts["val"] and val > 0:
         # carve val (and test when not kept) out of the column's train part, by group where known
         train = parts["train"]
-        sub = group_split([labels[i] for i in train], None if groups is None else [groups[i] for i in train],
-                          val=val, test=0.0 if keep_test else test, seed=seed)
+        sub = group_split(
+            [labels[i] for i in train],
+            None if groups is None else [groups[i] for i in train],
+            val=val,
+            test=0.0 if keep_test else test,
+            seed=seed,
+        )
         parts["val"] = sorted(train[j] for j in sub["val"])
         if not keep_test:
             parts["test"] = sorted(parts["test"] + [train[j] for j in sub["test"]])
@@ -277,13 +316,18 @@ def spatial_groups(paths: Sequence[Path], block_size_m: float) -> list[str]:
                 f"{path}: no CRS, so no spatial block; use data.split.method group (e.g. by scene) instead"
             )
         col, row = width / 2.0, height / 2.0
-        x, y = transform.c + transform.a * col + transform.b * row, transform.f + transform.d * col + transform.e * row
+        x, y = (
+            transform.c + transform.a * col + transform.b * row,
+            transform.f + transform.d * col + transform.e * row,
+        )
         block = f"{crs.to_string()}:{math.floor(x / block_size_m)}:{math.floor(y / block_size_m)}"
         groups.append(hash_id(block))
     return groups
 
 
-def split_counts(split: Mapping[str, Any], records: Sequence[Record], classes: Sequence[str]) -> dict[str, dict[str, int]]:
+def split_counts(
+    split: Mapping[str, Any], records: Sequence[Record], classes: Sequence[str]
+) -> dict[str, dict[str, int]]:
     """Samples per class per split (for metrics.json ``split.counts``; segmentation: total only)."""
     counts: dict[str, dict[str, int]] = {}
     for name in SPLITS:

@@ -124,25 +124,42 @@ def compute_band_stats(
         image, valid, file_names = _read(Path(path), bands)
         if not accumulators:
             accumulators = [_BandAccumulator(seed=i) for i in range(image.shape[0])]
-            names = [str(b) for b in bands] if bands is not None else (file_names or [f"band{i + 1}" for i in range(image.shape[0])])
+            names = (
+                [str(b) for b in bands]
+                if bands is not None
+                else (file_names or [f"band{i + 1}" for i in range(image.shape[0])])
+            )
         if image.shape[0] != len(accumulators):
-            raise DatasetError(f"{path}: {image.shape[0]} band(s), but earlier files have {len(accumulators)}; pass --bands")
-        keep = np.isfinite(image).all(axis=0) if np.issubdtype(image.dtype, np.floating) else np.ones(image.shape[1:], bool)
+            raise DatasetError(
+                f"{path}: {image.shape[0]} band(s), but earlier files have {len(accumulators)}; pass --bands"
+            )
+        keep = (
+            np.isfinite(image).all(axis=0)
+            if np.issubdtype(image.dtype, np.floating)
+            else np.ones(image.shape[1:], bool)
+        )
         if valid is not None:
             keep &= valid
-        for band, acc in zip(image, accumulators):
+        for band, acc in zip(image, accumulators, strict=True):
             acc.add(band[keep])
         count += 1
     if count == 0:
         raise DatasetError("compute_band_stats: no files given; check the folder and --pattern")
     stats: dict[str, dict[str, float]] = {}
-    for name, acc in zip(names, accumulators):
+    for name, acc in zip(names, accumulators, strict=True):
         if acc.count == 0:
             raise DatasetError(f"band {name}: no valid pixel in {count} file(s)")
         p01, p50, p99 = acc.percentiles([1.0, 50.0, 99.0])
         std = math.sqrt(acc.m2 / acc.count)
-        stats[name] = {"mean": acc.mean * scale, "std": std * abs(scale), "p01": p01 * scale, "p50": p50 * scale,
-                       "p99": p99 * scale, "min": acc.min * scale, "max": acc.max * scale}
+        stats[name] = {
+            "mean": acc.mean * scale,
+            "std": std * abs(scale),
+            "p01": p01 * scale,
+            "p50": p50 * scale,
+            "p99": p99 * scale,
+            "min": acc.min * scale,
+            "max": acc.max * scale,
+        }
         if scale < 0:  # a negative scale swaps the order statistics
             stats[name].update(min=acc.max * scale, max=acc.min * scale, p01=p99 * scale, p99=p01 * scale)
     return stats
@@ -155,10 +172,14 @@ def find_images(folder: str | Path, pattern: str | None = None) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"{root}: folder not found; give the dataset folder")
-    files = root.glob(pattern) if pattern else (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = (
+        root.glob(pattern) if pattern else (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    )
     found = sorted(p for p in files if p.is_file())
     if not found:
-        raise DatasetError(f"{root}: no image files{f' match {pattern!r}' if pattern else ''}; check --pattern")
+        raise DatasetError(
+            f"{root}: no image files{f' match {pattern!r}' if pattern else ''}; check --pattern"
+        )
     return found
 
 

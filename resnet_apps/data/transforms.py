@@ -41,8 +41,9 @@ class UnclippedBrightnessContrast(A.RandomBrightnessContrast):
     """
 
     def __init__(self, brightness_limit: float = 0.1, contrast_limit: float = 0.1, p: float = 0.5) -> None:
-        super().__init__(brightness_limit=brightness_limit, contrast_limit=contrast_limit,
-                         brightness_by_max=False, p=p)
+        super().__init__(
+            brightness_limit=brightness_limit, contrast_limit=contrast_limit, brightness_by_max=False, p=p
+        )
 
     def apply(self, img: np.ndarray, alpha: float, beta: float, **params: Any) -> np.ndarray:
         return (img * np.float32(alpha) + np.float32(beta)).astype(np.float32, copy=False)
@@ -109,7 +110,7 @@ def build_transforms(
         train: False gives None (evaluation: resize and normalise only, both done by the dataset).
         hflip: override the preset's horizontal flip (chest_xray: off by default).
         swap_labels_on_hflip: mask labels swapped when a flip happens ({1: 2, 2: 1} for right/left lung).
-        crop_size: random crop (padded with ignore where the image is smaller), e.g. 512 for large aerial tiles.
+        crop_size: random crop (padded with ignore where the image is smaller), e.g. 512 for aerial tiles.
         seed: albumentations seed, for reproducible augmentation.
 
     Returns:
@@ -122,18 +123,32 @@ def build_transforms(
     steps: list[A.BasicTransform] = []
     if crop_size is not None:
         h, w = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
-        steps += [A.PadIfNeeded(min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT,
-                                fill=0, fill_mask=IGNORE_INDEX), A.RandomCrop(h, w)]
+        steps += [
+            A.PadIfNeeded(
+                min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX
+            ),
+            A.RandomCrop(h, w),
+        ]
     flip = {"nadir": True, "chest_xray": False, "none": False}[preset] if hflip is None else hflip
     if flip:
-        steps.append(HorizontalFlipSwapLabels(swap_labels_on_hflip) if swap_labels_on_hflip else A.HorizontalFlip())
+        steps.append(
+            HorizontalFlipSwapLabels(swap_labels_on_hflip) if swap_labels_on_hflip else A.HorizontalFlip()
+        )
     if preset == "nadir":
         steps += [A.VerticalFlip(), A.RandomRotate90(), UnclippedBrightnessContrast(0.1, 0.1, p=0.5)]
     elif preset == "chest_xray":
         steps += [
-            A.Affine(rotate=(-10, 10), translate_percent=(-0.05, 0.05), scale=(0.9, 1.1), p=0.7,
-                     interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
-                     border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX),
+            A.Affine(
+                rotate=(-10, 10),
+                translate_percent=(-0.05, 0.05),
+                scale=(0.9, 1.1),
+                p=0.7,
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=cv2.INTER_NEAREST,
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=IGNORE_INDEX,
+            ),
             UnclippedBrightnessContrast(0.1, 0.1, p=0.5),
         ]
     if not steps:
