@@ -37,6 +37,7 @@ def make_dicom(
     window: tuple[float, float] | Sequence[tuple[float, float]] | None = None,
     voi_function: str | None = None,
     voi_lut: tuple[Sequence[int], np.ndarray] | None = None,
+    modality_lut: tuple[Sequence[int], np.ndarray] | None = None,
     padding: int | None = None,
     frames: int | None = None,
     rgb: bool = False,
@@ -62,6 +63,7 @@ def make_dicom(
         window: one (center, width) or several.
         voi_function: VOILUTFunction (LINEAR, LINEAR_EXACT, SIGMOID).
         voi_lut: (LUTDescriptor [entries, first mapped, bits], LUTData) for a VOI LUT Sequence.
+        modality_lut: the same for a Modality LUT Sequence (instead of slope/intercept).
         padding: PixelPaddingValue.
         frames: NumberOfFrames (pixels must then be [F, H, W]).
         rgb: write an RGB image (SamplesPerPixel 3, 8 bit).
@@ -135,6 +137,12 @@ def make_dicom(
         item.add_new(0x00283002, "US", [int(v) for v in voi_lut[0]])  # LUTDescriptor
         item.add_new(0x00283006, "US", [int(v) for v in np.asarray(voi_lut[1]).ravel()])  # LUTData
         ds.VOILUTSequence = DicomSequence([item])
+    if modality_lut is not None:
+        item = Dataset()
+        item.add_new(0x00283002, "US", [int(v) for v in modality_lut[0]])  # LUTDescriptor
+        item.ModalityLUTType = "US"  # unspecified units
+        item.add_new(0x00283006, "US", [int(v) for v in np.asarray(modality_lut[1]).ravel()])  # LUTData
+        ds.ModalityLUTSequence = DicomSequence([item])
     if padding is not None:
         ds.PixelPaddingValue = int(padding)
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()

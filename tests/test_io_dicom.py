@@ -72,6 +72,20 @@ def test_slope_intercept_applied_before_window(tmp_path: Path) -> None:
     assert image.flat[9] < 0.5 < image.flat[10]
 
 
+def test_modality_lut_sequence_before_window(tmp_path: Path) -> None:
+    # LUT maps stored p to 100 + p * p (16-bit entries, as PS3.3 C.11.1.1 requires); LINEAR_EXACT (200, 400) then windows those values
+    lut = 100 + np.arange(20) ** 2
+    path = make_dicom(
+        tmp_path / "mlut.dcm",
+        RAMP,
+        modality_lut=([20, 0, 16], lut),
+        window=(200, 400),
+        voi_function="LINEAR_EXACT",
+    )
+    image, _ = read_dicom(path)
+    np.testing.assert_allclose(image, linear_exact(100.0 + RAMP.astype(float) ** 2, 200, 400), atol=1e-6)
+
+
 def test_explicit_window_and_header_choice(tmp_path: Path) -> None:
     path = make_dicom(tmp_path / "w.dcm", RAMP, window=[(10, 11), (5, 4)], voi_function="LINEAR_EXACT")
     first, meta0 = read_dicom(path)
@@ -184,6 +198,28 @@ def test_unsigned_high_bits_beyond_bits_stored_are_dropped(tmp_path: Path) -> No
     a, _ = read_dicom(make_dicom(tmp_path / "c.dcm", clean, **kwargs))
     b, _ = read_dicom(make_dicom(tmp_path / "d.dcm", dirty, **kwargs))
     np.testing.assert_array_equal(a, b)
+
+
+def test_missing_codec_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a compressed file that every pydicom plugin refuses, and GDCM too: MissingCodecError with the hint
+    import resnet_apps.io.dicom as dicom_module
+
+    path = make_dicom(tmp_path / "rle.dcm", RAMP, window=(10, 11))
+    ds = pydicom.dcmread(path)
+    ds.compress(pydicom.uid.RLELossless)
+    ds.save_as(path)
+    assert read_dicom(path)[0].shape == (4, 5)  # decodes with the installed plugins
+
+    def refuse(*args: object, **kwargs: object) -> np.ndarray:
+        raise RuntimeError("Unable to decode as exceptions were raised by all available plugins")
+
+    def gdcm_fails(*args: object, **kwargs: object) -> np.ndarray:
+        raise ValueError("Unsupported JPEG data precision 12")
+
+    monkeypatch.setattr(dicom_module, "pixel_array", refuse)
+    monkeypatch.setattr(dicom_module, "_decode_with_gdcm", gdcm_fails)
+    with pytest.raises(MissingCodecError, match=r"rle.dcm.*RLE Lossless.*pip install python-gdcm"):
+        read_dicom(path)
 
 
 # --- bad input ---------------------------------------------------------------------------------

@@ -373,7 +373,13 @@ def read_dicom(
     valid = ~padding if padding is not None else np.ones_like(stored, dtype=bool)
 
     if meta.samples_per_pixel == 1:
-        values = apply_modality_lut(stored, ds)
+        try:
+            values = apply_modality_lut(stored, ds)
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise DicomError(
+                f"{path}: modality LUT (Rescale Slope/Intercept or Modality LUT Sequence) cannot be "
+                f"applied ({error}); fix: correct the header (LUT entries are 8 or 16 bits)"
+            ) from error
     else:
         values = stored  # colour: no modality LUT applies (PS3.3 C.11.1)
     display, meta.window, meta.window_source = apply_voi_choice(
