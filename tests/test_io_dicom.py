@@ -73,7 +73,8 @@ def test_slope_intercept_applied_before_window(tmp_path: Path) -> None:
 
 
 def test_modality_lut_sequence_before_window(tmp_path: Path) -> None:
-    # LUT maps stored p to 100 + p * p (16-bit entries, as PS3.3 C.11.1.1 requires); LINEAR_EXACT (200, 400) then windows those values
+    # LUT maps stored p to 100 + p * p (16-bit entries, as PS3.3 C.11.1.1 requires);
+    # LINEAR_EXACT (200, 400) then windows those values
     lut = 100 + np.arange(20) ** 2
     path = make_dicom(
         tmp_path / "mlut.dcm",
