@@ -370,3 +370,18 @@ def test_window_formula_matches_pydicom(center: float, width: float, function: s
     np.testing.assert_allclose(
         _window(values, center, width, function), apply_windowing(values, shim), atol=1e-5
     )
+
+
+def test_palette_colour_goes_through_its_lut_then_grey(tmp_path: Path) -> None:
+    # indices 0..3 -> black, red, green, white (8-bit palette); grey = BT.601 luma / 255
+    path = make_dicom(tmp_path / "pal.dcm", np.array([[0, 1, 2, 3]], dtype=np.uint8), window=(127.5, 255))
+    ds = pydicom.dcmread(path)
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    ds.VOILUTFunction = "LINEAR_EXACT"
+    for colour, entries in (("Red", [0, 255, 0, 255]), ("Green", [0, 0, 255, 255]), ("Blue", [0, 0, 0, 255])):
+        ds.add_new(f"{colour}PaletteColorLookupTableDescriptor", "US", [4, 0, 8])
+        ds.add_new(f"{colour}PaletteColorLookupTableData", "OW", bytes(np.array(entries, np.uint8)))
+    ds.save_as(path)
+    with pytest.warns(UserWarning, match="PALETTE COLOR"):
+        image, _ = read_dicom(path)
+    np.testing.assert_allclose(image[0], [0.0, 0.299, 0.587, 1.0], atol=1e-5)

@@ -29,7 +29,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, pixel_array
+from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from resnet_apps.errors import DicomError, MissingCodecError, NoPixelDataError
@@ -357,12 +357,17 @@ def read_dicom(
 
     stored = _decode(path, ds, meta.frame)
     photometric = (meta.photometric or "MONOCHROME2").upper()
-    if stored.ndim == 3:
-        # pixel_array converts YBR to RGB already; PALETTE COLOR is rare in radiographs
-        if photometric.startswith("PALETTE"):
-            from pydicom.pixels import apply_color_lut
-
+    colour = stored.ndim == 3 or photometric.startswith("PALETTE")
+    if photometric.startswith("PALETTE"):
+        # indices -> RGB through the file's palette (rare in radiographs), then grey like RGB
+        try:
             stored = apply_color_lut(stored, ds)
+        except (ValueError, KeyError, AttributeError) as error:
+            raise DicomError(
+                f"{path}: PALETTE COLOR lookup failed ({error}); fix: re-export as grey"
+            ) from error
+    if stored.ndim == 3:
+        # pixel_array already converted YBR to RGB
         stored = _to_grey(stored, path, photometric)
     if stored.shape != (meta.rows, meta.cols):
         raise DicomError(
@@ -372,7 +377,7 @@ def read_dicom(
     padding = _padding_mask(ds, stored) if stored.dtype.kind in "ui" else None
     valid = ~padding if padding is not None else np.ones_like(stored, dtype=bool)
 
-    if meta.samples_per_pixel == 1:
+    if not colour:
         try:
             values = apply_modality_lut(stored, ds)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
