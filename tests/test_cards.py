@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -293,7 +294,7 @@ def test_kermany_channels_are_equal(shared_data: Path) -> None:
         assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all(), path
 
 
-def _compute(stats_module, files: list[Path], bands: list[str] | None, scale: float) -> dict:
+def _compute(stats_module: Any, files: list[Path], bands: list[str] | None, scale: float) -> dict[str, Any]:
     return stats_module.compute_band_stats(files, bands=bands, scale=scale)
 
 

@@ -6,12 +6,13 @@ bytes or close the connection after N bytes; it records every request's path and
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -149,7 +150,7 @@ def test_fetch_verifies_extracts_and_lays_out(tmp_path: Path, server: tuple[str,
     assert labels[0] == "filename,label" and len(labels) == 11 and "Forest/Forest_1.tif,Forest" in labels
     assert not list(tmp_path.rglob("._*")), "macOS resource forks must not be laid out"
     # the sha256 was unknown: the first fetch records it, and the marker names it
-    expected = __import__("hashlib").sha256(eurosat_zip).hexdigest()
+    expected = hashlib.sha256(eurosat_zip).hexdigest()
     assert json.loads((tmp_path / ".checksums.json").read_text()) == {"EuroSAT_MS.zip": expected}
     assert json.loads((target / ".complete").read_text())["files"] == {"EuroSAT_MS.zip": expected}
     assert not (tmp_path / ".extract").exists()
@@ -164,7 +165,7 @@ def test_corrupted_download_is_detected_and_retried(tmp_path: Path, server: tupl
     url, state = server
     state.files["EuroSAT_MS.zip"] = eurosat_zip
     state.corrupt_next.add("EuroSAT_MS.zip")
-    digest = __import__("hashlib").sha256(eurosat_zip).hexdigest()
+    digest = hashlib.sha256(eurosat_zip).hexdigest()
     monkeypatch.setitem(fetch.DATASETS["eurosat_ms"]["files"][0], "sha256", digest)
     target = fetch.fetch_dataset("eurosat_ms", tmp_path, base_url=url, retries=2)
     # first response corrupt -> deleted -> downloaded again from byte 0 (no Range: a bad file is not resumed)
@@ -226,17 +227,19 @@ def test_path_traversal_member_is_refused(tmp_path: Path, server: tuple[str, Ser
     assert not (root / "eurosat_ms").exists() and not (root / ".extract").exists()
 
 
-# one row per unsafe tar member: (member builder, message)
 def _symlink(info: tarfile.TarInfo) -> None:
     info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
 
 
+# one row per unsafe tar member: (name, how to turn it into a link, expected message)
 @pytest.mark.parametrize(("member", "edit", "message"), [
     ("../outside.txt", None, "path traversal"),   # parent escape
     ("/abs/file.txt", None, "path traversal"),    # absolute path
     ("data/link", _symlink, "link or special file"),  # symlink pointing outside
 ])
-def test_unsafe_tar_members_are_refused(tmp_path: Path, member: str, edit, message: str) -> None:
+def test_unsafe_tar_members_are_refused(
+    tmp_path: Path, member: str, edit: Callable[[tarfile.TarInfo], None] | None, message: str
+) -> None:
     archive = tmp_path / "a.tar.gz"
     with tarfile.open(archive, "w:gz") as tf:
         info = tarfile.TarInfo(member)
@@ -304,3 +307,66 @@ def test_every_dataset_has_a_card_and_a_source() -> None:
             assert entry["url"] is None or entry["url"].startswith(("http://", "https://")), name
             assert entry["url"] is not None or entry.get("manual_from"), name
             assert entry["sha256"] is None or len(entry["sha256"]) == 64, name
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, payload in members.items():
+            zf.writestr(name, payload)
+    return buffer.getvalue()
+
+
+def test_kermany_and_cloud38_layouts(tmp_path: Path, server: tuple[str, ServerState]) -> None:
+    url, state = server
+    state.files["ChestXRay2017.zip"] = _zip({
+        "chest_xray/train/NORMAL/IM-0115-0001.jpeg": b"n",
+        "chest_xray/train/PNEUMONIA/person1_bacteria_1.jpeg": b"p",
+        "chest_xray/test/NORMAL/IM-0001-0001.jpeg": b"n2",
+        "__MACOSX/chest_xray/train/NORMAL/._IM-0115-0001.jpeg": b"junk",
+    })
+    kermany = fetch.fetch_dataset("chest_xray_pneumonia_kermany", tmp_path, base_url=url)
+    assert (kermany / "labels.csv").read_text().splitlines() == [
+        "filename,label,split",
+        "train/NORMAL/IM-0115-0001.jpeg,NORMAL,train",
+        "train/PNEUMONIA/person1_bacteria_1.jpeg,PNEUMONIA,train",
+        "test/NORMAL/IM-0001-0001.jpeg,NORMAL,test",
+    ]
+    assert (kermany / "test" / "NORMAL" / "IM-0001-0001.jpeg").read_bytes() == b"n2"
+    patch = "patch_1_1_by_1_LC08_L1TP_011002_20160620_20170323_01_T1.TIF"
+    state.files["38-Cloud.zip"] = _zip({
+        **{f"38-Cloud_training/train_{b}/{b}_{patch}": b.encode() for b in ("red", "green", "blue", "nir", "gt")},
+        "38-Cloud_training/training_patches_38-Cloud.csv": b"name\n",
+        f"38-Cloud_test/test_red/red_{patch}": b"t",
+    })
+    cloud = fetch.fetch_dataset("cloud38_landsat8", tmp_path, base_url=url)
+    assert cloud.name == "cloud38_landsat8_segmentation"
+    assert (cloud / "train_gt" / f"gt_{patch}").read_bytes() == b"gt"
+    assert (cloud / "test_red" / f"red_{patch}").read_bytes() == b"t"
+
+
+def test_nih_archives_and_label_csv(tmp_path: Path, server: tuple[str, ServerState]) -> None:
+    """12 image tarballs plus the CSV (which has no direct link: a mirror, or a file placed by hand)."""
+    url, state = server
+    for index in range(1, 13):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+            info = tarfile.TarInfo(f"images/{index:08d}_000.png")
+            info.size = 3
+            tf.addfile(info, io.BytesIO(b"png"))
+        state.files[f"images_{index:03d}.tar.gz"] = buffer.getvalue()
+    # without a mirror the CSV must be placed by hand: the error says where
+    root = tmp_path / "manual"
+    (root / ".downloads").mkdir(parents=True)
+    for name, payload in state.files.items():
+        (root / ".downloads" / name).write_bytes(payload)
+    with pytest.raises(FetchError, match=r"Data_Entry_2017.csv has no direct download link.*nihcc.app.box.com"):
+        fetch.fetch_dataset("nih_chestxray14", root)
+    (root / ".downloads" / "Data_Entry_2017.csv").write_text("Image Index,Finding Labels\n")
+    target = fetch.fetch_dataset("nih_chestxray14", root)  # every file is local: no network at all
+    assert sorted(p.name for p in (target / "images").iterdir())[:2] == ["00000001_000.png", "00000002_000.png"]
+    assert len(list((target / "images").iterdir())) == 12
+    assert (target / "Data_Entry_2017.csv").read_text().startswith("Image Index")
+    assert state.requests == []
+    # files placed by hand have their sha256 recorded, as downloads do
+    assert len(json.loads((root / ".checksums.json").read_text())) == 13
