@@ -32,8 +32,20 @@ from resnet_apps.errors import DataCardError
 
 # Keys every card must have (ARCHITECTURE.md 5b). Values may be null only where NULLABLE says so.
 REQUIRED_FIELDS: tuple[str, ...] = (
-    "name", "title", "citation", "licence", "source_url", "checksum", "modality", "file_format",
-    "bands", "classes", "split", "scale", "statistics", "known_limits",
+    "name",
+    "title",
+    "citation",
+    "licence",
+    "source_url",
+    "checksum",
+    "modality",
+    "file_format",
+    "bands",
+    "classes",
+    "split",
+    "scale",
+    "statistics",
+    "known_limits",
 )
 # checksum: unknown until the first fetch records it; statistics: no local copy to compute them from;
 # scale: images that are windowed (DICOM) rather than scaled.
@@ -47,7 +59,7 @@ _DEMO_CARDS = Path(__file__).resolve().parent / "demo_data"
 
 
 def default_search_path() -> list[Path]:
-    """Folders searched for cards by name: the repository's ``data_cards/``, then ``resnet_apps/demo_data/``."""
+    """Folders searched for cards by name: the repo's ``data_cards/``, then ``resnet_apps/demo_data/``."""
     return [_REPO_CARDS, _DEMO_CARDS]
 
 
@@ -100,10 +112,12 @@ def split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
     try:
         front = yaml.safe_load("".join(lines[1:end]))
     except yaml.YAMLError as error:
-        raise DataCardError(f"{path}: the front matter is not valid YAML ({error}); fix the syntax") from error
+        raise DataCardError(
+            f"{path}: the front matter is not valid YAML ({error}); fix the syntax"
+        ) from error
     if not isinstance(front, dict):
         raise DataCardError(f"{path}: the front matter must be a mapping of keys (name, title, ...)")
-    return front, "".join(lines[end + 1:]).lstrip("\n")
+    return front, "".join(lines[end + 1 :]).lstrip("\n")
 
 
 def _is_number(value: Any) -> bool:
@@ -120,7 +134,7 @@ def _validate_statistics(stats: Any, band_names: set[str], path: Path) -> dict[s
         band = str(band)
         if band_names and band not in band_names:
             raise DataCardError(
-                f"{path}: field 'statistics.{band}' names a band not listed in 'bands' ({sorted(band_names)}); "
+                f"{path}: field 'statistics.{band}' names a band not in 'bands' ({sorted(band_names)}); "
                 "add the band or rename the entry"
             )
         if not isinstance(values, dict):
@@ -128,12 +142,14 @@ def _validate_statistics(stats: Any, band_names: set[str], path: Path) -> dict[s
         for key in STAT_KEYS:
             if key not in values:
                 raise DataCardError(
-                    f"{path}: field 'statistics.{band}.{key}' is missing; recompute with `resnet-apps data stats`"
+                    f"{path}: field 'statistics.{band}.{key}' is missing; recompute: `resnet-apps data stats`"
                 )
             if not _is_number(values[key]):
                 raise DataCardError(f"{path}: field 'statistics.{band}.{key}' must be a finite number")
         if not values["min"] <= values["p01"] <= values["p50"] <= values["p99"] <= values["max"]:
-            raise DataCardError(f"{path}: field 'statistics.{band}' must satisfy min <= p01 <= p50 <= p99 <= max")
+            raise DataCardError(
+                f"{path}: field 'statistics.{band}' must satisfy min <= p01 <= p50 <= p99 <= max"
+            )
         if values["std"] < 0:
             raise DataCardError(f"{path}: field 'statistics.{band}.std' is negative")
         out[band] = {key: float(values[key]) for key in STAT_KEYS}
@@ -190,8 +206,9 @@ def read_card(path: str | Path) -> DataCard:
         raise DataCardError(f"{path}: cannot read the data card ({error})") from error
     front, markdown = split_front_matter(text, path)
     band_stats = validate_front_matter(front, path)
-    return DataCard(name=str(front["name"]), front_matter=front, markdown=markdown, band_stats=band_stats,
-                    path=path)
+    return DataCard(
+        name=str(front["name"]), front_matter=front, markdown=markdown, band_stats=band_stats, path=path
+    )
 
 
 def _candidates(folder: Path, name: str) -> list[Path]:

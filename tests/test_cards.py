@@ -26,8 +26,14 @@ from resnet_apps.errors import DataCardError
 REPO = Path(__file__).resolve().parents[1]
 CARDS = REPO / "data_cards"
 EXPECTED_CARDS = (
-    "eurosat_ms", "eurosat_rgb", "chest_xray_pneumonia_kermany", "nih_chestxray14", "cloud38_landsat8",
-    "dubai_aerial_landcover", "covid_cxr_lung_segmentation", "dicom_radiographs",
+    "eurosat_ms",
+    "eurosat_rgb",
+    "chest_xray_pneumonia_kermany",
+    "nih_chestxray14",
+    "cloud38_landsat8",
+    "dubai_aerial_landcover",
+    "covid_cxr_lung_segmentation",
+    "dicom_radiographs",
 )
 
 
@@ -38,28 +44,36 @@ EXPECTED_CARDS = (
 class StatsPlan:
     """Which files a card's statistics cover, which bands, and the raw -> physical scale."""
 
-    folder: str                     # under ../shared/data
-    band_globs: dict[str, str]      # band name -> glob (one band per file) or "glob#index" (0-based band)
+    folder: str  # under ../shared/data
+    band_globs: dict[str, str]  # band name -> glob (one band per file) or "glob#index" (0-based band)
     scale: float
-    nodata: int | None = None       # raw value excluded as not valid (38-Cloud black borders)
+    nodata: int | None = None  # raw value excluded as not valid (38-Cloud black borders)
 
 
 EUROSAT_MS_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A")
 STATS_PLAN: dict[str, StatsPlan] = {
     "eurosat_ms": StatsPlan("eurosat_ms", {b: f"*/*.tif#{i}" for i, b in enumerate(EUROSAT_MS_BANDS)}, 1e-4),
-    "eurosat_rgb": StatsPlan("eurosat_rgb", {b: f"*/*.jpg#{i}" for i, b in enumerate(("red", "green", "blue"))},
-                             1 / 255),
+    "eurosat_rgb": StatsPlan(
+        "eurosat_rgb", {b: f"*/*.jpg#{i}" for i, b in enumerate(("red", "green", "blue"))}, 1 / 255
+    ),
     "chest_xray_pneumonia_kermany": StatsPlan(
         "chest_xray_pneumonia_kermany",
         {**{b: f"*/*/*.jpeg#{i}" for i, b in enumerate(("red", "green", "blue"))}, "gray": "*/*/*.jpeg#gray"},
-        1 / 255),
-    "cloud38_landsat8": StatsPlan("cloud38_landsat8_segmentation",
-                         {b: f"train_{b}/*.TIF" for b in ("red", "green", "blue", "nir")}, 1 / 65535),
+        1 / 255,
+    ),
+    "cloud38_landsat8": StatsPlan(
+        "cloud38_landsat8_segmentation",
+        {b: f"train_{b}/*.TIF" for b in ("red", "green", "blue", "nir")},
+        1 / 65535,
+    ),
     "dubai_aerial_landcover": StatsPlan(
         "dubai_aerial_landcover_segmentation",
-        {b: f"tile_*/images/*.jpg#{i}" for i, b in enumerate(("red", "green", "blue"))}, 1 / 255),
+        {b: f"tile_*/images/*.jpg#{i}" for i, b in enumerate(("red", "green", "blue"))},
+        1 / 255,
+    ),
     "covid_cxr_lung_segmentation": StatsPlan(
-        "covid_cxr_lung_segmentation_generalblockchain", {"gray": "images/*#gray"}, 1 / 255),
+        "covid_cxr_lung_segmentation_generalblockchain", {"gray": "images/*#gray"}, 1 / 255
+    ),
 }
 
 
@@ -105,9 +119,13 @@ def _stats_from_counts(counts: np.ndarray, scale: float) -> dict[str, float]:
     var = float((counts * (values - mean) ** 2).sum() / n)
     nonzero = np.flatnonzero(counts)
     raw = {
-        "mean": mean, "std": math.sqrt(var),
-        "p01": _percentile_from_counts(counts, 1), "p50": _percentile_from_counts(counts, 50),
-        "p99": _percentile_from_counts(counts, 99), "min": float(nonzero[0]), "max": float(nonzero[-1]),
+        "mean": mean,
+        "std": math.sqrt(var),
+        "p01": _percentile_from_counts(counts, 1),
+        "p50": _percentile_from_counts(counts, 50),
+        "p99": _percentile_from_counts(counts, 99),
+        "min": float(nonzero[0]),
+        "max": float(nonzero[-1]),
     }
     return {k: v * scale for k, v in raw.items()}
 
@@ -126,7 +144,7 @@ def reference_band_stats(root: Path, plan: StatsPlan) -> dict[str, dict[str, flo
         assert files, f"no files for {plan.folder}/{pattern}"
         counts = {band: np.zeros(65536, dtype=np.int64) for band, _ in members}
         for path in files:
-            for (band, _), raw in zip(members, _read_bands(path, [i for _, i in members])):
+            for (band, _), raw in zip(members, _read_bands(path, [i for _, i in members]), strict=True):
                 counts[band][: 256 if raw.dtype == np.uint8 else 65536] += np.bincount(
                     raw.ravel(), minlength=256 if raw.dtype == np.uint8 else 65536
                 )
@@ -139,7 +157,9 @@ def reference_band_stats(root: Path, plan: StatsPlan) -> dict[str, dict[str, flo
 
 
 def _assert_stats_close(card_stats: dict, computed: dict, label: str) -> None:
-    assert set(card_stats) == set(computed), f"{label}: bands differ: {sorted(card_stats)} vs {sorted(computed)}"
+    assert set(card_stats) == set(computed), (
+        f"{label}: bands differ: {sorted(card_stats)} vs {sorted(computed)}"
+    )
     for band, values in computed.items():
         for key in STAT_KEYS:
             # cards round to 6 significant digits; allow that plus tiny algorithmic differences
@@ -192,9 +212,9 @@ def test_mean_std_by_band_name_and_missing_band_error() -> None:
 
 # one row per malformed card: (front matter edit, text the error must contain)
 BAD_CARDS: list[tuple[Callable[[dict], None], str]] = [
-    (lambda fm: fm.pop("licence"), "'licence' is missing"),          # required field absent
-    (lambda fm: fm.update(title=None), "'title' is null"),          # null where a value is needed
-    (lambda fm: fm.update(name="other"), "'name' is 'other'"),      # name differs from the file stem
+    (lambda fm: fm.pop("licence"), "'licence' is missing"),  # required field absent
+    (lambda fm: fm.update(title=None), "'title' is null"),  # null where a value is needed
+    (lambda fm: fm.update(name="other"), "'name' is 'other'"),  # name differs from the file stem
     (lambda fm: fm.update(bands=["B01"]), "'bands' must be a list"),  # bands without names
     (lambda fm: fm["statistics"]["B01"].pop("p99"), "statistics.B01.p99"),  # incomplete statistics
     (lambda fm: fm["statistics"].update(B77=fm["statistics"]["B01"]), "statistics.B77"),  # unknown band
@@ -202,7 +222,9 @@ BAD_CARDS: list[tuple[Callable[[dict], None], str]] = [
 
 
 @pytest.mark.parametrize(("edit", "message"), BAD_CARDS)
-def test_invalid_card_names_file_and_field(tmp_path: Path, edit: Callable[[dict], None], message: str) -> None:
+def test_invalid_card_names_file_and_field(
+    tmp_path: Path, edit: Callable[[dict], None], message: str
+) -> None:
     card = load_card("eurosat_ms")
     front = yaml.safe_load(yaml.safe_dump(card.front_matter))
     edit(front)
@@ -251,7 +273,9 @@ def test_recipes_agree_with_their_cards_on_scale_and_bands() -> None:
         bands = data.get("bands") or (["gray"] if data.get("grayscale") else None)
         if data.get("normalize", "card") == "card" and card.band_stats and bands:
             missing = [b for b in bands if b not in card.band_stats]
-            assert not missing, f"{path.name}: bands {missing} have no statistics in data_cards/{card.name}.md"
+            assert not missing, (
+                f"{path.name}: bands {missing} have no statistics in data_cards/{card.name}.md"
+            )
 
 
 # --- statistics against the real data ---------------------------------------------------------
@@ -307,7 +331,9 @@ def test_card_statistics_match_compute_band_stats(shared_data: Path, name: str) 
     there the exact reference (which applies data.grayscale's mean of R, G, B) is compared with
     compute_band_stats on the files that are already grey (mode L), where the two must agree exactly.
     """
-    stats_module = pytest.importorskip("resnet_apps.data.stats", reason="data/stats.py (issue 3) not written yet")
+    stats_module = pytest.importorskip(
+        "resnet_apps.data.stats", reason="data/stats.py (issue 3) not written yet"
+    )
     plan = STATS_PLAN[name]
     folder = shared_data / plan.folder
     if not folder.is_dir():
@@ -359,7 +385,9 @@ def _print_statistics(names: Sequence[str]) -> None:
     for name in names:
         stats = reference_band_stats(root, STATS_PLAN[name])
         rounded = {b: {k: float(f"{v:.6g}") for k, v in s.items()} for b, s in stats.items()}
-        print(f"# {name}\n" + yaml.safe_dump({"statistics": rounded}, default_flow_style=None, sort_keys=False))
+        print(
+            f"# {name}\n" + yaml.safe_dump({"statistics": rounded}, default_flow_style=None, sort_keys=False)
+        )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ import pytest
 from resnet_apps import fetch
 from resnet_apps.errors import ChecksumError, FetchError
 from resnet_apps.fetch import transfer as transfer_module
-from resnet_apps.fetch.transfer import sha256_file
 from resnet_apps.fetch.layout import EUROSAT_CLASSES, safe_extract
+from resnet_apps.fetch.transfer import sha256_file
 
 # --- the local server --------------------------------------------------------------------------
 
@@ -32,9 +32,9 @@ from resnet_apps.fetch.layout import EUROSAT_CLASSES, safe_extract
 @dataclass
 class ServerState:
     files: dict[str, bytes] = field(default_factory=dict)
-    corrupt_next: set[str] = field(default_factory=set)      # serve wrong bytes once
+    corrupt_next: set[str] = field(default_factory=set)  # serve wrong bytes once
     corrupt_always: set[str] = field(default_factory=set)
-    cut_next: dict[str, int] = field(default_factory=dict)    # close the connection after N bytes, once
+    cut_next: dict[str, int] = field(default_factory=dict)  # close the connection after N bytes, once
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
 
 
@@ -58,7 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = bytes(b ^ 0xFF for b in body[:64]) + body[64:]  # same length, wrong bytes
         start = 0
         if range_header and range_header.startswith("bytes=") and range_header.endswith("-"):
-            start = int(range_header[len("bytes="):-1])
+            start = int(range_header[len("bytes=") : -1])
             if start >= len(body):
                 self.send_error(416)
                 return
@@ -117,9 +117,15 @@ def _eurosat_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
         for index, name in enumerate(EUROSAT_CLASSES):
             with MemoryFile() as memory:
-                with memory.open(driver="GTiff", width=4, height=4, count=13, dtype="uint16",
-                                 crs=rasterio.CRS.from_epsg(32632), transform=from_origin(500000, 5000000, 10, 10)
-                                 ) as dataset:
+                with memory.open(
+                    driver="GTiff",
+                    width=4,
+                    height=4,
+                    count=13,
+                    dtype="uint16",
+                    crs=rasterio.CRS.from_epsg(32632),
+                    transform=from_origin(500000, 5000000, 10, 10),
+                ) as dataset:
                     dataset.write(_chip(index))
                 zf.writestr(f"EuroSAT_MS/{name}/{name}_1.tif", memory.read())
         zf.writestr("__MACOSX/EuroSAT_MS/._Forest", b"junk")
@@ -134,8 +140,9 @@ def eurosat_zip() -> bytes:
 # --- tests -------------------------------------------------------------------------------------
 
 
-def test_fetch_verifies_extracts_and_lays_out(tmp_path: Path, server: tuple[str, ServerState],
-                                              eurosat_zip: bytes) -> None:
+def test_fetch_verifies_extracts_and_lays_out(
+    tmp_path: Path, server: tuple[str, ServerState], eurosat_zip: bytes
+) -> None:
     import rasterio
 
     url, state = server
@@ -160,8 +167,9 @@ def test_fetch_verifies_extracts_and_lays_out(tmp_path: Path, server: tuple[str,
     assert len(state.requests) == requests_before == 1
 
 
-def test_corrupted_download_is_detected_and_retried(tmp_path: Path, server: tuple[str, ServerState],
-                                                    eurosat_zip: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupted_download_is_detected_and_retried(
+    tmp_path: Path, server: tuple[str, ServerState], eurosat_zip: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, state = server
     state.files["EuroSAT_MS.zip"] = eurosat_zip
     state.corrupt_next.add("EuroSAT_MS.zip")
@@ -174,8 +182,9 @@ def test_corrupted_download_is_detected_and_retried(tmp_path: Path, server: tupl
     assert (target / "Forest" / "Forest_1.tif").is_file()
 
 
-def test_interrupted_download_resumes_with_range(tmp_path: Path, server: tuple[str, ServerState],
-                                                 eurosat_zip: bytes) -> None:
+def test_interrupted_download_resumes_with_range(
+    tmp_path: Path, server: tuple[str, ServerState], eurosat_zip: bytes
+) -> None:
     url, state = server
     state.files["EuroSAT_MS.zip"] = eurosat_zip
     state.cut_next["EuroSAT_MS.zip"] = 4000
@@ -186,8 +195,9 @@ def test_interrupted_download_resumes_with_range(tmp_path: Path, server: tuple[s
     assert not (tmp_path / ".downloads" / "EuroSAT_MS.zip.part").exists()
 
 
-def test_recorded_checksum_is_verified_on_later_fetches(tmp_path: Path, server: tuple[str, ServerState],
-                                                        eurosat_zip: bytes) -> None:
+def test_recorded_checksum_is_verified_on_later_fetches(
+    tmp_path: Path, server: tuple[str, ServerState], eurosat_zip: bytes
+) -> None:
     url, state = server
     state.files["EuroSAT_MS.zip"] = eurosat_zip
     fetch.fetch_dataset("eurosat_ms", tmp_path / "first", base_url=url)
@@ -232,11 +242,14 @@ def _symlink(info: tarfile.TarInfo) -> None:
 
 
 # one row per unsafe tar member: (name, how to turn it into a link, expected message)
-@pytest.mark.parametrize(("member", "edit", "message"), [
-    ("../outside.txt", None, "path traversal"),   # parent escape
-    ("/abs/file.txt", None, "path traversal"),    # absolute path
-    ("data/link", _symlink, "link or special file"),  # symlink pointing outside
-])
+@pytest.mark.parametrize(
+    ("member", "edit", "message"),
+    [
+        ("../outside.txt", None, "path traversal"),  # parent escape
+        ("/abs/file.txt", None, "path traversal"),  # absolute path
+        ("data/link", _symlink, "link or special file"),  # symlink pointing outside
+    ],
+)
 def test_unsafe_tar_members_are_refused(
     tmp_path: Path, member: str, edit: Callable[[tarfile.TarInfo], None] | None, message: str
 ) -> None:
@@ -257,7 +270,7 @@ def test_unsafe_tar_members_are_refused(
 
 
 def test_dubai_layout_from_a_mirror(tmp_path: Path, server: tuple[str, ServerState]) -> None:
-    """Kaggle's archive layout (Tile <t>/{images,masks}) -> tile_<t>/... with pairs.csv; a mirror needs no login."""
+    """Kaggle's layout (Tile <t>/{images,masks}) -> tile_<t>/... with pairs.csv; a mirror needs no login."""
     from PIL import Image
 
     url, state = server
@@ -268,8 +281,10 @@ def test_dubai_layout_from_a_mirror(tmp_path: Path, server: tuple[str, ServerSta
                 for kind, suffix, mode in (("images", "jpg", "JPEG"), ("masks", "png", "PNG")):
                     encoded = io.BytesIO()
                     Image.new("RGB", size, (60, 16, 152)).save(encoded, mode)
-                    zf.writestr(f"Semantic segmentation dataset/Tile {tile}/{kind}/image_part_00{part}.{suffix}",
-                                encoded.getvalue())
+                    zf.writestr(
+                        f"Semantic segmentation dataset/Tile {tile}/{kind}/image_part_00{part}.{suffix}",
+                        encoded.getvalue(),
+                    )
     state.files["semantic-segmentation-of-aerial-imagery.zip"] = buffer.getvalue()
     target = fetch.fetch_dataset("dubai_aerial_landcover", tmp_path, base_url=url)
     assert target.name == "dubai_aerial_landcover_segmentation"
@@ -319,12 +334,14 @@ def _zip(members: dict[str, bytes]) -> bytes:
 
 def test_kermany_and_cloud38_layouts(tmp_path: Path, server: tuple[str, ServerState]) -> None:
     url, state = server
-    state.files["ChestXRay2017.zip"] = _zip({
-        "chest_xray/train/NORMAL/IM-0115-0001.jpeg": b"n",
-        "chest_xray/train/PNEUMONIA/person1_bacteria_1.jpeg": b"p",
-        "chest_xray/test/NORMAL/IM-0001-0001.jpeg": b"n2",
-        "__MACOSX/chest_xray/train/NORMAL/._IM-0115-0001.jpeg": b"junk",
-    })
+    state.files["ChestXRay2017.zip"] = _zip(
+        {
+            "chest_xray/train/NORMAL/IM-0115-0001.jpeg": b"n",
+            "chest_xray/train/PNEUMONIA/person1_bacteria_1.jpeg": b"p",
+            "chest_xray/test/NORMAL/IM-0001-0001.jpeg": b"n2",
+            "__MACOSX/chest_xray/train/NORMAL/._IM-0115-0001.jpeg": b"junk",
+        }
+    )
     kermany = fetch.fetch_dataset("chest_xray_pneumonia_kermany", tmp_path, base_url=url)
     assert (kermany / "labels.csv").read_text().splitlines() == [
         "filename,label,split",
@@ -334,11 +351,16 @@ def test_kermany_and_cloud38_layouts(tmp_path: Path, server: tuple[str, ServerSt
     ]
     assert (kermany / "test" / "NORMAL" / "IM-0001-0001.jpeg").read_bytes() == b"n2"
     patch = "patch_1_1_by_1_LC08_L1TP_011002_20160620_20170323_01_T1.TIF"
-    state.files["38-Cloud.zip"] = _zip({
-        **{f"38-Cloud_training/train_{b}/{b}_{patch}": b.encode() for b in ("red", "green", "blue", "nir", "gt")},
-        "38-Cloud_training/training_patches_38-Cloud.csv": b"name\n",
-        f"38-Cloud_test/test_red/red_{patch}": b"t",
-    })
+    state.files["38-Cloud.zip"] = _zip(
+        {
+            **{
+                f"38-Cloud_training/train_{b}/{b}_{patch}": b.encode()
+                for b in ("red", "green", "blue", "nir", "gt")
+            },
+            "38-Cloud_training/training_patches_38-Cloud.csv": b"name\n",
+            f"38-Cloud_test/test_red/red_{patch}": b"t",
+        }
+    )
     cloud = fetch.fetch_dataset("cloud38_landsat8", tmp_path, base_url=url)
     assert cloud.name == "cloud38_landsat8_segmentation"
     assert (cloud / "train_gt" / f"gt_{patch}").read_bytes() == b"gt"
@@ -360,11 +382,16 @@ def test_nih_archives_and_label_csv(tmp_path: Path, server: tuple[str, ServerSta
     (root / ".downloads").mkdir(parents=True)
     for name, payload in state.files.items():
         (root / ".downloads" / name).write_bytes(payload)
-    with pytest.raises(FetchError, match=r"Data_Entry_2017.csv has no direct download link.*nihcc.app.box.com"):
+    with pytest.raises(
+        FetchError, match=r"Data_Entry_2017.csv has no direct download link.*nihcc.app.box.com"
+    ):
         fetch.fetch_dataset("nih_chestxray14", root)
     (root / ".downloads" / "Data_Entry_2017.csv").write_text("Image Index,Finding Labels\n")
     target = fetch.fetch_dataset("nih_chestxray14", root)  # every file is local: no network at all
-    assert sorted(p.name for p in (target / "images").iterdir())[:2] == ["00000001_000.png", "00000002_000.png"]
+    assert sorted(p.name for p in (target / "images").iterdir())[:2] == [
+        "00000001_000.png",
+        "00000002_000.png",
+    ]
     assert len(list((target / "images").iterdir())) == 12
     assert (target / "Data_Entry_2017.csv").read_text().startswith("Image Index")
     assert state.requests == []

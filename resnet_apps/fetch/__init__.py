@@ -3,9 +3,9 @@
 ``fetch_dataset(name, root)`` downloads every file of ``DATASETS[name]`` into ``root/.downloads/`` (resuming a
 ``.part`` file with an HTTP Range request), checks its sha256 (the one in the table, or the one recorded in
 ``root/.checksums.json`` by the first fetch when the table has none), extracts the archives safely and moves
-the files into ``root/<target>/`` as the recipes expect, then writes ``root/<target>/.complete``. A second call
-finds the marker and returns at once. ``base_url`` replaces each file's host and path by ``base_url/filename``
-(a mirror, or a local test server).
+the files into ``root/<target>/`` as the recipes expect, then writes ``root/<target>/.complete``. A second
+call finds the marker and returns at once. ``base_url`` replaces each file's host and path by
+``base_url/filename`` (a mirror, or a local test server).
 
 A file you download yourself is used as is: place it at ``root/.downloads/<filename>`` and run the fetch.
 """
@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from resnet_apps.errors import ChecksumError, FetchError
-from resnet_apps.fetch.transfer import download, record_checksum, recorded_checksums, sha256_file
 from resnet_apps.fetch.layout import (
     layout_cloud38,
     layout_dubai,
@@ -32,16 +31,25 @@ from resnet_apps.fetch.layout import (
     layout_nih,
     safe_extract,
 )
+from resnet_apps.fetch.transfer import download, record_checksum, recorded_checksums, sha256_file
 
 __all__ = ["DATASETS", "ChecksumError", "FetchError", "fetch_dataset", "list_datasets"]
 
 _NIH_BOX = "https://nihcc.box.com/shared/static/"
 # images_001.tar.gz ... images_012.tar.gz, in order (the NIH's own batch_download_zips.py links)
 _NIH_IDS = (
-    "vfk49d74nhbxq3nqjg0900w5nvkorp5c", "i28rlmbvmfjbl8p2n3ril0pptcmcu9d1", "f1t00wrtdk94satdfb9olcolqx20z2jp",
-    "0aowwzs5lhjrceb3qp67ahp0rd1l1etg", "v5e3goj22zr6h8tzualxfsqlqaygfbsn", "asi7ikud9jwnkrnkj99jnpfkjdes7l6l",
-    "jn1b4mw4n6lnh74ovmcjb8y48h8xj07n", "tvpxmn7qyrgl0w8wfh9kqfjskv6nmm1j", "upyy3ml7qdumlgk2rfcvlb9k6gvqq2pj",
-    "l6nilvfa9cg3s28tqv1qc1olm3gnz54p", "hhq8fkdgvcari67vfhs7ppg2w6ni4jze", "ioqwiy20ihqwyr8pf4c24eazhh281pbu",
+    "vfk49d74nhbxq3nqjg0900w5nvkorp5c",
+    "i28rlmbvmfjbl8p2n3ril0pptcmcu9d1",
+    "f1t00wrtdk94satdfb9olcolqx20z2jp",
+    "0aowwzs5lhjrceb3qp67ahp0rd1l1etg",
+    "v5e3goj22zr6h8tzualxfsqlqaygfbsn",
+    "asi7ikud9jwnkrnkj99jnpfkjdes7l6l",
+    "jn1b4mw4n6lnh74ovmcjb8y48h8xj07n",
+    "tvpxmn7qyrgl0w8wfh9kqfjskv6nmm1j",
+    "upyy3ml7qdumlgk2rfcvlb9k6gvqq2pj",
+    "l6nilvfa9cg3s28tqv1qc1olm3gnz54p",
+    "hhq8fkdgvcari67vfhs7ppg2w6ni4jze",
+    "ioqwiy20ihqwyr8pf4c24eazhh281pbu",
 )
 
 # name -> what to download and how to lay it out. sha256 None: not known for certain here; the first fetch
@@ -49,45 +57,93 @@ _NIH_IDS = (
 # (download manually). auth "kaggle": needs KAGGLE_USERNAME and KAGGLE_KEY.
 DATASETS: dict[str, dict[str, Any]] = {
     "eurosat_ms": {
-        "card": "eurosat_ms", "target": "eurosat_ms", "layout": layout_eurosat_ms, "auth": None,
-        "files": [{"filename": "EuroSAT_MS.zip", "sha256": None,
-                   "url": "https://zenodo.org/records/7711810/files/EuroSAT_MS.zip"}],
+        "card": "eurosat_ms",
+        "target": "eurosat_ms",
+        "layout": layout_eurosat_ms,
+        "auth": None,
+        "files": [
+            {
+                "filename": "EuroSAT_MS.zip",
+                "sha256": None,
+                "url": "https://zenodo.org/records/7711810/files/EuroSAT_MS.zip",
+            }
+        ],
     },
     "eurosat_rgb": {
-        "card": "eurosat_rgb", "target": "eurosat_rgb", "layout": layout_eurosat_rgb, "auth": None,
-        "files": [{"filename": "EuroSAT_RGB.zip", "sha256": None,
-                   "url": "https://zenodo.org/records/7711810/files/EuroSAT_RGB.zip"}],
+        "card": "eurosat_rgb",
+        "target": "eurosat_rgb",
+        "layout": layout_eurosat_rgb,
+        "auth": None,
+        "files": [
+            {
+                "filename": "EuroSAT_RGB.zip",
+                "sha256": None,
+                "url": "https://zenodo.org/records/7711810/files/EuroSAT_RGB.zip",
+            }
+        ],
     },
     "chest_xray_pneumonia_kermany": {
-        "card": "chest_xray_pneumonia_kermany", "target": "chest_xray_pneumonia_kermany",
-        "layout": layout_kermany, "auth": None,
-        "files": [{"filename": "ChestXRay2017.zip", "sha256": None,
-                   "url": "https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
-                          "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded"}],
+        "card": "chest_xray_pneumonia_kermany",
+        "target": "chest_xray_pneumonia_kermany",
+        "layout": layout_kermany,
+        "auth": None,
+        "files": [
+            {
+                "filename": "ChestXRay2017.zip",
+                "sha256": None,
+                "url": "https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
+                "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded",
+            }
+        ],
     },
     "nih_chestxray14": {
-        "card": "nih_chestxray14", "target": "nih_chestxray14", "layout": layout_nih, "auth": None,
+        "card": "nih_chestxray14",
+        "target": "nih_chestxray14",
+        "layout": layout_nih,
+        "auth": None,
         "files": [
-            *({"filename": f"images_{i:03d}.tar.gz", "sha256": None, "url": f"{_NIH_BOX}{box_id}.gz"}
-              for i, box_id in enumerate(_NIH_IDS, start=1)),
+            *(
+                {"filename": f"images_{i:03d}.tar.gz", "sha256": None, "url": f"{_NIH_BOX}{box_id}.gz"}
+                for i, box_id in enumerate(_NIH_IDS, start=1)
+            ),
             # the label CSV sits in the Box folder without a stable direct link
-            {"filename": "Data_Entry_2017.csv", "sha256": None, "url": None, "extract": False,
-             "manual_from": "https://nihcc.app.box.com/v/ChestXray-NIHCC"},
+            {
+                "filename": "Data_Entry_2017.csv",
+                "sha256": None,
+                "url": None,
+                "extract": False,
+                "manual_from": "https://nihcc.app.box.com/v/ChestXray-NIHCC",
+            },
         ],
     },
     "cloud38_landsat8": {
-        "card": "cloud38_landsat8", "target": "cloud38_landsat8_segmentation", "layout": layout_cloud38,
+        "card": "cloud38_landsat8",
+        "target": "cloud38_landsat8_segmentation",
+        "layout": layout_cloud38,
         "auth": None,
-        # the authors' university (SFU) share; also on Kaggle (sorour/38cloud-cloud-segmentation-in-satellite-images)
-        "files": [{"filename": "38-Cloud.zip", "sha256": None,
-                   "url": "http://vault.sfu.ca/index.php/s/pymNqYF09JkM8Bp/download"}],
+        # the authors' university (SFU) share; also on Kaggle:
+        # sorour/38cloud-cloud-segmentation-in-satellite-images
+        "files": [
+            {
+                "filename": "38-Cloud.zip",
+                "sha256": None,
+                "url": "http://vault.sfu.ca/index.php/s/pymNqYF09JkM8Bp/download",
+            }
+        ],
     },
     "dubai_aerial_landcover": {
-        "card": "dubai_aerial_landcover", "target": "dubai_aerial_landcover_segmentation",
-        "layout": layout_dubai, "auth": "kaggle",
-        "files": [{"filename": "semantic-segmentation-of-aerial-imagery.zip", "sha256": None,
-                   "url": "https://www.kaggle.com/api/v1/datasets/download/humansintheloop/"
-                          "semantic-segmentation-of-aerial-imagery"}],
+        "card": "dubai_aerial_landcover",
+        "target": "dubai_aerial_landcover_segmentation",
+        "layout": layout_dubai,
+        "auth": "kaggle",
+        "files": [
+            {
+                "filename": "semantic-segmentation-of-aerial-imagery.zip",
+                "sha256": None,
+                "url": "https://www.kaggle.com/api/v1/datasets/download/humansintheloop/"
+                "semantic-segmentation-of-aerial-imagery",
+            }
+        ],
     },
 }
 
@@ -106,16 +162,23 @@ def _auth_headers(name: str, auth: str | None, base_url: str | None, dest: Path,
         user, key = os.environ.get("KAGGLE_USERNAME"), os.environ.get("KAGGLE_KEY")
         if not (user and key):
             raise FetchError(
-                f"{name}: {url} needs Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY (from your Kaggle "
-                f"account's API token), or download the archive in a browser and place it at {dest}"
+                f"{name}: {url} needs Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY (from your "
+                f"Kaggle account's API token), or download the archive in a browser and place it at {dest}"
             )
         token = base64.b64encode(f"{user}:{key}".encode()).decode("ascii")
         return {"Authorization": f"Basic {token}"}
     raise FetchError(f"{name}: unknown auth kind {auth!r} in DATASETS")
 
 
-def _obtain(name: str, spec: dict[str, Any], entry: dict[str, Any], root: Path, base_url: str | None,
-            retries: int, timeout: float) -> tuple[Path, str]:
+def _obtain(
+    name: str,
+    spec: dict[str, Any],
+    entry: dict[str, Any],
+    root: Path,
+    base_url: str | None,
+    retries: int,
+    timeout: float,
+) -> tuple[Path, str]:
     """Return a verified local copy of one file of a dataset and its sha256, downloading it if needed."""
     filename = entry["filename"]
     dest = root / ".downloads" / filename
@@ -131,7 +194,8 @@ def _obtain(name: str, spec: dict[str, Any], entry: dict[str, Any], root: Path, 
     url = f"{base_url.rstrip('/')}/{filename}" if base_url else entry.get("url")
     if url is None:
         raise FetchError(
-            f"{name}: {filename} has no direct download link; download it from {entry.get('manual_from')} and "
+            f"{name}: {filename} has no direct download link; download it from "
+            f"{entry.get('manual_from')} and "
             f"place it at {dest}, then run the fetch again"
         )
     headers = _auth_headers(name, spec.get("auth"), base_url, dest, url)
@@ -141,15 +205,17 @@ def _obtain(name: str, spec: dict[str, Any], entry: dict[str, Any], root: Path, 
     return dest, digest
 
 
-def fetch_dataset(name: str, root: str | Path, *, base_url: str | None = None, retries: int = 3,
-                  timeout: float = 60.0) -> Path:
+def fetch_dataset(
+    name: str, root: str | Path, *, base_url: str | None = None, retries: int = 3, timeout: float = 60.0
+) -> Path:
     """Download, verify, extract and lay out one dataset; return ``root/<target>``.
 
     Args:
         name: a key of :data:`DATASETS` (see :func:`list_datasets`).
         root: folder that receives ``.downloads/``, ``.checksums.json`` and ``<target>/``.
         base_url: fetch each file from ``base_url/<filename>`` instead (mirror or test server).
-        retries: retries per file after the first attempt (interrupted downloads resume; corrupt ones restart).
+        retries: retries per file after the first attempt (interrupted downloads resume, corrupt
+            ones restart).
         timeout: socket timeout in seconds for each connect / read.
 
     Raises:
@@ -165,7 +231,8 @@ def fetch_dataset(name: str, root: str | Path, *, base_url: str | None = None, r
         return target
     if target.exists() and any(target.iterdir()):
         raise FetchError(
-            f"{target}: exists without a {MARKER} marker (an earlier fetch stopped half-way, or other files); "
+            f"{target}: exists without a {MARKER} marker (an earlier fetch stopped half-way, or other "
+            "files); "
             "delete that folder and run the fetch again"
         )
     root.mkdir(parents=True, exist_ok=True)
@@ -174,7 +241,7 @@ def fetch_dataset(name: str, root: str | Path, *, base_url: str | None = None, r
     work = root / ".extract" / name
     shutil.rmtree(work, ignore_errors=True)
     try:
-        for entry, path in zip(spec["files"], files):
+        for entry, path in zip(spec["files"], files, strict=True):
             if entry.get("extract", True):
                 safe_extract(path, work)
             else:
@@ -185,8 +252,12 @@ def fetch_dataset(name: str, root: str | Path, *, base_url: str | None = None, r
         staging.mkdir(parents=True)
         layout: Callable[[Path, Path], None] = spec["layout"]
         layout(work, staging)
-        marker = {"name": name, "card": spec["card"], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "files": {p.name: digest for p, digest in obtained}}
+        marker = {
+            "name": name,
+            "card": spec["card"],
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": {p.name: digest for p, digest in obtained},
+        }
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         if target.exists():
             target.rmdir()  # empty (checked above)

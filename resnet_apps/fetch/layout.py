@@ -18,8 +18,16 @@ from pathlib import Path, PurePosixPath
 from resnet_apps.errors import FetchError
 
 EUROSAT_CLASSES = (
-    "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
-    "Pasture", "PermanentCrop", "Residential", "River", "SeaLake",
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
 )
 
 
@@ -49,7 +57,9 @@ def safe_extract(archive: Path, dest: Path) -> None:
                 for info in members:
                     _check_member(info.filename, archive)
                     if stat.S_ISLNK(info.external_attr >> 16):
-                        raise FetchError(f"{archive}: member {info.filename!r} is a symbolic link; refusing it")
+                        raise FetchError(
+                            f"{archive}: member {info.filename!r} is a symbolic link; refusing it"
+                        )
                 for info in members:
                     target = (base / _check_member(info.filename, archive)).resolve()
                     if not target.is_relative_to(base):
@@ -181,8 +191,10 @@ def layout_dubai(extracted: Path, target: Path) -> None:
     """``Tile <t>/{images,masks}/image_part_00<n>.*`` -> ``tile_<t>/...`` + pairs.csv and classes.csv."""
     from PIL import Image
 
-    tiles = sorted((p for p in _visible(extracted.rglob("Tile *")) if p.is_dir()),
-                   key=lambda p: int(p.name.split()[-1]) if p.name.split()[-1].isdigit() else 0)
+    tiles = sorted(
+        (p for p in _visible(extracted.rglob("Tile *")) if p.is_dir()),
+        key=lambda p: int(p.name.split()[-1]) if p.name.split()[-1].isdigit() else 0,
+    )
     if not tiles:
         raise FetchError(f"{extracted}: no 'Tile <n>' folders in the Kaggle archive; check the download")
     rows: list[list[object]] = []
@@ -198,13 +210,30 @@ def layout_dubai(extracted: Path, target: Path) -> None:
             _move(mask, new_mask)
             with Image.open(new_image) as opened:
                 width, height = opened.size
-            rows.append([f"tile_{number}/images/{image.name}", f"tile_{number}/masks/{mask.name}", int(number),
-                         width, height])
+            rows.append(
+                [
+                    f"tile_{number}/images/{image.name}",
+                    f"tile_{number}/masks/{mask.name}",
+                    int(number),
+                    width,
+                    height,
+                ]
+            )
     _write_csv(target / "pairs.csv", ["image", "mask", "tile", "width", "height"], rows)
-    _write_csv(target / "classes.csv", ["class_index", "class_name", "hex", "r", "g", "b"], [
-        [i, name, colour, int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)]
-        for i, (name, colour) in enumerate([
-            ("Building", "#3C1098"), ("Land (unpaved area)", "#8429F6"), ("Road", "#6EC1E4"),
-            ("Vegetation", "#FEDD3A"), ("Water", "#E2A929"), ("Unlabeled", "#9B9B9B"),
-        ])
-    ])
+    _write_csv(
+        target / "classes.csv",
+        ["class_index", "class_name", "hex", "r", "g", "b"],
+        [
+            [i, name, colour, int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)]
+            for i, (name, colour) in enumerate(
+                [
+                    ("Building", "#3C1098"),
+                    ("Land (unpaved area)", "#8429F6"),
+                    ("Road", "#6EC1E4"),
+                    ("Vegetation", "#FEDD3A"),
+                    ("Water", "#E2A929"),
+                    ("Unlabeled", "#9B9B9B"),
+                ]
+            )
+        ],
+    )

@@ -10,7 +10,6 @@ import hashlib
 import http.client
 import json
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -42,7 +41,9 @@ def recorded_checksums(root: Path) -> dict[str, str]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise FetchError(f"{path}: unreadable checksum record ({error}); delete it to record checksums anew") from error
+        raise FetchError(
+            f"{path}: unreadable checksum record ({error}); delete it to record checksums anew"
+        ) from error
     return {str(k): str(v) for k, v in data.items()}
 
 
@@ -56,7 +57,7 @@ def record_checksum(root: Path, filename: str, sha256: str) -> None:
 
 
 def _fetch_once(url: str, part: Path, headers: Mapping[str, str], timeout: float) -> None:
-    """Append the rest of ``url`` to ``part`` (Range from its current size); raise OSError-like on a short read."""
+    """Append the rest of ``url`` to ``part`` (Range from its current size); ConnectionError if cut short."""
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "resnet-apps-fetch/1", **headers})
     if offset:
@@ -112,7 +113,9 @@ def download(
         ChecksumError: the file arrived complete but never matched ``sha256``.
     """
     if not url.startswith(("http://", "https://")):
-        raise FetchError(f"{url}: only http(s) URLs can be fetched; download it manually and place it at {dest}")
+        raise FetchError(
+            f"{url}: only http(s) URLs can be fetched; download it manually and place it at {dest}"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     last_error: str = "no attempt made"
@@ -127,7 +130,13 @@ def download(
             if error.code in (401, 403, 404):
                 break  # retrying will not help: wrong URL or missing credentials
             continue
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, OSError) as error:
+        except (
+            TimeoutError,
+            urllib.error.URLError,
+            http.client.HTTPException,
+            ConnectionError,
+            OSError,
+        ) as error:
             last_error = f"{type(error).__name__}: {error}"  # keep the .part: the next attempt resumes it
             continue
         digest = sha256_file(part)
