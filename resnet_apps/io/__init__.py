@@ -7,7 +7,8 @@ PIL only. See docs/ARCHITECTURE.md section 3 for the contracts.
 from __future__ import annotations
 
 from resnet_apps.io.dicom import DicomMeta, FrameRequiredError, hash_identifier, read_dicom, read_dicom_header
-from resnet_apps.io.geotiff import GeoMeta, GeoTiffWriter, open_geotiff_writer, read_geotiff, write_geotiff
+from resnet_apps.io.geotiff import GeoMeta, read_geotiff
+from resnet_apps.io.geotiff_write import GeoTiffWriter, open_geotiff_writer, write_geotiff
 from resnet_apps.io.image import ImageMeta, read_image, read_mask, sniff_format
 from resnet_apps.io.inspect import format_summary, inspect_file
 
