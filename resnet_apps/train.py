@@ -133,6 +133,7 @@ def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[st
     # --- the loop ---------------------------------------------------------------------------------
     stop = False
     for epoch in range(loop["epoch"], recipe.train.epochs + 1):
+        loop["epoch"] = epoch  # a mid-epoch state names the epoch it is in
         frozen = epoch <= recipe.train.freeze_backbone_epochs
         if world == 1:
             set_backbone_frozen(model, frozen)
