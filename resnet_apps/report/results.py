@@ -19,9 +19,14 @@ def confusion(ev: dict[str, Any]) -> str:
     unit = c.get("unit", "images")
     out = figure(plots.confusion_png(c["matrix"], c["labels"], unit), "confusion matrix",
                  f"Rows: true class; columns: predicted class; colour: share of the row; numbers: {unit}.")
-    if len(c["labels"]) <= 12:
-        rows = [[label, *map(fmt, row)] for label, row in zip(c["labels"], c["matrix"])]
-        out += table(["true \\ predicted", *c["labels"]], rows, numeric=set(range(1, len(c["labels"]) + 1)))
+    k = len(c["labels"])
+    if k <= 12:
+        # beyond 4 classes the columns are numbered so that the table fits the page width
+        short = k > 4
+        heads = [str(j + 1) for j in range(k)] if short else c["labels"]
+        rows = [[f"{i + 1}. {label}" if short else label, *map(fmt, row)]
+                for i, (label, row) in enumerate(zip(c["labels"], c["matrix"]))]
+        out += table(["true \\ predicted", *heads], rows, numeric=set(range(1, k + 1)))
     return out
 
 

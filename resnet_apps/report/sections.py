@@ -149,7 +149,8 @@ def reproducibility(doc: dict[str, Any]) -> str:
     if used is True:
         out = f"<p class=\"ok box\">ImageNet-pretrained weights were used (source: {esc(source)}).</p>"
     elif used is False:
-        out = (f"<p class=\"bad box\">ImageNet weights were NOT used: the backbone started from {esc(source)}. "
+        start = "random initialisation (no pretrained weights)" if source in ("none", "scratch") else source
+        out = (f"<p class=\"bad box\">ImageNet weights were NOT used: the backbone started from {esc(start)}. "
                "Numbers are not comparable with ImageNet-pretrained anchors.</p>")
     else:
         out = "<p class=\"warn box\">Whether ImageNet weights were used was not recorded.</p>"
