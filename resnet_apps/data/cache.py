@@ -62,7 +62,7 @@ class ArrayCache:
     def content_hash(self, path: Path) -> str:
         """sha256 of the file, remembered per (path, size, mtime) in memory and on disk."""
         stat = path.stat()
-        fast = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        fast = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
         if fast in self._hashes:
             return self._hashes[fast]
         memo = self.root / "hashes" / _VERSION / hashlib.sha256(repr(fast).encode()).hexdigest()
