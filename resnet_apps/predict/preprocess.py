@@ -22,7 +22,7 @@ class Preprocessing:
 
     Attributes:
         bands: band names in model channel order, or None (all bands of the file, in file order).
-        scale: raw value -> physical value factor (integer inputs only; see :meth:`normalise`).
+        scale: raw value -> physical value factor (scene pixels; DICOM display values are not scaled).
         mean: per-channel mean of scaled values [C], or None (no normalisation).
         std: per-channel std of scaled values [C], or None.
         image_size: chip side the model was trained on (classification chips, folder images), or None.
@@ -107,31 +107,36 @@ class Preprocessing:
             f"{len(self.bands)} unnamed bands in that order"
         )
 
-    def normalise(self, array: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-        """Scale and normalise raw values; pixels that are not valid become 0 (the band mean).
-
-        Integer arrays are multiplied by ``scale``; float arrays (DICOM pixels from ``io.read_dicom`` are
-        already in [0, 1]) are taken as scaled.
+    def normalise(self, array: np.ndarray, valid: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Scale, then standardise raw scene values (the data layer's order); invalid pixels become 0.
 
         Args:
-            array: raw values [C, H, W].
+            array: raw values [C, H, W] (any dtype; GeoTIFF values, never DICOM display values).
             valid: [H, W] bool, False for nodata / padding, or None.
+            out: float32 [C, H, W] to write into (saves a copy of a large block), or None.
 
         Returns:
-            float32 [C, H, W].
+            float32 [C, H, W] (``out`` when given).
         """
-        out = array.astype(np.float32, copy=True)
-        if np.issubdtype(array.dtype, np.integer) and self.scale != 1.0:
+        if out is None:
+            out = array.astype(np.float32, copy=True)
+        else:
+            out[...] = array
+        if self.scale != 1.0:
             out *= np.float32(self.scale)
+        return self.standardise(out, valid)
+
+    def standardise(self, image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """``(x - mean) / std`` per band in place on scaled float32 [C, H, W]; NaN and invalid pixels -> 0."""
         if self.mean is not None:
-            out -= self.mean.reshape(-1, 1, 1)
+            image -= self.mean.reshape(-1, 1, 1)
         if self.std is not None:
-            out /= self.std.reshape(-1, 1, 1)
+            image /= self.std.reshape(-1, 1, 1)
         # NaN (float nodata) must not reach the model: it would spread through every overlapping tile
-        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        np.nan_to_num(image, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         if valid is not None:
-            out[:, ~valid] = 0.0
-        return out
+            image[:, ~valid] = 0.0
+        return image
 
     def match_channels(self, array: np.ndarray, path: str | Path) -> np.ndarray:
         """Grey <-> RGB for images without band names: [C, H, W] -> [in_chans, H, W]."""

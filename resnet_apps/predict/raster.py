@@ -69,7 +69,18 @@ class SceneReader:
         valid[rows, cols] = True if meta.valid is None else meta.valid
         return raw, valid
 
-    def read_normalised(self, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Like :meth:`read_raw`, normalised by the checkpoint's preprocessing: float32 [C, h, w], valid."""
+    def read_normalised(self, window: tuple[int, int, int, int],
+                        with_valid_channel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`read_raw`, normalised by the checkpoint's preprocessing.
+
+        Returns:
+            float32 [C, h, w] (or [C + 1, h, w] with ``valid`` as a 0/1 last channel, which lets the
+            predictor skip tiles without valid pixels) and valid [h, w] bool.
+        """
         raw, valid = self.read_raw(window)
-        return self.pre.normalise(raw, valid), valid
+        if not with_valid_channel:
+            return self.pre.normalise(raw, valid), valid
+        x = np.empty((raw.shape[0] + 1, *raw.shape[1:]), dtype=np.float32)
+        self.pre.normalise(raw, valid, out=x[:-1])
+        x[-1] = valid
+        return x, valid

@@ -50,17 +50,43 @@ def probabilities_to_classes(prob: np.ndarray, threshold: float) -> np.ndarray:
 def _timed_predictor(
     model: nn.Module, activation: Callable[[torch.Tensor], torch.Tensor], device: torch.device, clock: list[float]
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Tiles [b, C, t, t] -> probabilities on the input's device; adds forward seconds to ``clock[0]``."""
+    """Tiles [b, C + 1, t, t] (last channel: valid 0/1) -> probabilities [b, K, t, t] on the input's device.
+
+    Tiles without one valid pixel are not run: every pixel they cover is nodata and written as such, so
+    their (zero) contribution to the blend is never seen. Forward seconds are added to ``clock[0]``.
+    """
 
     def predict(tiles: torch.Tensor) -> torch.Tensor:
+        x, valid = tiles[:, :-1], tiles[:, -1]
+        keep = valid.flatten(1).amax(dim=1) > 0
         start = time.perf_counter()
         # no_grad, not inference_mode: MONAI scales the returned tensor in place outside the context
         with torch.no_grad():
-            out = activation(model(tiles.to(device)).float()).to(tiles.device)
+            if bool(keep.all()):
+                out = activation(model(x.to(device)).float()).to(tiles.device)
+            else:
+                out = None
+                if bool(keep.any()):
+                    part = activation(model(x[keep].to(device)).float()).to(tiles.device)
+                    out = part.new_zeros((x.shape[0], *part.shape[1:]))
+                    out[keep] = part
         clock[0] += time.perf_counter() - start
+        if out is None:  # nothing valid in the batch: the output size is the model's, ask it once
+            out = _empty_output(model, activation, x, device)
         return out
 
     return predict
+
+
+def _empty_output(model: nn.Module, activation: Callable, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Zeros shaped like the model's output for ``x`` (the shape of one tile's output is cached)."""
+    shape = getattr(model, "_predict_output_shape", None)
+    if shape is None or shape[1:] != tuple(x.shape[1:]):
+        with torch.no_grad():
+            probe = activation(model(x[:1].to(device)).float())
+        shape = (tuple(probe.shape[1:]), tuple(x.shape[1:]))
+        model._predict_output_shape = shape  # type: ignore[assignment]
+    return x.new_zeros((x.shape[0], *shape[0]))
 
 
 def predict_scene(
@@ -195,7 +221,7 @@ def _segment(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int,
             if writer is not None:
                 stack.enter_context(writer)
         for blk in iter_blocks(reader.height, reader.width, grid):
-            x, valid = reader.read_normalised(blk.read)
+            x, valid = reader.read_normalised(blk.read, with_valid_channel=True)
             out = predict_window(torch.from_numpy(x)[None], predictor, grid, batch_size, blend)[0]
             del x  # free the block input before the core is cut and written
             rows, cols = blk.core_in_read
@@ -223,12 +249,13 @@ def _classify(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int
                 ni, nj = i1 - i0, j1 - j0
                 read = (i0 * stride + offset, (i1 - 1) * stride + offset + tile,
                         j0 * stride + offset, (j1 - 1) * stride + offset + tile)
-                x, valid = reader.read_normalised(read)
+                x, valid = reader.read_normalised(read, with_valid_channel=True)
                 chips = torch.from_numpy(x).unfold(1, tile, stride).unfold(2, tile, stride)  # [C, ni, nj, t, t]
                 chips = chips.permute(1, 2, 0, 3, 4).reshape(ni * nj, x.shape[0], tile, tile)
+                cell_valid = _cell_validity(valid, reader, (i0, i1, j0, j1), stride, offset)
+                chips[~torch.from_numpy(cell_valid.reshape(-1)), -1] = 0  # nodata cells: skip their chips
                 prob = torch.cat([predictor(chips[k:k + batch_size]) for k in range(0, ni * nj, batch_size)])
                 prob_map = prob.reshape(ni, nj, -1).permute(2, 0, 1).numpy()  # [K, ni, nj]
-                cell_valid = _cell_validity(valid, reader, (i0, i1, j0, j1), stride, offset)
                 _write(writers, prob_map, cell_valid, (i0, i1, j0, j1), threshold)
                 bar.update(ni * nj)
     return out_h * out_w

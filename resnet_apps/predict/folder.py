@@ -1,0 +1,218 @@
+"""DICOM and image folders to a CSV of per-class probabilities, resumable, with bad files set aside.
+
+Pixels are read exactly as in training (``data.loading.load_arrays``: the DICOM chain, scale, grey,
+resize) and standardised with the checkpoint's statistics. One CSV row per image:
+``image_id`` (salted hash of the relative path), ``path`` (relative to the input folder),
+``p_<class>`` ..., ``pred`` (at the checkpoint's operating threshold). No DICOM header value is ever
+written: the only identifiers are the hash and the path the user gave.
+
+Resume: ``predictions.csv`` and ``errors.csv`` are appended batch by batch (flushed); a rerun reads the
+ids already in either file and skips them, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnet_apps.data.records import hash_id
+from resnet_apps.errors import ImageReadError, RunDirError
+from resnet_apps.predict.decision import Decision, format_probabilities
+from resnet_apps.predict.preprocess import Preprocessing
+
+IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+PREDICTIONS_CSV = "predictions.csv"
+ERRORS_CSV = "errors.csv"
+ERROR_COLUMNS = ["image_id", "path", "reason"]
+
+
+def image_id(relative: str) -> str:
+    """Stable salted hash of a relative path (16 hex); the resume key and the CSV's id."""
+    return hash_id("image:" + relative)
+
+
+def _is_image(path: Path) -> bool:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    if path.suffix:
+        return False
+    try:  # PACS exports often have no suffix: DICOM by its magic
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def list_images(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
+    """``(file, relative path)`` of every image under the inputs, recursively, in a stable order.
+
+    Folders give paths relative to themselves (prefixed by the folder's name when several inputs are
+    given, so that paths stay unique); single files give their name.
+    """
+    found: list[tuple[Path, str]] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            prefix = f"{item.name}/" if len(inputs) > 1 else ""
+            files = sorted(p for p in item.rglob("*") if p.is_file() and _is_image(p))
+            found += [(p, prefix + p.relative_to(item).as_posix()) for p in files]
+        elif item.is_file():
+            found.append((item, item.name))
+        else:
+            raise ImageReadError(f"{item}: no such file or folder; fix: check the INPUT path")
+    return found
+
+
+def _done_ids(path: Path) -> set[str]:
+    """Ids already in a CSV; a torn last line (killed mid-write) is cut off so the file stays valid."""
+    if not path.is_file():
+        return set()
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["image_id"] for row in csv.DictReader(handle) if row.get("image_id")}
+
+
+def _open_csv(path: Path, columns: list[str]) -> tuple[Any, csv.writer]:
+    """Append to ``path`` (header only when new); an existing file with other columns is refused."""
+    exists = path.is_file() and path.stat().st_size > 0
+    if exists:
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+        if header != columns:
+            raise RunDirError(
+                f"{path}: its columns {header} differ from this run's {columns} (another checkpoint?); "
+                "fix: pass a new --out folder, or delete the file to start over"
+            )
+    handle = open(path, "a", newline="", encoding="utf-8")
+    writer = csv.writer(handle)
+    if not exists:
+        writer.writerow(columns)
+        handle.flush()
+    return handle, writer
+
+
+class ImageLoader:
+    """Reads one file into a normalised tensor [C, S, S] the way the training data layer does."""
+
+    def __init__(self, meta: Mapping[str, Any]) -> None:
+        from resnet_apps.data.loading import Preprocessing as DataPreprocessing
+
+        self.pre = Preprocessing.from_meta(meta)
+        raw = meta["preprocessing"]
+        self.data_pre = DataPreprocessing(
+            bands=None if raw.get("bands") is None else tuple(raw["bands"]), scale=self.pre.scale,
+            image_size=self.pre.image_size, dicom_window=self.pre.dicom_window, grayscale=self.pre.grayscale,
+        )
+
+    def __call__(self, path: Path) -> torch.Tensor:
+        from resnet_apps.data.loading import load_arrays
+        from resnet_apps.data.records import Record
+
+        try:
+            arrays = load_arrays(Record(path=path.name), path.parent, self.data_pre, None)
+        except ImageReadError:
+            if self.data_pre.bands is None:
+                raise
+            # bands such as ["gray"] recorded for DICOM do not exist in PNG/JPEG: read all, then match
+            arrays = load_arrays(Record(path=path.name), path.parent,
+                                 _replace_bands(self.data_pre), None)
+        image = self.pre.match_channels(arrays["image"], path).astype(np.float32, copy=True)
+        return torch.from_numpy(self.pre.standardise(image, arrays["valid"]))
+
+
+def _replace_bands(pre: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(pre, bands=None)
+
+
+def _batches(items: list[tuple[Path, str]], size: int) -> Iterator[list[tuple[Path, str]]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def predict_folder(model: nn.Module, meta: Mapping[str, Any], inputs: Sequence[str | Path], out_dir: str | Path,
+                   *, batch_size: int = 16, gradcam: bool = False, device: str | torch.device = "cpu",
+                   progress: bool = True) -> dict[str, Any]:
+    """Classify every image under ``inputs`` into ``out_dir/predictions.csv`` (bad files: ``errors.csv``).
+
+    Args:
+        model: classification model from ``load_run`` ([B, C, S, S] -> [B, K] logits).
+        meta: its checkpoint metadata (classes, preprocessing, operating_threshold, positive_class).
+        inputs: folders (searched recursively) and/or files: DICOM, PNG, JPEG, TIFF.
+        out_dir: output folder; an existing one is resumed.
+        batch_size: images per forward pass.
+        gradcam: also write ``gradcam/<image_id>.png`` (Grad-CAM of the predicted class).
+        device: where the model runs.
+        progress: tqdm bar with files/s and ETA.
+
+    Returns:
+        ``{"predicted", "errors", "skipped_done", "seconds", "files_per_s", "csv", "errors_csv"}``.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    decision = Decision.from_meta(meta)
+    loader = ImageLoader(meta)
+    columns = ["image_id", "path"] + [f"p_{c}" for c in decision.columns()] + ["pred"]
+    csv_path, err_path = out_dir / PREDICTIONS_CSV, out_dir / ERRORS_CSV
+    done = _done_ids(csv_path) | _done_ids(err_path)
+    todo = [(p, rel) for p, rel in list_images(inputs) if image_id(rel) not in done]
+    skipped = len(done)
+    device = torch.device(device)
+    model = model.to(device).eval()
+    counts = {"predicted": 0, "errors": 0}
+    start = time.perf_counter()
+    handle, writer = _open_csv(csv_path, columns)
+    err_handle, err_writer = _open_csv(err_path, ERROR_COLUMNS)
+    try:
+        with tqdm(total=len(todo), unit="file", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
+            for batch in _batches(todo, batch_size):
+                images, kept = [], []
+                for path, rel in batch:
+                    try:
+                        images.append(loader(path))
+                        kept.append(rel)
+                    except Exception as error:  # noqa: BLE001 - any unreadable file is recorded, the rest goes on
+                        err_writer.writerow([image_id(rel), rel, f"{type(error).__name__}: {error}"])
+                        counts["errors"] += 1
+                if images:
+                    x = torch.stack(images).to(device)
+                    with torch.no_grad():
+                        prob = decision.probabilities(model(x)).cpu()
+                    labels = decision.labels(prob)
+                    for k, (rel, label) in enumerate(zip(kept, labels)):
+                        writer.writerow([image_id(rel), rel, *format_probabilities(prob[k].tolist()), label])
+                    if gradcam:
+                        _write_gradcams(model, decision, x, prob, kept, out_dir / "gradcam")
+                    counts["predicted"] += len(kept)
+                handle.flush()
+                err_handle.flush()
+                bar.update(len(batch))
+    finally:
+        handle.close()
+        err_handle.close()
+    seconds = time.perf_counter() - start
+    done_now = counts["predicted"] + counts["errors"]
+    return {**counts, "skipped_done": skipped, "seconds": seconds,
+            "files_per_s": done_now / seconds if seconds else 0.0, "csv": csv_path, "errors_csv": err_path}
+
+
+def _write_gradcams(model: nn.Module, decision: Decision, x: torch.Tensor, prob: torch.Tensor, rels: list[str],
+                    folder: Path) -> None:
+    """Grad-CAM overlay of the predicted class per image, named by image id (never by path)."""
+    from resnet_apps.explain import gradcam, save_overlay
+
+    for k, (rel, index) in enumerate(zip(rels, decision.label_indices(prob))):
+        heat = gradcam(model, x[k], class_idx=decision.target_index(index))
+        save_overlay(x[k].cpu(), heat, folder / f"{image_id(rel)}.png")
