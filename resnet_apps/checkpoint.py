@@ -77,6 +77,7 @@ def save_checkpoint(path_stem: str | os.PathLike[str], model: nn.Module, meta: M
     backbone = getattr(model, "backbone", None)
     meta.setdefault("weights_source", str(getattr(backbone, "weights_source", "none")))
     meta.setdefault("imagenet_weights_used", bool(getattr(backbone, "imagenet_weights_used", False)))
+    json.dumps(meta)  # fail on a non-JSON value before anything is replaced on disk
     _write_tensors(stem.with_suffix(".safetensors"), model.state_dict())
     _write_json(stem.with_suffix(".json"), meta)
 

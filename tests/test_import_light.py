@@ -1,0 +1,42 @@
+"""Start-up stays light: ``import resnet_apps`` pulls in neither torch, matplotlib nor the hub client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _imported_after(statement: str, modules: list[str]) -> list[str]:
+    """Run ``statement`` in a fresh interpreter; return which of ``modules`` ended up in sys.modules."""
+    code = f"import sys\n{statement}\nprint(','.join(m for m in {modules!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [m for m in result.stdout.strip().split(",") if m]
+
+
+HEAVY = ["torch", "timm", "matplotlib", "huggingface_hub"]
+
+
+@pytest.mark.parametrize(
+    ("statement", "forbidden"),
+    [
+        ("import resnet_apps", HEAVY),  # the lazy exports resolve on first use only
+        ("import resnet_apps.errors", HEAVY),
+        # the offline path of `resnet-apps weights fetch` must not pay for torch before failing
+        ("import resnet_apps.weights, resnet_apps.weights_store, resnet_apps.cli.weights", HEAVY),
+    ],
+)
+def test_light_imports(statement: str, forbidden: list[str]) -> None:
+    assert _imported_after(statement, forbidden) == []
+
+
+def test_io_does_not_import_torch() -> None:
+    if not (REPO / "resnet_apps" / "io" / "__init__.py").is_file():
+        pytest.skip("resnet_apps/io/__init__.py does not exist yet (issue 3)")
+    assert _imported_after("import resnet_apps.io", ["torch"]) == []
+
