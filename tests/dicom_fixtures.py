@@ -72,6 +72,7 @@ def make_dicom(
         no_pixels: write a header without Pixel Data (like a structured report).
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if pixels is None:
         pixels = np.arange(20, dtype=np.uint16).reshape(4, 5)
     if rgb:

@@ -80,3 +80,21 @@ def test_inspect_real_files_and_errors(
     out = capsys.readouterr().out
     assert "MONOCHROME1" in out and "Implicit VR Little Endian" in out and "EPSG:32618" in out
     assert "32.54% of pixels" in out and "broken.dcm" in out and "error" in out
+
+
+def test_bench_io_runs_on_a_tiny_data_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the benchmark's plumbing (not its speed): one DICOM, two 13-band chips, figures written as JSON
+    make_dicom(tmp_path / "dicom_radiographs" / "a.dcm", np.arange(20, dtype=np.uint16).reshape(4, 5))
+    for name in ("c1", "c2"):
+        chip = tmp_path / "eurosat_ms" / "Forest" / f"{name}.tif"
+        chip.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(chip, "w", driver="GTiff", width=8, height=8, count=13, dtype="uint16") as dst:
+            dst.write(np.ones((13, 8, 8), np.uint16))
+    out = tmp_path / "bench.json"
+    args = ["bench", "io", "--data", str(tmp_path), "--repeats", "1", "--chips", "2", "--json", str(out)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "Explicit VR Little Endian" in text and "2 GeoTIFF chips" in text
+    figures = json.loads(out.read_text())
+    assert figures["dicom"][0]["size"] == "4x5" and figures["dicom"][0]["reread"] > 0
+    assert figures["geotiff"]["files"] == 2 and figures["geotiff"]["first"] > 0

@@ -55,12 +55,12 @@ def _time(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def _cache() -> Any:
+def _cache(directory: Path) -> Any:
     try:
         from resnet_apps.data.cache import ArrayCache
     except ImportError:
         return None
-    return ArrayCache(Path(tempfile.mkdtemp(prefix="bench-io-cache-")))
+    return ArrayCache(directory)
 
 
 def _cached_rate(cache: Any, files: list[Path], arrays: list[np.ndarray], repeats: int) -> float | None:
@@ -133,7 +133,11 @@ def run(args: argparse.Namespace) -> int:
     if not (root / "dicom_radiographs").is_dir():
         print(f"error: no dicom_radiographs under {root}; fix: pass --data or set RESNET_APPS_SHARED_DATA")
         return 2
-    cache = _cache()
+    with tempfile.TemporaryDirectory(prefix="bench-io-cache-") as scratch:  # ~135 MB, removed after
+        return _measure(args, root, _cache(Path(scratch)))
+
+
+def _measure(args: argparse.Namespace, root: Path, cache: Any) -> int:
     note = "" if cache is not None else "  (resnet_apps.data.cache not available: cached column not measured)"
     dicom = bench_dicom(root, args.repeats, cache)
     geo = bench_geotiff(root, args.chips, args.repeats, cache)
