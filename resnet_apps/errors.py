@@ -118,3 +118,10 @@ class MetricsError(ResnetAppsError, ValueError):
 
 class ReportError(ResnetAppsError):
     """A metrics.json that is missing, invalid for its schema, or a report that cannot be written."""
+
+
+# --- prediction and export -----------------------------------------------------------------------
+
+
+class ExportError(ResnetAppsError):
+    """An exported model that cannot be written or whose outputs differ from PyTorch's beyond tolerance."""
