@@ -42,8 +42,55 @@ def _check_member(name: str, archive: Path) -> PurePosixPath:
     return pure
 
 
+def _target(base: Path, name: str, archive: Path) -> Path:
+    """Where a member goes; refuses any member whose resolved path leaves ``base``."""
+    target = (base / _check_member(name, archive)).resolve()
+    if not target.is_relative_to(base):
+        raise FetchError(f"{archive}: member {name!r} escapes {base}; refusing it")
+    return target
+
+
+def _extract_zip(archive: Path, base: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        for info in infos:  # check every member before writing any
+            _target(base, info.filename, archive)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise FetchError(f"{archive}: member {info.filename!r} is a symbolic link; refusing it")
+        for info in infos:
+            path = _target(base, info.filename, archive)
+            if info.is_dir():
+                path.mkdir(parents=True, exist_ok=True)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, path.open("wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _extract_tar(archive: Path, base: Path) -> None:
+    with tarfile.open(archive) as tf:
+        members = tf.getmembers()
+        for member in members:  # check every member before writing any
+            _target(base, member.name, archive)
+            if not (member.isfile() or member.isdir()):
+                raise FetchError(f"{archive}: member {member.name!r} is a link or special file; refusing it")
+        for member in members:
+            path = _target(base, member.name, archive)
+            if member.isdir():
+                path.mkdir(parents=True, exist_ok=True)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            src = tf.extractfile(member)
+            if src is None:  # cannot happen for a regular file; checked above
+                raise FetchError(f"{archive}: member {member.name!r} has no data; download it again")
+            with src, path.open("wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+
 def safe_extract(archive: Path, dest: Path) -> None:
     """Extract a .zip or .tar(.gz) into ``dest``, refusing traversal, links and special files.
+
+    Every member is checked before any is written, so a refused archive leaves nothing behind.
 
     Raises:
         FetchError: an unsafe member or an unreadable archive (names the archive, the member and the fix).
@@ -52,45 +99,9 @@ def safe_extract(archive: Path, dest: Path) -> None:
     base = dest.resolve()
     try:
         if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                members = zf.infolist()
-                for info in members:
-                    _check_member(info.filename, archive)
-                    if stat.S_ISLNK(info.external_attr >> 16):
-                        raise FetchError(
-                            f"{archive}: member {info.filename!r} is a symbolic link; refusing it"
-                        )
-                for info in members:
-                    target = (base / _check_member(info.filename, archive)).resolve()
-                    if not target.is_relative_to(base):
-                        raise FetchError(f"{archive}: member {info.filename!r} escapes {dest}; refusing it")
-                    if info.is_dir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, target.open("wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
+            _extract_zip(archive, base)
         elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tf:
-                members = tf.getmembers()
-                for member in members:
-                    _check_member(member.name, archive)
-                    if not (member.isfile() or member.isdir()):
-                        raise FetchError(
-                            f"{archive}: member {member.name!r} is a link or special file; refusing it"
-                        )
-                for member in members:
-                    target = (base / _check_member(member.name, archive)).resolve()
-                    if not target.is_relative_to(base):
-                        raise FetchError(f"{archive}: member {member.name!r} escapes {dest}; refusing it")
-                    if member.isdir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    src = tf.extractfile(member)
-                    assert src is not None  # regular file, checked above
-                    with src, target.open("wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
+            _extract_tar(archive, base)
         else:
             raise FetchError(f"{archive}: neither a zip nor a tar archive; delete it and download it again")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
