@@ -185,6 +185,13 @@ def test_card_parses_with_required_fields(name: str) -> None:
     assert len(card.front_matter["citation"]) > 40
 
 
+def test_cards_and_fetch_do_not_import_torch() -> None:
+    import subprocess
+
+    code = "import sys, resnet_apps.cards, resnet_apps.fetch; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
 def test_list_cards_finds_every_card() -> None:
     assert set(EXPECTED_CARDS) <= set(list_cards())
 
