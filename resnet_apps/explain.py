@@ -50,12 +50,22 @@ def gradcam(model: nn.Module, image: torch.Tensor, class_idx: int | None = None,
     x = image[None] if image.ndim == 3 else image
     was_training = model.training
     model.eval()
-    cam = GradCAM(nn_module=model, target_layers=layer or target_layer(model))
+    # MONAI's default_normalizer maps (min, max) to (1, 0), i.e. flips the map; ours keeps 1 = most evidence
+    cam = GradCAM(nn_module=model, target_layers=layer or target_layer(model), postprocessing=_min_max)
     with torch.enable_grad():
         heat = cam(x.detach().float().clone().requires_grad_(True), class_idx=class_idx)
     model.train(was_training)
     heat_np = heat[0, 0].detach().cpu().numpy().astype(np.float32)
     return np.nan_to_num(np.clip(heat_np, 0.0, 1.0), nan=0.0)
+
+
+def _min_max(heat: torch.Tensor) -> torch.Tensor:
+    """Per-sample min-max scaling of [B, 1, H, W] to [0, 1]; a flat map (no evidence anywhere) becomes 0."""
+    flat = heat.flatten(1)
+    lo, hi = flat.min(dim=1).values, flat.max(dim=1).values
+    span = (hi - lo).clamp_min(torch.finfo(heat.dtype).tiny)
+    scaled = (heat - lo[:, None, None, None]) / span[:, None, None, None]
+    return torch.where((hi > lo)[:, None, None, None], scaled, torch.zeros_like(heat))
 
 
 def display_image(image: torch.Tensor | np.ndarray, rgb: Sequence[int] | None = None) -> np.ndarray:
