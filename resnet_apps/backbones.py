@@ -79,10 +79,12 @@ def check_name(name: str) -> tuple[str, str | None]:
 @functools.lru_cache(maxsize=32)
 def _meta_info(name: str, in_chans: int, out_indices: tuple[int, ...]) -> dict[str, Any]:
     # Built on the meta device: shapes only, no memory, no init cost; once per (name, in_chans, out_indices).
+    features: Any
     with torch.device("meta"):
         full = timm.create_model(name, pretrained=False, in_chans=in_chans)
-        features = timm.create_model(name, pretrained=False, in_chans=in_chans, features_only=True,
-                                     out_indices=out_indices)
+        features = timm.create_model(
+            name, pretrained=False, in_chans=in_chans, features_only=True, out_indices=out_indices
+        )
     cfg = timm.models.get_pretrained_cfg(name)
     return {
         "channels": list(features.feature_info.channels()),
@@ -141,7 +143,8 @@ def _check_against_model(resolved: ResolvedWeights, name: str, in_chans: int) ->
     expected = {k: s for k, s in meta["state_shapes"].items() if not k.startswith(f"{classifier}.")}
     missing = sorted(k for k in expected if k not in resolved.shapes)
     wrong = sorted(
-        k for k, s in expected.items()
+        k
+        for k, s in expected.items()
         if k in resolved.shapes and k != f"{first_conv}.weight" and tuple(resolved.shapes[k]) != tuple(s)
     )
     if missing or wrong:
@@ -172,7 +175,7 @@ def create_backbone(
             layout) or a run directory of ours (its backbone). See :mod:`resnet_apps.weights`.
         out_indices: feature levels; 1..4 are the outputs of layer1..layer4 (strides 4, 8, 16, 32).
         conv1_init: "timm" (above) or "rgb_bands": copy the RGB filters onto bands ``rgb_bands`` and give
-            the others the mean RGB filter, all scaled by 3/N (see :func:`resnet_apps.weights.rgb_band_conv1`).
+            the others the mean RGB filter, all scaled by 3/N (see ``weights.rgb_band_conv1``).
             Only meaningful with RGB pretrained weights; with weights="none" it is a no-op.
         rgb_bands: (red, green, blue) band indices into the input, e.g. Sentinel-2 B04, B03, B02.
 
@@ -200,6 +203,7 @@ def create_backbone(
                 "fix data.rgb_bands in the recipe (e.g. [B04, B03, B02] for Sentinel-2)"
             )
     resolved = resolve_weights(name, weights)
+    model: Any  # timm's FeatureListNet, with the attributes set below
     kwargs: dict[str, Any] = dict(features_only=True, out_indices=tuple(out_indices), in_chans=int(in_chans))
     if resolved.kind == "none":
         model = timm.create_model(name, pretrained=False, **kwargs)
@@ -213,7 +217,9 @@ def create_backbone(
             overlay["file"] = str(resolved.path)
         else:
             overlay["state_dict"] = resolved.state_dict
-        model = timm.create_model(resolved.tag or name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        model = timm.create_model(
+            resolved.tag or name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
+        )
         # keep the cfg light and JSON-able: the tensors are in the model now; restore the weights' own size
         model.pretrained_cfg.pop("state_dict", None)
         model.pretrained_cfg["input_size"] = input_size

@@ -71,9 +71,9 @@ def save_checkpoint(path_stem: str | os.PathLike[str], model: nn.Module, meta: M
     meta = dict(meta)
     meta.setdefault("format_version", FORMAT_VERSION)
     if "task" not in meta and hasattr(model, "task"):
-        meta["task"] = model.task
+        meta["task"] = getattr(model, "task")  # noqa: B009
     if "model" not in meta and hasattr(model, "model_config"):
-        meta["model"] = dict(model.model_config)
+        meta["model"] = dict(getattr(model, "model_config"))  # noqa: B009
     backbone = getattr(model, "backbone", None)
     meta.setdefault("weights_source", str(getattr(backbone, "weights_source", "none")))
     meta.setdefault("imagenet_weights_used", bool(getattr(backbone, "imagenet_weights_used", False)))
@@ -95,8 +95,9 @@ def find_checkpoint(run_dir_or_stem: str | os.PathLike[str], which: str = "best"
     )
 
 
-def load_run(run_dir_or_stem: str | os.PathLike[str], which: str = "best",
-             map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_run(
+    run_dir_or_stem: str | os.PathLike[str], which: str = "best", map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained model from its checkpoint (no network: the backbone is built with weights="none").
 
     Args:
@@ -120,17 +121,26 @@ def load_run(run_dir_or_stem: str | os.PathLike[str], which: str = "best",
         raise CheckpointError(f"{stem}.json has format_version {meta['format_version']}; upgrade resnet_apps")
     config = meta.get("model")
     if not isinstance(config, Mapping) or "backbone" not in config or "task" not in meta:
-        raise CheckpointError(f"{stem}.json lacks 'task' or 'model.backbone'; it was not written by save_checkpoint")
+        raise CheckpointError(
+            f"{stem}.json lacks 'task' or 'model.backbone'; it was not written by save_checkpoint"
+        )
     keys = ("in_chans", "num_classes", "multilabel", "dropout", "pooling", "fpn_channels")
-    model = build_model(meta["task"], backbone=config["backbone"], weights="none",
-                        **{k: config[k] for k in keys if k in config})
+    model = build_model(
+        meta["task"],
+        backbone=config["backbone"],
+        weights="none",
+        **{k: config[k] for k in keys if k in config},
+    )
     state = load_file(str(stem.with_suffix(".safetensors")), device=str(map_location))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise CheckpointError(f"{stem}.safetensors does not fit the model described in {stem}.json: {error}") from error
-    model.backbone.weights_source = meta.get("weights_source", str(stem))
-    model.backbone.imagenet_weights_used = bool(meta.get("imagenet_weights_used", False))
+        raise CheckpointError(
+            f"{stem}.safetensors does not fit the model described in {stem}.json: {error}"
+        ) from error
+    backbone: Any = model.backbone
+    backbone.weights_source = meta.get("weights_source", str(stem))
+    backbone.imagenet_weights_used = bool(meta.get("imagenet_weights_used", False))
     return model.to(map_location).eval(), meta
 
 
@@ -203,8 +213,10 @@ def load_state(path_stem: str | os.PathLike[str], map_location: str | torch.devi
     json_path = stem.with_name(stem.name + ".state.json")
     tensor_path = stem.with_name(stem.name + ".state.safetensors")
     if not (json_path.is_file() and tensor_path.is_file()):
-        raise CheckpointError(f"no resume state at {stem}: expected {json_path.name} and {tensor_path.name}; "
-                              "start without --resume")
+        raise CheckpointError(
+            f"no resume state at {stem}: expected {json_path.name} and {tensor_path.name}; "
+            "start without --resume"
+        )
     tree = json.loads(json_path.read_text())["state"]
     return _decode(tree, load_file(str(tensor_path), device=str(map_location)))
 

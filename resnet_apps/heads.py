@@ -1,4 +1,6 @@
-"""Task heads on a ResNet backbone: ``ClassificationModel``, ``FPNDecoder`` + ``SegmentationModel``, ``build_model``.
+"""Task heads on a ResNet backbone: ``ClassificationModel``, ``FPNDecoder``, ``SegmentationModel``.
+
+``build_model`` assembles one from a backbone name or module.
 
 One backbone instance may serve both heads (pass the module as ``backbone=`` twice): they then share its
 parameters. Every model carries ``backbone``, ``pretrained_cfg`` (the weights' mean/std) and
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +32,14 @@ class ClassificationModel(nn.Module):
     Multi-label: K independent logits (sigmoid each). ``output_activation`` names which.
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, multilabel: bool = False, dropout: float = 0.0,
-                 pooling: str = "avg") -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        multilabel: bool = False,
+        dropout: float = 0.0,
+        pooling: str = "avg",
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -40,7 +48,7 @@ class ClassificationModel(nn.Module):
         self.backbone = backbone
         self.pool = SelectAdaptivePool2d(pool_type=pooling, flatten=True)
         self.dropout = nn.Dropout(dropout)
-        in_features = backbone.feature_info.channels()[-1] * self.pool.feat_mult()
+        in_features = _feature_info(backbone).channels()[-1] * self.pool.feat_mult()
         self.fc = nn.Linear(in_features, num_classes)
         self.num_classes = num_classes
         self.multilabel = multilabel
@@ -48,11 +56,16 @@ class ClassificationModel(nn.Module):
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
-        return self.backbone.pretrained_cfg
+        return cast("dict[str, Any]", getattr(self.backbone, "pretrained_cfg", {}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] -> logits [B, K]."""
         return self.fc(self.dropout(self.pool(self.backbone(x)[-1])))
+
+
+def _feature_info(backbone: nn.Module) -> Any:
+    """timm's FeatureInfo of a create_backbone module (channels(), reduction())."""
+    return getattr(backbone, "feature_info")  # noqa: B009 - a dynamic attribute nn.Module does not declare
 
 
 def _conv_gn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -72,11 +85,19 @@ class FPNDecoder(nn.Module):
     conv stage without upsampling, so all reach stride s_min (4) -> merged by summation.
     """
 
-    def __init__(self, in_channels: Sequence[int], strides: Sequence[int], fpn_channels: int = 256,
-                 segmentation_channels: int = 128) -> None:
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        strides: Sequence[int],
+        fpn_channels: int = 256,
+        segmentation_channels: int = 128,
+    ) -> None:
         super().__init__()
-        if list(strides) != sorted(strides) or any(b != 2 * a for a, b in zip(strides, strides[1:])):
-            raise ValueError(f"FPN needs feature maps at successive strides (4, 8, 16, 32), got {list(strides)}")
+        pairs = zip(strides, strides[1:], strict=False)
+        if list(strides) != sorted(strides) or any(b != 2 * a for a, b in pairs):
+            raise ValueError(
+                f"FPN needs feature maps at successive strides (4, 8, 16, 32), got {list(strides)}"
+            )
         self.strides = list(strides)
         self.lateral = nn.ModuleList(nn.Conv2d(c, fpn_channels, 1) for c in in_channels)
         self.smooth = nn.ModuleList(nn.Conv2d(fpn_channels, fpn_channels, 3, padding=1) for _ in in_channels)
@@ -92,13 +113,13 @@ class FPNDecoder(nn.Module):
         self.out_channels = segmentation_channels
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """features [c2 [B, C2, H/4, W/4], ..., c5 [B, C5, H/32, W/32]] -> [B, segmentation_channels, H/4, W/4]."""
-        laterals = [conv(f) for conv, f in zip(self.lateral, features)]
+        """[c2 [B, C2, H/4, W/4], ..., c5 [B, C5, H/32, W/32]] -> [B, segmentation_channels, H/4, W/4]."""
+        laterals = [conv(f) for conv, f in zip(self.lateral, features, strict=True)]
         pyramid = [laterals[-1]]
         for lateral in reversed(laterals[:-1]):  # top-down pathway: coarse to fine
             pyramid.insert(0, lateral + F.interpolate(pyramid[0], size=lateral.shape[-2:], mode="nearest"))
         merged = None
-        for smooth, branch, p in zip(self.smooth, self.branches, pyramid):
+        for smooth, branch, p in zip(self.smooth, self.branches, pyramid, strict=True):
             out = branch(smooth(p))
             merged = out if merged is None else merged + out
         assert merged is not None
@@ -113,13 +134,15 @@ class SegmentationModel(nn.Module):
     every output pixel lines up with its input pixel. (Zero is the mean after normalisation.)
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, fpn_channels: int = 256, dropout: float = 0.0) -> None:
+    def __init__(
+        self, backbone: nn.Module, num_classes: int, fpn_channels: int = 256, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.backbone = backbone
-        strides = list(backbone.feature_info.reduction())
-        self.decoder = FPNDecoder(backbone.feature_info.channels(), strides, fpn_channels)
+        strides = list(_feature_info(backbone).reduction())
+        self.decoder = FPNDecoder(_feature_info(backbone).channels(), strides, fpn_channels)
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(self.decoder.out_channels, num_classes, 1)
         self.pad_multiple = strides[-1]
@@ -128,7 +151,7 @@ class SegmentationModel(nn.Module):
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
-        return self.backbone.pretrained_cfg
+        return cast("dict[str, Any]", getattr(self.backbone, "pretrained_cfg", {}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] -> logits [B, K, H, W] (any H, W: padded to a multiple of 32, cropped back)."""
@@ -181,16 +204,25 @@ def build_model(
         conv1_init = str(getattr(module, "conv1_init", conv1_init))
     else:
         name = backbone
-        module = create_backbone(backbone, in_chans=in_chans, weights=weights, conv1_init=conv1_init,
-                                 rgb_bands=rgb_bands)
-    model: nn.Module
+        module = create_backbone(
+            backbone, in_chans=in_chans, weights=weights, conv1_init=conv1_init, rgb_bands=rgb_bands
+        )
+    model: Any  # gets the plain attributes task and model_config
     if task == "classification":
-        model = ClassificationModel(module, num_classes, multilabel=multilabel, dropout=dropout, pooling=pooling)
+        model = ClassificationModel(
+            module, num_classes, multilabel=multilabel, dropout=dropout, pooling=pooling
+        )
     else:
         model = SegmentationModel(module, num_classes, fpn_channels=fpn_channels, dropout=dropout)
     model.task = task
     model.model_config = {
-        "backbone": name, "in_chans": int(in_chans), "num_classes": int(num_classes), "multilabel": bool(multilabel),
-        "dropout": float(dropout), "pooling": pooling, "fpn_channels": int(fpn_channels), "conv1_init": conv1_init,
+        "backbone": name,
+        "in_chans": int(in_chans),
+        "num_classes": int(num_classes),
+        "multilabel": bool(multilabel),
+        "dropout": float(dropout),
+        "pooling": pooling,
+        "fpn_channels": int(fpn_channels),
+        "conv1_init": conv1_init,
     }
     return model

@@ -139,8 +139,10 @@ def find_local(tag: str) -> tuple[Path, str] | None:
 
     explicit = os.environ.get("RESNET_APPS_WEIGHTS_DIR")
     for folder in search_dirs():
-        where = "RESNET_APPS_WEIGHTS_DIR" if explicit and folder == Path(explicit).expanduser() else (
-            "resnet_apps cache"
+        where = (
+            "RESNET_APPS_WEIGHTS_DIR"
+            if explicit and folder == Path(explicit).expanduser()
+            else ("resnet_apps cache")
         )
         candidates = [folder / f"{tag}{suffix}" for suffix in WEIGHT_SUFFIXES]
         for sub in (folder / tag, folder / "timm" / tag):
@@ -217,7 +219,9 @@ def download(tag: str) -> Path:
     from resnet_apps.weights_store import fetch_weights  # noqa: PLC0415 - avoids an import cycle
 
     if not hub_reachable():
-        reason = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else f"{hub_host()} is unreachable"
+        reason = (
+            "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else f"{hub_host()} is unreachable"
+        )
         raise WeightsUnavailableError(unavailable_message(tag, reason))
     return fetch_weights(tag)
 
@@ -300,7 +304,8 @@ def rgb_band_conv1(rgb_weight: torch.Tensor, in_chans: int, rgb_bands: Sequence[
     """
     if rgb_weight.ndim != 4 or rgb_weight.shape[1] != 3:
         raise WeightsFormatError(
-            f"conv1_init='rgb_bands' needs a 3-channel RGB source kernel, got shape {tuple(rgb_weight.shape)}; "
+            "conv1_init='rgb_bands' needs a 3-channel RGB source kernel, got shape "
+            f"{tuple(rgb_weight.shape)}; "
             "use conv1_init='timm' for weights trained on other bands"
         )
     bands = [int(i) for i in rgb_bands]

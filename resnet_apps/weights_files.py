@@ -40,7 +40,8 @@ def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         loaded = _torch_load(path)
     except Exception as error:  # corrupt file, pickle with code (weights_only refuses), not a tensor file
         raise WeightsFormatError(
-            f"cannot read weights file {path}: {error}. Expected a .safetensors file or a .pth/.bin state dict "
+            f"cannot read weights file {path}: {error}. Expected a .safetensors file or a .pth/.bin "
+            "state dict "
             "saved with torch.save(model.state_dict())"
         ) from error
     return {k: tuple(v.shape) for k, v in _unwrap(loaded, path).items() if isinstance(v, torch.Tensor)}
@@ -90,15 +91,17 @@ def strip_prefix(keys: Iterable[str]) -> str:
     prefix = ""
     for candidate in _PREFIXES:
         rest = [k[len(prefix) :] for k in keys if k.startswith(prefix)]
-        if rest and not any(k.startswith("conv1") for k in rest) and any(
-            k.startswith(candidate) for k in rest
+        if (
+            rest
+            and not any(k.startswith("conv1") for k in rest)
+            and any(k.startswith(candidate) for k in rest)
         ):
             prefix += candidate
     return prefix
 
 
 def normalise_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip wrapper prefixes (``module.``, ``backbone.``) and drop keys outside that prefix (head, decoder)."""
+    """Strip wrapper prefixes (``module.``, ``backbone.``); drop keys outside the prefix (head, decoder)."""
     prefix = strip_prefix(state)
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
@@ -108,7 +111,8 @@ def _conv1_in_chans(shapes: Mapping[str, tuple[int, ...]]) -> int:
         if key in shapes and len(shapes[key]) == 4:
             return int(shapes[key][1])
     raise WeightsFormatError(
-        f"no conv1 kernel among the keys ({', '.join(sorted(shapes)[:5])}, ...); expected a ResNet state dict "
+        f"no conv1 kernel among the keys ({', '.join(sorted(shapes)[:5])}, ...); expected a ResNet "
+        "state dict "
         "in timm or torchvision layout (conv1.weight, layer1.0.conv1.weight, ...)"
     )
 
@@ -151,20 +155,30 @@ def resolve_path(path: Path) -> ResolvedWeights:
         )
     if not path.is_file():
         raise WeightsUnavailableError(
-            f"weights file {path} does not exist; fix the path in the weights field, or use 'imagenet' / 'none'"
+            f"weights file {path} does not exist; fix the path in the weights field, or use "
+            "'imagenet' / 'none'"
         )
     if path.suffix not in WEIGHT_SUFFIXES:
-        raise WeightsFormatError(f"{path}: unknown weights format; expected one of {', '.join(WEIGHT_SUFFIXES)}")
+        raise WeightsFormatError(
+            f"{path}: unknown weights format; expected one of {', '.join(WEIGHT_SUFFIXES)}"
+        )
     raw_shapes = read_shapes(path)
     prefix = strip_prefix(raw_shapes)
     if not prefix:  # timm / torchvision layout (timm unwraps {"state_dict": ...} itself): timm reads the file
         return ResolvedWeights(
-            kind="file", source=str(path), path=path, source_in_chans=_conv1_in_chans(raw_shapes), shapes=raw_shapes
+            kind="file",
+            source=str(path),
+            path=path,
+            source_in_chans=_conv1_in_chans(raw_shapes),
+            shapes=raw_shapes,
         )
     state = normalise_keys(read_state_dict(path))
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     return ResolvedWeights(
-        kind="state_dict", source=str(path), path=path, state_dict=state,
-        source_in_chans=_conv1_in_chans(shapes), shapes=shapes,
+        kind="state_dict",
+        source=str(path),
+        path=path,
+        state_dict=state,
+        source_in_chans=_conv1_in_chans(shapes),
+        shapes=shapes,
     )
-

@@ -68,7 +68,9 @@ def fetch_weights(name: str, dest: Path | None = None) -> Path:
     folder = Path(dest) if dest is not None else fetch_dir()
     # Probe before importing timm (and torch): offline, a tagged name fails in ~2 s even on a busy machine.
     if not hub_reachable():
-        reason = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else f"{hub_host()} is unreachable"
+        reason = (
+            "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else f"{hub_host()} is unreachable"
+        )
         tag = name if "." in name else imagenet_tag(name)
         raise WeightsUnavailableError(unavailable_message(tag, reason))
     tag = imagenet_tag(name)
@@ -90,7 +92,9 @@ def fetch_weights(name: str, dest: Path | None = None) -> Path:
             source = str(url)
             state = load_state_dict_from_url(str(url), map_location="cpu", weights_only=True, check_hash=True)
     except Exception as error:  # network drop, 404, ... after the probe succeeded
-        raise FetchError(f"download of {tag} from {cfg.hf_hub_id or cfg.url} failed: {error}; retry") from error
+        raise FetchError(
+            f"download of {tag} from {cfg.hf_hub_id or cfg.url} failed: {error}; retry"
+        ) from error
 
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{tag}.safetensors"
@@ -99,8 +103,12 @@ def fetch_weights(name: str, dest: Path | None = None) -> Path:
     save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata={"source": source})
     os.replace(tmp, target)
     manifest = read_manifest(folder)
-    manifest[tag] = {"file": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size,
-                     "source": source}
+    manifest[tag] = {
+        "file": target.name,
+        "sha256": sha256_file(target),
+        "bytes": target.stat().st_size,
+        "source": source,
+    }
     _write_json_atomic(folder / MANIFEST, manifest)
     return target
 
@@ -130,8 +138,10 @@ def verify_weights(folder: Path | None = None) -> list[dict[str, Any]]:
     for name, entry in sorted(read_manifest(folder).items()):
         path = folder / entry["file"]
         if not path.is_file():
-            raise ChecksumError(f"{path} is listed in {folder / MANIFEST} but missing; run "
-                                f"`resnet-apps weights fetch {name}` again")
+            raise ChecksumError(
+                f"{path} is listed in {folder / MANIFEST} but missing; run "
+                f"`resnet-apps weights fetch {name}` again"
+            )
         actual = sha256_file(path)
         if actual != entry["sha256"]:
             raise ChecksumError(
@@ -161,8 +171,14 @@ def list_weights(pattern: str = "*") -> list[dict[str, Any]]:
         if arch not in family:
             continue
         hit = find_local(tag)
-        rows.append({"name": tag, "default": defaults.get(arch) == tag,
-                     "local": str(hit[0]) if hit else None, "where": hit[1] if hit else None})
+        rows.append(
+            {
+                "name": tag,
+                "default": defaults.get(arch) == tag,
+                "local": str(hit[0]) if hit else None,
+                "where": hit[1] if hit else None,
+            }
+        )
     return rows
 
 

@@ -8,6 +8,16 @@ import torch
 from resnet_apps import backbone_info, create_backbone, list_backbones
 from resnet_apps.errors import UnknownBackboneError
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # noqa: ANN202
+    # On a shared 2-core machine OpenMP threads spin against each other: one thread is ~20x faster here
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # The family x in_chans x task cross product (forward shapes against backbone_info) is in test_heads.py,
 # where each backbone is built once and serves both heads.
 
@@ -48,7 +58,9 @@ def test_backbone_info_counts(name: str, channels: list[int], params: int) -> No
 
 def test_backbone_info_in_chans_changes_only_conv1() -> None:
     # conv1 of resnet18 is 64 x C x 7 x 7 without bias: 13 bands add 64 * 10 * 49 weights
-    assert backbone_info("resnet18", in_chans=13)["params"] - backbone_info("resnet18")["params"] == 64 * 10 * 49
+    assert (
+        backbone_info("resnet18", in_chans=13)["params"] - backbone_info("resnet18")["params"] == 64 * 10 * 49
+    )
 
 
 def test_backbone_info_reports_tag_weights_metadata() -> None:
@@ -82,8 +94,20 @@ def test_unknown_tag_lists_known_tags() -> None:
 
 def test_list_backbones() -> None:
     names = list_backbones()
-    for expected in ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50d", "wide_resnet50_2",
-                     "resnext50_32x4d", "seresnet50", "resnet18d", "ecaresnet50d", "seresnext50_32x4d"]:
+    for expected in [
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "resnet50d",
+        "wide_resnet50_2",
+        "resnext50_32x4d",
+        "seresnet50",
+        "resnet18d",
+        "ecaresnet50d",
+        "seresnext50_32x4d",
+    ]:
         assert expected in names
     assert not any(n.startswith(("vit", "resnetv2", "test_")) for n in names)
     pretrained = list_backbones(pretrained_only=True)
@@ -96,7 +120,10 @@ def test_list_backbones() -> None:
         (dict(in_chans=0), "in_chans"),
         (dict(conv1_init="random"), "conv1_init"),
         (dict(conv1_init="rgb_bands"), "needs rgb_bands"),
-        (dict(in_chans=4, conv1_init="rgb_bands", rgb_bands=(0, 1, 4)), "distinct band indices"),  # 4 out of range
+        (
+            dict(in_chans=4, conv1_init="rgb_bands", rgb_bands=(0, 1, 4)),
+            "distinct band indices",
+        ),  # 4 out of range
         (dict(in_chans=4, conv1_init="rgb_bands", rgb_bands=(0, 0, 1)), "distinct band indices"),
     ],
 )

@@ -14,10 +14,27 @@ from resnet_apps import build_model, load_run
 from resnet_apps.checkpoint import load_state, rng_state, save_checkpoint, save_state, set_rng_state
 from resnet_apps.errors import CheckpointError
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # noqa: ANN202
+    # On a shared 2-core machine OpenMP threads spin against each other: one thread is ~20x faster here
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 META = {
     "classes": ["a", "b", "c"],
-    "preprocessing": {"bands": ["B02", "B03", "B04", "B08"], "scale": 0.0001, "mean": [0.1] * 4, "std": [0.2] * 4,
-                      "image_size": 32, "dicom_window": None, "grayscale": False},
+    "preprocessing": {
+        "bands": ["B02", "B03", "B04", "B08"],
+        "scale": 0.0001,
+        "mean": [0.1] * 4,
+        "std": [0.2] * 4,
+        "image_size": 32,
+        "dicom_window": None,
+        "grayscale": False,
+    },
     "epoch": 3,
 }
 
@@ -34,7 +51,10 @@ def test_round_trip(tmp_path: Path, task: str, kwargs: dict) -> None:
     model = build_model(task, backbone="resnet18", in_chans=4, **kwargs).eval()
     stem = tmp_path / "run" / "checkpoints" / "best"
     save_checkpoint(stem, model, META)
-    assert sorted(p.name for p in stem.parent.iterdir()) == ["best.json", "best.safetensors"]  # no temp files left
+    assert sorted(p.name for p in stem.parent.iterdir()) == [
+        "best.json",
+        "best.safetensors",
+    ]  # no temp files left
 
     loaded, meta = load_run(tmp_path / "run")
     assert meta["task"] == task and meta["format_version"] == 1 and meta["classes"] == ["a", "b", "c"]
@@ -102,8 +122,16 @@ def test_resume_state_round_trip_adamw_lambdalr(tmp_path: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
     optimizer, scheduler = _make(model)
     _train_steps(model, optimizer, scheduler, 3, seed=1)
-    save_state(tmp_path / "last", {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                   "epoch": 3, "best": float("inf"), "note": None})
+    save_state(
+        tmp_path / "last",
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": 3,
+            "best": float("inf"),
+            "note": None,
+        },
+    )
     assert (tmp_path / "last.state.safetensors").is_file() and (tmp_path / "last.state.json").is_file()
 
     state = load_state(tmp_path / "last")
@@ -124,7 +152,7 @@ def test_resume_state_round_trip_adamw_lambdalr(tmp_path: Path) -> None:
     scheduler2.load_state_dict(state["scheduler"])
     _train_steps(model, optimizer, scheduler, 2, seed=5)
     _train_steps(resumed, optimizer2, scheduler2, 2, seed=5)
-    for a, b in zip(model.parameters(), resumed.parameters()):
+    for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
     assert scheduler2.get_last_lr() == scheduler.get_last_lr()
 

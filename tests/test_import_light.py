@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 def _imported_after(statement: str, modules: list[str]) -> list[str]:
     """Run ``statement`` in a fresh interpreter; return which of ``modules`` ended up in sys.modules."""
     code = f"import sys\n{statement}\nprint(','.join(m for m in {modules!r} if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return [m for m in result.stdout.strip().split(",") if m]
 
@@ -39,4 +41,3 @@ def test_io_does_not_import_torch() -> None:
     if not (REPO / "resnet_apps" / "io" / "__init__.py").is_file():
         pytest.skip("resnet_apps/io/__init__.py does not exist yet (issue 3)")
     assert _imported_after("import resnet_apps.io", ["torch"]) == []
-

@@ -1,4 +1,4 @@
-"""Weights: local files in timm / torchvision layout, the search order, offline failure, rgb_bands conv1, store."""
+"""Weights: timm / torchvision files, the search order, offline failure, rgb_bands conv1, the store."""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ from resnet_apps import create_backbone
 from resnet_apps.errors import ChecksumError, WeightsFormatError, WeightsUnavailableError
 from resnet_apps.weights import find_local, resolve_weights, rgb_band_conv1
 from resnet_apps.weights_store import list_weights, record_file, verify_weights
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # noqa: ANN202
+    # On a shared 2-core machine OpenMP threads spin against each other: one thread is ~20x faster here
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +67,11 @@ def test_timm_layout_file(resnet50_file, in_chans: int, expected_conv1) -> None:
     _assert_loaded(backbone, state, expected_conv1(state["conv1.weight"]))
     assert backbone.conv1.weight.shape == (64, in_chans, 7, 7)
     assert backbone.weights_source == str(path) and backbone.imagenet_weights_used is False
-    assert backbone.pretrained_cfg["mean"] == (0.485, 0.456, 0.406)  # the weights' normalisation travels along
+    assert backbone.pretrained_cfg["mean"] == (
+        0.485,
+        0.456,
+        0.406,
+    )  # the weights' normalisation travels along
     assert "state_dict" not in backbone.pretrained_cfg
     if in_chans == 13:  # by hand: band i takes RGB filter i % 3, scaled by 3 / 13 so 13 bands respond like 3
         for band in (0, 4, 12):
@@ -91,23 +104,36 @@ def test_run_directory_backbone(tmp_path: Path) -> None:
     same = create_backbone("resnet18", in_chans=4, weights=tmp_path / "run")  # 4 bands -> 4 bands: unchanged
     _assert_loaded(same, state, state["conv1.weight"])
     assert same.weights_source == str(tmp_path / "run") and not same.imagenet_weights_used
-    fewer = create_backbone("resnet18", in_chans=1, weights=tmp_path / "run")  # adapted from the run's 4 bands
+    fewer = create_backbone(
+        "resnet18", in_chans=1, weights=tmp_path / "run"
+    )  # adapted from the run's 4 bands
     assert torch.allclose(fewer.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
     # the checkpoint file itself works too (its backbone. prefix is stripped)
-    direct = create_backbone("resnet18", in_chans=4, weights=tmp_path / "run" / "checkpoints" / "best.safetensors")
+    direct = create_backbone(
+        "resnet18", in_chans=4, weights=tmp_path / "run" / "checkpoints" / "best.safetensors"
+    )
     _assert_loaded(direct, state, state["conv1.weight"])
 
 
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
-        (lambda p, s18: save_file(s18, str(p / "r18.safetensors")) or p / "r18.safetensors",
-         WeightsFormatError, "do not fit backbone 'resnet50'"),  # resnet18 tensors into resnet50
+        (
+            lambda p, s18: save_file(s18, str(p / "r18.safetensors")) or p / "r18.safetensors",
+            WeightsFormatError,
+            "do not fit backbone 'resnet50'",
+        ),  # resnet18 tensors into resnet50
         (lambda p, s18: p / "missing.safetensors", WeightsUnavailableError, "does not exist"),
-        (lambda p, s18: (p / "junk.pth").write_bytes(b"not a checkpoint") and p / "junk.pth",
-         WeightsFormatError, "cannot read weights file"),
-        (lambda p, s18: torch.save({"x": object()}, p / "code.pth") or p / "code.pth",
-         WeightsFormatError, "cannot read weights file"),  # weights_only refuses arbitrary pickles
+        (
+            lambda p, s18: (p / "junk.pth").write_bytes(b"not a checkpoint") and p / "junk.pth",
+            WeightsFormatError,
+            "cannot read weights file",
+        ),
+        (
+            lambda p, s18: torch.save({"x": object()}, p / "code.pth") or p / "code.pth",
+            WeightsFormatError,
+            "cannot read weights file",
+        ),  # weights_only refuses arbitrary pickles
         (lambda p, s18: p, WeightsFormatError, "not a run directory"),  # a folder without checkpoints
     ],
 )
@@ -155,8 +181,10 @@ def test_huggingface_cache(tmp_path: Path, monkeypatch, resnet18_state) -> None:
     (repo / "snapshots" / "0123abcd").mkdir(parents=True)
     save_file(resnet18_state, str(repo / "snapshots" / "0123abcd" / "model.safetensors"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    assert find_local("resnet18.a1_in1k") == (repo / "snapshots" / "0123abcd" / "model.safetensors",
-                                               "huggingface cache")
+    assert find_local("resnet18.a1_in1k") == (
+        repo / "snapshots" / "0123abcd" / "model.safetensors",
+        "huggingface cache",
+    )
     backbone = create_backbone("resnet18", weights="imagenet")
     _assert_loaded(backbone, resnet18_state, resnet18_state["conv1.weight"])
 
@@ -221,7 +249,9 @@ def test_cli_fetch_offline(tmp_path: Path) -> None:
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "resnet_apps", "weights", "fetch", "resnet18.a1_in1k", "--dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)},
     )
     elapsed = time.perf_counter() - start

@@ -22,8 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     fetch = sub.add_parser("fetch", help="download NAME (e.g. resnet18.a1_in1k) as NAME.safetensors")
     fetch.add_argument("name", help="timm name or tag: resnet50 (default tag) or resnet50.tv_in1k")
-    fetch.add_argument("--dir", type=Path, default=None,
-                       help="target folder (default: $RESNET_APPS_WEIGHTS_DIR, else ~/.cache/resnet_apps/weights)")
+    fetch.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="target folder (default: $RESNET_APPS_WEIGHTS_DIR, else ~/.cache/resnet_apps/weights)",
+    )
     fetch.set_defaults(handler=_fetch)
 
     verify = sub.add_parser("verify", help="recompute the sha256 of every fetched file")
