@@ -34,7 +34,7 @@ from resnet_apps.recipe import Recipe, load_recipe
 from resnet_apps.rundir import check_resumable, new_run_dir, write_json
 from resnet_apps.train_data import (RecipeDataset, SplitData, balanced_weights, class_counts, collate,
                                     drop_unreadable, normalisation, split_records)
-from resnet_apps.train_distributed import barrier, broadcast, init_distributed, is_main
+from resnet_apps.train_distributed import all_reduce_mean, barrier, broadcast, init_distributed, is_main
 from resnet_apps.train_setup import (autocast_context, build_loss, build_optimizer, build_recipe_model, lr_factor,
                                      set_backbone_frozen, set_lr, task_mode)
 from resnet_apps.train_state import load_state, save_state, save_weights
@@ -191,7 +191,9 @@ def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[st
         # every rank holds the gathered predictions, so every rank takes the same early-stopping decision
         block = evaluate_block(val, mode, split.classes, threshold=0.5 if mode == "binary" else None)
         metric = headline_value(block, recipe.eval.metric, mode)
-        row = {"epoch": epoch, "train_loss": loop["loss_sum"] / max(loop["loss_n"], 1),
+        # the mean over every rank's images (equal shard sizes under DistributedSampler)
+        train_loss = all_reduce_mean(loop["loss_sum"] / max(loop["loss_n"], 1))
+        row = {"epoch": epoch, "train_loss": train_loss,
                "val_loss": None, "val_metric": None if math.isnan(metric) else metric,
                "metric": recipe.eval.metric, "lr": lr, "seconds": round(loop["seconds"], 3),
                "images_per_s": round(loop["loss_n"] * world / max(loop["seconds"], 1e-9), 2),
