@@ -38,10 +38,19 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
+def _json_default(value: Any) -> Any:
+    """Plain-data forms of the few non-JSON types a meta dict tends to hold; anything else is an error."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"meta value of type {type(value).__name__} is not JSON data: {value!r}")
+
+
 def _write_json(path: Path, data: Any) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w") as handle:
-            json.dump(data, handle, indent=2)
+            json.dump(data, handle, indent=2, default=_json_default)
             handle.write("\n")
 
     _atomic_write(path, write)
@@ -77,7 +86,7 @@ def save_checkpoint(path_stem: str | os.PathLike[str], model: nn.Module, meta: M
     backbone = getattr(model, "backbone", None)
     meta.setdefault("weights_source", str(getattr(backbone, "weights_source", "none")))
     meta.setdefault("imagenet_weights_used", bool(getattr(backbone, "imagenet_weights_used", False)))
-    json.dumps(meta)  # fail on a non-JSON value before anything is replaced on disk
+    json.dumps(meta, default=_json_default)  # fail on a non-JSON value before anything is replaced on disk
     _write_tensors(stem.with_suffix(".safetensors"), model.state_dict())
     _write_json(stem.with_suffix(".json"), meta)
 
