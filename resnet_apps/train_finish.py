@@ -143,26 +143,25 @@ def _headline(block: dict[str, Any]) -> dict[str, Any]:
 
 
 def _gallery(run: Any, pred: Any, threshold: Any, log: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Grad-CAM (classification) or overlays (segmentation) of right and wrong cases, via resnet_apps.explain."""
+    """Grad-CAM of right and wrong test cases (classification) via ``explain.save_gradcam_gallery``."""
     n = run.recipe.eval.gradcam
-    if not n or pred is None:
+    if not n or pred is None or run.mode == "segmentation":
         return [], []
+    from resnet_apps.explain import save_gradcam_gallery
+
+    dataset, _ = pred
+    wanted = [str(b) for b in (run.recipe.data.rgb_bands or [])]
+    rgb = [run.band_names.index(b) for b in wanted] if wanted and all(b in run.band_names for b in wanted) else None
+    samples = (dataset[i] for i in range(len(dataset)))
     try:
-        from resnet_apps import explain
-    except ImportError:
-        return [], []
-    render_fn = getattr(explain, "render_gallery", None)
-    if render_fn is None:
-        return [], []
-    dataset, out = pred
-    try:
-        items = render_fn(run.model, dataset, out, classes=run.split.classes, mode=run.mode, threshold=threshold,
-                          out_dir=run.run_dir / "gallery", n=n)
+        items = save_gradcam_gallery(
+            run.model.cpu(), samples, run.split.classes, run.run_dir / "gallery", n=n,
+            threshold=threshold if isinstance(threshold, float) else 0.5,
+            positive_class=run.split.classes[-1] if run.mode == "binary" else None, rgb=rgb)
     except Exception as error:  # the gallery illustrates; its failure must not lose the metrics
-        log(f"note: gallery not rendered ({type(error).__name__}: {error})")
+        log(f"note: Grad-CAM gallery not rendered ({type(error).__name__}: {error})")
         return [], []
-    key = "overlays" if run.mode == "segmentation" else "gradcam"
-    return (items, []) if key == "gradcam" else ([], items)
+    return items, []
 
 
 def _summary(run: Any, block: dict[str, Any], name: str, log: Any) -> None:
