@@ -7,7 +7,13 @@ import pytest
 
 from resnet_apps.errors import MetricsError
 from resnet_apps.metrics import choose_operating_point, evaluate_classification
-from resnet_apps.metrics.binary import BINARY_HEADLINE, BINARY_METRICS, confusion_at, explain_operating_point, rates
+from resnet_apps.metrics.binary import (
+    BINARY_HEADLINE,
+    BINARY_METRICS,
+    confusion_at,
+    explain_operating_point,
+    rates,
+)
 
 # 4 cases: negatives score 0.1 and 0.4, positives 0.35 and 0.8
 Y = np.array([0, 0, 1, 1])
@@ -49,13 +55,17 @@ def test_rates_and_sentence_hand_computed() -> None:
     assert r["sensitivity"] == 1.0 and r["specificity"] == 0.5
     assert r["ppv"] == pytest.approx(2 / 3) and r["npv"] == 1.0 and r["balanced_accuracy"] == 0.75
     sentence = explain_operating_point(c, 0.35, "PNEUMONIA", "NORMAL")
-    assert sentence == ("At threshold 0.35, 100 % of PNEUMONIA cases are flagged (2 of 2) and 0 are missed; "
-                        "1 in 3 flags is false (1 of 3 flagged cases are NORMAL); 50 % of NORMAL cases are "
-                        "cleared (1 of 2).")
+    assert sentence == (
+        "At threshold 0.35, 100 % of PNEUMONIA cases are flagged (2 of 2) and 0 are missed; "
+        "1 in 3 flags is false (1 of 3 flagged cases are NORMAL); 50 % of NORMAL cases are "
+        "cleared (1 of 2)."
+    )
     # 95 % flagged, 1 in 4 false: 19 of 20 positives, 19 TP + 6 FP (FDR 6/25 = 0.24 -> 1 in 4)
     s = explain_operating_point({"tp": 19, "fn": 1, "fp": 6, "tn": 74}, 0.3, "PNEUMONIA", "NORMAL")
     assert "95 % of PNEUMONIA cases are flagged" in s and "1 in 4 flags is false" in s
-    assert "nothing is flagged" in explain_operating_point({"tp": 0, "fn": 2, "fp": 0, "tn": 2}, 0.9, "P", "N")
+    assert "nothing is flagged" in explain_operating_point(
+        {"tp": 0, "fn": 2, "fp": 0, "tn": 2}, 0.9, "P", "N"
+    )
 
 
 def _row(ev: dict, name: str) -> dict:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from resnet_apps.errors import MetricsError
-from resnet_apps.metrics import Resampler, bootstrap, paired_difference
+from resnet_apps.metrics import Resampler, bootstrap, paired_difference, paired_headline
 
 
 def test_seeded_and_percentile_matches_normal_theory() -> None:
@@ -29,7 +29,7 @@ def test_groups_are_resampled_whole() -> None:
         counts = np.bincount(idx, minlength=10)
         # every member of a group appears as often as the group was drawn
         for start, size in ((0, 1), (1, 2), (3, 3), (6, 4)):
-            assert len(set(counts[start:start + size])) == 1
+            assert len(set(counts[start : start + size])) == 1
     with pytest.raises(MetricsError, match="one group per sample"):
         Resampler(10, groups[:5])
 
@@ -55,7 +55,7 @@ def test_paired_difference() -> None:
     a = np.clip(0.35 * y + 0.65 * rng.random(300), 0, 1)
     b = np.clip(a + 0.15 * y, 0, 1)  # B ranks every positive higher: better AUROC
     groups = [f"p{i // 3}" for i in range(300)]
-    d = paired_difference("auroc", y, a, b, groups, n_boot=60, seed=0)
+    d = paired_difference("auroc", y, a, b, groups, n_boot=40, seed=0)
     assert d["direction"] == "B - A" and d["unit"] == "group" and d["n_units"] == 100
     assert d["diff"] == pytest.approx(d["b"] - d["a"], abs=1e-5) and d["ci_low"] > 0
     same = paired_difference("auroc", y, a, a, n_boot=50)
@@ -72,3 +72,15 @@ def test_paired_difference() -> None:
     assert d["b"] == 1.0 and d["diff"] > 0
     with pytest.raises(MetricsError, match="not one of"):
         paired_difference("miou", y, a, b)
+
+
+def test_paired_headline_matches_single_metric_calls() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 120)
+    a = np.clip(0.3 * y + 0.7 * rng.random(120), 0, 1)
+    b = np.clip(0.5 * y + 0.5 * rng.random(120), 0, 1)
+    rows = paired_headline(y, a, b, n_boot=25, seed=4, threshold_a=0.5, threshold_b=0.6)
+    assert [r["metric"] for r in rows][:3] == ["auroc", "average_precision", "sensitivity"]
+    for name in ("auroc", "sensitivity", "brier"):
+        one = paired_difference(name, y, a, b, n_boot=25, seed=4, threshold_a=0.5, threshold_b=0.6)
+        assert next(r for r in rows if r["metric"] == name) == one  # same resamples, same numbers

@@ -1,4 +1,4 @@
-"""Multiclass metrics (land cover): hand-computed accuracy, kappa, F1, producer's / user's accuracy, Brier, ECE."""
+"""Multiclass metrics (land cover): hand-computed accuracy, kappa, F1, producer's / user's accuracy, ECE."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def test_multiclass_hand_computed() -> None:
     pc = {r["class"]: r for r in ev["per_class"]}
     # producer's = recall (omission), user's = precision (commission)
     assert pc["Forest"]["producers_accuracy"] == 0.5 and pc["Forest"]["users_accuracy"] == 0.5
-    assert pc["River"]["producers_accuracy"] == 1.0 and pc["River"]["users_accuracy"] == pytest.approx(2 / 3, 1e-5)
+    assert pc["River"]["producers_accuracy"] == 1.0 and pc["River"]["users_accuracy"] == pytest.approx(
+        2 / 3, 1e-5
+    )
     assert pc["Urban"]["producers_accuracy"] == 0.5 and pc["Urban"]["users_accuracy"] == 1.0
     assert pc["River"]["support"] == 2 and pc["River"]["predicted"] == 3
     json.dumps(ev, allow_nan=False)  # strictly JSON: no NaN anywhere

@@ -1,4 +1,4 @@
-"""Multi-label metrics: missing (NaN) labels are masked, never counted as negative; macro over defined labels."""
+"""Multi-label metrics: missing (NaN) labels are masked, never negative; macro means over defined labels."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from resnet_apps.metrics import evaluate_classification
 LABELS = ["Effusion", "Mass", "Hernia"]
 # label 0: a NaN row with a high score; label 2 has no positive at all (AUROC undefined)
 Y = np.array([[1, 0, 0], [0, 1, 0], [np.nan, 0, 0], [0, 1, 0], [1, np.nan, 0], [0, 0, 0]], dtype=float)
-P = np.array([[0.9, 0.2, 0.1], [0.2, 0.7, 0.2], [0.95, 0.1, 0.3], [0.4, 0.6, 0.1], [0.7, 0.9, 0.2],
-              [0.3, 0.65, 0.4]])
+P = np.array(
+    [[0.9, 0.2, 0.1], [0.2, 0.7, 0.2], [0.95, 0.1, 0.3], [0.4, 0.6, 0.1], [0.7, 0.9, 0.2], [0.3, 0.65, 0.4]]
+)
 
 
 def test_nan_labels_masked_not_negative() -> None:
@@ -44,8 +45,15 @@ def test_multilabel_per_label_thresholds_and_bootstrap() -> None:
     y = (rng.random((200, 3)) < 0.3).astype(float)
     y[rng.random((200, 3)) < 0.1] = np.nan
     p = np.clip(np.nan_to_num(y) * 0.4 + rng.random((200, 3)) * 0.6, 0, 1)
-    ev = evaluate_classification(y, p, LABELS, mode="multilabel", threshold=[0.3, 0.5, 0.7], n_boot=30,
-                                 groups=[f"patient{i // 2}" for i in range(200)])
+    ev = evaluate_classification(
+        y,
+        p,
+        LABELS,
+        mode="multilabel",
+        threshold=[0.3, 0.5, 0.7],
+        n_boot=30,
+        groups=[f"patient{i // 2}" for i in range(200)],
+    )
     assert [o["threshold"] for o in ev["operating_points"]] == [0.3, 0.5, 0.7]
     row = ev["headline"][0]
     assert row["ci_low"] < row["value"] < row["ci_high"] and row["n_valid"] == 30

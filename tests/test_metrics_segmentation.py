@@ -35,7 +35,9 @@ def test_iou_dice_accuracy_hand_computed() -> None:
     assert h["miou"] == pytest.approx((2 / 3 + 0.5) / 2, abs=1e-6)
     assert h["mean_dice"] == pytest.approx((0.8 + 2 / 3) / 2, abs=1e-6)
     assert h["pixel_accuracy"] == 0.75
-    assert pc["bg"]["producers_accuracy"] == pytest.approx(2 / 3, abs=1e-6) and pc["bg"]["users_accuracy"] == 1.0
+    assert (
+        pc["bg"]["producers_accuracy"] == pytest.approx(2 / 3, abs=1e-6) and pc["bg"]["users_accuracy"] == 1.0
+    )
     assert ev["n_pixels"] == 4
 
 
@@ -44,8 +46,8 @@ def test_segmentation_bootstrap_groups_and_pairing() -> None:
     target = rng.integers(0, 3, (12, 8, 8))
     good = np.where(rng.random((12, 8, 8)) < 0.8, target, (target + 1) % 3)
     bad = np.where(rng.random((12, 8, 8)) < 0.5, target, (target + 1) % 3)
-    ca = np.stack([segmentation_confusion(b, t, 3) for b, t in zip(bad, target)])
-    cb = np.stack([segmentation_confusion(g, t, 3) for g, t in zip(good, target)])
+    ca = np.stack([segmentation_confusion(b, t, 3) for b, t in zip(bad, target, strict=False)])
+    cb = np.stack([segmentation_confusion(g, t, 3) for g, t in zip(good, target, strict=False)])
     scenes = [f"scene{i // 3}" for i in range(12)]
     ev = evaluate_segmentation(cb, ["a", "b", "c"], groups=scenes, n_boot=50, seed=1)
     assert ev["bootstrap"]["unit"] == "group" and ev["bootstrap"]["n_units"] == 4
@@ -53,7 +55,10 @@ def test_segmentation_bootstrap_groups_and_pairing() -> None:
     assert miou["ci_low"] <= miou["value"] <= miou["ci_high"]
     assert len(ev["samples"]["confusions"]) == 12
     # same seed, same interval
-    assert evaluate_segmentation(cb, ["a", "b", "c"], groups=scenes, n_boot=50, seed=1)["headline"] == ev["headline"]
+    assert (
+        evaluate_segmentation(cb, ["a", "b", "c"], groups=scenes, n_boot=50, seed=1)["headline"]
+        == ev["headline"]
+    )
     diff = paired_difference_segmentation(ca, cb, "pixel_accuracy", n_boot=100)
     assert diff["diff"] == pytest.approx(diff["b"] - diff["a"], abs=1e-5) and diff["ci_low"] > 0
     same = paired_difference_segmentation(ca, ca, "miou", n_boot=20)

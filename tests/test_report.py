@@ -1,4 +1,4 @@
-"""render_report: sections, escaping, self-containment, validation errors, CLI, and the no-torch layer rule."""
+"""render_report: sections, escaping, self-containment, validation errors, CLI, the no-torch layer rule."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from test_report_fixtures import binary_run, multiclass_run, multilabel_run, seg
 
 from resnet_apps.cli import main
 from resnet_apps.errors import ReportError
-from resnet_apps.report import load_metrics, render_report, validate_metrics, write_metrics
-from resnet_apps.report import results, sections
+from resnet_apps.report import load_metrics, render_report, results, sections, validate_metrics, write_metrics
 from resnet_apps.report.markdown import report_markdown
 from resnet_apps.report.md_render import markdown_to_html
 
@@ -23,8 +22,12 @@ from resnet_apps.report.md_render import markdown_to_html
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
-    return {"binary": binary_run(root), "multiclass": multiclass_run(root), "multilabel": multilabel_run(root),
-            "segmentation": segmentation_run(root)}
+    return {
+        "binary": binary_run(root),
+        "multiclass": multiclass_run(root),
+        "multilabel": multilabel_run(root),
+        "segmentation": segmentation_run(root),
+    }
 
 
 def _imgs(html: str) -> list[str]:
@@ -37,10 +40,20 @@ def test_binary_report_sections_and_self_contained(runs: dict[str, Path], tmp_pa
     shutil.copytree(runs["binary"], copy)
     paths = render_report(copy)
     html = paths["html"].read_text()
-    for title in ("Headline results", "Data card", "Split, leakage check and class counts", "Training curves",
-                  "Confusion matrix", "ROC and precision-recall curves", "Calibration (reliability diagram)",
-                  "Per-class results", "Operating point and what it means", "Grad-CAM gallery", "Skipped files",
-                  "Reproducibility"):
+    for title in (
+        "Headline results",
+        "Data card",
+        "Split, leakage check and class counts",
+        "Training curves",
+        "Confusion matrix",
+        "ROC and precision-recall curves",
+        "Calibration (reliability diagram)",
+        "Per-class results",
+        "Operating point and what it means",
+        "Grad-CAM gallery",
+        "Skipped files",
+        "Reproducibility",
+    ):
         assert f">{title}" in html, title
     images = _imgs(html)
     # 5 plots (history, confusion, ROC, PR, reliability) + 6 Grad-CAM images, all inlined
@@ -134,8 +147,10 @@ def test_write_and_load_metrics(runs: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_markdown_converter_is_safe_and_simple() -> None:
-    html = markdown_to_html("# T\n\nA **b** *c* `<d>` [e](https://x.org) [f](javascript:alert(1))\n\n"
-                            "- one\n- two\n\n1. first\n\n| a | b |\n|---|---|\n| 1 | <i> |\n\n```\n<x>\n```")
+    html = markdown_to_html(
+        "# T\n\nA **b** *c* `<d>` [e](https://x.org) [f](javascript:alert(1))\n\n"
+        "- one\n- two\n\n1. first\n\n| a | b |\n|---|---|\n| 1 | <i> |\n\n```\n<x>\n```"
+    )
     assert "<h3>T</h3>" in html and "<strong>b</strong>" in html and "<em>c</em>" in html
     assert "<code>&lt;d&gt;</code>" in html and '<a href="https://x.org">e</a>' in html
     assert "javascript" not in html and " f " in html.replace("f<", " f <").replace(">f", "> f ")
@@ -143,25 +158,25 @@ def test_markdown_converter_is_safe_and_simple() -> None:
     assert "<td>&lt;i&gt;</td>" in html and "<pre><code>&lt;x&gt;</code></pre>" in html
 
 
-def test_cli_report_and_errors(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["report", str(runs["multilabel"]), "--out", str(tmp_path)]) == 0
-    assert "html:" in capsys.readouterr().out
-    html = (tmp_path / "report.html").read_text()
-    assert "Missing (masked)" in html and "Macro AUROC" in html and html.count('class="sentence"') == 5
-    assert main(["report", str(tmp_path / "missing")]) == 2
+def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", str(tmp_path / "missing")]) == 2  # typed error: message, no traceback
     assert "metrics.json" in capsys.readouterr().err
 
 
-def test_layer_rules_in_a_subprocess(runs: dict[str, Path], tmp_path: Path) -> None:
+def test_cli_in_a_subprocess_keeps_the_layer_rules(runs: dict[str, Path], tmp_path: Path) -> None:
+    # `resnet-apps report` end to end in a fresh interpreter: no torch, and matplotlib only once plotting
     code = (
         "import sys, resnet_apps\n"
         "assert 'matplotlib' not in sys.modules, 'import resnet_apps imported matplotlib'\n"
-        "import resnet_apps.report, resnet_apps.metrics\n"
+        "import resnet_apps.report, resnet_apps.metrics, resnet_apps.cli\n"
         "assert 'matplotlib' not in sys.modules, 'importing the report imported matplotlib'\n"
-        f"resnet_apps.report.render_report({str(runs['segmentation'])!r}, {str(tmp_path)!r})\n"
+        f"argv = ['report', {str(runs['multilabel'])!r}, '--out', {str(tmp_path)!r}]\n"
+        "assert resnet_apps.cli.main(argv) == 0\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "assert not bad, bad[:3]\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "report.html").is_file()
+    assert "html:" in result.stdout
+    html = (tmp_path / "report.html").read_text()
+    assert "Missing (masked)" in html and "Macro AUROC" in html and html.count('class="sentence"') == 5

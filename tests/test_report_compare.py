@@ -75,7 +75,9 @@ def test_refusals(pair: tuple[Path, Path], tmp_path: Path) -> None:
 def test_segmentation_and_multiclass_pairs(tmp_path: Path) -> None:
     a = segmentation_run(tmp_path / "a", quality=0.6)
     b = segmentation_run(tmp_path / "b", quality=0.9)
-    diffs = {d["metric"]: d for d in json.loads(compare_runs(a, b, n_boot=30)["json"].read_text())["differences"]}
+    diffs = {
+        d["metric"]: d for d in json.loads(compare_runs(a, b, n_boot=30)["json"].read_text())["differences"]
+    }
     assert diffs["miou"]["ci_low"] > 0 and diffs["miou"]["unit"] == "group"
     assert (b / "compare_landcover_seg" / "comparison.html").is_file()  # default output folder
     mc = multiclass_run(tmp_path)

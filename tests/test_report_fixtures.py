@@ -1,7 +1,7 @@
-"""Realistic run directories for the report tests, built with our own metric functions on synthetic predictions.
+"""Realistic run directories for the report tests, built with our own metric functions on synthetic data.
 
-Imported by the other test_report*.py files (pytest puts tests/ on sys.path); the tests at the bottom check that
-each fixture is a valid metrics document, so a broken builder fails here first.
+Imported by the other test_report*.py files (pytest puts tests/ on sys.path); the tests at the bottom check
+that each fixture is a valid metrics document, so a broken builder fails here first.
 """
 
 from __future__ import annotations
@@ -20,9 +20,19 @@ from resnet_apps.metrics import (
 )
 from resnet_apps.report import load_metrics, write_metrics
 
-N_BOOT = 30  # small: the report tests check layout, the metric tests check the intervals
-EUROSAT = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
-           "Residential", "River", "SeaLake"]
+N_BOOT = 20  # small: the report tests check layout, the metric tests check the intervals
+EUROSAT = [
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+]
 CARD_MD = """# Kermany chest X-ray (synthetic fixture)
 
 Paediatric chest radiographs from **Guangzhou**, labelled *NORMAL* or *PNEUMONIA* ([source](https://data.mendeley.com/datasets/rscbjbr9sj/3)).
@@ -51,19 +61,39 @@ def _png(path: Path, seed: int, size: int = 96) -> str:
 
 
 def _history(epochs: int = 6) -> list[dict[str, Any]]:
-    return [{"epoch": e, "train_loss": 0.7 * 0.8**e, "val_loss": 0.6 * 0.85**e + 0.05, "val_metric": 0.7 + 0.04 * e,
-             "lr": 1e-3 * 0.9**e, "seconds": 12.5, "images_per_s": 410.0} for e in range(1, epochs + 1)]
+    return [
+        {
+            "epoch": e,
+            "train_loss": 0.7 * 0.8**e,
+            "val_loss": 0.6 * 0.85**e + 0.05,
+            "val_metric": 0.7 + 0.04 * e,
+            "lr": 1e-3 * 0.9**e,
+            "seconds": 12.5,
+            "images_per_s": 410.0,
+        }
+        for e in range(1, epochs + 1)
+    ]
 
 
 def _repro(imagenet: bool, seed: int = 0) -> dict[str, Any]:
-    return {"versions": {"resnet_apps": "0.1.0", "torch": "2.14.1", "timm": "1.0.31", "numpy": np.__version__},
-            "git_commit": "fc61fd3", "recipe_hash": "sha256:ab12", "data_hash": "sha256:cd34", "seed": seed,
-            "weights_source": "hf-hub:timm/resnet50.a1_in1k" if imagenet else "none",
-            "imagenet_weights_used": imagenet}
+    return {
+        "versions": {"resnet_apps": "0.1.0", "torch": "2.14.1", "timm": "1.0.31", "numpy": np.__version__},
+        "git_commit": "fc61fd3",
+        "recipe_hash": "sha256:ab12",
+        "data_hash": "sha256:cd34",
+        "seed": seed,
+        "weights_source": "hf-hub:timm/resnet50.a1_in1k" if imagenet else "none",
+        "imagenet_weights_used": imagenet,
+    }
 
 
-def binary_run(root: Path, name: str = "pneumonia_imagenet", skill: float = 0.45, imagenet: bool = True,
-               leakage_ok: bool = True) -> Path:
+def binary_run(
+    root: Path,
+    name: str = "pneumonia_imagenet",
+    skill: float = 0.45,
+    imagenet: bool = True,
+    leakage_ok: bool = True,
+) -> Path:
     """Kermany-like binary run: 240 test images from 80 patients, threshold from validation (sens 0.95)."""
     rng = np.random.default_rng(7)  # the same cases for every run: runs differ only in skill
     run = root / name
@@ -74,36 +104,82 @@ def binary_run(root: Path, name: str = "pneumonia_imagenet", skill: float = 0.45
     patients = [f"pt{i // 3:03d}" for i in range(240)]
     threshold = choose_operating_point(y_val, p_val, "sensitivity:0.95")
     classes = ["NORMAL", "PNEUMONIA"]
-    evaluation = evaluate_classification(y_test, p_test, classes, mode="binary", threshold=threshold,
-                                         groups=patients, n_boot=N_BOOT, sample_ids=[f"h{i:04d}" for i in range(240)])
+    evaluation = evaluate_classification(
+        y_test,
+        p_test,
+        classes,
+        mode="binary",
+        threshold=threshold,
+        groups=patients,
+        n_boot=N_BOOT,
+        sample_ids=[f"h{i:04d}" for i in range(240)],
+    )
     gradcam = []
-    for i, (t, p) in enumerate(zip(y_test[:6], p_test[:6])):
+    for i, (t, p) in enumerate(zip(y_test[:6], p_test[:6], strict=False)):
         rel = f"gallery/{_png(run / 'gallery' / f'cam_{i:02d}.png', i)}"
         pred = int(p >= threshold)
-        gradcam.append({"image": rel, "true": classes[t], "pred": classes[pred], "prob": float(p),
-                        "correct": bool(pred == t)})
+        gradcam.append(
+            {
+                "image": rel,
+                "true": classes[t],
+                "pred": classes[pred],
+                "prob": float(p),
+                "correct": bool(pred == t),
+            }
+        )
     doc = {
-        "run": {"name": name, "recipe": "recipes/kermany_resnet50.yaml", "task": "classification",
-                "created": "2026-11-25T02:00:00Z", "metric": "AUROC"},
-        "anchor": {"metric": "auroc", "value": 0.968, "source": "Kermany et al. 2018, Cell",
-                   "protocol": "InceptionV3 ImageNet transfer, official 624-image test split"},
-        "data_card": {"name": "kermany", "markdown": CARD_MD,
-                      "front_matter": {"title": "Chest X-Ray Images (Pneumonia)", "licence": "CC BY 4.0",
-                                       "citation": "Kermany et al., Cell 2018", "modality": "CR, JPEG",
-                                       "classes": [{"name": "NORMAL", "definition": "no opacity"},
-                                                   {"name": "PNEUMONIA", "definition": "bacterial or viral"}],
-                                       "known_limits": ["single centre", "paediatric only"]}},
-        "split": {"method": "group", "seed": 0, "group_pattern": "^(person\\d+)_",
-                  "counts": {"train": {"NORMAL": 1100, "PNEUMONIA": 3100}, "val": {"NORMAL": 100, "PNEUMONIA": 100},
-                             "test": {"NORMAL": int((y_test == 0).sum()), "PNEUMONIA": int(y_test.sum())}},
-                  "groups": {"train": 2100, "val": 70, "test": 80},
-                  "leakage": {"ok": leakage_ok, "offending_groups": [] if leakage_ok else ["3f9a0c1d2e4b5a69"]}},
+        "run": {
+            "name": name,
+            "recipe": "recipes/kermany_resnet50.yaml",
+            "task": "classification",
+            "created": "2026-11-25T02:00:00Z",
+            "metric": "AUROC",
+        },
+        "anchor": {
+            "metric": "auroc",
+            "value": 0.968,
+            "source": "Kermany et al. 2018, Cell",
+            "protocol": "InceptionV3 ImageNet transfer, official 624-image test split",
+        },
+        "data_card": {
+            "name": "kermany",
+            "markdown": CARD_MD,
+            "front_matter": {
+                "title": "Chest X-Ray Images (Pneumonia)",
+                "licence": "CC BY 4.0",
+                "citation": "Kermany et al., Cell 2018",
+                "modality": "CR, JPEG",
+                "classes": [
+                    {"name": "NORMAL", "definition": "no opacity"},
+                    {"name": "PNEUMONIA", "definition": "bacterial or viral"},
+                ],
+                "known_limits": ["single centre", "paediatric only"],
+            },
+        },
+        "split": {
+            "method": "group",
+            "seed": 0,
+            "group_pattern": "^(person\\d+)_",
+            "counts": {
+                "train": {"NORMAL": 1100, "PNEUMONIA": 3100},
+                "val": {"NORMAL": 100, "PNEUMONIA": 100},
+                "test": {"NORMAL": int((y_test == 0).sum()), "PNEUMONIA": int(y_test.sum())},
+            },
+            "groups": {"train": 2100, "val": 70, "test": 80},
+            "leakage": {"ok": leakage_ok, "offending_groups": [] if leakage_ok else ["3f9a0c1d2e4b5a69"]},
+        },
         "history": _history(),
         "evaluation": {"split": "test", **evaluation},
-        "validation": {"split": "val", **evaluate_classification(y_val, p_val, classes, mode="binary",
-                                                                  threshold=threshold, n_boot=0, keep_samples=False)},
+        "validation": {
+            "split": "val",
+            **evaluate_classification(
+                y_val, p_val, classes, mode="binary", threshold=threshold, n_boot=0, keep_samples=False
+            ),
+        },
         "gradcam": gradcam,
-        "skipped": [{"path": "train/NORMAL/IM-0001 <corrupt>.jpeg", "reason": "truncated JPEG (ImageReadError)"}],
+        "skipped": [
+            {"path": "train/NORMAL/IM-0001 <corrupt>.jpeg", "reason": "truncated JPEG (ImageReadError)"}
+        ],
         "reproducibility": _repro(imagenet),
     }
     write_metrics(run, doc)
@@ -118,17 +194,34 @@ def multiclass_run(root: Path, name: str = "eurosat_ms") -> Path:
     logits = rng.normal(0, 1, (n, 10))
     logits[np.arange(n), y] += 2.5
     prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    evaluation = evaluate_classification(y, prob, EUROSAT, groups=[f"tile{i // 2}" for i in range(n)],
-                                         n_boot=N_BOOT)
+    evaluation = evaluate_classification(
+        y, prob, EUROSAT, groups=[f"tile{i // 2}" for i in range(n)], n_boot=N_BOOT
+    )
     run = root / name
-    doc = {"run": {"name": name, "recipe": "recipes/eurosat_ms_resnet50.yaml", "task": "classification",
-                   "metric": "overall accuracy"},
-           "anchor": {"metric": "accuracy", "value": 0.991, "source": "SSL4EO-S12 (Wang et al. 2022)",
-                      "protocol": "linear probe + fine-tune, 13 bands, 80/20 random split"},
-           "split": {"method": "stratified", "seed": 0,
-                     "counts": {"test": {c: int((y == i).sum()) for i, c in enumerate(EUROSAT)}}},
-           "history": _history(3), "evaluation": {"split": "test", **evaluation}, "gradcam": [], "skipped": [],
-           "reproducibility": _repro(False)}
+    doc = {
+        "run": {
+            "name": name,
+            "recipe": "recipes/eurosat_ms_resnet50.yaml",
+            "task": "classification",
+            "metric": "overall accuracy",
+        },
+        "anchor": {
+            "metric": "accuracy",
+            "value": 0.991,
+            "source": "SSL4EO-S12 (Wang et al. 2022)",
+            "protocol": "linear probe + fine-tune, 13 bands, 80/20 random split",
+        },
+        "split": {
+            "method": "stratified",
+            "seed": 0,
+            "counts": {"test": {c: int((y == i).sum()) for i, c in enumerate(EUROSAT)}},
+        },
+        "history": _history(3),
+        "evaluation": {"split": "test", **evaluation},
+        "gradcam": [],
+        "skipped": [],
+        "reproducibility": _repro(False),
+    }
     write_metrics(run, doc)
     return run
 
@@ -141,11 +234,24 @@ def multilabel_run(root: Path, name: str = "chestxray14") -> Path:
     y[rng.random((250, 5)) < 0.08] = np.nan
     p = np.clip(np.nan_to_num(y) * 0.35 + rng.random((250, 5)) * 0.65, 0, 1)
     thresholds = choose_operating_point(y, p, "youden")
-    evaluation = evaluate_classification(y, p, labels, mode="multilabel", threshold=thresholds,
-                                         groups=[f"pt{i // 2}" for i in range(250)], n_boot=N_BOOT)
+    evaluation = evaluate_classification(
+        y,
+        p,
+        labels,
+        mode="multilabel",
+        threshold=thresholds,
+        groups=[f"pt{i // 2}" for i in range(250)],
+        n_boot=N_BOOT,
+    )
     run = root / name
-    write_metrics(run, {"run": {"name": name, "recipe": "recipes/chestxray14.yaml", "task": "classification"},
-                        "evaluation": {"split": "test", **evaluation}, "reproducibility": _repro(True)})
+    write_metrics(
+        run,
+        {
+            "run": {"name": name, "recipe": "recipes/chestxray14.yaml", "task": "classification"},
+            "evaluation": {"split": "test", **evaluation},
+            "reproducibility": _repro(True),
+        },
+    )
     return run
 
 
@@ -157,17 +263,39 @@ def segmentation_run(root: Path, name: str = "landcover_seg", quality: float = 0
     target[:, :2, :] = 255  # nodata border
     noise = np.random.default_rng(int(quality * 100)).random(target.shape)
     pred = np.where(noise < quality, target, (target + 1) % 4) % 4
-    cms = np.stack([segmentation_confusion(pp, tt, 4) for pp, tt in zip(pred, target)])
-    evaluation = evaluate_segmentation(cms, classes, groups=[f"scene{i // 4}" for i in range(16)], n_boot=N_BOOT,
-                                       sample_ids=[f"tile{i}" for i in range(16)])
+    cms = np.stack([segmentation_confusion(pp, tt, 4) for pp, tt in zip(pred, target, strict=False)])
+    evaluation = evaluate_segmentation(
+        cms,
+        classes,
+        groups=[f"scene{i // 4}" for i in range(16)],
+        n_boot=N_BOOT,
+        sample_ids=[f"tile{i}" for i in range(16)],
+    )
     run = root / name
-    overlays = [{"image": f"gallery/{_png(run / 'gallery' / f'seg_{i}.png', 10 + i)}",
-                 "caption": f"tile {i}: prediction over RGB (B04, B03, B02)"} for i in range(2)]
-    write_metrics(run, {"run": {"name": name, "recipe": "recipes/seg.yaml", "task": "segmentation", "metric": "mIoU"},
-                        "anchor": {"metric": "miou", "value": 0.52, "source": "DeepGlobe baseline",
-                                   "protocol": "512 px tiles"},
-                        "history": _history(4), "evaluation": {"split": "test", **evaluation}, "overlays": overlays,
-                        "skipped": [], "reproducibility": _repro(True)})
+    overlays = [
+        {
+            "image": f"gallery/{_png(run / 'gallery' / f'seg_{i}.png', 10 + i)}",
+            "caption": f"tile {i}: prediction over RGB (B04, B03, B02)",
+        }
+        for i in range(2)
+    ]
+    write_metrics(
+        run,
+        {
+            "run": {"name": name, "recipe": "recipes/seg.yaml", "task": "segmentation", "metric": "mIoU"},
+            "anchor": {
+                "metric": "miou",
+                "value": 0.52,
+                "source": "DeepGlobe baseline",
+                "protocol": "512 px tiles",
+            },
+            "history": _history(4),
+            "evaluation": {"split": "test", **evaluation},
+            "overlays": overlays,
+            "skipped": [],
+            "reproducibility": _repro(True),
+        },
+    )
     return run
 
 

@@ -15,12 +15,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(RUN_B minus RUN_DIR) on their shared test samples.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding metrics.json (run A)")
-    parser.add_argument("run_b", metavar="RUN_B", nargs="?", default=None,
-                        help="second run directory to compare against RUN_DIR (optional)")
-    parser.add_argument("--out", default=None,
-                        help="output folder (default: RUN_DIR; comparison: RUN_B/compare_<RUN_DIR name>)")
-    parser.add_argument("--n-boot", type=int, default=None,
-                        help="comparison only: paired bootstrap resamples (default: run A's setting)")
+    parser.add_argument(
+        "run_b",
+        metavar="RUN_B",
+        nargs="?",
+        default=None,
+        help="second run directory to compare against RUN_DIR (optional)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: RUN_DIR; comparison: RUN_B/compare_<RUN_DIR name>)",
+    )
+    parser.add_argument(
+        "--n-boot",
+        type=int,
+        default=None,
+        help="comparison only: paired bootstrap resamples (default: run A's setting)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="comparison only: bootstrap seed")
     parser.set_defaults(handler=_run)
 

@@ -11,7 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, brier_score_loss, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 from resnet_apps.errors import MetricsError
 from resnet_apps.metrics.common import ece_only, num, thin
@@ -107,17 +113,26 @@ def confusion_at(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> d
     """TP / FP / TN / FN when cases with ``score >= threshold`` are flagged."""
     flagged = y_score >= threshold
     positive = y_true == 1
-    return {"tp": int(np.sum(flagged & positive)), "fp": int(np.sum(flagged & ~positive)),
-            "tn": int(np.sum(~flagged & ~positive)), "fn": int(np.sum(~flagged & positive))}
+    return {
+        "tp": int(np.sum(flagged & positive)),
+        "fp": int(np.sum(flagged & ~positive)),
+        "tn": int(np.sum(~flagged & ~positive)),
+        "fn": int(np.sum(~flagged & positive)),
+    }
 
 
 def rates(c: dict[str, int]) -> dict[str, float]:
     """Sensitivity, specificity, PPV, NPV, accuracy, balanced accuracy from counts (NaN when undefined)."""
     sens = _safe_div(c["tp"], c["tp"] + c["fn"])
     spec = _safe_div(c["tn"], c["tn"] + c["fp"])
-    return {"sensitivity": sens, "specificity": spec, "ppv": _safe_div(c["tp"], c["tp"] + c["fp"]),
-            "npv": _safe_div(c["tn"], c["tn"] + c["fn"]),
-            "accuracy": _safe_div(c["tp"] + c["tn"], sum(c.values())), "balanced_accuracy": (sens + spec) / 2}
+    return {
+        "sensitivity": sens,
+        "specificity": spec,
+        "ppv": _safe_div(c["tp"], c["tp"] + c["fp"]),
+        "npv": _safe_div(c["tn"], c["tn"] + c["fn"]),
+        "accuracy": _safe_div(c["tp"] + c["tn"], sum(c.values())),
+        "balanced_accuracy": (sens + spec) / 2,
+    }
 
 
 def auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -146,7 +161,10 @@ def _rate(name: str) -> Callable[[np.ndarray, np.ndarray, float], float]:
 BINARY_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, float], float]] = {
     "auroc": lambda y, s, t: auroc(y, s),
     "average_precision": lambda y, s, t: average_precision(y, s),
-    **{name: _rate(name) for name in ("sensitivity", "specificity", "ppv", "npv", "accuracy", "balanced_accuracy")},
+    **{
+        name: _rate(name)
+        for name in ("sensitivity", "specificity", "ppv", "npv", "accuracy", "balanced_accuracy")
+    },
     "brier": lambda y, s, t: _brier(y, s),
     "ece": lambda y, s, t: ece_only(s, y),
 }
@@ -170,8 +188,10 @@ def explain_operating_point(c: dict[str, int], threshold: float, positive: str, 
     n_pos, n_neg, flagged = c["tp"] + c["fn"], c["tn"] + c["fp"], c["tp"] + c["fp"]
     parts = [f"At threshold {threshold:.3g}"]
     if n_pos:
-        parts.append(f", {_percent(c['tp'] / n_pos)} of {positive} cases are flagged ({c['tp']} of {n_pos}) "
-                     f"and {c['fn']} {'is' if c['fn'] == 1 else 'are'} missed")
+        parts.append(
+            f", {_percent(c['tp'] / n_pos)} of {positive} cases are flagged ({c['tp']} of {n_pos}) "
+            f"and {c['fn']} {'is' if c['fn'] == 1 else 'are'} missed"
+        )
     else:
         parts.append(f", no {positive} case is in this set, so sensitivity is undefined")
     if flagged == 0:
@@ -180,22 +200,31 @@ def explain_operating_point(c: dict[str, int], threshold: float, positive: str, 
         parts.append(f"; none of the {flagged} flags is false")
     else:
         fdr = c["fp"] / flagged
-        share = f"1 in {round(1 / fdr)} flags is false" if fdr <= 0.5 else f"{_percent(fdr)} of flags are false"
+        share = (
+            f"1 in {round(1 / fdr)} flags is false" if fdr <= 0.5 else f"{_percent(fdr)} of flags are false"
+        )
         parts.append(f"; {share} ({c['fp']} of {flagged} flagged cases are {negative})")
     if n_neg:
         parts.append(f"; {_percent(c['tn'] / n_neg)} of {negative} cases are cleared ({c['tn']} of {n_neg})")
     return "".join(parts) + "."
 
 
-def operating_point_block(y_true: np.ndarray, y_score: np.ndarray, threshold: float | None,
-                          positive: str, negative: str) -> dict[str, Any]:
+def operating_point_block(
+    y_true: np.ndarray, y_score: np.ndarray, threshold: float | None, positive: str, negative: str
+) -> dict[str, Any]:
     """The ``operating_point`` entry: threshold, its origin, counts, rates and the sentence."""
     source = "validation" if threshold is not None else "default 0.5 (not chosen on validation)"
     t = 0.5 if threshold is None else float(threshold)
     c = confusion_at(y_true, y_score, t)
-    return {"threshold": num(t), "source": source, "positive_class": positive, "negative_class": negative,
-            **c, **{k: num(v) for k, v in rates(c).items()},
-            "sentence": explain_operating_point(c, t, positive, negative)}
+    return {
+        "threshold": num(t),
+        "source": source,
+        "positive_class": positive,
+        "negative_class": negative,
+        **c,
+        **{k: num(v) for k, v in rates(c).items()},
+        "sentence": explain_operating_point(c, t, positive, negative),
+    }
 
 
 def curves(y_true: np.ndarray, y_score: np.ndarray, label: str) -> tuple[dict | None, dict | None]:
@@ -208,6 +237,11 @@ def curves(y_true: np.ndarray, y_score: np.ndarray, label: str) -> tuple[dict | 
     if y_true.size and np.any(y_true == 1):
         precision, recall, _ = precision_recall_curve(y_true, y_score)
         rx, py = thin(recall, precision)
-        pr = {"label": label, "recall": rx, "precision": py, "ap": num(average_precision(y_true, y_score)),
-              "prevalence": num(float(np.mean(y_true)))}
+        pr = {
+            "label": label,
+            "recall": rx,
+            "precision": py,
+            "ap": num(average_precision(y_true, y_score)),
+            "prevalence": num(float(np.mean(y_true))),
+        }
     return roc, pr

@@ -4,8 +4,8 @@ Why groups: two radiographs of one patient, or two tiles cut from one scene, are
 single images then under-states the spread; resampling whole patients (a "cluster bootstrap") does not.
 
 Every statistic is a function ``stat(idx) -> np.ndarray [M]`` of an index array into the test set, so several
-metrics share one set of resamples. A replicate where a metric is undefined (e.g. AUROC when the resample holds
-one class only) returns NaN for that metric: it is skipped for that metric and counted in ``n_skipped``.
+metrics share one set of resamples. A replicate where a metric is undefined (e.g. AUROC when the resample
+holds one class only) returns NaN for that metric: it is skipped for that metric and counted in ``n_skipped``.
 """
 
 from __future__ import annotations
@@ -44,8 +44,14 @@ class BootstrapResult:
     def part(self, start: int, stop: int | None = None) -> BootstrapResult:
         """The same result restricted to statistics [start, stop)."""
         cut = slice(start, stop)
-        return replace(self, value=self.value[cut], ci_low=self.ci_low[cut], ci_high=self.ci_high[cut],
-                       n_valid=self.n_valid[cut], n_skipped=self.n_skipped[cut])
+        return replace(
+            self,
+            value=self.value[cut],
+            ci_low=self.ci_low[cut],
+            ci_high=self.ci_high[cut],
+            n_valid=self.n_valid[cut],
+            n_skipped=self.n_skipped[cut],
+        )
 
 
 class Resampler:
@@ -141,5 +147,9 @@ def summarize(value: np.ndarray, reps: np.ndarray, ci: float, resampler: Resampl
     if len(reps):
         low, high, n_valid = percentile_interval(reps, ci)
     else:  # point estimates only
-        low, high, n_valid = np.full(value.size, np.nan), np.full(value.size, np.nan), np.zeros(value.size, int)
+        low, high, n_valid = (
+            np.full(value.size, np.nan),
+            np.full(value.size, np.nan),
+            np.zeros(value.size, int),
+        )
     return BootstrapResult(value, low, high, n_valid, len(reps) - n_valid, resampler.unit, resampler.n_units)

@@ -49,46 +49,65 @@ def _multiclass_stats(y: np.ndarray, prob: np.ndarray, labels: np.ndarray) -> np
     onehot[np.arange(len(y)), y] = 1.0
     # kappa is undefined (0/0) when truth and prediction both hold a single, identical class
     single = np.unique(np.concatenate([y, pred])).size == 1
-    return np.array([
-        accuracy_score(y, pred),
-        balanced_accuracy_score(y, pred) if complete else nan,
-        f1_score(y, pred, labels=labels, average="macro", zero_division=0) if complete else nan,
-        f1_score(y, pred, labels=labels, average="micro", zero_division=0),
-        nan if single else cohen_kappa_score(y, pred),
-        float(np.mean(np.sum((prob - onehot) ** 2, axis=1))),  # multiclass Brier (sum over classes)
-        ece_only(prob.max(axis=1), (pred == y).astype(float)),
-    ])
+    return np.array(
+        [
+            accuracy_score(y, pred),
+            balanced_accuracy_score(y, pred) if complete else nan,
+            f1_score(y, pred, labels=labels, average="macro", zero_division=0) if complete else nan,
+            f1_score(y, pred, labels=labels, average="micro", zero_division=0),
+            nan if single else cohen_kappa_score(y, pred),
+            float(np.mean(np.sum((prob - onehot) ** 2, axis=1))),  # multiclass Brier (sum over classes)
+            ece_only(prob.max(axis=1), (pred == y).astype(float)),
+        ]
+    )
 
 
-def _multiclass(y_true: np.ndarray, y_prob: np.ndarray, classes: list[str], groups: Any, n_boot: int,
-                seed: int, ci: float) -> dict[str, Any]:
+def _multiclass(
+    y_true: np.ndarray, y_prob: np.ndarray, classes: list[str], groups: Any, n_boot: int, seed: int, ci: float
+) -> dict[str, Any]:
     y = np.asarray(y_true).astype(int).ravel()
     prob = np.asarray(y_prob, dtype=float)
     k = len(classes)
     if prob.ndim != 2 or prob.shape != (len(y), k):
-        raise MetricsError(f"evaluate_classification(multiclass): y_prob has shape {prob.shape}, "
-                           f"expected [N, K] = [{len(y)}, {k}] softmax probabilities")
+        raise MetricsError(
+            f"evaluate_classification(multiclass): y_prob has shape {prob.shape}, "
+            f"expected [N, K] = [{len(y)}, {k}] softmax probabilities"
+        )
     if y.size and (y.min() < 0 or y.max() >= k):
         raise MetricsError(f"evaluate_classification(multiclass): y_true holds labels outside 0..{k - 1}")
     present = np.unique(y)
-    result = bootstrap(lambda idx: _multiclass_stats(y[idx], prob[idx], present), len(y), groups=groups,
-                       n_boot=n_boot, seed=seed, ci=ci)
+    result = bootstrap(
+        lambda idx: _multiclass_stats(y[idx], prob[idx], present),
+        len(y),
+        groups=groups,
+        n_boot=n_boot,
+        seed=seed,
+        ci=ci,
+    )
     pred = prob.argmax(axis=1)
     cm = confusion_matrix(y, pred, labels=np.arange(k))
     precision, recall, f1, support = precision_recall_fscore_support(
-        y, pred, labels=np.arange(k), zero_division=np.nan)
+        y, pred, labels=np.arange(k), zero_division=np.nan
+    )
     per_class, roc_curves, pr_curves = [], [], []
     for j, name in enumerate(classes):
         # one-vs-rest curves per class: how separable each class is from all others
         roc, pr = B.curves((y == j).astype(float), prob[:, j], name)
         roc_curves += [roc] if roc else []
         pr_curves += [pr] if pr else []
-        per_class.append({
-            "class": name, "support": int(support[j]), "predicted": int(cm[:, j].sum()),
-            "precision": num(precision[j]), "recall": num(recall[j]), "f1": num(f1[j]),
-            "producers_accuracy": num(recall[j]), "users_accuracy": num(precision[j]),
-            "auroc_ovr": roc["auc"] if roc else None,
-        })
+        per_class.append(
+            {
+                "class": name,
+                "support": int(support[j]),
+                "predicted": int(cm[:, j].sum()),
+                "precision": num(precision[j]),
+                "recall": num(recall[j]),
+                "f1": num(f1[j]),
+                "producers_accuracy": num(recall[j]),
+                "users_accuracy": num(precision[j]),
+                "auroc_ovr": roc["auc"] if roc else None,
+            }
+        )
     calibration = reliability(prob.max(axis=1), (pred == y).astype(float))
     calibration.update(kind="top-label", brier=num(result.value[5]))
     return {
@@ -101,14 +120,25 @@ def _multiclass(y_true: np.ndarray, y_prob: np.ndarray, classes: list[str], grou
     }
 
 
-def _binary(y_true: np.ndarray, y_prob: np.ndarray, classes: list[str], threshold: float | None, groups: Any,
-            n_boot: int, seed: int, ci: float) -> dict[str, Any]:
+def _binary(
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    classes: list[str],
+    threshold: float | None,
+    groups: Any,
+    n_boot: int,
+    seed: int,
+    ci: float,
+) -> dict[str, Any]:
     if len(classes) != 2:
-        raise MetricsError(f"evaluate_classification(binary): classes must be [negative, positive], got {classes}")
+        raise MetricsError(
+            f"evaluate_classification(binary): classes must be [negative, positive], got {classes}"
+        )
     y, s = B._check_binary(y_true, y_prob, "evaluate_classification(binary)")
     t = 0.5 if threshold is None else float(threshold)
-    result = bootstrap(lambda idx: B.binary_stats(y[idx], s[idx], t), len(y), groups=groups, n_boot=n_boot,
-                       seed=seed, ci=ci)
+    result = bootstrap(
+        lambda idx: B.binary_stats(y[idx], s[idx], t), len(y), groups=groups, n_boot=n_boot, seed=seed, ci=ci
+    )
     negative, positive = classes
     pred = (s >= t).astype(int)
     cm = confusion_matrix(y.astype(int), pred, labels=[0, 1])
@@ -118,10 +148,19 @@ def _binary(y_true: np.ndarray, y_prob: np.ndarray, classes: list[str], threshol
     per_class = []
     for j, name in enumerate(classes):
         tp, predicted, support = int(cm[j, j]), int(cm[:, j].sum()), int(cm[j, :].sum())
-        per_class.append({"class": name, "support": support, "predicted": predicted,
-                          "precision": num(B._safe_div(tp, predicted)), "recall": num(B._safe_div(tp, support)),
-                          "f1": num(B._safe_div(2 * tp, predicted + support))})
-    per_class[1].update(auroc=by_name["auroc"]["value"], average_precision=by_name["average_precision"]["value"])
+        per_class.append(
+            {
+                "class": name,
+                "support": support,
+                "predicted": predicted,
+                "precision": num(B._safe_div(tp, predicted)),
+                "recall": num(B._safe_div(tp, support)),
+                "f1": num(B._safe_div(2 * tp, predicted + support)),
+            }
+        )
+    per_class[1].update(
+        auroc=by_name["auroc"]["value"], average_precision=by_name["average_precision"]["value"]
+    )
     calibration = reliability(s, y)
     calibration.update(kind="positive-class", brier=by_name["brier"]["value"])
     return {
@@ -171,7 +210,9 @@ def evaluate_classification(
     y_prob_arr = np.asarray(y_prob, dtype=float)
     n = len(y_prob_arr)
     if groups is not None and len(groups) != n:
-        raise MetricsError(f"evaluate_classification: {len(groups)} groups for {n} samples; pass one per sample")
+        raise MetricsError(
+            f"evaluate_classification: {len(groups)} groups for {n} samples; pass one per sample"
+        )
     if mode == "multiclass":
         body = _multiclass(y_true, y_prob_arr, classes, groups, n_boot, seed, ci)
     elif mode == "binary":
@@ -184,22 +225,32 @@ def evaluate_classification(
         body = evaluate_multilabel(y_true, y_prob_arr, classes, threshold, groups, n_boot, seed, ci)
     else:
         raise MetricsError(f"evaluate_classification: mode={mode!r}; use multiclass, binary or multilabel")
-    out: dict[str, Any] = {"kind": "classification", "mode": mode, "classes": classes, "n_samples": int(n),
-                           "n_groups": None if groups is None else int(len(set(map(str, groups))))}
+    out: dict[str, Any] = {
+        "kind": "classification",
+        "mode": mode,
+        "classes": classes,
+        "n_samples": int(n),
+        "n_groups": None if groups is None else int(len(set(map(str, groups)))),
+    }
     out.update(body)
     if keep_samples:
         out["samples"] = samples_block(y_true, y_prob_arr, sample_ids, groups)
     return out
 
 
-def samples_block(y_true: Any, y_prob: np.ndarray, ids: Sequence[str] | None,
-                  groups: Sequence | np.ndarray | None) -> dict[str, Any]:
+def samples_block(
+    y_true: Any, y_prob: np.ndarray, ids: Sequence[str] | None, groups: Sequence | np.ndarray | None
+) -> dict[str, Any]:
     """Per-sample truth and probabilities (rounded to 5 digits; NaN -> null) for paired comparisons."""
+
     def clean(a: Any) -> Any:
         arr = np.asarray(a, dtype=float)
         return [clean(row) for row in arr] if arr.ndim > 1 else [num(v, 5) for v in arr]
 
     n = len(y_prob)
-    return {"ids": [str(i) for i in ids] if ids is not None else [str(i) for i in range(n)],
-            "groups": None if groups is None else [str(g) for g in groups],
-            "y_true": clean(y_true), "y_prob": clean(y_prob)}
+    return {
+        "ids": [str(i) for i in ids] if ids is not None else [str(i) for i in range(n)],
+        "groups": None if groups is None else [str(g) for g in groups],
+        "y_true": clean(y_true),
+        "y_prob": clean(y_prob),
+    }

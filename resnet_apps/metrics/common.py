@@ -1,4 +1,4 @@
-"""Small helpers shared by the metric modules: JSON-safe numbers, curve thinning, headline rows, calibration."""
+"""Helpers shared by the metric modules: JSON-safe numbers, curve thinning, headline rows, calibration."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def headline_rows(names: list[str], labels: list[str], result: BootstrapResult) 
             "n_valid": int(result.n_valid[m]),
             "n_skipped": int(result.n_skipped[m]),
         }
-        for m, (name, label) in enumerate(zip(names, labels))
+        for m, (name, label) in enumerate(zip(names, labels, strict=False))
     ]
 
 
@@ -82,17 +82,24 @@ def reliability(confidence: np.ndarray, outcome: np.ndarray, n_bins: int = 10) -
         freq = float(outcome[member].mean()) if count else float("nan")
         if count:
             ece += count / len(confidence) * abs(freq - conf)
-        bins.append({"lo": b / n_bins, "hi": (b + 1) / n_bins, "count": count,
-                     "mean_confidence": num(conf), "observed_frequency": num(freq)})
+        bins.append(
+            {
+                "lo": b / n_bins,
+                "hi": (b + 1) / n_bins,
+                "count": count,
+                "mean_confidence": num(conf),
+                "observed_frequency": num(freq),
+            }
+        )
     return {"ece": num(ece if len(confidence) else float("nan")), "n_bins": n_bins, "bins": bins}
 
 
 def ece_only(confidence: np.ndarray, outcome: np.ndarray, n_bins: int = 10) -> float:
-    """Expected calibration error alone, vectorised for bootstrap replicates (same bins as ``reliability``)."""
+    """Expected calibration error alone, vectorised for bootstrap replicates (bins as ``reliability``)."""
     if len(confidence) == 0:
         return float("nan")
     which = np.clip((confidence * n_bins).astype(int), 0, n_bins - 1)
-    count = np.bincount(which, minlength=n_bins)
+    np.bincount(which, minlength=n_bins)
     conf_sum = np.bincount(which, weights=confidence, minlength=n_bins)
     out_sum = np.bincount(which, weights=outcome, minlength=n_bins)
     return float(np.abs(out_sum - conf_sum).sum() / len(confidence))

@@ -20,8 +20,13 @@ from resnet_apps.metrics.common import headline_rows, num
 SEGMENTATION_HEADLINE = {"miou": "Mean IoU", "mean_dice": "Mean Dice", "pixel_accuracy": "Pixel accuracy"}
 
 
-def segmentation_confusion(pred: np.ndarray, target: np.ndarray, num_classes: int,
-                           ignore_index: int = IGNORE_INDEX, valid: np.ndarray | None = None) -> np.ndarray:
+def segmentation_confusion(
+    pred: np.ndarray,
+    target: np.ndarray,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
     """Pixel confusion matrix of one image.
 
     Args:
@@ -37,18 +42,24 @@ def segmentation_confusion(pred: np.ndarray, target: np.ndarray, num_classes: in
     pred = np.asarray(pred)
     target = np.asarray(target)
     if pred.shape != target.shape:
-        raise MetricsError(f"segmentation_confusion: pred {pred.shape} and target {target.shape} differ in size")
+        raise MetricsError(
+            f"segmentation_confusion: pred {pred.shape} and target {target.shape} differ in size"
+        )
     keep = target != ignore_index
     if valid is not None:
         valid = np.asarray(valid, dtype=bool)
         if valid.shape != target.shape:
-            raise MetricsError(f"segmentation_confusion: valid {valid.shape} differs from target {target.shape}")
+            raise MetricsError(
+                f"segmentation_confusion: valid {valid.shape} differs from target {target.shape}"
+            )
         keep &= valid
     t = target[keep].astype(np.int64)
     p = pred[keep].astype(np.int64)
     if t.size and (t.min() < 0 or t.max() >= num_classes):
-        raise MetricsError(f"segmentation_confusion: target holds classes outside 0..{num_classes - 1} that are "
-                           f"not ignore_index={ignore_index}; fix the mask mapping (data.source.mask_values)")
+        raise MetricsError(
+            f"segmentation_confusion: target holds classes outside 0..{num_classes - 1} that are "
+            f"not ignore_index={ignore_index}; fix the mask mapping (data.source.mask_values)"
+        )
     if p.size and (p.min() < 0 or p.max() >= num_classes):
         raise MetricsError(f"segmentation_confusion: pred holds classes outside 0..{num_classes - 1}")
     # bincount of (target, pred) pairs is the confusion matrix, and is fast on millions of pixels
@@ -56,7 +67,7 @@ def segmentation_confusion(pred: np.ndarray, target: np.ndarray, num_classes: in
 
 
 def _per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """IoU and Dice per class [K] from a [K, K] matrix; NaN where a class is absent from target and prediction."""
+    """IoU and Dice per class [K] from a [K, K] matrix; NaN for a class in neither target nor prediction."""
     tp = np.diag(cm).astype(float)
     fp = cm.sum(axis=0) - tp
     fn = cm.sum(axis=1) - tp
@@ -107,7 +118,9 @@ def evaluate_segmentation(
     cms = np.asarray(confusions, dtype=np.int64)
     k = len(classes)
     if cms.ndim != 3 or cms.shape[1:] != (k, k):
-        raise MetricsError(f"evaluate_segmentation: confusions have shape {cms.shape}, expected [N, {k}, {k}]")
+        raise MetricsError(
+            f"evaluate_segmentation: confusions have shape {cms.shape}, expected [N, {k}, {k}]"
+        )
     n = cms.shape[0]
     flat = cms.reshape(n, k * k)
     total = cms.sum(axis=0)
@@ -115,38 +128,62 @@ def evaluate_segmentation(
     defined = np.isfinite(iou)
     value = _stats(total, defined)
     resampler = Resampler(n, groups, seed)
-    unit_flat = flat if resampler.members is None else np.stack([flat[m].sum(axis=0) for m in resampler.members])
+    unit_flat = (
+        flat if resampler.members is None else np.stack([flat[m].sum(axis=0) for m in resampler.members])
+    )
     reps = np.full((max(n_boot, 0), value.size), np.nan)
     for b in range(max(n_boot, 0)):
         # a resample = multiplicity per image (or group); its matrix is the weighted sum
         reps[b] = _stats((resampler.draw_counts() @ unit_flat).reshape(k, k), defined)
     result = summarize(value, reps, ci, resampler)
     rows = headline_rows(list(SEGMENTATION_HEADLINE), list(SEGMENTATION_HEADLINE.values()), result)
-    class_rows = headline_rows([f"iou:{c}" for c in classes], [f"IoU {c}" for c in classes],
-                               result.part(3))
+    class_rows = headline_rows([f"iou:{c}" for c in classes], [f"IoU {c}" for c in classes], result.part(3))
     tp = np.diag(total)
     per_class = []
     for j, name in enumerate(classes):
         ref, mapped = int(total[j].sum()), int(total[:, j].sum())
-        per_class.append({
-            "class": name, "pixels": ref, "predicted_pixels": mapped,
-            "iou": class_rows[j]["value"], "iou_ci_low": class_rows[j]["ci_low"],
-            "iou_ci_high": class_rows[j]["ci_high"], "dice": num(dice[j]),
-            "producers_accuracy": num(tp[j] / ref) if ref else None,
-            "users_accuracy": num(tp[j] / mapped) if mapped else None,
-        })
+        per_class.append(
+            {
+                "class": name,
+                "pixels": ref,
+                "predicted_pixels": mapped,
+                "iou": class_rows[j]["value"],
+                "iou_ci_low": class_rows[j]["ci_low"],
+                "iou_ci_high": class_rows[j]["ci_high"],
+                "dice": num(dice[j]),
+                "producers_accuracy": num(tp[j] / ref) if ref else None,
+                "users_accuracy": num(tp[j] / mapped) if mapped else None,
+            }
+        )
     out: dict[str, Any] = {
-        "kind": "segmentation", "mode": "segmentation", "classes": list(classes), "n_samples": int(n),
-        "n_groups": None if groups is None else int(resampler.n_units), "n_pixels": int(total.sum()),
-        "headline": rows, "per_class": per_class,
-        "confusion": {"labels": list(classes), "matrix": total.tolist(), "rows": "true", "columns": "predicted",
-                      "unit": "pixels"},
-        "bootstrap": {"method": "percentile", "n_boot": int(n_boot), "seed": int(seed), "ci": float(ci),
-                      "unit": "group" if groups is not None else "image", "n_units": int(resampler.n_units)},
+        "kind": "segmentation",
+        "mode": "segmentation",
+        "classes": list(classes),
+        "n_samples": int(n),
+        "n_groups": None if groups is None else int(resampler.n_units),
+        "n_pixels": int(total.sum()),
+        "headline": rows,
+        "per_class": per_class,
+        "confusion": {
+            "labels": list(classes),
+            "matrix": total.tolist(),
+            "rows": "true",
+            "columns": "predicted",
+            "unit": "pixels",
+        },
+        "bootstrap": {
+            "method": "percentile",
+            "n_boot": int(n_boot),
+            "seed": int(seed),
+            "ci": float(ci),
+            "unit": "group" if groups is not None else "image",
+            "n_units": int(resampler.n_units),
+        },
     }
     if keep_samples:
-        out["samples"] = {"ids": [str(i) for i in sample_ids] if sample_ids is not None else
-                          [str(i) for i in range(n)], "groups": None if groups is None else [str(g) for g in groups],
-                          "confusions": cms.tolist()}
+        out["samples"] = {
+            "ids": [str(i) for i in sample_ids] if sample_ids is not None else [str(i) for i in range(n)],
+            "groups": None if groups is None else [str(g) for g in groups],
+            "confusions": cms.tolist(),
+        }
     return out
-

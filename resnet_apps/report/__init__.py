@@ -8,8 +8,21 @@ metrics.json (validated, atomic). matplotlib is imported only while a plot is dr
 from __future__ import annotations
 
 from resnet_apps.report.compare import compare_runs
-from resnet_apps.report.document import SCHEMA_VERSION, load_metrics, to_jsonable, validate_metrics, write_metrics
+from resnet_apps.report.document import (
+    SCHEMA_VERSION,
+    load_metrics,
+    to_jsonable,
+    validate_metrics,
+    write_metrics,
+)
 from resnet_apps.report.render import render_report
 
-__all__ = ["SCHEMA_VERSION", "compare_runs", "load_metrics", "render_report", "to_jsonable", "validate_metrics",
-           "write_metrics"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "compare_runs",
+    "load_metrics",
+    "render_report",
+    "to_jsonable",
+    "validate_metrics",
+    "write_metrics",
+]

@@ -1,8 +1,8 @@
 """``resnet-apps report RUN_A RUN_B``: two runs side by side with paired bootstrap differences (B minus A).
 
 Pairing needs each run's per-sample predictions on the same test set: ``evaluation.samples`` in metrics.json
-(ids, y_true, y_prob; segmentation: per-image confusion matrices). Samples are matched by id; runs whose truths
-disagree on a shared id were not evaluated on the same data and are refused.
+(ids, y_true, y_prob; segmentation: per-image confusion matrices). Samples are matched by id; runs whose
+truths disagree on a shared id were not evaluated on the same data and are refused.
 """
 
 from __future__ import annotations
@@ -25,12 +25,16 @@ def _aligned(ev_a: dict[str, Any], ev_b: dict[str, Any]) -> tuple[list[int], lis
     ia = [i for i, sid in enumerate(ids_a) if sid in where_b]
     ib = [where_b[ids_a[i]] for i in ia]
     if not ia:
-        raise ReportError("compare: the two runs share no test sample id; they were not evaluated on the same "
-                          "test set (check data.split seed and method)")
+        raise ReportError(
+            "compare: the two runs share no test sample id; they were not evaluated on the same "
+            "test set (check data.split seed and method)"
+        )
     note = ""
     if len(ia) < max(len(ids_a), len(ids_b)):
-        note = (f"Only the {len(ia)} samples present in both runs are paired (A has {len(ids_a)}, "
-                f"B has {len(ids_b)}).")
+        note = (
+            f"Only the {len(ia)} samples present in both runs are paired (A has {len(ids_a)}, "
+            f"B has {len(ids_b)})."
+        )
     return ia, ib, note
 
 
@@ -38,36 +42,44 @@ def paired_rows(ev_a: dict[str, Any], ev_b: dict[str, Any], n_boot: int, seed: i
     """Paired differences for every headline metric; ([] , reason) when pairing is impossible."""
     import numpy as np
 
-    from resnet_apps.metrics import metric_names, paired_difference, paired_difference_segmentation
+    from resnet_apps.metrics import paired_headline, paired_headline_segmentation
 
     if "samples" not in ev_a or "samples" not in ev_b:
-        return [], ("No paired difference: a run's metrics.json has no evaluation.samples (per-sample "
-                    "predictions); re-run `resnet-apps evaluate` with samples kept.")
+        return [], (
+            "No paired difference: a run's metrics.json has no evaluation.samples (per-sample "
+            "predictions); re-run `resnet-apps evaluate` with samples kept."
+        )
     ia, ib, note = _aligned(ev_a, ev_b)
     sa, sb = ev_a["samples"], ev_b["samples"]
     groups = None if sa.get("groups") is None else [sa["groups"][i] for i in ia]
     mode = ev_a["mode"]
-    rows = []
     if mode == "segmentation":
         ca, cb = np.asarray(sa["confusions"])[ia], np.asarray(sb["confusions"])[ib]
-        for name in metric_names(mode):
-            rows.append(paired_difference_segmentation(ca, cb, name, groups, n_boot, seed))
-        return rows, note
+        return paired_headline_segmentation(ca, cb, groups, n_boot, seed), note
 
     def arr(values: list, idx: list[int]) -> np.ndarray:
-        return np.array([[np.nan if v is None else v for v in values[i]] if isinstance(values[i], list)
-                         else (np.nan if values[i] is None else values[i]) for i in idx], dtype=float)
+        return np.array(
+            [
+                [np.nan if v is None else v for v in values[i]]
+                if isinstance(values[i], list)
+                else (np.nan if values[i] is None else values[i])
+                for i in idx
+            ],
+            dtype=float,
+        )
 
     ya, yb = arr(sa["y_true"], ia), arr(sb["y_true"], ib)
-    if not np.array_equal(np.isnan(ya), np.isnan(yb)) or not np.allclose(np.nan_to_num(ya), np.nan_to_num(yb)):
-        raise ReportError("compare: the runs disagree on the true labels of shared samples; they were not "
-                          "evaluated on the same test set")
+    if not np.array_equal(np.isnan(ya), np.isnan(yb)) or not np.allclose(
+        np.nan_to_num(ya), np.nan_to_num(yb)
+    ):
+        raise ReportError(
+            "compare: the runs disagree on the true labels of shared samples; they were not "
+            "evaluated on the same test set"
+        )
     pa, pb = arr(sa["y_prob"], ia), arr(sb["y_prob"], ib)
     t_a = (ev_a.get("operating_point") or {}).get("threshold")
     t_b = (ev_b.get("operating_point") or {}).get("threshold")
-    for name in metric_names(mode):
-        rows.append(paired_difference(name, ya, pa, pb, groups, n_boot, seed, mode=mode, threshold_a=t_a,
-                                      threshold_b=t_b))
+    rows = paired_headline(ya, pa, pb, groups, n_boot, seed, mode=mode, threshold_a=t_a, threshold_b=t_b)
     return rows, note
 
 
@@ -82,8 +94,14 @@ def _verdict(row: dict[str, Any]) -> str:
     return "B better" if better else "A better"
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, out_dir: str | Path | None = None, *,
-                 n_boot: int | None = None, seed: int | None = None) -> dict[str, Path]:
+def compare_runs(
+    run_a: str | Path,
+    run_b: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    n_boot: int | None = None,
+    seed: int | None = None,
+) -> dict[str, Path]:
     """Write comparison.html / .md / .json for two runs evaluated on the same test set.
 
     Args:
@@ -99,8 +117,10 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out_dir: str | Path | Non
     ev_a, ev_b = doc_a["evaluation"], doc_b["evaluation"]
     for key in ("kind", "mode", "classes"):
         if ev_a.get(key) != ev_b.get(key):
-            raise ReportError(f"compare: evaluation.{key} differs ({ev_a.get(key)!r} vs {ev_b.get(key)!r}); only "
-                              "runs of the same task on the same classes can be compared")
+            raise ReportError(
+                f"compare: evaluation.{key} differs ({ev_a.get(key)!r} vs {ev_b.get(key)!r}); only "
+                "runs of the same task on the same classes can be compared"
+            )
     boot = ev_a.get("bootstrap") or {}
     n_boot = int(n_boot if n_boot is not None else boot.get("n_boot") or 1000)
     seed = int(seed if seed is not None else boot.get("seed") or 0)
@@ -111,33 +131,67 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out_dir: str | Path | Non
     head_b = {r["name"]: r for r in ev_b["headline"]}
     for ra in ev_a["headline"]:
         rb, d = head_b.get(ra["name"], {}), by_name.get(ra["name"])
-        rows.append([ra.get("label", ra["name"]), f"{fmt(ra['value'])} ({fmt(ra['ci_low'])}–{fmt(ra['ci_high'])})",
-                     f"{fmt(rb.get('value'))} ({fmt(rb.get('ci_low'))}–{fmt(rb.get('ci_high'))})",
-                     "–" if d is None else f"{d['diff']:+.3f} ({fmt(d['ci_low'])} to {fmt(d['ci_high'])})"
-                     if d["diff"] is not None else "–", "–" if d is None else _verdict(d)])
+        rows.append(
+            [
+                ra.get("label", ra["name"]),
+                f"{fmt(ra['value'])} ({fmt(ra['ci_low'])}–{fmt(ra['ci_high'])})",
+                f"{fmt(rb.get('value'))} ({fmt(rb.get('ci_low'))}–{fmt(rb.get('ci_high'))})",
+                "–"
+                if d is None
+                else f"{d['diff']:+.3f} ({fmt(d['ci_low'])} to {fmt(d['ci_high'])})"
+                if d["diff"] is not None
+                else "–",
+                "–" if d is None else _verdict(d),
+            ]
+        )
     headers = ["Metric", f"A: {name_a}", f"B: {name_b}", "B − A (paired 95 % CI)", "Verdict"]
-    intro = (f"<p>A = <strong>{esc(name_a)}</strong>, B = <strong>{esc(name_b)}</strong>. "
-             f"Differences are B minus A with a paired percentile bootstrap ({n_boot:,} resamples, seed {seed}"
-             f"{', whole groups' if diffs and diffs[0]['unit'] == 'group' else ''}): both runs are scored on the "
-             "same resample each time. A CI that excludes 0 is a difference at that confidence.</p>")
-    body = intro + table(headers, rows, numeric={1, 2, 3}) + (f"<p class=\"note\">{esc(note)}</p>" if note else "")
-    body += f"<p class=\"note\">A: {esc(describe_bootstrap(ev_a))} B: {esc(describe_bootstrap(ev_b))}</p>"
-    curves = [dict(c, label=f"{tag}: {c['label']}") for tag, ev in (("A", ev_a), ("B", ev_b))
-              for c in ((ev.get("curves") or {}).get("roc") or [])[:1]] if ev_a.get("mode") == "binary" else []
+    intro = (
+        f"<p>A = <strong>{esc(name_a)}</strong>, B = <strong>{esc(name_b)}</strong>. "
+        f"Differences are B minus A with a paired percentile bootstrap ({n_boot:,} resamples, seed {seed}"
+        f"{', whole groups' if diffs and diffs[0]['unit'] == 'group' else ''}): both runs are scored on the "
+        "same resample each time. A CI that excludes 0 is a difference at that confidence.</p>"
+    )
+    body = (
+        intro + table(headers, rows, numeric={1, 2, 3}) + (f'<p class="note">{esc(note)}</p>' if note else "")
+    )
+    body += f'<p class="note">A: {esc(describe_bootstrap(ev_a))} B: {esc(describe_bootstrap(ev_b))}</p>'
+    curves = (
+        [
+            dict(c, label=f"{tag}: {c['label']}")
+            for tag, ev in (("A", ev_a), ("B", ev_b))
+            for c in ((ev.get("curves") or {}).get("roc") or [])[:1]
+        ]
+        if ev_a.get("mode") == "binary"
+        else []
+    )
     body += figure(plots.roc_png(curves, "ROC curves, A and B"), "ROC curves of both runs")
     repro_rows = []
     for key in ("weights_source", "imagenet_weights_used", "seed", "recipe_hash", "data_hash", "git_commit"):
-        repro_rows.append([key, (doc_a.get("reproducibility") or {}).get(key),
-                           (doc_b.get("reproducibility") or {}).get(key)])
-    sections = [("comparison", "Side by side with paired differences", body),
-                ("provenance", "Provenance", table(["Item", "A", "B"], repro_rows))]
+        repro_rows.append(
+            [
+                key,
+                (doc_a.get("reproducibility") or {}).get(key),
+                (doc_b.get("reproducibility") or {}).get(key),
+            ]
+        )
+    sections = [
+        ("comparison", "Side by side with paired differences", body),
+        ("provenance", "Provenance", table(["Item", "A", "B"], repro_rows)),
+    ]
     out = Path(out_dir) if out_dir is not None else run_b / f"compare_{run_a.name}"
-    html_path = write_text_atomic(out / "comparison.html",
-                                  page(f"{name_b} vs {name_a}", f"{ev_a['kind']} ({ev_a['mode']})", sections))
+    html_path = write_text_atomic(
+        out / "comparison.html", page(f"{name_b} vs {name_a}", f"{ev_a['kind']} ({ev_a['mode']})", sections)
+    )
     md = [f"# {name_b} vs {name_a}", "", "| " + " | ".join(headers) + " |", "|---|---:|---:|---:|---|"]
     md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
     md_path = write_text_atomic(out / "comparison.md", "\n".join(md + ["", note, ""]))
-    json_path = write_text_atomic(out / "comparison.json", json.dumps(
-        {"a": name_a, "b": name_b, "n_boot": n_boot, "seed": seed, "differences": diffs, "note": note},
-        indent=1, allow_nan=False) + "\n")
+    json_path = write_text_atomic(
+        out / "comparison.json",
+        json.dumps(
+            {"a": name_a, "b": name_b, "n_boot": n_boot, "seed": seed, "differences": diffs, "note": note},
+            indent=1,
+            allow_nan=False,
+        )
+        + "\n",
+    )
     return {"html": html_path, "md": md_path, "json": json_path}

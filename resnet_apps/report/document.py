@@ -51,7 +51,9 @@ def _check_relative(path: Any, field: str, problems: list[str]) -> None:
 
 def _check_evaluation(ev: Any, field: str, problems: list[str]) -> None:
     if not isinstance(ev, dict):
-        problems.append(f"{field}: expected an object (the output of evaluate_classification / _segmentation)")
+        problems.append(
+            f"{field}: expected an object (the output of evaluate_classification / _segmentation)"
+        )
         return
     if ev.get("kind") not in TASKS:
         problems.append(f"{field}.kind: {ev.get('kind')!r} must be one of {list(TASKS)}")
@@ -76,8 +78,12 @@ def _check_evaluation(ev: Any, field: str, problems: list[str]) -> None:
     confusion = ev.get("confusion")
     if confusion is not None:
         labels, matrix = confusion.get("labels"), confusion.get("matrix")
-        if (not isinstance(labels, list) or not isinstance(matrix, list) or len(matrix) != len(labels)
-                or any(not isinstance(r, list) or len(r) != len(labels) for r in matrix)):
+        if (
+            not isinstance(labels, list)
+            or not isinstance(matrix, list)
+            or len(matrix) != len(labels)
+            or any(not isinstance(r, list) or len(r) != len(labels) for r in matrix)
+        ):
             problems.append(f"{field}.confusion: matrix must be square with one row and column per label")
     boot = ev.get("bootstrap")
     if not isinstance(boot, dict) or not isinstance(boot.get("n_boot"), int):
@@ -107,8 +113,10 @@ def validate_metrics(doc: Any, source: str = METRICS_FILE) -> dict[str, Any]:
         raise ReportError(f"{source}: expected a JSON object at the top level")
     version = doc.get("schema_version")
     if version != SCHEMA_VERSION:
-        problems.append(f"schema_version: {version!r}; this resnet_apps reads version {SCHEMA_VERSION} "
-                        "(re-run `resnet-apps evaluate` to rewrite it)")
+        problems.append(
+            f"schema_version: {version!r}; this resnet_apps reads version {SCHEMA_VERSION} "
+            "(re-run `resnet-apps evaluate` to rewrite it)"
+        )
     run = doc.get("run")
     if not isinstance(run, dict) or not isinstance(run.get("name"), str) or run.get("task") not in TASKS:
         problems.append(f"run: expected {{name: str, task: one of {list(TASKS)}, ...}}")
@@ -125,8 +133,9 @@ def validate_metrics(doc: Any, source: str = METRICS_FILE) -> dict[str, Any]:
     if anchor.get("value") is not None and not _is_num(anchor.get("value")):
         problems.append("anchor.value: must be a number (the published figure) or null")
     history = doc.get("history", [])
-    if not isinstance(history, list) or any(not isinstance(h, dict) or not _is_num(h.get("epoch"))
-                                            for h in history):
+    if not isinstance(history, list) or any(
+        not isinstance(h, dict) or not _is_num(h.get("epoch")) for h in history
+    ):
         problems.append("history: expected a list of {epoch, train_loss, val_loss, val_metric, ...}")
     _check_list_of(doc, "gradcam", ("image",), problems)
     _check_list_of(doc, "overlays", ("image",), problems)
@@ -142,21 +151,26 @@ def load_metrics(run_dir_or_file: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / METRICS_FILE
     if not path.is_file():
-        raise ReportError(f"{path}: not found; a run directory holds metrics.json once `train` or `evaluate` "
-                          "has finished (pass the run directory)")
+        raise ReportError(
+            f"{path}: not found; a run directory holds metrics.json once `train` or `evaluate` "
+            "has finished (pass the run directory)"
+        )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ReportError(f"{path}: not valid JSON ({error}); re-run `resnet-apps evaluate` to rewrite it") \
-            from error
+        raise ReportError(
+            f"{path}: not valid JSON ({error}); re-run `resnet-apps evaluate` to rewrite it"
+        ) from error
     return validate_metrics(doc, str(path))
 
 
 def write_metrics(run_dir: str | Path, doc: dict[str, Any]) -> Path:
-    """Validate ``doc`` and write ``RUN_DIR/metrics.json`` atomically (temp file + os.replace); strict JSON."""
+    """Validate ``doc`` and write ``RUN_DIR/metrics.json`` atomically (temp file + os.replace), no NaN."""
     clean = to_jsonable({"schema_version": SCHEMA_VERSION, **doc})
     validate_metrics(clean, str(Path(run_dir) / METRICS_FILE))
-    return write_text_atomic(Path(run_dir) / METRICS_FILE, json.dumps(clean, indent=1, allow_nan=False) + "\n")
+    return write_text_atomic(
+        Path(run_dir) / METRICS_FILE, json.dumps(clean, indent=1, allow_nan=False) + "\n"
+    )
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

@@ -17,7 +17,8 @@ CSS = """
 :root { --ink: #1b1f24; --muted: #5a6470; --rule: #d5dbe1; --accent: #1f5f99; --warn-bg: #fff4e5;
         --warn: #8a4b00; --bad-bg: #fdecea; --bad: #8e1b10; --ok-bg: #eaf6ec; --ok: #1e5e2b; }
 * { box-sizing: border-box; }
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: var(--ink);
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+       color: var(--ink);
        margin: 0 auto; max-width: 1180px; padding: 24px 32px 48px; }
 h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 20px; margin: 32px 0 8px; padding-bottom: 4px;
      border-bottom: 2px solid var(--rule); } h3 { font-size: 16px; margin: 20px 0 6px; }
@@ -74,8 +75,9 @@ def fmt_ci(row: dict[str, Any], key: str = "value", low: str = "ci_low", high: s
     return f"{fmt(row.get(key))} ({fmt(row[low])}–{fmt(row[high])})"
 
 
-def table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None,
-          raw: bool = False) -> str:
+def table(
+    headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None, raw: bool = False
+) -> str:
     """An HTML table; cells are escaped unless ``raw`` (then the caller escaped them already)."""
     numeric = numeric or set()
 
@@ -112,12 +114,14 @@ def figure(png: bytes | None, alt: str, caption: str = "") -> str:
 def page(title: str, subtitle: str, sections: list[tuple[str, str, str]]) -> str:
     """The whole document: ``sections`` are (id, title, inner HTML) in order; a table of contents on top."""
     toc = "".join(f'<a href="#{esc(sid)}">{esc(name)}</a>' for sid, name, _ in sections)
-    body = "".join(f'<section id="{esc(sid)}"><h2>{esc(name)}</h2>{inner}</section>' for sid, name, inner in sections)
+    body = "".join(
+        f'<section id="{esc(sid)}"><h2>{esc(name)}</h2>{inner}</section>' for sid, name, inner in sections
+    )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-        f"<h1>{esc(title)}</h1><p class=\"subtitle\">{esc(subtitle)}</p>"
+        f'<h1>{esc(title)}</h1><p class="subtitle">{esc(subtitle)}</p>'
         f'<nav class="toc">{toc}</nav>{body}</body></html>\n'
     )

@@ -20,35 +20,57 @@ def report_markdown(doc: dict[str, Any]) -> str:
     """The Markdown text of report.md for a validated metrics document."""
     run, ev = doc["run"], doc["evaluation"]
     anchor = doc.get("anchor") or {}
-    lines = [f"# {_cell(run['name'])}: evaluation report", "",
-             f"Task: {run['task']} ({ev.get('mode')}); split {ev.get('split', 'test')}: {ev.get('n_samples')} samples"
-             + (f" from {ev['n_groups']} groups" if ev.get("n_groups") else "") + ".",
-             describe_bootstrap(ev), "",
-             "| Metric | Ours | 95 % CI | Published anchor |", "|---|---:|---:|---:|"]
+    lines = [
+        f"# {_cell(run['name'])}: evaluation report",
+        "",
+        f"Task: {run['task']} ({ev.get('mode')}); "
+        f"split {ev.get('split', 'test')}: {ev.get('n_samples')} samples"
+        + (f" from {ev['n_groups']} groups" if ev.get("n_groups") else "")
+        + ".",
+        describe_bootstrap(ev),
+        "",
+        "| Metric | Ours | 95 % CI | Published anchor |",
+        "|---|---:|---:|---:|",
+    ]
     for r in ev["headline"]:
         ref = _f(anchor.get("value")) if anchor.get("metric") == r["name"] else "–"
-        lines.append(f"| {_cell(r.get('label', r['name']))} | {_f(r['value'])} | {_f(r['ci_low'])} – "
-                     f"{_f(r['ci_high'])} | {ref} |")
+        lines.append(
+            f"| {_cell(r.get('label', r['name']))} | {_f(r['value'])} | {_f(r['ci_low'])} – "
+            f"{_f(r['ci_high'])} | {ref} |"
+        )
     if anchor:
-        lines += ["", f"Anchor: {anchor.get('metric')} = {_f(anchor.get('value'))} ({_cell(anchor.get('source'))}); "
-                      f"protocol: {_cell(anchor.get('protocol', 'not stated'))}."]
+        lines += [
+            "",
+            f"Anchor: {anchor.get('metric')} = {_f(anchor.get('value'))} ({_cell(anchor.get('source'))}); "
+            f"protocol: {_cell(anchor.get('protocol', 'not stated'))}.",
+        ]
     points = [ev["operating_point"]] if ev.get("operating_point") else ev.get("operating_points") or []
     if points:
         lines += ["", "## Operating point", ""] + [f"- {p['sentence']}" for p in points]
     leak = (doc.get("split") or {}).get("leakage") or {}
     if leak.get("ok") is False:
-        lines += ["", f"**Leakage check FAILED**: {len(leak.get('offending_groups') or [])} group(s) in more "
-                      "than one split."]
+        lines += [
+            "",
+            f"**Leakage check FAILED**: {len(leak.get('offending_groups') or [])} group(s) in more "
+            "than one split.",
+        ]
     repro = doc.get("reproducibility") or {}
     lines += ["", "## Reproducibility", ""]
     if repro.get("imagenet_weights_used") is False:
-        lines.append(f"- **ImageNet weights were NOT used** (backbone from {repro.get('weights_source') or 'none'}).")
+        lines.append(
+            f"- **ImageNet weights were NOT used** (backbone from {repro.get('weights_source') or 'none'})."
+        )
     elif repro.get("imagenet_weights_used") is True:
         lines.append(f"- ImageNet weights used: {repro.get('weights_source')}.")
     for key in ("git_commit", "recipe_hash", "data_hash", "seed"):
         if key in repro:
             lines.append(f"- {key}: `{repro[key]}`")
     skipped = doc.get("skipped") or []
-    lines += ["", f"Skipped files: {len(skipped)}" + (" (see report.html and skipped.csv)." if skipped else "."),
-              "", "Full report with plots: report.html. Machine-readable: metrics.json.", ""]
+    lines += [
+        "",
+        f"Skipped files: {len(skipped)}" + (" (see report.html and skipped.csv)." if skipped else "."),
+        "",
+        "Full report with plots: report.html. Machine-readable: metrics.json.",
+        "",
+    ]
     return "\n".join(lines)

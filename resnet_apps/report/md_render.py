@@ -1,8 +1,8 @@
 """A small, safe Markdown-to-HTML converter for data cards (headings, paragraphs, lists, tables, code, links).
 
-Safety first: every piece of text is ``html.escape``d BEFORE any markup is added, raw HTML in the card is shown
-as text, and links keep only http(s), mailto and relative targets (no ``javascript:``). That is all a data card
-needs, so the report carries no Markdown dependency.
+Safety first: every piece of text is ``html.escape``d BEFORE any markup is added, raw HTML in the card is
+shown as text, and links keep only http(s), mailto and relative targets (no ``javascript:``). That is all a
+data card needs, so the report carries no Markdown dependency.
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def markdown_to_html(markdown: str, heading_offset: int = 2) -> str:
             while i < len(lines) and (m := pattern.match(lines[i])):
                 item = m.group(1)
                 # continuation lines of the same item are indented
-                while i + 1 < len(lines) and lines[i + 1].startswith("  ") and not pattern.match(lines[i + 1]):
+                while (
+                    i + 1 < len(lines) and lines[i + 1].startswith("  ") and not pattern.match(lines[i + 1])
+                ):
                     i += 1
                     item += " " + lines[i].strip()
                 items.append(f"<li>{inline(item)}</li>")

@@ -12,8 +12,18 @@ from typing import Any
 
 DPI = 110
 # line colours that stay distinguishable in print (matplotlib's tab10)
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf"]
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 
 
 def _figure(width: float, height: float) -> Any:
@@ -35,11 +45,20 @@ def history_png(history: list[dict[str, Any]], metric_label: str = "validation m
     epochs = [h["epoch"] for h in history]
     fig = _figure(8.0, 3.0)
     loss_ax, metric_ax = fig.subplots(1, 2)
-    for key, label, colour in (("train_loss", "training", PALETTE[0]), ("val_loss", "validation", PALETTE[1])):
+    for key, label, colour in (
+        ("train_loss", "training", PALETTE[0]),
+        ("val_loss", "validation", PALETTE[1]),
+    ):
         values = [h.get(key) for h in history]
         if any(v is not None for v in values):
-            loss_ax.plot(epochs, [float("nan") if v is None else v for v in values], "o-", ms=3, label=label,
-                         color=colour)
+            loss_ax.plot(
+                epochs,
+                [float("nan") if v is None else v for v in values],
+                "o-",
+                ms=3,
+                label=label,
+                color=colour,
+            )
     loss_ax.set_xlabel("epoch (count)")
     loss_ax.set_ylabel("loss (unitless, mean per image)")
     loss_ax.set_title("Loss")
@@ -77,9 +96,22 @@ def confusion_png(matrix: list[list[int]], labels: list[str], unit: str = "image
         for i in range(k):
             for j in range(k):
                 count = int(cm[i, j])
-                text = f"{count / 1e6:.1f}M" if count >= 1e6 else f"{count / 1e3:.0f}k" if count >= 1e4 else str(count)
-                ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                        color="white" if share[i, j] > 0.5 else "black")
+                text = (
+                    f"{count / 1e6:.1f}M"
+                    if count >= 1e6
+                    else f"{count / 1e3:.0f}k"
+                    if count >= 1e4
+                    else str(count)
+                )
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
     return _png(fig)
 
 
@@ -93,8 +125,12 @@ def roc_png(curves: list[dict[str, Any]], title: str = "ROC curve") -> bytes | N
     for i, c in enumerate(curves):
         auc = "n/a" if c.get("auc") is None else f"{c['auc']:.3f}"
         ax.plot(c["fpr"], c["tpr"], color=PALETTE[i % 10], lw=1.5, label=f"{c['label']} (AUROC {auc})")
-    _unit_square(ax, "false positive rate = 1 - specificity (fraction)", "true positive rate = sensitivity "
-                 "(fraction)", title)
+    _unit_square(
+        ax,
+        "false positive rate = 1 - specificity (fraction)",
+        "true positive rate = sensitivity (fraction)",
+        title,
+    )
     ax.legend(fontsize=7, loc="lower right")
     return _png(fig)
 
@@ -128,13 +164,22 @@ def reliability_png(calibration: dict[str, Any]) -> bytes | None:
     freq = [b["observed_frequency"] for b in bins]
     ax.plot(conf, freq, "o-", color=PALETTE[3], label=f"model (ECE {calibration.get('ece', 0):.3f})")
     kind = calibration.get("kind", "")
-    _unit_square(ax, "mean predicted probability (fraction)",
-                 "observed frequency (fraction)" + (", top label correct" if kind == "top-label" else ""),
-                 "Reliability diagram", square=False)
+    _unit_square(
+        ax,
+        "mean predicted probability (fraction)",
+        "observed frequency (fraction)" + (", top label correct" if kind == "top-label" else ""),
+        "Reliability diagram",
+        square=False,
+    )
     counts_ax = ax.twinx()
     width = 1.0 / calibration.get("n_bins", 10)
-    counts_ax.bar([b["lo"] + width / 2 for b in bins], [b["count"] for b in bins], width=width * 0.9,
-                  color="grey", alpha=0.2)
+    counts_ax.bar(
+        [b["lo"] + width / 2 for b in bins],
+        [b["count"] for b in bins],
+        width=width * 0.9,
+        color="grey",
+        alpha=0.2,
+    )
     counts_ax.set_ylabel("predictions per bin (count)")
     ax.set_zorder(counts_ax.get_zorder() + 1)
     ax.patch.set_visible(False)
@@ -142,8 +187,13 @@ def reliability_png(calibration: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
-def per_class_png(names: list[str], values: list[float | None], lows: list[float | None],
-                  highs: list[float | None], metric_label: str) -> bytes | None:
+def per_class_png(
+    names: list[str],
+    values: list[float | None],
+    lows: list[float | None],
+    highs: list[float | None],
+    metric_label: str,
+) -> bytes | None:
     """Horizontal bars of one per-class metric with its 95 % interval; None when nothing is defined."""
     if not any(v is not None for v in values):
         return None

@@ -28,12 +28,16 @@ def report_html(doc: dict[str, Any], run_dir: Path) -> str:
         ]
     parts.append(("per-class", "Per-class results", results.per_class(ev)))
     if ev["kind"] == "classification":
-        parts += [("operating-point", "Operating point and what it means", results.operating_point(ev)),
-                  ("gradcam", "Grad-CAM gallery: right and wrong cases", results.gradcam(doc, run_dir))]
+        parts += [
+            ("operating-point", "Operating point and what it means", results.operating_point(ev)),
+            ("gradcam", "Grad-CAM gallery: right and wrong cases", results.gradcam(doc, run_dir)),
+        ]
     else:
         parts.append(("overlays", "Segmentation overlays", results.overlays(doc, run_dir)))
-    parts += [("skipped", "Skipped files", sections.skipped(doc)),
-              ("reproducibility", "Reproducibility", sections.reproducibility(doc))]
+    parts += [
+        ("skipped", "Skipped files", sections.skipped(doc)),
+        ("reproducibility", "Reproducibility", sections.reproducibility(doc)),
+    ]
     created = f", created {run['created']}" if run.get("created") else ""
     subtitle = f"{run['task']} ({ev.get('mode')}), recipe {run.get('recipe', '?')}{created}"
     return page(f"{run['name']}: evaluation report", subtitle, parts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from resnet_apps.report import plots
-from resnet_apps.report.html import esc, figure, fmt, fmt_ci, table
+from resnet_apps.report.html import esc, figure, fmt, table
 from resnet_apps.report.md_render import markdown_to_html
 
 LOWER_IS_BETTER = ("brier", "ece")
@@ -20,18 +20,25 @@ def describe_bootstrap(ev: dict[str, Any]) -> str:
     b = ev.get("bootstrap") or {}
     if not b.get("n_boot"):
         return "No bootstrap was run: point estimates only."
-    unit = {"group": "whole groups (patients / tiles / scenes)", "image": "images",
-            "sample": "individual images"}.get(b.get("unit", ""), esc(b.get("unit")))
-    return (f"{round(100 * b.get('ci', 0.95))} % confidence intervals: percentile bootstrap, "
-            f"{b['n_boot']:,} resamples of {b.get('n_units', '?'):,} {unit}, seed {b.get('seed')}.")
+    unit = {
+        "group": "whole groups (patients / tiles / scenes)",
+        "image": "images",
+        "sample": "individual images",
+    }.get(b.get("unit", ""), esc(b.get("unit")))
+    return (
+        f"{round(100 * b.get('ci', 0.95))} % confidence intervals: percentile bootstrap, "
+        f"{b['n_boot']:,} resamples of {b.get('n_units', '?'):,} {unit}, seed {b.get('seed')}."
+    )
 
 
 def _skipped_note(ev: dict[str, Any]) -> str:
     skipped = [f"{r.get('label', r['name'])}: {r['n_skipped']}" for r in ev["headline"] if r.get("n_skipped")]
     if not skipped:
         return ""
-    return (f"<p class=\"note\">Resamples where a metric was undefined (e.g. one class absent, so AUROC "
-            f"cannot be computed) were skipped and counted: {esc('; '.join(skipped))}.</p>")
+    return (
+        f'<p class="note">Resamples where a metric was undefined (e.g. one class absent, so AUROC '
+        f"cannot be computed) were skipped and counted: {esc('; '.join(skipped))}.</p>"
+    )
 
 
 def headline(doc: dict[str, Any]) -> str:
@@ -39,41 +46,58 @@ def headline(doc: dict[str, Any]) -> str:
     anchor = doc.get("anchor") or {}
     groups = f" from {ev['n_groups']:,} groups" if ev.get("n_groups") else ""
     unit = "images" if ev["kind"] == "segmentation" or ev.get("mode") != "multilabel" else "studies"
-    intro = (f"<p>Split <strong>{esc(ev.get('split', 'test'))}</strong>: {ev.get('n_samples', 0):,} {unit}"
-             f"{esc(groups)}. {esc(describe_bootstrap(ev))}</p>")
+    intro = (
+        f"<p>Split <strong>{esc(ev.get('split', 'test'))}</strong>: {ev.get('n_samples', 0):,} {unit}"
+        f"{esc(groups)}. {esc(describe_bootstrap(ev))}</p>"
+    )
     rows = []
     for r in ev["headline"]:
         anchor_cell = "–"
         if anchor.get("metric") == r["name"] and anchor.get("value") is not None:
             anchor_cell = f"{fmt(anchor['value'])}"
-        direction = " (lower is better)" if r["name"] in LOWER_IS_BETTER and "lower" not in r.get("label", "") else ""
-        rows.append([esc(r.get("label", r["name"])) + esc(direction), fmt(r["value"]),
-                     f"{fmt(r['ci_low'])} – {fmt(r['ci_high'])}", anchor_cell])
+        direction = (
+            " (lower is better)" if r["name"] in LOWER_IS_BETTER and "lower" not in r.get("label", "") else ""
+        )
+        rows.append(
+            [
+                esc(r.get("label", r["name"])) + esc(direction),
+                fmt(r["value"]),
+                f"{fmt(r['ci_low'])} – {fmt(r['ci_high'])}",
+                anchor_cell,
+            ]
+        )
     out = intro + table(["Metric", "Ours", "95 % CI", "Published anchor"], rows, numeric={1, 2, 3}, raw=True)
     if anchor:
-        label = next((r.get("label", r["name"]) for r in ev["headline"] if r["name"] == anchor.get("metric")),
-                     anchor.get("metric"))
-        out += (f"<p class=\"note\">Anchor: {esc(label)} = {fmt(anchor.get('value'))} from "
-                f"{esc(anchor.get('source'))}. Its protocol: {esc(anchor.get('protocol', 'not stated'))}. "
-                "Compare only where the protocols match (split, bands, image size, pretraining).</p>")
+        label = next(
+            (r.get("label", r["name"]) for r in ev["headline"] if r["name"] == anchor.get("metric")),
+            anchor.get("metric"),
+        )
+        out += (
+            f'<p class="note">Anchor: {esc(label)} = {fmt(anchor.get("value"))} from '
+            f"{esc(anchor.get('source'))}. Its protocol: {esc(anchor.get('protocol', 'not stated'))}. "
+            "Compare only where the protocols match (split, bands, image size, pretraining).</p>"
+        )
     else:
-        out += "<p class=\"note\">The recipe names no published anchor for this task.</p>"
+        out += '<p class="note">The recipe names no published anchor for this task.</p>'
     return out + _skipped_note(ev)
 
 
 def data_card(doc: dict[str, Any]) -> str:
     card = doc.get("data_card") or {}
     if not card:
-        return "<p class=\"warn box\">No data card was recorded for this run.</p>"
+        return '<p class="warn box">No data card was recorded for this run.</p>'
     front = card.get("front_matter") or {}
-    facts = [[k, ", ".join(map(str, v)) if isinstance(v, list) and all(not isinstance(x, dict) for x in v) else v]
-             for k, v in front.items() if k in ("title", "citation", "licence", "source_url", "modality",
-                                                  "file_format", "checksum")]
+    facts = [
+        [k, ", ".join(map(str, v)) if isinstance(v, list) and all(not isinstance(x, dict) for x in v) else v]
+        for k, v in front.items()
+        if k in ("title", "citation", "licence", "source_url", "modality", "file_format", "checksum")
+    ]
     out = table(["Field", "Value"], facts) if facts else ""
     classes = front.get("classes")
     if isinstance(classes, list) and classes and isinstance(classes[0], dict):
-        out += "<h3>Classes</h3>" + table(["Class", "Definition"],
-                                          [[c.get("name"), c.get("definition")] for c in classes])
+        out += "<h3>Classes</h3>" + table(
+            ["Class", "Definition"], [[c.get("name"), c.get("definition")] for c in classes]
+        )
     limits = front.get("known_limits")
     if limits:
         items = limits if isinstance(limits, list) else [limits]
@@ -86,20 +110,27 @@ def data_card(doc: dict[str, Any]) -> str:
 def split(doc: dict[str, Any]) -> str:
     s = doc.get("split") or {}
     if not s:
-        return "<p class=\"warn box\">No split information was recorded.</p>"
-    out = (f"<p>Method <strong>{esc(s.get('method'))}</strong>, seed {esc(s.get('seed'))}"
-           + (f", group pattern <code>{esc(s['group_pattern'])}</code>" if s.get("group_pattern") else "") + ".</p>")
+        return '<p class="warn box">No split information was recorded.</p>'
+    out = (
+        f"<p>Method <strong>{esc(s.get('method'))}</strong>, seed {esc(s.get('seed'))}"
+        + (f", group pattern <code>{esc(s['group_pattern'])}</code>" if s.get("group_pattern") else "")
+        + ".</p>"
+    )
     leak = s.get("leakage") or {}
     if leak.get("ok") is True:
-        out += ("<p class=\"ok box\">Leakage check passed: no patient / tile group appears in more than one "
-                "split.</p>")
+        out += (
+            '<p class="ok box">Leakage check passed: no patient / tile group appears in more than one '
+            "split.</p>"
+        )
     elif leak.get("ok") is False:
         offending = leak.get("offending_groups") or []
-        out += (f"<p class=\"bad box\">Leakage check FAILED: {len(offending)} group(s) appear in more than one "
-                f"split; the test numbers are optimistic. Hashed groups: {esc(', '.join(map(str, offending[:20])))}"
-                "</p>")
+        out += (
+            f'<p class="bad box">Leakage check FAILED: {len(offending)} group(s) appear in more than one '
+            "split; the test numbers are optimistic. Hashed groups: "
+            f"{esc(', '.join(map(str, offending[:20])))}</p>"
+        )
     else:
-        out += "<p class=\"warn box\">No leakage check was recorded (no groups defined for this data).</p>"
+        out += '<p class="warn box">No leakage check was recorded (no groups defined for this data).</p>'
     counts = s.get("counts") or {}
     if counts:
         splits = list(counts)
@@ -116,45 +147,69 @@ def split(doc: dict[str, Any]) -> str:
 def training(doc: dict[str, Any]) -> str:
     history = doc.get("history") or []
     if not history:
-        return "<p class=\"note\">No training history (this report was made by `evaluate` on a saved model).</p>"
+        return (
+            '<p class="note">No training history (this report was made by `evaluate` on a saved model).</p>'
+        )
     metric = (doc.get("run") or {}).get("metric") or "validation metric"
-    out = figure(plots.history_png(history, metric), "training and validation loss and metric per epoch",
-                 "Loss per epoch and the validation metric used to keep the best checkpoint.")
+    out = figure(
+        plots.history_png(history, metric),
+        "training and validation loss and metric per epoch",
+        "Loss per epoch and the validation metric used to keep the best checkpoint.",
+    )
     last = history[-1]
     seconds = sum(h.get("seconds") or 0 for h in history)
     speed = [h["images_per_s"] for h in history if h.get("images_per_s")]
-    out += (f"<p class=\"note\">{len(history)} epochs, {seconds / 60:.1f} min in total"
-            + (f", {sum(speed) / len(speed):.0f} images/s on average" if speed else "")
-            + f"; last epoch: train loss {fmt(last.get('train_loss'))}, validation loss {fmt(last.get('val_loss'))}"
-            f", {esc(metric)} {fmt(last.get('val_metric'))}.</p>")
+    out += (
+        f'<p class="note">{len(history)} epochs, {seconds / 60:.1f} min in total'
+        + (f", {sum(speed) / len(speed):.0f} images/s on average" if speed else "")
+        + f"; last epoch: train loss {fmt(last.get('train_loss'))}, "
+        f"validation loss {fmt(last.get('val_loss'))}, {esc(metric)} {fmt(last.get('val_metric'))}.</p>"
+    )
     return out
 
 
 def skipped(doc: dict[str, Any]) -> str:
     items = doc.get("skipped") or []
     if not items:
-        return "<p class=\"ok box\">No file was skipped: every file listed for this run was read.</p>"
+        return '<p class="ok box">No file was skipped: every file listed for this run was read.</p>'
     rows = [[item["path"], item["reason"]] for item in items[:200]]
-    more = f"<p class=\"note\">… and {len(items) - 200} more (see skipped.csv).</p>" if len(items) > 200 else ""
-    return (f"<p class=\"warn box\">{len(items)} file(s) were skipped and are not in any number above.</p>"
-            + table(["File", "Reason"], rows) + more)
+    more = f'<p class="note">… and {len(items) - 200} more (see skipped.csv).</p>' if len(items) > 200 else ""
+    return (
+        f'<p class="warn box">{len(items)} file(s) were skipped and are not in any number above.</p>'
+        + table(["File", "Reason"], rows)
+        + more
+    )
 
 
 def reproducibility(doc: dict[str, Any]) -> str:
     r = doc.get("reproducibility") or {}
     if not r:
-        return "<p class=\"warn box\">No reproducibility record: versions and hashes are unknown.</p>"
+        return '<p class="warn box">No reproducibility record: versions and hashes are unknown.</p>'
     used = r.get("imagenet_weights_used")
     source = r.get("weights_source") or "none"
     if used is True:
-        out = f"<p class=\"ok box\">ImageNet-pretrained weights were used (source: {esc(source)}).</p>"
+        out = f'<p class="ok box">ImageNet-pretrained weights were used (source: {esc(source)}).</p>'
     elif used is False:
         start = "random initialisation (no pretrained weights)" if source in ("none", "scratch") else source
-        out = (f"<p class=\"bad box\">ImageNet weights were NOT used: the backbone started from {esc(start)}. "
-               "Numbers are not comparable with ImageNet-pretrained anchors.</p>")
+        out = (
+            f'<p class="bad box">ImageNet weights were NOT used: the backbone started from {esc(start)}. '
+            "Numbers are not comparable with ImageNet-pretrained anchors.</p>"
+        )
     else:
-        out = "<p class=\"warn box\">Whether ImageNet weights were used was not recorded.</p>"
-    rows = [[key, r.get(key)] for key in ("git_commit", "recipe_hash", "data_hash", "seed", "weights_source",
-                                          "deterministic", "device", "command") if key in r]
+        out = '<p class="warn box">Whether ImageNet weights were used was not recorded.</p>'
+    rows = [
+        [key, r.get(key)]
+        for key in (
+            "git_commit",
+            "recipe_hash",
+            "data_hash",
+            "seed",
+            "weights_source",
+            "deterministic",
+            "device",
+            "command",
+        )
+        if key in r
+    ]
     rows += [[f"version: {name}", version] for name, version in sorted((r.get("versions") or {}).items())]
     return out + table(["Item", "Value"], rows)
