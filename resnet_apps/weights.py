@@ -22,7 +22,6 @@ Fetch / verify / list for the ``resnet-apps weights`` commands live in ``weights
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -170,26 +169,40 @@ def find_local(tag: str) -> tuple[Path, str] | None:
 # --- the network, only when reachable ---------------------------------------------------------------
 
 
+def hub_endpoint() -> str:
+    """The Hugging Face endpoint (honours HF_ENDPOINT mirrors)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
 def hub_host() -> str:
-    """Host name of the Hugging Face endpoint (honours HF_ENDPOINT mirrors)."""
-    return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    """Host name of the Hugging Face endpoint."""
+    return urlparse(hub_endpoint()).hostname or "huggingface.co"
 
 
-def hub_reachable(host: str | None = None, port: int = 443, timeout: float = REACHABILITY_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to the hub opens within ``timeout`` seconds.
+def hub_reachable(url: str | None = None, timeout: float = REACHABILITY_TIMEOUT_S) -> bool:
+    """Whether the hub answers an HTTPS HEAD request within about ``timeout`` seconds.
 
-    ``HF_HUB_OFFLINE=1`` answers False at once. The probe runs in a daemon thread so that a DNS lookup
-    that hangs (getaddrinfo ignores socket timeouts) cannot hold the caller past ``timeout + 0.5`` s.
+    ``HF_HUB_OFFLINE=1`` answers False at once, without a packet. A TCP connect alone is not enough:
+    sandboxes and captive proxies accept connections to any address and then stall, which would send the
+    hub client into its minute of retries. Any HTTP answer (even 404) counts as reachable; proxies named in
+    HTTPS_PROXY are used as the hub client would. The probe runs in a daemon thread so that a hanging DNS
+    lookup (getaddrinfo ignores socket timeouts) cannot hold the caller past ``timeout + 0.5`` s.
     """
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         return False
+    import urllib.error  # noqa: PLC0415 - only on the way to the network
+    import urllib.request  # noqa: PLC0415
+
     result: list[bool] = []
 
     def probe() -> None:
+        request = urllib.request.Request(url or hub_endpoint(), method="HEAD")
         try:
-            with socket.create_connection((host or hub_host(), port), timeout=timeout):
+            with urllib.request.urlopen(request, timeout=timeout):
                 result.append(True)
-        except Exception:  # any failure (DNS, refused, blocked, timeout) means "not reachable"
+        except urllib.error.HTTPError:  # the server answered, with an error status: reachable
+            result.append(True)
+        except Exception:  # DNS failure, refused, blocked, TLS stall, timeout: not reachable
             result.append(False)
 
     worker = threading.Thread(target=probe, daemon=True)

@@ -18,7 +18,7 @@ from timm.models import adapt_input_conv
 
 from resnet_apps import create_backbone
 from resnet_apps.errors import ChecksumError, WeightsFormatError, WeightsUnavailableError
-from resnet_apps.weights import find_local, resolve_weights, rgb_band_conv1
+from resnet_apps.weights import find_local, hub_reachable, resolve_weights, rgb_band_conv1
 from resnet_apps.weights_store import list_weights, record_file, verify_weights
 
 
@@ -238,6 +238,28 @@ def test_offline_imagenet_fails_fast(blocked_sockets, monkeypatch, offline_flag:
     assert "RESNET_APPS_WEIGHTS_DIR" in message
     assert "resnet-apps weights fetch resnet50.a1_in1k" in message
     assert (blocked_sockets == []) == offline_flag  # HF_HUB_OFFLINE=1: not even a probe
+
+
+def test_probe_needs_an_http_answer(monkeypatch) -> None:
+    """A server that answers (even 404) is reachable; one that accepts and then stalls is not."""
+    import http.server
+    import threading
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")  # talk to the local servers directly
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)  # answers 501
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    staller = socket.create_server(("127.0.0.1", 0))  # accepts connections, never replies
+    try:
+        assert hub_reachable(f"http://127.0.0.1:{server.server_port}/", timeout=2.0)
+        start = time.perf_counter()
+        assert not hub_reachable(f"http://127.0.0.1:{staller.getsockname()[1]}/", timeout=0.5)
+        assert time.perf_counter() - start < 1.5  # timeout + 0.5 s at most
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        assert not hub_reachable(f"http://127.0.0.1:{server.server_port}/")  # the flag wins
+    finally:
+        server.shutdown()
+        staller.close()
 
 
 def test_none_never_touches_network(blocked_sockets) -> None:
