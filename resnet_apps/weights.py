@@ -138,11 +138,8 @@ def find_local(tag: str) -> tuple[Path, str] | None:
 
     explicit = os.environ.get("RESNET_APPS_WEIGHTS_DIR")
     for folder in search_dirs():
-        where = (
-            "RESNET_APPS_WEIGHTS_DIR"
-            if explicit and folder == Path(explicit).expanduser()
-            else ("resnet_apps cache")
-        )
+        is_env_dir = bool(explicit) and folder == Path(str(explicit)).expanduser()
+        where = "RESNET_APPS_WEIGHTS_DIR" if is_env_dir else "resnet_apps cache"
         candidates = [folder / f"{tag}{suffix}" for suffix in WEIGHT_SUFFIXES]
         for sub in (folder / tag, folder / "timm" / tag):
             candidates += [sub / name for name in HUB_FILENAMES]
