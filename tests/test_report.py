@@ -65,6 +65,7 @@ def test_binary_report_sections_and_self_contained(runs: dict[str, Path], tmp_pa
     assert "Content-Security-Policy" in html and "@media print" in html
     # anchor beside ours, with its protocol; the operating-point sentence; leakage check; skipped file escaped
     assert "0.968" in html and "official 624-image test split" in html
+    assert '<th class="num">Validation</th>' in html  # validation values beside the test ones
     assert re.search(r"At threshold [0-9.]+, 96 % of PNEUMONIA cases are flagged", html)
     assert "Leakage check passed" in html and "IM-0001 &lt;corrupt&gt;.jpeg" in html
     assert "ImageNet-pretrained weights were used" in html
@@ -144,6 +145,21 @@ def test_write_and_load_metrics(runs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="evaluation: missing"):
         write_metrics(tmp_path / "bad", {"run": {"name": "x", "task": "classification"}})
     assert not (tmp_path / "bad" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("metric", "mode_names", "row"),
+    [
+        ("auroc", ["macro_auroc", "brier"], "macro_auroc"),  # multi-label reports the macro mean
+        ("auroc", ["auroc", "average_precision"], "auroc"),  # binary: itself
+        ("iou", ["miou", "pixel_accuracy"], "miou"),
+        ("accuracy", ["accuracy", "kappa"], "accuracy"),
+        ("top5", ["accuracy"], None),  # no such row: shown in the note only
+    ],
+)
+def test_anchor_row(metric: str, mode_names: list[str], row: str | None) -> None:
+    ev = {"headline": [{"name": n} for n in mode_names]}
+    assert sections.anchor_row(ev, {"metric": metric}) == row
 
 
 def test_markdown_converter_is_safe_and_simple() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resnet_apps.report.sections import describe_bootstrap
+from resnet_apps.report.sections import anchor_row, describe_bootstrap
 
 
 def _f(value: Any) -> str:
@@ -32,8 +32,9 @@ def report_markdown(doc: dict[str, Any]) -> str:
         "| Metric | Ours | 95 % CI | Published anchor |",
         "|---|---:|---:|---:|",
     ]
+    target = anchor_row(ev, anchor)
     for r in ev["headline"]:
-        ref = _f(anchor.get("value")) if anchor.get("metric") == r["name"] else "–"
+        ref = _f(anchor.get("value")) if r["name"] == target else "–"
         lines.append(
             f"| {_cell(r.get('label', r['name']))} | {_f(r['value'])} | {_f(r['ci_low'])} – "
             f"{_f(r['ci_high'])} | {ref} |"

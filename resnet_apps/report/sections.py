@@ -41,39 +41,58 @@ def _skipped_note(ev: dict[str, Any]) -> str:
     )
 
 
+# recipe anchor metric names -> our headline names (a recipe says "auroc"; multi-label reports its macro mean)
+ANCHOR_ALIASES = {
+    "auroc": ("auroc", "macro_auroc"),
+    "auc": ("auroc", "macro_auroc"),
+    "ap": ("average_precision", "macro_average_precision"),
+    "map": ("macro_average_precision", "average_precision"),
+    "f1": ("macro_f1",),
+    "iou": ("miou",),
+    "dice": ("mean_dice",),
+    "oa": ("accuracy",),
+}
+
+
+def anchor_row(ev: dict[str, Any], anchor: dict[str, Any]) -> str | None:
+    """The headline ``name`` the recipe's anchor metric refers to, or None when there is no such row."""
+    names = [r["name"] for r in ev["headline"]]
+    metric = str(anchor.get("metric", "")).lower()
+    for candidate in (metric, *ANCHOR_ALIASES.get(metric, ())):
+        if candidate in names:
+            return candidate
+    return None
+
+
 def headline(doc: dict[str, Any]) -> str:
     ev = doc["evaluation"]
     anchor = doc.get("anchor") or {}
+    target = anchor_row(ev, anchor)
+    val = {r["name"]: r for r in (doc.get("validation") or {}).get("headline", [])}
     groups = f" from {ev['n_groups']:,} groups" if ev.get("n_groups") else ""
-    unit = "images" if ev["kind"] == "segmentation" or ev.get("mode") != "multilabel" else "studies"
     intro = (
-        f"<p>Split <strong>{esc(ev.get('split', 'test'))}</strong>: {ev.get('n_samples', 0):,} {unit}"
+        f"<p>Split <strong>{esc(ev.get('split', 'test'))}</strong>: {ev.get('n_samples', 0):,} images"
         f"{esc(groups)}. {esc(describe_bootstrap(ev))}</p>"
     )
     rows = []
     for r in ev["headline"]:
-        anchor_cell = "–"
-        if anchor.get("metric") == r["name"] and anchor.get("value") is not None:
-            anchor_cell = f"{fmt(anchor['value'])}"
-        direction = (
-            " (lower is better)" if r["name"] in LOWER_IS_BETTER and "lower" not in r.get("label", "") else ""
-        )
-        rows.append(
-            [
-                esc(r.get("label", r["name"])) + esc(direction),
-                fmt(r["value"]),
-                f"{fmt(r['ci_low'])} – {fmt(r['ci_high'])}",
-                anchor_cell,
-            ]
-        )
-    out = intro + table(["Metric", "Ours", "95 % CI", "Published anchor"], rows, numeric={1, 2, 3}, raw=True)
+        anchor_cell = fmt(anchor["value"]) if r["name"] == target and anchor.get("value") is not None else "–"
+        lower = r["name"] in LOWER_IS_BETTER and "lower" not in r.get("label", "")
+        row = [
+            esc(r.get("label", r["name"])) + (" (lower is better)" if lower else ""),
+            f"<strong>{fmt(r['value'])}</strong>",
+            f"{fmt(r['ci_low'])} – {fmt(r['ci_high'])}",
+            anchor_cell,
+        ]
+        if val:
+            row.append(fmt(val.get(r["name"], {}).get("value")))
+        rows.append(row)
+    headers = ["Metric", "Ours (test)", "95 % CI", "Published anchor"] + (["Validation"] if val else [])
+    out = intro + table(headers, rows, numeric=set(range(1, len(headers))), raw=True)
     if anchor:
-        label = next(
-            (r.get("label", r["name"]) for r in ev["headline"] if r["name"] == anchor.get("metric")),
-            anchor.get("metric"),
-        )
+        label = next((r.get("label", r["name"]) for r in ev["headline"] if r["name"] == target), None)
         out += (
-            f'<p class="note">Anchor: {esc(label)} = {fmt(anchor.get("value"))} from '
+            f'<p class="note">Anchor: {esc(label or anchor.get("metric"))} = {fmt(anchor.get("value"))} from '
             f"{esc(anchor.get('source'))}. Its protocol: {esc(anchor.get('protocol', 'not stated'))}. "
             "Compare only where the protocols match (split, bands, image size, pretraining).</p>"
         )
