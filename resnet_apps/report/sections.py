@@ -64,6 +64,15 @@ def anchor_row(ev: dict[str, Any], anchor: dict[str, Any]) -> str | None:
     return None
 
 
+def _ci_cell(row: dict[str, Any]) -> str:
+    """'low – high', or why there is no interval."""
+    if row.get("ci_low") is not None and row.get("ci_high") is not None:
+        return f"{fmt(row['ci_low'])} – {fmt(row['ci_high'])}"
+    if row.get("n_skipped") and not row.get("n_valid"):
+        return "undefined in every resample"
+    return "–"
+
+
 def headline(doc: dict[str, Any]) -> str:
     ev = doc["evaluation"]
     anchor = doc.get("anchor") or {}
@@ -81,7 +90,7 @@ def headline(doc: dict[str, Any]) -> str:
         row = [
             esc(r.get("label", r["name"])) + (" (lower is better)" if lower else ""),
             f"<strong>{fmt(r['value'])}</strong>",
-            f"{fmt(r['ci_low'])} – {fmt(r['ci_high'])}",
+            _ci_cell(r),
             anchor_cell,
         ]
         if val:
