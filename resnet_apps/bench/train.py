@@ -1,13 +1,105 @@
-"""Benchmark placeholder for train (the owner replaces this file)."""
+"""Training throughput: the full pipeline (read, augment, step) against a bare timm step on the same tensors.
+
+``resnet-apps bench train RECIPE [--steps 20] [--set model.backbone=resnet18]`` prints images/s of
+
+* ``pipeline``: our DataLoader (file reading, scaling, normalisation, augmentation) + our model's
+  forward/backward/optimiser step, exactly as ``train`` runs it;
+* ``bare timm``: ``timm.create_model(backbone, in_chans, num_classes)`` forward/backward/AdamW step on
+  the very batches the pipeline produced, already in memory (no loading at all);
+
+and their ratio (the aim is >= 0.9 once the OS file cache is warm: a first pass over the batches warms it).
+Weights do not change speed, so the model is built with ``weights: none`` (no network, no files).
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this benchmark's options."""
+    parser.add_argument("recipe", help="recipe YAML")
+    parser.add_argument("--steps", type=int, default=20, help="timed optimiser steps per measurement")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (allocator, caches)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override, e.g. --set model.backbone=resnet18 --set train.batch_size=16")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("bench train is not built yet")
+    import itertools
+
+    import timm
+    import torch
+    from torch.utils.data import DataLoader
+
+    from resnet_apps.recipe import load_recipe
+    from resnet_apps.train_data import RecipeDataset, collate, normalisation, split_records
+    from resnet_apps.train_setup import autocast_context, build_loss, build_optimizer, build_recipe_model, task_mode
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = load_recipe(args.recipe, [*args.overrides, "model.weights=none"])
+    split = split_records(recipe)
+    names, mean, std, _ = normalisation(recipe, split.train)
+    k = len(split.classes)
+    mode = task_mode(recipe, k)
+    model, info = build_recipe_model(recipe, len(names), k, names, log=lambda *a: None)
+    criterion = build_loss(recipe, mode, None)
+    optimizer = build_optimizer(recipe, model)
+    dataset = RecipeDataset(split.train, recipe, (mean, std), k, train=True)
+    batch = recipe.train.batch_size
+    needed = args.warmup + args.steps
+    order = list(itertools.islice(itertools.cycle(range(len(dataset))), needed * batch))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    criterion.to(device)
+
+    def step(net: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, target: torch.Tensor) -> None:
+        images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        with autocast_context(recipe.train.precision, device):
+            logits = net(images)
+        loss = criterion(logits.float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # time the step, not its queueing
+
+    def loader() -> DataLoader:
+        return DataLoader(dataset, batch_size=batch, sampler=order, num_workers=recipe.train.num_workers,
+                          collate_fn=collate, drop_last=True)
+
+    batches = [(b["image"], b["mask"] if mode == "segmentation" else b["label"]) for b in loader()]  # warms caches
+    model.train()
+    started = None
+    for i, b in enumerate(loader()):
+        if i == args.warmup:
+            started = time.perf_counter()
+        step(model, optimizer, b["image"], b["mask"] if mode == "segmentation" else b["label"])
+    pipeline = args.steps * batch / (time.perf_counter() - (started or time.perf_counter()))
+
+    if mode == "segmentation":
+        # timm has no FPN: the bare reference is our own segmentation model on in-memory tensors
+        bare, name = build_recipe_model(recipe, len(names), k, names, log=lambda *a: None)[0], "bare model"
+    else:
+        bare = timm.create_model(recipe.model.backbone, pretrained=False, in_chans=len(names),
+                                 num_classes=info["num_classes"])
+        name = "bare timm"
+    bare.to(device).train()
+    bare_opt = torch.optim.AdamW(bare.parameters(), lr=recipe.train.lr)
+    for i, (images, target) in enumerate(batches):
+        if i == args.warmup:
+            started = time.perf_counter()
+        step(bare, bare_opt, images, target)
+    reference = args.steps * batch / (time.perf_counter() - (started or time.perf_counter()))
+
+    shape = tuple(batches[0][0].shape)
+    print(f"recipe {recipe.name}: {recipe.model.backbone}, batch {shape} ({recipe.train.precision}), "
+          f"{args.steps} timed steps, {torch.get_num_threads()} torch threads, "
+          f"{recipe.train.num_workers} loader workers, {device}")
+    print(f"  pipeline (read + augment + step): {pipeline:8.1f} images/s")
+    print(f"  {name} step on the same tensors:  {reference:8.1f} images/s")
+    print(f"  ratio pipeline / {name}:          {pipeline / reference:8.2f}")
+    return 0
