@@ -30,7 +30,7 @@ class MeanModel(torch.nn.Module):
 
 def _meta(task: str, mean: float, std: float, bands: int = 2) -> dict:
     return {
-        "task": task, "model": {"in_chans": bands, "num_classes": 2}, "classes": ["up", "down"],
+        "task": task, "model": {"in_chans": bands, "num_classes": 2}, "classes": ["up", "down"], "positive_class": "down",
         "preprocessing": {"bands": None, "scale": 0.5, "mean": [mean] * bands, "std": [std] * bands, "image_size": 8},
         "operating_threshold": 0.5,
     }
@@ -79,7 +79,8 @@ def test_segmentation_probabilities_are_exact(scene, tmp_path: Path, overlap: fl
         c = cls.read(1)
     np.testing.assert_allclose(p[valid], expected[valid], atol=1e-5)
     assert np.isnan(p[~valid]).all()
-    np.testing.assert_array_equal(c[valid], np.where(expected[valid] >= 0.5, 0, 1))
+    # binary at the operating point: "down" (1) where p(down) = 1 - p(up) >= 0.5 (ties, x = 0, go to "down")
+    np.testing.assert_array_equal(c[valid], np.where(1 - expected[valid] >= 0.5, 1, 0))
     assert (c[~valid] == 255).all()
 
 
@@ -100,7 +101,7 @@ def test_classification_map_at_chip_stride(scene, tmp_path: Path) -> None:
     # cell (2, 3): rows 16..23, cols 24..31, fully valid
     expected = 1 / (1 + np.exp(-x[16:24, 24:32].mean()))
     assert abs(p[2, 3] / 254 - expected) <= 0.5 / 254 + 1e-6
-    assert c[2, 3] == (0 if expected >= 0.5 else 1)
+    assert c[2, 3] == (1 if 1 - expected >= 0.5 else 0)
     # cell (0, 0) lies in the 11-px collar (cols 0..7): nodata; cell (0, 1) has cols 8..15, 3 of 8 nodata: valid
     assert c[0, 0] == 255 and p[0, 0] == 255
     assert c[0, 1] != 255

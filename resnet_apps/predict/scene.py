@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from resnet_apps.predict.decision import Decision
 from resnet_apps.predict.preprocess import Preprocessing
 from resnet_apps.io import GeoTiffWriter, open_geotiff_writer
 from resnet_apps.predict.raster import SceneReader, class_dtype
@@ -32,18 +33,17 @@ from resnet_apps.predict.tiling import count_tiles, iter_blocks, plan_grid, pred
 PROBABILITY_FORMATS = (None, "float32", "uint8")
 
 
-def activation_for(meta: Mapping[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Logits -> probabilities along dim 1: sigmoid for one output or multi-label, else softmax."""
-    num = int(meta.get("model", {}).get("num_classes", 2))
-    if num == 1 or meta.get("model", {}).get("multilabel"):
-        return torch.sigmoid
-    return lambda logits: torch.softmax(logits, dim=1)
+def probabilities_to_classes(prob: np.ndarray, decision: Decision) -> np.ndarray:
+    """[K, ...] probabilities -> class indexes [...] at the checkpoint's operating point.
 
-
-def probabilities_to_classes(prob: np.ndarray, threshold: float) -> np.ndarray:
-    """[K, ...] probabilities -> class indexes [...]; one output is thresholded at the operating point."""
+    One output: class 1 where p >= threshold. Two classes: the positive class where its probability
+    reaches the threshold. More: the most probable class.
+    """
     if prob.shape[0] == 1:
-        return (prob[0] >= threshold).astype(np.int64)
+        return (prob[0] >= decision.threshold).astype(np.int64)
+    if decision.binary:
+        positive = prob[decision.positive_index] >= decision.threshold
+        return np.where(positive, decision.positive_index, 1 - decision.positive_index)
     return prob.argmax(axis=0)
 
 
@@ -135,19 +135,16 @@ def predict_scene(
     device = torch.device(device)
     model = model.to(device).eval()
     clock = [0.0]
-    predictor = _timed_predictor(model, activation_for(meta), device, clock)
-    threshold = float(meta.get("operating_threshold") or 0.5)
-    num_outputs = int(meta.get("model", {}).get("num_classes", 2))
-    num_classes = max(num_outputs, 2)
-    classes = [str(c) for c in meta.get("classes") or []]
+    decision = Decision.from_meta(meta)
+    predictor = _timed_predictor(model, decision.probabilities, device, clock)
     start = time.perf_counter()
     with SceneReader(src, pre) as reader:
         if task == "segmentation":
             tiles = _segment(reader, predictor, out_dir, tile or 256, overlap, block, batch_size, blend,
-                             probabilities, num_outputs, num_classes, classes, threshold, progress)
+                             probabilities, decision, progress)
         elif task == "classification":
             tiles = _classify(reader, predictor, out_dir, tile or pre.image_size or 64, overlap, block,
-                              batch_size, probabilities, num_outputs, num_classes, classes, threshold, progress)
+                              batch_size, probabilities, decision, progress)
         else:
             raise ValueError(f"{src}: meta['task'] is {task!r}; expected 'segmentation' or 'classification'")
         shape = (reader.height, reader.width)
@@ -161,17 +158,17 @@ def predict_scene(
     }
 
 
-def _open_writers(reader: SceneReader, out_dir: Path, scale: int, probabilities: str | None, num_outputs: int,
-                  num_classes: int, classes: list[str]) -> tuple[GeoTiffWriter, GeoTiffWriter | None]:
+def _open_writers(reader: SceneReader, out_dir: Path, scale: int, probabilities: str | None,
+                  decision: Decision) -> tuple[GeoTiffWriter, GeoTiffWriter | None]:
     """Class (and probability) COG writers on the scene's grid, or one ``scale`` times coarser."""
     stem = reader.path.name.split(".")[0]
     like = reader.output_like(scale)
-    dtype, nodata = class_dtype(num_classes)
+    dtype, nodata = class_dtype(len(decision.classes))
     cls = open_geotiff_writer(out_dir / f"{stem}_class.tif", like=like, count=1, dtype=dtype, nodata=nodata)
     prob = None
     if probabilities:
-        names = classes if len(classes) == num_outputs else [f"class{k}" for k in range(num_outputs)]
-        prob = open_geotiff_writer(out_dir / f"{stem}_prob.tif", like=like, count=num_outputs, dtype=probabilities,
+        names = decision.columns()
+        prob = open_geotiff_writer(out_dir / f"{stem}_prob.tif", like=like, count=len(names), dtype=probabilities,
                                    nodata=float("nan") if probabilities == "float32" else 255, band_names=names)
     return cls, prob
 
@@ -200,10 +197,10 @@ def _window(span: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
 
 
 def _write(writers: tuple[GeoTiffWriter, GeoTiffWriter | None], prob: np.ndarray, valid: np.ndarray,
-           span: tuple[int, int, int, int], threshold: float) -> None:
+           span: tuple[int, int, int, int], decision: Decision) -> None:
     """Write classes (nodata where not valid) and, if asked, probabilities [K, h, w] at ``span``."""
     cls_writer, prob_writer = writers
-    classes = probabilities_to_classes(prob, threshold).astype(cls_writer.dtype)
+    classes = probabilities_to_classes(prob, decision).astype(cls_writer.dtype)
     classes[~valid] = cls_writer.nodata
     cls_writer.write(classes[None], _window(span))
     if prob_writer is not None:
@@ -211,11 +208,10 @@ def _write(writers: tuple[GeoTiffWriter, GeoTiffWriter | None], prob: np.ndarray
 
 
 def _segment(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int, overlap: float, block: int,
-             batch_size: int, blend: str, probabilities: str | None, num_outputs: int, num_classes: int,
-             classes: list[str], threshold: float, progress: bool) -> int:
+             batch_size: int, blend: str, probabilities: str | None, decision: Decision, progress: bool) -> int:
     grid = plan_grid(tile, overlap, block)
     total = count_tiles(reader.height, reader.width, grid)
-    writers = _open_writers(reader, out_dir, 1, probabilities, num_outputs, num_classes, classes)
+    writers = _open_writers(reader, out_dir, 1, probabilities, decision)
     with ExitStack() as stack, _progress(total, progress, reader.path.name) as bar:
         for writer in writers:
             if writer is not None:
@@ -225,20 +221,19 @@ def _segment(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int,
             out = predict_window(torch.from_numpy(x)[None], predictor, grid, batch_size, blend)[0]
             del x  # free the block input before the core is cut and written
             rows, cols = blk.core_in_read
-            _write(writers, out[:, rows, cols].numpy(), valid[rows, cols], blk.core, threshold)
+            _write(writers, out[:, rows, cols].numpy(), valid[rows, cols], blk.core, decision)
             del out
             bar.update(grid.tiles_along(blk.read[1] - blk.read[0]) * grid.tiles_along(blk.read[3] - blk.read[2]))
     return total
 
 
 def _classify(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int, overlap: float, block: int,
-              batch_size: int, probabilities: str | None, num_outputs: int, num_classes: int,
-              classes: list[str], threshold: float, progress: bool) -> int:
+              batch_size: int, probabilities: str | None, decision: Decision, progress: bool) -> int:
     stride = max(int(tile * (1 - overlap)), 1)
     offset = (stride - tile) // 2  # chips are centred on their cell (offset <= 0 when chips overlap)
     out_h, out_w = math.ceil(reader.height / stride), math.ceil(reader.width / stride)
     cells = max(block // stride, 1)  # cells per block side
-    writers = _open_writers(reader, out_dir, stride, probabilities, num_outputs, num_classes, classes)
+    writers = _open_writers(reader, out_dir, stride, probabilities, decision)
     with ExitStack() as stack, _progress(out_h * out_w, progress, reader.path.name) as bar:
         for writer in writers:
             if writer is not None:
@@ -256,7 +251,7 @@ def _classify(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int
                 chips[~torch.from_numpy(cell_valid.reshape(-1)), -1] = 0  # nodata cells: skip their chips
                 prob = torch.cat([predictor(chips[k:k + batch_size]) for k in range(0, ni * nj, batch_size)])
                 prob_map = prob.reshape(ni, nj, -1).permute(2, 0, 1).numpy()  # [K, ni, nj]
-                _write(writers, prob_map, cell_valid, (i0, i1, j0, j1), threshold)
+                _write(writers, prob_map, cell_valid, (i0, i1, j0, j1), decision)
                 bar.update(ni * nj)
     return out_h * out_w
 
