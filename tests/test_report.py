@@ -162,6 +162,17 @@ def test_anchor_row(metric: str, mode_names: list[str], row: str | None) -> None
     assert sections.anchor_row(ev, {"metric": metric}) == row
 
 
+def test_interval_cells() -> None:
+    assert sections._ci_cell({"ci_low": 0.1, "ci_high": 0.25}) == "0.100 – 0.250"
+    # every resample lost a class: say so rather than show an empty interval
+    assert sections._ci_cell({"ci_low": None, "ci_high": None, "n_valid": 0, "n_skipped": 200}) == (
+        "undefined in every resample"
+    )
+    assert (
+        sections._ci_cell({"ci_low": None, "ci_high": None, "n_valid": 0, "n_skipped": 0}) == "–"
+    )  # n_boot 0
+
+
 def test_markdown_converter_is_safe_and_simple() -> None:
     html = markdown_to_html(
         "# T\n\nA **b** *c* `<d>` [e](https://x.org) [f](javascript:alert(1))\n\n"

@@ -14,7 +14,7 @@ from typing import Any
 from resnet_apps.errors import ReportError
 from resnet_apps.report import plots
 from resnet_apps.report.document import load_metrics, write_text_atomic
-from resnet_apps.report.html import esc, figure, fmt, page, table
+from resnet_apps.report.html import esc, figure, fmt, fmt_ci, page, table
 from resnet_apps.report.sections import LOWER_IS_BETTER, describe_bootstrap
 
 
@@ -83,6 +83,15 @@ def paired_rows(ev_a: dict[str, Any], ev_b: dict[str, Any], n_boot: int, seed: i
     return rows, note
 
 
+def _diff_cell(d: dict[str, Any] | None) -> str:
+    """'+0.041 (0.012 to 0.070)'; the diff alone when its interval is undefined."""
+    if d is None or d["diff"] is None:
+        return "–"
+    if d["ci_low"] is None or d["ci_high"] is None:
+        return f"{d['diff']:+.3f} (interval undefined)"
+    return f"{d['diff']:+.3f} ({fmt(d['ci_low'])} to {fmt(d['ci_high'])})"
+
+
 def _verdict(row: dict[str, Any]) -> str:
     low, high = row.get("ci_low"), row.get("ci_high")
     if low is None or high is None:
@@ -134,13 +143,9 @@ def compare_runs(
         rows.append(
             [
                 ra.get("label", ra["name"]),
-                f"{fmt(ra['value'])} ({fmt(ra['ci_low'])}–{fmt(ra['ci_high'])})",
-                f"{fmt(rb.get('value'))} ({fmt(rb.get('ci_low'))}–{fmt(rb.get('ci_high'))})",
-                "–"
-                if d is None
-                else f"{d['diff']:+.3f} ({fmt(d['ci_low'])} to {fmt(d['ci_high'])})"
-                if d["diff"] is not None
-                else "–",
+                fmt_ci(ra),
+                fmt_ci(rb) if rb else "–",
+                _diff_cell(d),
                 "–" if d is None else _verdict(d),
             ]
         )
