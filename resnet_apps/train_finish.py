@@ -145,8 +145,10 @@ def _headline(block: dict[str, Any]) -> dict[str, Any]:
 def _gallery(run: Any, pred: Any, threshold: Any, log: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Grad-CAM of right and wrong test cases (classification) via ``explain.save_gradcam_gallery``."""
     n = run.recipe.eval.gradcam
-    if not n or pred is None or run.mode == "segmentation":
+    if not n or pred is None:
         return [], []
+    if run.mode == "segmentation":
+        return [], _overlays(run, pred, n, log)
     from resnet_apps.explain import save_gradcam_gallery
 
     dataset, _ = pred
@@ -162,6 +164,47 @@ def _gallery(run: Any, pred: Any, threshold: Any, log: Any) -> tuple[list[dict[s
         log(f"note: Grad-CAM gallery not rendered ({type(error).__name__}: {error})")
         return [], []
     return items, []
+
+
+def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
+    """Reference (left) and predicted (right) class maps over the first ``n`` test images, as PNGs."""
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    from resnet_apps.constants import IGNORE_INDEX
+    from resnet_apps.explain import display_image
+
+    dataset, out = pred
+    palette = (np.array(matplotlib.colormaps["tab10"].colors) * 255).astype(np.float32)
+    wanted = [str(b) for b in (run.recipe.data.rgb_bands or [])]
+    rgb = [run.band_names.index(b) for b in wanted] if wanted and all(b in run.band_names for b in wanted) else None
+    model = run.model.cpu().eval()
+    items = []
+    for k in range(min(n, len(dataset))):
+        sample = dataset[k]
+        with torch.no_grad():
+            predicted = model(sample["image"][None].float())[0].argmax(0).numpy()
+        base = display_image(sample["image"], rgb).astype(np.float32)
+        panels = []
+        for classes in (sample["mask"].numpy(), predicted):
+            colour = palette[np.clip(classes, 0, len(palette) - 1) % len(palette)]
+            keep = (classes != IGNORE_INDEX)[..., None]
+            panels.append(np.where(keep, 0.55 * base + 0.45 * colour, base))
+        gap = np.full((base.shape[0], 4, 3), 255.0)
+        path = run.run_dir / "gallery" / f"seg_{k + 1:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.concatenate([panels[0], gap, panels[1]], axis=1).round().astype(np.uint8)).save(path)
+        cm = out["confusions"][list(out["index"]).index(k)] if k in set(out["index"].tolist()) else None
+        iou = ""
+        if cm is not None:
+            inter, union = np.diag(cm), cm.sum(0) + cm.sum(1) - np.diag(cm)
+            iou = f"; mean IoU of this image {float(np.mean(inter[union > 0] / union[union > 0])):.3f}"
+        names = ("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan")
+        legend = ", ".join(f"{c} {names[i % 10]}" for i, c in enumerate(run.split.classes))
+        items.append({"image": f"gallery/{path.name}",
+                      "caption": f"test image {k + 1}: reference (left), prediction (right){iou}; {legend}"})
+    return items
 
 
 def _summary(run: Any, block: dict[str, Any], name: str, log: Any) -> None:

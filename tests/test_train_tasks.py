@@ -57,6 +57,10 @@ def test_segmentation_pairs_with_value_map_and_odd_sizes(tmp_path: Path) -> None
     # evaluation runs on whole 40 x 44 images, minus the one ignored pixel of each
     assert ev["n_pixels"] == 2 * (40 * 44 - 1)
     assert 0.0 <= metrics["history"][0]["val_metric"] <= 1.0
+    # overlays of the 2 test images: reference | prediction side by side, 2 x 44 + 4 px wide
+    assert len(metrics["overlays"]) == 2 and "mean IoU of this image" in metrics["overlays"][0]["caption"]
+    png = Image.open(tmp_path / "run" / metrics["overlays"][0]["image"])
+    assert png.size == (2 * 44 + 4, 40)
 
 
 def test_multilabel_nih_layout_with_patient_groups(tmp_path: Path) -> None:
