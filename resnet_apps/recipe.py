@@ -85,6 +85,7 @@ class DataConfig:
     scale: float = 1.0
     normalize: str = "card"  # card | imagenet | none
     image_size: int = 224
+    resize: int | None = None  # segmentation: resize image (bilinear) and mask (nearest) to resize x resize first
     dicom_window: str | None = None  # None: header window; "percentile"
     grayscale: bool = False
     split: SplitConfig = field(default_factory=SplitConfig)

@@ -220,6 +220,11 @@ class RecipeDataset(Dataset):
                 raise DatasetError(f"{self.root / record.mask_path}: mask {tuple(mask.shape)} differs from its "
                                    f"image {tuple(image.shape[1:])}; fix the pair")
             mask[~valid_t] = IGNORE_INDEX
+            if self.recipe.data.resize:
+                size = (self.recipe.data.resize, self.recipe.data.resize)
+                image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+                mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].long()
+                valid_t = mask != IGNORE_INDEX
             if self.train:
                 image, mask, valid_t = _random_crop(image, mask, valid_t, self.recipe.data.image_size, rng)
                 image, mask, valid_t = self._augment(image, rng, mask, valid_t)
