@@ -6,6 +6,11 @@ that each fixture is a valid metrics document, so a broken builder fails here fi
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +54,23 @@ Raw HTML must stay text: <script>alert("card")</script> and [bad](javascript:ale
 """
 
 
+# Each builder runs once per process; later calls copy the built run directory (the metrics are identical).
+_BUILT: dict[tuple, Path] = {}
+_BUILD_ROOT = Path(tempfile.mkdtemp(prefix="resnet_apps_report_fixtures_"))
+atexit.register(shutil.rmtree, _BUILD_ROOT, True)
+
+
+def _once(build: Callable[..., Path]) -> Callable[..., Path]:
+    @functools.wraps(build)
+    def cached(root: Path, *args: Any, **kwargs: Any) -> Path:
+        key = (build.__name__, args, tuple(sorted(kwargs.items())))
+        if key not in _BUILT:
+            _BUILT[key] = build(_BUILD_ROOT / str(len(_BUILT)), *args, **kwargs)
+        return Path(shutil.copytree(_BUILT[key], Path(root) / _BUILT[key].name, dirs_exist_ok=True))
+
+    return cached
+
+
 def _png(path: Path, seed: int, size: int = 96) -> str:
     """A small colourful PNG standing in for a Grad-CAM or overlay image produced by the trainer."""
     rng = np.random.default_rng(seed)
@@ -87,6 +109,7 @@ def _repro(imagenet: bool, seed: int = 0) -> dict[str, Any]:
     }
 
 
+@_once
 def binary_run(
     root: Path,
     name: str = "pneumonia_imagenet",
@@ -186,6 +209,7 @@ def binary_run(
     return run
 
 
+@_once
 def multiclass_run(root: Path, name: str = "eurosat_ms") -> Path:
     """EuroSAT-like 10-class land-cover run with tiles grouped in pairs."""
     rng = np.random.default_rng(1)
@@ -226,6 +250,7 @@ def multiclass_run(root: Path, name: str = "eurosat_ms") -> Path:
     return run
 
 
+@_once
 def multilabel_run(root: Path, name: str = "chestxray14") -> Path:
     """ChestX-ray14-like multi-label run with missing (NaN) labels and per-label thresholds."""
     rng = np.random.default_rng(2)
@@ -255,6 +280,7 @@ def multilabel_run(root: Path, name: str = "chestxray14") -> Path:
     return run
 
 
+@_once
 def segmentation_run(root: Path, name: str = "landcover_seg", quality: float = 0.8) -> Path:
     """Building/road/water segmentation run: 16 tiles from 4 scenes, ignore pixels, 2 overlay PNGs."""
     rng = np.random.default_rng(3)
