@@ -19,14 +19,26 @@ from resnet_apps.train_setup import autocast_context
 
 # recipe eval.metric -> headline row name of the metrics layer, per mode
 _HEADLINE = {
-    "accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "kappa": "kappa", "f1_macro": "macro_f1",
-    "auroc": "auroc", "miou": "miou", "dice": "mean_dice",
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced_accuracy",
+    "kappa": "kappa",
+    "f1_macro": "macro_f1",
+    "auroc": "auroc",
+    "miou": "miou",
+    "dice": "mean_dice",
 }
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, mode: str, num_classes: int, device: torch.device,
-            precision: str = "fp32", channels_last: bool = False) -> dict[str, Any]:
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    mode: str,
+    num_classes: int,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> dict[str, Any]:
     """Run the model over a loader (all ranks), return per-sample outputs ordered by dataset index.
 
     Returns:
@@ -48,7 +60,9 @@ def predict(model: nn.Module, loader: DataLoader, mode: str, num_classes: int, d
             masks, valid = batch["mask"].numpy(), batch["valid"].numpy()
             for i, idx in enumerate(batch["index"].tolist()):
                 h, w = batch["size"][i].tolist()
-                cm = segmentation_confusion(pred[i, :h, :w], masks[i, :h, :w], num_classes, valid=valid[i, :h, :w])
+                cm = segmentation_confusion(
+                    pred[i, :h, :w], masks[i, :h, :w], num_classes, valid=valid[i, :h, :w]
+                )
                 rows.append((idx, cm, None))
             continue
         if mode == "multiclass":
@@ -64,24 +78,51 @@ def predict(model: nn.Module, loader: DataLoader, mode: str, num_classes: int, d
         k = num_classes
         cms = np.stack([merged[i][0] for i in order]) if order else np.zeros((0, k, k), dtype=np.int64)
         return {"index": np.array(order), "confusions": cms}
-    return {"index": np.array(order), "y_true": np.stack([merged[i][0] for i in order]),
-            "y_prob": np.stack([merged[i][1] for i in order])}
+    return {
+        "index": np.array(order),
+        "y_true": np.stack([merged[i][0] for i in order]),
+        "y_prob": np.stack([merged[i][1] for i in order]),
+    }
 
 
-def evaluate_block(out: dict[str, Any], mode: str, classes: list[str], *, threshold: Any = None,
-                   groups: list[str | None] | None = None, ids: list[str] | None = None, n_boot: int = 0,
-                   seed: int = 0) -> dict[str, Any]:
+def evaluate_block(
+    out: dict[str, Any],
+    mode: str,
+    classes: list[str],
+    *,
+    threshold: Any = None,
+    groups: list[str | None] | None = None,
+    ids: list[str] | None = None,
+    n_boot: int = 0,
+    seed: int = 0,
+) -> dict[str, Any]:
     """metrics.evaluate_classification / evaluate_segmentation on ``predict``'s output."""
     from resnet_apps.metrics.classification import evaluate_classification
     from resnet_apps.metrics.segmentation import evaluate_segmentation
 
     use_groups = groups if groups and all(g is not None for g in groups) else None
     if mode == "segmentation":
-        return evaluate_segmentation(out["confusions"], classes, groups=use_groups, n_boot=n_boot, seed=seed,
-                                     sample_ids=ids, keep_samples=n_boot > 0)
-    return evaluate_classification(out["y_true"], out["y_prob"], classes, mode=mode, threshold=threshold,
-                                   groups=use_groups, n_boot=n_boot, seed=seed, sample_ids=ids,
-                                   keep_samples=n_boot > 0)
+        return evaluate_segmentation(
+            out["confusions"],
+            classes,
+            groups=use_groups,
+            n_boot=n_boot,
+            seed=seed,
+            sample_ids=ids,
+            keep_samples=n_boot > 0,
+        )
+    return evaluate_classification(
+        out["y_true"],
+        out["y_prob"],
+        classes,
+        mode=mode,
+        threshold=threshold,
+        groups=use_groups,
+        n_boot=n_boot,
+        seed=seed,
+        sample_ids=ids,
+        keep_samples=n_boot > 0,
+    )
 
 
 def headline_value(block: dict[str, Any], metric: str, mode: str) -> float:

@@ -23,8 +23,13 @@ from resnet_apps.rundir import write_json
 from resnet_apps.train_data import RecipeDataset, SplitData, _split_info, split_records
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str = "test",
-                 out: str | Path | None = None, log: Any = print) -> Path:
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    split: str = "test",
+    out: str | Path | None = None,
+    log: Any = print,
+) -> Path:
     """Evaluate a run's best checkpoint; returns the folder holding metrics.json and the report."""
     from resnet_apps.checkpoint import load_run
     from resnet_apps.data.records import build_records, hash_id
@@ -39,7 +44,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
     pre = meta["preprocessing"]
     if data is not None:
         # new data laid out like the recipe's: every record is evaluated (split columns ignored)
-        recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, root=str(Path(data).resolve())))
+        recipe = dataclasses.replace(
+            recipe, data=dataclasses.replace(recipe.data, root=str(Path(data).resolve()))
+        )
         records, _ = build_records(recipe.data.source, recipe.data.root, meta["classes"])
         split_data = SplitData([], [], records, list(meta["classes"]))
         split_data.info = _split_info({"train": [], "val": [], "test": records}, split_data.classes, recipe)
@@ -49,31 +56,64 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, split: str
         saved = json.loads((run_dir / "split.json").read_text())["records"].get(split, [])
         current = [r.path for r in getattr(split_data, split)]
         if current != [r["path"] for r in saved]:
-            log(f"note: the {split} split rebuilt from the recipe differs from the run's split.json "
-                "(the data folder changed since training)")
+            log(
+                f"note: the {split} split rebuilt from the recipe differs from the run's split.json "
+                "(the data folder changed since training)"
+            )
         name = split
     records = getattr(split_data, "test" if data is not None else split)
     if not records:
         raise RunDirError(f"{run_dir}: the {split} split is empty; choose another --split")
-    mode = "segmentation" if meta["task"] == "segmentation" else (
-        "multilabel" if meta["model"].get("multilabel") else ("binary" if meta["model"]["num_classes"] == 1
-                                                               else "multiclass"))
+    mode = (
+        "segmentation"
+        if meta["task"] == "segmentation"
+        else (
+            "multilabel"
+            if meta["model"].get("multilabel")
+            else ("binary" if meta["model"]["num_classes"] == 1 else "multiclass")
+        )
+    )
     norm = (pre["mean"], pre["std"])
-    info = {**meta["model"], "weights_source": meta.get("weights_source", ""),
-            "imagenet_weights_used": meta.get("imagenet_weights_used", False)}
-    history = json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").is_file() else []
-    run = Run(recipe, Path(out) if out else run_dir / f"evaluate-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
-              torch.device("cpu"), 1, split_data, mode, pre["bands"], norm, "checkpoint", model, info,
-              loop={"history": history, "best_epoch": meta.get("epoch")})
+    info = {
+        **meta["model"],
+        "weights_source": meta.get("weights_source", ""),
+        "imagenet_weights_used": meta.get("imagenet_weights_used", False),
+    }
+    history = (
+        json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").is_file() else []
+    )
+    run = Run(
+        recipe,
+        Path(out) if out else run_dir / f"evaluate-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        torch.device("cpu"),
+        1,
+        split_data,
+        mode,
+        pre["bands"],
+        norm,
+        "checkpoint",
+        model,
+        info,
+        loop={"history": history, "best_epoch": meta.get("epoch")},
+    )
     run.run_dir.mkdir(parents=True, exist_ok=False)
     k = len(split_data.classes)
     dataset = RecipeDataset(records, recipe, norm, k, train=False)
     outputs = predict(model, _eval_loader(dataset, run), mode, k, run.device)
     threshold = meta.get("operating_threshold")
-    block = {"split": name, **evaluate_block(
-        outputs, mode, split_data.classes, threshold=threshold,
-        groups=[records[i].group for i in outputs["index"]], ids=[hash_id(records[i].path) for i in outputs["index"]],
-        n_boot=recipe.eval.bootstrap, seed=recipe.data.split.seed)}
+    block = {
+        "split": name,
+        **evaluate_block(
+            outputs,
+            mode,
+            split_data.classes,
+            threshold=threshold,
+            groups=[records[i].group for i in outputs["index"]],
+            ids=[hash_id(records[i].path) for i in outputs["index"]],
+            n_boot=recipe.eval.bootstrap,
+            seed=recipe.data.split.seed,
+        ),
+    }
     metrics = metrics_json(run, block, None, [], [], threshold)
     metrics["run"]["evaluated_run"] = run_dir.name
     write_json(run.run_dir / "metrics.json", metrics)

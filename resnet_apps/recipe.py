@@ -57,7 +57,9 @@ class SourceConfig:
     class_colors: dict[str, str] | None = None
     ignore_colors: list[str] = field(default_factory=list)
     mask_values: dict[int, int] | None = None
-    group_index: str | None = None  # optional CSV (relative to root) holding group_column, joined on file name
+    group_index: str | None = (
+        None  # optional CSV (relative to root) holding group_column, joined on file name
+    )
     group_index_key: str = "filename"  # the file-name column of group_index
 
 
@@ -80,12 +82,14 @@ class DataConfig:
     root: str = "."
     card: str | None = None
     source: SourceConfig = field(default_factory=SourceConfig)
-    bands: list[Union[str, int]] | None = None
-    rgb_bands: list[Union[str, int]] | None = None
+    bands: list[str | int] | None = None
+    rgb_bands: list[str | int] | None = None
     scale: float = 1.0
     normalize: str = "card"  # card | imagenet | none
     image_size: int = 224
-    resize: int | None = None  # segmentation: resize image (bilinear) and mask (nearest) to resize x resize first
+    resize: int | None = (
+        None  # segmentation: resize image (bilinear) and mask (nearest) to resize x resize first
+    )
     dicom_window: str | None = None  # None: header window; "percentile"
     grayscale: bool = False
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -123,7 +127,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     freeze_backbone_epochs: int = 0
     label_smoothing: float = 0.0
-    class_weights: Union[str, list[float]] = "none"  # none | balanced | explicit list
+    class_weights: str | list[float] = "none"  # none | balanced | explicit list
     sampler: str = "none"  # none | weighted
     grad_clip: float = 0.0  # 0: off
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
@@ -224,7 +228,9 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """
     path = Path(path)
     if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found (give the path to a .yaml file, e.g. recipes/demo.yaml)")
+        raise RecipeError(
+            f"{path}: recipe file not found (give the path to a .yaml file, e.g. recipes/demo.yaml)"
+        )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
@@ -275,13 +281,17 @@ def _apply_override(raw: dict[str, Any], assignment: str, origin: str) -> None:
         names = {f.name: f for f in dataclasses.fields(cls)}
         if part not in names:
             where = ".".join(parts[:depth]) or "top level"
-            raise RecipeError(f"override {assignment!r}: unknown key {part!r} in {where}{_suggest(part, names)}")
+            raise RecipeError(
+                f"override {assignment!r}: unknown key {part!r} in {where}{_suggest(part, names)}"
+            )
         if depth == len(parts) - 1:
             node[part] = value
             return
         sub_cls = _hints(cls)[part]
         if not dataclasses.is_dataclass(sub_cls):
-            raise RecipeError(f"override {assignment!r}: {'.'.join(parts[: depth + 1])} is a value, not a section")
+            raise RecipeError(
+                f"override {assignment!r}: {'.'.join(parts[: depth + 1])} is a value, not a section"
+            )
         if part == "source" and isinstance(node.get(part), str):
             node[part] = {"kind": node[part]}
         node = node.setdefault(part, {})
@@ -344,7 +354,9 @@ def _coerce(value: Any, tp: Any, where: str, origin: str) -> Any:
         if not isinstance(value, dict):
             raise RecipeError(f"{origin}: {where} must be a mapping, got {value!r}")
         kt, vt = args
-        return {_coerce(k, kt, where, origin): _coerce(v, vt, f"{where}.{k}", origin) for k, v in value.items()}
+        return {
+            _coerce(k, kt, where, origin): _coerce(v, vt, f"{where}.{k}", origin) for k, v in value.items()
+        }
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, str) and re.fullmatch(r"-?\d+", value):
@@ -367,7 +379,9 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
         if value not in allowed:
             hint = difflib.get_close_matches(str(value), allowed, n=1)
             fix = f"did you mean {hint[0]!r}? " if hint else ""
-            raise RecipeError(f"{origin}: {dotted} = {value!r} is not allowed; {fix}choose one of {', '.join(allowed)}")
+            raise RecipeError(
+                f"{origin}: {dotted} = {value!r} is not allowed; {fix}choose one of {', '.join(allowed)}"
+            )
     if not _OPERATING_POINT.match(recipe.eval.operating_point):
         raise RecipeError(
             f"{origin}: eval.operating_point = {recipe.eval.operating_point!r}; "
@@ -375,13 +389,25 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
         )
     split = recipe.data.split
     if not (0 <= split.val < 1 and 0 <= split.test < 1 and split.val + split.test < 1):
-        raise RecipeError(f"{origin}: data.split val={split.val} test={split.test}: each in [0, 1), sum below 1")
+        raise RecipeError(
+            f"{origin}: data.split val={split.val} test={split.test}: each in [0, 1), sum below 1"
+        )
     if isinstance(recipe.train.class_weights, str) and recipe.train.class_weights not in ("none", "balanced"):
         raise RecipeError(f"{origin}: train.class_weights must be none, balanced or a list of numbers")
     if recipe.train.epochs < 1 or recipe.train.batch_size < 1:
         raise RecipeError(f"{origin}: train.epochs and train.batch_size must be at least 1")
     if recipe.task == "segmentation" and recipe.eval.metric not in ("miou", "dice", "accuracy"):
-        raise RecipeError(f"{origin}: eval.metric = {recipe.eval.metric!r} for segmentation; use miou or dice")
+        raise RecipeError(
+            f"{origin}: eval.metric = {recipe.eval.metric!r} for segmentation; use miou or dice"
+        )
+    rgb = recipe.data.rgb_bands
+    if recipe.model.conv1_init == "rgb_bands" and (
+        rgb is None or len(rgb) != 3 or (recipe.data.bands is not None and not set(rgb) <= set(recipe.data.bands))
+    ):
+        raise RecipeError(
+            f"{origin}: model.conv1_init = rgb_bands needs data.rgb_bands naming the red, green and blue bands "
+            f"among data.bands (e.g. [B04, B03, B02]); got {rgb}"
+        )
     if recipe.data.split.method == "group" and not (
         recipe.data.split.group_pattern or recipe.data.source.group_pattern or recipe.data.source.group_column
     ):

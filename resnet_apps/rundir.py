@@ -23,8 +23,9 @@ def new_run_dir(name: str, out: str | Path | None = None, runs_root: str | Path 
     if out is not None:
         path = Path(out)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise RunDirError(f"{path}: run directory exists; choose another --out, or continue it with "
-                              f"--resume {path}")
+            raise RunDirError(
+                f"{path}: run directory exists; choose another --out, or continue it with --resume {path}"
+            )
         path.mkdir(parents=True, exist_ok=True)
         return path
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -43,7 +44,9 @@ def check_resumable(run_dir: str | Path) -> Path:
     """A run directory of ours with a resume state, or RunDirError naming what is missing."""
     path = Path(run_dir)
     if not (path / "recipe.yaml").is_file():
-        raise RunDirError(f"{path}: not a resnet_apps run directory (no recipe.yaml); check the --resume path")
+        raise RunDirError(
+            f"{path}: not a resnet_apps run directory (no recipe.yaml); check the --resume path"
+        )
     if not (path / "checkpoints" / "last.state.safetensors").is_file():
         raise RunDirError(f"{path}: no checkpoints/last.state.safetensors to resume from; start a new run")
     return path
@@ -64,8 +67,13 @@ def append_jsonl(path: Path, row: dict[str, Any]) -> None:
 def git_commit() -> str | None:
     """The checkout's commit (None outside a git checkout)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

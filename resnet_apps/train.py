@@ -32,11 +32,27 @@ from resnet_apps.errors import TrainingDivergedError
 from resnet_apps.evaluate import evaluate_block, headline_value, predict
 from resnet_apps.recipe import Recipe, load_recipe
 from resnet_apps.rundir import check_resumable, new_run_dir, write_json
-from resnet_apps.train_data import (RecipeDataset, SplitData, balanced_weights, class_counts, collate,
-                                    drop_unreadable, normalisation, split_records)
+from resnet_apps.train_data import (
+    RecipeDataset,
+    SplitData,
+    balanced_weights,
+    class_counts,
+    collate,
+    drop_unreadable,
+    normalisation,
+    split_records,
+)
 from resnet_apps.train_distributed import all_reduce_mean, barrier, broadcast, init_distributed, is_main
-from resnet_apps.train_setup import (autocast_context, build_loss, build_optimizer, build_recipe_model, lr_factor,
-                                     set_backbone_frozen, set_lr, task_mode)
+from resnet_apps.train_setup import (
+    autocast_context,
+    build_loss,
+    build_optimizer,
+    build_recipe_model,
+    lr_factor,
+    set_backbone_frozen,
+    set_lr,
+    task_mode,
+)
 from resnet_apps.train_state import load_state, save_state, save_weights
 
 
@@ -59,9 +75,14 @@ class Run:
     loop: dict[str, Any] = field(default_factory=dict)
 
 
-def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-          out: str | Path | None = None, resume: str | Path | None = None, runs_root: str | Path = "runs",
-          log: Any = print) -> Path:
+def train(
+    recipe_path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    log: Any = print,
+) -> Path:
     """Train a recipe into a new run directory (or continue one); returns the run directory.
 
     Raises:
@@ -87,14 +108,28 @@ def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[st
     band_names, mean, std, norm_source = normalisation(recipe, split.train)
     mode = task_mode(recipe, len(split.classes))
     model, model_info = build_recipe_model(recipe, len(band_names), len(split.classes), band_names, log)
-    run = Run(recipe, run_dir, device, world, split, mode, band_names, (mean, std), norm_source, model, model_info,
-              skipped=skipped)
+    run = Run(
+        recipe,
+        run_dir,
+        device,
+        world,
+        split,
+        mode,
+        band_names,
+        (mean, std),
+        norm_source,
+        model,
+        model_info,
+        skipped=skipped,
+    )
     if is_main() and resume is None:
         (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
         write_json(run_dir / "split.json", split_json(run))
     log(f"run directory: {run_dir}")
-    log(f"data: {split.info['sizes']} images, {len(split.classes)} classes, bands {band_names} "
-        f"(normalised with {norm_source})")
+    log(
+        f"data: {split.info['sizes']} images, {len(split.classes)} classes, bands {band_names} "
+        f"(normalised with {norm_source})"
+    )
 
     model.to(device)
     if recipe.train.channels_last:
@@ -105,8 +140,18 @@ def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[st
     scaler = torch.amp.GradScaler("cuda", enabled=recipe.train.precision == "fp16" and device.type == "cuda")
     if recipe.train.precision == "fp16" and device.type != "cuda":
         log("note: fp16 needs CUDA; using bf16 autocast on CPU instead")
-    loop = {"epoch": 1, "step": 0, "complete": False, "history": [], "best": None, "best_epoch": 0,
-            "bad_epochs": 0, "loss_sum": 0.0, "loss_n": 0, "seconds": 0.0}
+    loop = {
+        "epoch": 1,
+        "step": 0,
+        "complete": False,
+        "history": [],
+        "best": None,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "loss_sum": 0.0,
+        "loss_n": 0,
+        "seconds": 0.0,
+    }
     if resume is not None:
         loop = load_state(run_dir / "checkpoints", model, optimizer, scaler)
         if loop["complete"]:
@@ -115,7 +160,9 @@ def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[st
     run.loop = loop
     net: nn.Module = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if recipe.train.compile:
         net = torch.compile(net)  # type: ignore[assignment]
 
@@ -123,7 +170,9 @@ def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[st
     val_loader = _eval_loader(RecipeDataset(split.val, recipe, (mean, std), len(split.classes), False), run)
     batch = recipe.train.batch_size
     n_order = len(_epoch_order(run, train_set, 1, world))
-    per_epoch = n_order // batch + int(n_order % batch > 1)  # a last batch of one image is dropped (BatchNorm)
+    per_epoch = n_order // batch + int(
+        n_order % batch > 1
+    )  # a last batch of one image is dropped (BatchNorm)
     if recipe.train.max_steps_per_epoch:
         per_epoch = min(per_epoch, recipe.train.max_steps_per_epoch)
     total_steps = per_epoch * recipe.train.epochs
@@ -138,9 +187,15 @@ def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[st
         if world == 1:
             set_backbone_frozen(model, frozen)
         train_set.set_epoch(epoch)
-        order = _epoch_order(run, train_set, epoch, world)[loop["step"] * batch:]
-        loader = DataLoader(train_set, batch_size=batch, sampler=order, num_workers=recipe.train.num_workers,
-                            collate_fn=collate, drop_last=len(order) % batch == 1)
+        order = _epoch_order(run, train_set, epoch, world)[loop["step"] * batch :]
+        loader = DataLoader(
+            train_set,
+            batch_size=batch,
+            sampler=order,
+            num_workers=recipe.train.num_workers,
+            collate_fn=collate,
+            drop_last=len(order) % batch == 1,
+        )
         net.train()
         started, seen = time.perf_counter(), 0
         bar = _progress(loader, epoch, recipe.train.epochs, per_epoch - loop["step"])
@@ -161,9 +216,10 @@ def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[st
             loss = criterion(logits.float(), target)
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
-                    f"{run_dir}: loss is {loss.item()} at epoch {epoch}, step {step + 1}; training stopped and the "
-                    f"last good checkpoint is kept in {run_dir / 'checkpoints'}. Lower train.lr, set "
-                    "train.grad_clip, or use precision fp32")
+                    f"{run_dir}: loss is {loss.item()} at epoch {epoch}, step {step + 1}; training stopped "
+                    f"and the last good checkpoint is kept in {run_dir / 'checkpoints'}. Lower train.lr, "
+                    "set train.grad_clip, or use precision fp32"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if recipe.train.grad_clip > 0:
@@ -176,8 +232,11 @@ def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[st
             seen += len(images)
             loop["step"] = step + 1
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}",
-                                img_s=f"{seen / max(time.perf_counter() - started, 1e-9):.1f}")
+                bar.set_postfix(
+                    loss=f"{loss.item():.4f}",
+                    lr=f"{lr:.2e}",
+                    img_s=f"{seen / max(time.perf_counter() - started, 1e-9):.1f}",
+                )
             every = recipe.train.checkpoint_every_steps
             if every and loop["step"] % every == 0 and loop["step"] < per_epoch and is_main():
                 now = time.perf_counter()
@@ -186,18 +245,31 @@ def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[st
         loop["seconds"] += time.perf_counter() - started
 
         # validation, checkpoints, early stopping
-        val = predict(net, val_loader, mode, len(split.classes), device, recipe.train.precision,
-                      recipe.train.channels_last)
+        val = predict(
+            net,
+            val_loader,
+            mode,
+            len(split.classes),
+            device,
+            recipe.train.precision,
+            recipe.train.channels_last,
+        )
         # every rank holds the gathered predictions, so every rank takes the same early-stopping decision
         block = evaluate_block(val, mode, split.classes, threshold=0.5 if mode == "binary" else None)
         metric = headline_value(block, recipe.eval.metric, mode)
         # the mean over every rank's images (equal shard sizes under DistributedSampler)
         train_loss = all_reduce_mean(loop["loss_sum"] / max(loop["loss_n"], 1))
-        row = {"epoch": epoch, "train_loss": train_loss,
-               "val_loss": None, "val_metric": None if math.isnan(metric) else metric,
-               "metric": recipe.eval.metric, "lr": lr, "seconds": round(loop["seconds"], 3),
-               "images_per_s": round(loop["loss_n"] * world / max(loop["seconds"], 1e-9), 2),
-               "backbone_frozen": frozen}
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": None,
+            "val_metric": None if math.isnan(metric) else metric,
+            "metric": recipe.eval.metric,
+            "lr": lr,
+            "seconds": round(loop["seconds"], 3),
+            "images_per_s": round(loop["loss_n"] * world / max(loop["seconds"], 1e-9), 2),
+            "backbone_frozen": frozen,
+        }
         improved = loop["best"] is None or (not math.isnan(metric) and metric > loop["best"])
         if improved:
             loop.update(best=None if math.isnan(metric) else metric, best_epoch=epoch, bad_epochs=0)
@@ -216,9 +288,11 @@ def train(recipe_path: str | Path | None = None, overrides: list[str] | tuple[st
             if writer is not None:
                 writer.add_scalar("loss/train", row["train_loss"], epoch)
                 writer.add_scalar(f"val/{recipe.eval.metric}", metric, epoch)
-        log(f"epoch {epoch}/{recipe.train.epochs}  train_loss {row['train_loss']:.4f}  "
+        log(
+            f"epoch {epoch}/{recipe.train.epochs}  train_loss {row['train_loss']:.4f}  "
             f"val_{recipe.eval.metric} {metric:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.1f} s"
-            + ("  *best*" if improved else ""))
+            + ("  *best*" if improved else "")
+        )
         loop.update(step=0, loss_sum=0.0, loss_n=0, seconds=0.0, complete=False)
         patience = recipe.train.early_stop_patience
         stop = bool(patience and loop["bad_epochs"] >= patience)
@@ -270,15 +344,20 @@ def _epoch_order(run: Run, dataset: RecipeDataset, epoch: int, world: int) -> li
         order = torch.randperm(n, generator=generator).tolist()
     if world > 1:
         order += order[: (-n) % world]  # pad like DistributedSampler, then shard
-        order = order[int(os.environ.get("RANK", "0"))::world]
+        order = order[int(os.environ.get("RANK", "0")) :: world]
     return order
 
 
 def _eval_loader(dataset: RecipeDataset, run: Run) -> DataLoader:
     sampler = DistributedSampler(dataset, shuffle=False) if run.world > 1 else None
     batch = 1 if run.recipe.task == "segmentation" else run.recipe.train.batch_size
-    return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=run.recipe.train.num_workers,
-                      collate_fn=collate)
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=run.recipe.train.num_workers,
+        collate_fn=collate,
+    )
 
 
 def _class_weights(recipe: Recipe, split: SplitData, mode: str) -> list[float] | None:
@@ -305,7 +384,10 @@ def _tensorboard(run: Run) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        print("note: train.tensorboard is on but tensorboard is not installed (pip install resnet-apps[tensorboard])")
+        print(
+            "note: train.tensorboard is on but tensorboard is not installed "
+            "(pip install resnet-apps[tensorboard])"
+        )
         return None
     return SummaryWriter(str(run.run_dir / "tensorboard"))
 
@@ -318,28 +400,52 @@ def _json_line(row: dict[str, Any]) -> str:
 
 def split_json(run: Run) -> dict[str, Any]:
     """split.json: the split's summary plus every record's path and split (groups stay hashed)."""
-    records = {name: [{"path": r.path, "group": r.group} for r in getattr(run.split, name)]
-               for name in ("train", "val", "test")}
+    records = {
+        name: [{"path": r.path, "group": r.group} for r in getattr(run.split, name)]
+        for name in ("train", "val", "test")
+    }
     return {**run.split.info, "classes": run.split.classes, "records": records}
 
 
 def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: Any = None) -> dict[str, Any]:
-    """The checkpoint JSON of ARCHITECTURE.md section 2 (everything needed to rebuild model + preprocessing)."""
+    """The checkpoint JSON of ARCHITECTURE.md section 2 (rebuilds the model and its preprocessing)."""
     from resnet_apps.train_finish import data_hash, versions
 
     r = run.recipe
     info = run.model_info
     return {
-        "format_version": 1, "task": r.task,
-        "model": {k: info[k] for k in ("backbone", "in_chans", "num_classes", "multilabel", "dropout",
-                                       "fpn_channels", "pooling")},
+        "format_version": 1,
+        "task": r.task,
+        "model": {
+            k: info[k]
+            for k in (
+                "backbone",
+                "in_chans",
+                "num_classes",
+                "multilabel",
+                "dropout",
+                "fpn_channels",
+                "pooling",
+            )
+        },
         "classes": run.split.classes,
-        "preprocessing": {"bands": run.band_names, "scale": r.data.scale, "mean": run.norm[0], "std": run.norm[1],
-                          "image_size": r.data.image_size, "dicom_window": r.data.dicom_window,
-                          "grayscale": r.data.grayscale, "normalize": r.data.normalize},
+        "preprocessing": {
+            "bands": run.band_names,
+            "scale": r.data.scale,
+            "mean": run.norm[0],
+            "std": run.norm[1],
+            "image_size": r.data.image_size,
+            "dicom_window": r.data.dicom_window,
+            "grayscale": r.data.grayscale,
+            "normalize": r.data.normalize,
+        },
         "operating_threshold": threshold,
         "positive_class": run.split.classes[-1] if run.mode == "binary" else None,
-        "weights_source": info["weights_source"], "imagenet_weights_used": info["imagenet_weights_used"],
-        "epoch": epoch, "metrics": metrics, "recipe": r.to_dict(), "versions": versions(),
+        "weights_source": info["weights_source"],
+        "imagenet_weights_used": info["imagenet_weights_used"],
+        "epoch": epoch,
+        "metrics": metrics,
+        "recipe": r.to_dict(),
+        "versions": versions(),
         "data_hash": data_hash(run.split),
     }

@@ -66,7 +66,9 @@ def split_records(recipe: Recipe) -> SplitData:
         out["train"], out["val"] = _divide(out["train"], min(share, 0.5), rng_seed + 1)
     for name in ("train", "val"):
         if not out[name]:
-            raise DatasetError(f"{recipe.data.root}: the {name} split is empty; add data or change data.split")
+            raise DatasetError(
+                f"{recipe.data.root}: the {name} split is empty; add data or change data.split"
+            )
     info = _split_info(out, classes, recipe)
     return SplitData(out["train"], out["val"], out["test"], classes, info)
 
@@ -115,15 +117,24 @@ def _split_info(splits: dict[str, list[Record]], classes: list[str], recipe: Rec
         counts[name] = dict(sorted(c.items()))
         members[name] = {r.group for r in records if r.group is not None}
         groups[name] = len(members[name])
-    offending = sorted((members["train"] & members["val"]) | (members["train"] & members["test"])
-                       | (members["val"] & members["test"]))
-    info = {"method": recipe.data.split.method, "seed": recipe.data.split.seed, "counts": counts,
-            "sizes": {k: len(v) for k, v in splits.items()},
-            "groups": groups if any(groups.values()) else {},
-            "leakage": {"ok": not offending, "offending_groups": offending[:20]}}
+    offending = sorted(
+        (members["train"] & members["val"])
+        | (members["train"] & members["test"])
+        | (members["val"] & members["test"])
+    )
+    info = {
+        "method": recipe.data.split.method,
+        "seed": recipe.data.split.seed,
+        "counts": counts,
+        "sizes": {k: len(v) for k, v in splits.items()},
+        "groups": groups if any(groups.values()) else {},
+        "leakage": {"ok": not offending, "offending_groups": offending[:20]},
+    }
     if offending:
-        raise LeakageError(f"{recipe.data.root}: {len(offending)} group(s) appear in more than one split "
-                           f"(hashed: {offending[:5]}); use data.split.method: group or fix the split column")
+        raise LeakageError(
+            f"{recipe.data.root}: {len(offending)} group(s) appear in more than one split "
+            f"(hashed: {offending[:5]}); use data.split.method: group or fix the split column"
+        )
     return info
 
 
@@ -145,7 +156,9 @@ def drop_unreadable(split: SplitData, recipe: Recipe, log: Any = print) -> list[
             except ResnetAppsError as error:
                 skipped.append({"path": record.path, "reason": str(error).replace(str(probe.root) + "/", "")})
         setattr(split, name, kept)
-    split.info = _split_info({"train": split.train, "val": split.val, "test": split.test}, split.classes, recipe)
+    split.info = _split_info(
+        {"train": split.train, "val": split.val, "test": split.test}, split.classes, recipe
+    )
     if skipped:
         log(f"skipped {len(skipped)} unreadable file(s) (data.on_error: skip); listed in skipped.csv")
     return skipped
@@ -162,8 +175,14 @@ class RecipeDataset(Dataset):
         train: training-time augmentation and random crops (else deterministic, full images for segmentation).
     """
 
-    def __init__(self, records: list[Record], recipe: Recipe, norm: tuple[list[float], list[float]],
-                 num_classes: int, train: bool) -> None:
+    def __init__(
+        self,
+        records: list[Record],
+        recipe: Recipe,
+        norm: tuple[list[float], list[float]],
+        num_classes: int,
+        train: bool,
+    ) -> None:
         self.records = records
         self.recipe = recipe
         self.root = Path(recipe.data.root)
@@ -209,20 +228,27 @@ class RecipeDataset(Dataset):
         record = self.records[index]
         arr, valid = self.read(record)
         image = torch.from_numpy(np.ascontiguousarray(arr))
-        valid_t = torch.from_numpy(np.asarray(valid, dtype=bool)) if valid is not None else torch.ones(
-            image.shape[1:], dtype=torch.bool)
+        valid_t = (
+            torch.from_numpy(np.asarray(valid, dtype=bool))
+            if valid is not None
+            else torch.ones(image.shape[1:], dtype=torch.bool)
+        )
         image = torch.nan_to_num((image - self.mean) / self.std) * valid_t
         sample: dict[str, Any] = {"index": index}
         rng = np.random.default_rng([self.recipe.train.seed, self.epoch, index])
         if self.decoder is not None:
             mask = torch.from_numpy(self.decoder.read(self.root / str(record.mask_path)).astype(np.int64))
             if mask.shape != image.shape[1:]:
-                raise DatasetError(f"{self.root / record.mask_path}: mask {tuple(mask.shape)} differs from its "
-                                   f"image {tuple(image.shape[1:])}; fix the pair")
+                raise DatasetError(
+                    f"{self.root / record.mask_path}: mask {tuple(mask.shape)} differs from its "
+                    f"image {tuple(image.shape[1:])}; fix the pair"
+                )
             mask[~valid_t] = IGNORE_INDEX
             if self.recipe.data.resize:
                 size = (self.recipe.data.resize, self.recipe.data.resize)
-                image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+                image = F.interpolate(
+                    image[None], size=size, mode="bilinear", align_corners=False, antialias=True
+                )[0]
                 mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].long()
                 valid_t = mask != IGNORE_INDEX
             if self.train:
@@ -232,8 +258,9 @@ class RecipeDataset(Dataset):
         else:
             size = self.recipe.data.image_size
             if image.shape[1:] != (size, size):
-                image = F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False,
-                                      antialias=True)[0]
+                image = F.interpolate(
+                    image[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True
+                )[0]
                 valid_t = torch.ones((size, size), dtype=torch.bool)
             if self.train:
                 image, _, valid_t = self._augment(image, rng, None, valid_t)
@@ -245,8 +272,9 @@ class RecipeDataset(Dataset):
         sample["valid"] = valid_t
         return sample
 
-    def _augment(self, image: torch.Tensor, rng: np.random.Generator, mask: torch.Tensor | None,
-                 valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def _augment(
+        self, image: torch.Tensor, rng: np.random.Generator, mask: torch.Tensor | None, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         kind = self.recipe.data.augment
         tensors = [t for t in (image, mask, valid) if t is not None]
         if kind == "nadir":
@@ -265,8 +293,9 @@ class RecipeDataset(Dataset):
         return image, tensors[1].contiguous(), tensors[2].contiguous()
 
 
-def _random_crop(image: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, size: int,
-                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _random_crop(
+    image: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, size: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A size x size crop; smaller images are padded (image 0, mask IGNORE_INDEX, valid False)."""
     h, w = mask.shape
     ph, pw = max(0, size - h), max(0, size - w)
@@ -276,8 +305,11 @@ def _random_crop(image: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, s
         valid = F.pad(valid, (0, pw, 0, ph), value=False)
         h, w = mask.shape
     top, left = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
-    return (image[:, top:top + size, left:left + size], mask[top:top + size, left:left + size],
-            valid[top:top + size, left:left + size])
+    return (
+        image[:, top : top + size, left : left + size],
+        mask[top : top + size, left : left + size],
+        valid[top : top + size, left : left + size],
+    )
 
 
 def normalisation(recipe: Recipe, records: list[Record]) -> tuple[list[str], list[float], list[float], str]:
@@ -294,17 +326,28 @@ def normalisation(recipe: Recipe, records: list[Record]) -> tuple[list[str], lis
         return names, [0.0] * channels, [1.0] * channels, "none"
     if recipe.data.normalize == "imagenet":
         if channels not in (1, 3):
-            raise ResnetAppsError(f"data.normalize: imagenet needs 1 or 3 bands, the data has {channels}; use card")
+            raise ResnetAppsError(
+                f"data.normalize: imagenet needs 1 or 3 bands, the data has {channels}; use card"
+            )
         mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
-        return names, mean[:channels] if channels == 3 else [0.449], std if channels == 3 else [0.226], "imagenet"
+        return (
+            names,
+            mean[:channels] if channels == 3 else [0.449],
+            std if channels == 3 else [0.226],
+            "imagenet",
+        )
     stats: dict[str, Any] = {}
     if recipe.data.card:
         from resnet_apps.cards import load_card
 
         stats = load_card(recipe.data.card).band_stats
     if all(n in stats for n in names):
-        return names, [float(stats[n]["mean"]) for n in names], [float(stats[n]["std"]) for n in names], \
-            f"data card {recipe.data.card}"
+        return (
+            names,
+            [float(stats[n]["mean"]) for n in names],
+            [float(stats[n]["std"]) for n in names],
+            f"data card {recipe.data.card}",
+        )
     sample = [probe.read(r)[0] for r in records[: min(64, len(records))]]
     flat = np.concatenate([s.reshape(channels, -1) for s in sample], axis=1)
     std = [float(max(s, 1e-6)) for s in np.nanstd(flat, axis=1)]
@@ -344,13 +387,19 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     h = max(b["image"].shape[-2] for b in batch)
     w = max(b["image"].shape[-1] for b in batch)
     out["size"] = torch.tensor([list(b["image"].shape[-2:]) for b in batch])
-    out["image"] = torch.stack([F.pad(b["image"], (0, w - b["image"].shape[-1], 0, h - b["image"].shape[-2]))
-                                for b in batch])
-    out["valid"] = torch.stack([F.pad(b["valid"], (0, w - b["valid"].shape[-1], 0, h - b["valid"].shape[-2]))
-                                for b in batch])
+    out["image"] = torch.stack(
+        [F.pad(b["image"], (0, w - b["image"].shape[-1], 0, h - b["image"].shape[-2])) for b in batch]
+    )
+    out["valid"] = torch.stack(
+        [F.pad(b["valid"], (0, w - b["valid"].shape[-1], 0, h - b["valid"].shape[-2])) for b in batch]
+    )
     if "mask" in batch[0]:
-        out["mask"] = torch.stack([F.pad(b["mask"], (0, w - b["mask"].shape[-1], 0, h - b["mask"].shape[-2]),
-                                         value=IGNORE_INDEX) for b in batch])
+        out["mask"] = torch.stack(
+            [
+                F.pad(b["mask"], (0, w - b["mask"].shape[-1], 0, h - b["mask"].shape[-2]), value=IGNORE_INDEX)
+                for b in batch
+            ]
+        )
     if "label" in batch[0]:
         out["label"] = torch.stack([b["label"] for b in batch])
     return out

@@ -29,8 +29,14 @@ def versions() -> dict[str, str]:
 
     from resnet_apps import __version__
 
-    return {"resnet_apps": __version__, "torch": torch.__version__, "timm": timm.__version__,
-            "numpy": numpy.__version__, "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "resnet_apps": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def data_hash(split: SplitData) -> str:
@@ -61,8 +67,15 @@ def finish(run: Any, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
         from resnet_apps.train import _eval_loader
 
         dataset = RecipeDataset(records, recipe, run.norm, k, train=False)
-        out = predict(net, _eval_loader(dataset, run), mode, k, run.device, recipe.train.precision,
-                      recipe.train.channels_last)
+        out = predict(
+            net,
+            _eval_loader(dataset, run),
+            mode,
+            k,
+            run.device,
+            recipe.train.precision,
+            recipe.train.channels_last,
+        )
         if name == "val":
             threshold = operating_threshold(out, mode, recipe.eval.operating_point)
         preds[name] = (dataset, out)
@@ -71,9 +84,19 @@ def finish(run: Any, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
 
             ids = [hash_id(records[i].path) for i in out["index"]]
             groups = [records[i].group for i in out["index"]]
-            evals[name] = {"split": name, **evaluate_block(out, mode, split.classes, threshold=threshold,
-                                                           groups=groups, ids=ids, n_boot=recipe.eval.bootstrap,
-                                                           seed=recipe.data.split.seed)}
+            evals[name] = {
+                "split": name,
+                **evaluate_block(
+                    out,
+                    mode,
+                    split.classes,
+                    threshold=threshold,
+                    groups=groups,
+                    ids=ids,
+                    n_boot=recipe.eval.bootstrap,
+                    seed=recipe.data.split.seed,
+                ),
+            }
     if not is_main():
         return None
     test_name = recipe.eval.split if recipe.eval.split in evals else "val"
@@ -96,8 +119,14 @@ def finish(run: Any, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
     return metrics
 
 
-def metrics_json(run: Any, evaluation: dict[str, Any] | None, validation: dict[str, Any] | None,
-                 gallery: list[dict[str, Any]], overlays: list[dict[str, Any]], threshold: Any) -> dict[str, Any]:
+def metrics_json(
+    run: Any,
+    evaluation: dict[str, Any] | None,
+    validation: dict[str, Any] | None,
+    gallery: list[dict[str, Any]],
+    overlays: list[dict[str, Any]],
+    threshold: Any,
+) -> dict[str, Any]:
     """metrics.json of ARCHITECTURE.md section 6 (plain data only; no patient identifiers)."""
     recipe = run.recipe
     card = None
@@ -112,11 +141,19 @@ def metrics_json(run: Any, evaluation: dict[str, Any] | None, validation: dict[s
     info = run.model_info
     return {
         "schema_version": 1,
-        "run": {"name": run.run_dir.name, "recipe": recipe.name, "task": recipe.task, "mode": run.mode,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "description": recipe.description,
-                "best_epoch": run.loop.get("best_epoch"), "epochs_run": len(run.loop.get("history", [])),
-                "world_size": run.world, "device": str(run.device),
-                "hardware": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"},
+        "run": {
+            "name": run.run_dir.name,
+            "recipe": recipe.name,
+            "task": recipe.task,
+            "mode": run.mode,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "description": recipe.description,
+            "best_epoch": run.loop.get("best_epoch"),
+            "epochs_run": len(run.loop.get("history", [])),
+            "world_size": run.world,
+            "device": str(run.device),
+            "hardware": f"{platform.machine()}, torch threads {torch.get_num_threads()}",
+        },
         "anchor": recipe.to_dict()["anchor"],
         "data_card": card,
         "split": {k: v for k, v in run.split.info.items()},
@@ -124,17 +161,26 @@ def metrics_json(run: Any, evaluation: dict[str, Any] | None, validation: dict[s
         "evaluation": evaluation,
         "validation": validation,
         "operating_threshold": threshold,
-        "normalisation": {"bands": run.band_names, "mean": run.norm[0], "std": run.norm[1],
-                          "source": run.norm_source},
+        "normalisation": {
+            "bands": run.band_names,
+            "mean": run.norm[0],
+            "std": run.norm[1],
+            "source": run.norm_source,
+        },
         "gradcam": gallery,
         "overlays": overlays,
         "skipped": run.skipped,
-        "reproducibility": {"versions": versions(), "git_commit": git_commit(), "recipe_hash": recipe.recipe_hash(),
-                            "data_hash": data_hash(run.split), "seed": recipe.train.seed,
-                            "deterministic": recipe.train.deterministic,
-                            "weights_source": info["weights_source"],
-                            "imagenet_weights_used": info["imagenet_weights_used"],
-                            "weights_note": info.get("weights_note", "")},
+        "reproducibility": {
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "recipe_hash": recipe.recipe_hash(),
+            "data_hash": data_hash(run.split),
+            "seed": recipe.train.seed,
+            "deterministic": recipe.train.deterministic,
+            "weights_source": info["weights_source"],
+            "imagenet_weights_used": info["imagenet_weights_used"],
+            "weights_note": info.get("weights_note", ""),
+        },
     }
 
 
@@ -142,7 +188,9 @@ def _headline(block: dict[str, Any]) -> dict[str, Any]:
     return {row["name"]: row["value"] for row in block.get("headline", [])}
 
 
-def _gallery(run: Any, pred: Any, threshold: Any, log: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _gallery(
+    run: Any, pred: Any, threshold: Any, log: Any
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Grad-CAM of right and wrong test cases (classification) via ``explain.save_gradcam_gallery``."""
     n = run.recipe.eval.gradcam
     if not n or pred is None:
@@ -153,13 +201,23 @@ def _gallery(run: Any, pred: Any, threshold: Any, log: Any) -> tuple[list[dict[s
 
     dataset, _ = pred
     wanted = [str(b) for b in (run.recipe.data.rgb_bands or [])]
-    rgb = [run.band_names.index(b) for b in wanted] if wanted and all(b in run.band_names for b in wanted) else None
+    rgb = (
+        [run.band_names.index(b) for b in wanted]
+        if wanted and all(b in run.band_names for b in wanted)
+        else None
+    )
     samples = (dataset[i] for i in range(len(dataset)))
     try:
         items = save_gradcam_gallery(
-            run.model.cpu(), samples, run.split.classes, run.run_dir / "gallery", n=n,
+            run.model.cpu(),
+            samples,
+            run.split.classes,
+            run.run_dir / "gallery",
+            n=n,
             threshold=threshold if isinstance(threshold, float) else 0.5,
-            positive_class=run.split.classes[-1] if run.mode == "binary" else None, rgb=rgb)
+            positive_class=run.split.classes[-1] if run.mode == "binary" else None,
+            rgb=rgb,
+        )
     except Exception as error:  # the gallery illustrates; its failure must not lose the metrics
         log(f"note: Grad-CAM gallery not rendered ({type(error).__name__}: {error})")
         return [], []
@@ -178,7 +236,11 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
     dataset, out = pred
     palette = (np.array(matplotlib.colormaps["tab10"].colors) * 255).astype(np.float32)
     wanted = [str(b) for b in (run.recipe.data.rgb_bands or [])]
-    rgb = [run.band_names.index(b) for b in wanted] if wanted and all(b in run.band_names for b in wanted) else None
+    rgb = (
+        [run.band_names.index(b) for b in wanted]
+        if wanted and all(b in run.band_names for b in wanted)
+        else None
+    )
     model = run.model.cpu().eval()
     items = []
     for k in range(min(n, len(dataset))):
@@ -194,7 +256,9 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
         gap = np.full((base.shape[0], 4, 3), 255.0)
         path = run.run_dir / "gallery" / f"seg_{k + 1:04d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.concatenate([panels[0], gap, panels[1]], axis=1).round().astype(np.uint8)).save(path)
+        Image.fromarray(np.concatenate([panels[0], gap, panels[1]], axis=1).round().astype(np.uint8)).save(
+            path
+        )
         cm = out["confusions"][list(out["index"]).index(k)] if k in set(out["index"].tolist()) else None
         iou = ""
         if cm is not None:
@@ -202,18 +266,28 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
             iou = f"; mean IoU of this image {float(np.mean(inter[union > 0] / union[union > 0])):.3f}"
         names = ("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan")
         legend = ", ".join(f"{c} {names[i % 10]}" for i, c in enumerate(run.split.classes))
-        items.append({"image": f"gallery/{path.name}",
-                      "caption": f"test image {k + 1}: reference (left), prediction (right){iou}; {legend}"})
+        items.append(
+            {
+                "image": f"gallery/{path.name}",
+                "caption": f"test image {k + 1}: reference (left), prediction (right){iou}; {legend}",
+            }
+        )
     return items
 
 
 def _summary(run: Any, block: dict[str, Any], name: str, log: Any) -> None:
     rows = block.get("headline", [])[:3]
-    text = ", ".join(f"{r['label']} {r['value']:.4f} [{r['ci_low'] or float('nan'):.4f}, "
-                     f"{r['ci_high'] or float('nan'):.4f}]" for r in rows if r["value"] is not None)
+    text = ", ".join(
+        f"{r['label']} {r['value']:.4f} [{r['ci_low'] or float('nan'):.4f}, "
+        f"{r['ci_high'] or float('nan'):.4f}]"
+        for r in rows
+        if r["value"] is not None
+    )
     log(f"{name}: {text}")
     if not run.model_info["imagenet_weights_used"]:
-        log("note: the backbone did not start from ImageNet weights (see the report's reproducibility section)")
+        log(
+            "note: the backbone did not start from ImageNet weights (see the report's reproducibility)"
+        )
 
 
 def render(run_dir: Path, log: Any = print) -> Path | None:

@@ -14,7 +14,7 @@ from resnet_apps.recipe import Recipe
 
 
 def task_mode(recipe: Recipe, num_classes: int) -> str:
-    """"multiclass", "binary" (2 classes, one logit) , "multilabel" or "segmentation"."""
+    """ "multiclass", "binary" (2 classes, one logit) , "multilabel" or "segmentation"."""
     if recipe.task == "segmentation":
         return "segmentation"
     if recipe.model.multilabel:
@@ -22,8 +22,9 @@ def task_mode(recipe: Recipe, num_classes: int) -> str:
     return "binary" if num_classes == 2 else "multiclass"
 
 
-def build_recipe_model(recipe: Recipe, in_chans: int, num_classes: int, band_names: list[str],
-                       log: Any = print) -> tuple[nn.Module, dict[str, Any]]:
+def build_recipe_model(
+    recipe: Recipe, in_chans: int, num_classes: int, band_names: list[str], log: Any = print
+) -> tuple[nn.Module, dict[str, Any]]:
     """The recipe's model, and where its weights came from.
 
     ``model.on_missing_weights: scratch`` turns an offline ImageNet request into random initialisation,
@@ -41,26 +42,45 @@ def build_recipe_model(recipe: Recipe, in_chans: int, num_classes: int, band_nam
     if m.conv1_init == "rgb_bands":
         wanted = [str(b) for b in (recipe.data.rgb_bands or [])]
         if len(wanted) != 3 or not all(b in band_names for b in wanted):
-            raise RecipeError(f"model.conv1_init: rgb_bands needs data.rgb_bands naming 3 of the bands {band_names}")
+            raise RecipeError(
+                f"model.conv1_init: rgb_bands needs data.rgb_bands naming 3 of the bands {band_names}"
+            )
         rgb = [band_names.index(b) for b in wanted]
-    kwargs = dict(in_chans=in_chans, num_classes=outputs, multilabel=m.multilabel, dropout=m.dropout,
-                  pooling=m.pooling, fpn_channels=m.fpn_channels, conv1_init=m.conv1_init, rgb_bands=rgb)
+    kwargs = dict(
+        in_chans=in_chans,
+        num_classes=outputs,
+        multilabel=m.multilabel,
+        dropout=m.dropout,
+        pooling=m.pooling,
+        fpn_channels=m.fpn_channels,
+        conv1_init=m.conv1_init,
+        rgb_bands=rgb,
+    )
     note = ""
     try:
         model = build_model(recipe.task, backbone=m.backbone, weights=m.weights, **kwargs)
     except WeightsUnavailableError as error:
         if m.on_missing_weights != "scratch":
             raise
-        note = (f"ImageNet weights for {m.backbone} are not available offline, so the backbone starts from "
-                f"RANDOM weights (model.on_missing_weights: scratch). ({error})")
+        note = (
+            f"ImageNet weights for {m.backbone} are not available offline, so the backbone starts from "
+            f"RANDOM weights (model.on_missing_weights: scratch). ({error})"
+        )
         log(f"note: {note}")
         model = build_model(recipe.task, backbone=m.backbone, weights="none", **kwargs)
     backbone = getattr(model, "backbone", model)
-    info = {"backbone": m.backbone, "in_chans": in_chans, "num_classes": outputs, "multilabel": m.multilabel,
-            "dropout": m.dropout, "fpn_channels": m.fpn_channels, "pooling": m.pooling,
-            "weights_source": str(getattr(backbone, "weights_source", m.weights if not note else "none")),
-            "imagenet_weights_used": bool(getattr(backbone, "imagenet_weights_used", False)),
-            "weights_note": note}
+    info = {
+        "backbone": m.backbone,
+        "in_chans": in_chans,
+        "num_classes": outputs,
+        "multilabel": m.multilabel,
+        "dropout": m.dropout,
+        "fpn_channels": m.fpn_channels,
+        "pooling": m.pooling,
+        "weights_source": str(getattr(backbone, "weights_source", m.weights if not note else "none")),
+        "imagenet_weights_used": bool(getattr(backbone, "imagenet_weights_used", False)),
+        "weights_note": note,
+    }
     return model, info
 
 
@@ -93,7 +113,8 @@ class MaskedBCE(nn.Module):
         known = ~torch.isnan(target)
         target = torch.nan_to_num(target) * (1 - self.smoothing) + 0.5 * self.smoothing
         loss = nn.functional.binary_cross_entropy_with_logits(
-            logits.float(), target.float(), pos_weight=self.pos_weight, reduction="none")
+            logits.float(), target.float(), pos_weight=self.pos_weight, reduction="none"
+        )
         return (loss * known).sum() / known.sum().clamp_min(1)
 
 
@@ -111,8 +132,15 @@ def build_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
     param_groups = []
     for (is_backbone, no_decay), params in sorted(groups.items()):
         lr = t.lr * (t.backbone_lr_mult if is_backbone else 1.0)
-        param_groups.append({"params": params, "lr": lr, "base_lr": lr, "backbone": is_backbone,
-                             "weight_decay": 0.0 if no_decay else t.weight_decay})
+        param_groups.append(
+            {
+                "params": params,
+                "lr": lr,
+                "base_lr": lr,
+                "backbone": is_backbone,
+                "weight_decay": 0.0 if no_decay else t.weight_decay,
+            }
+        )
     if t.optimizer == "sgd":
         return torch.optim.SGD(param_groups, lr=t.lr, momentum=t.momentum, nesterov=True)
     return torch.optim.AdamW(param_groups, lr=t.lr)

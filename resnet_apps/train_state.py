@@ -65,8 +65,13 @@ def save_weights(stem: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     save_checkpoint(stem, unwrap(model), meta)
 
 
-def save_state(ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, loop: dict[str, Any],
-               scaler: Any = None) -> None:
+def save_state(
+    ckpt_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loop: dict[str, Any],
+    scaler: Any = None,
+) -> None:
     """Write the resume state (model, optimiser, loop position) as one atomic safetensors file."""
     tensors = {f"model.{k}": v for k, v in _model_tensors(model).items()}
     opt = optimizer.state_dict()
@@ -77,20 +82,29 @@ def save_state(ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimize
                 tensors[f"opt.{pid}.{name}"] = value.detach().to("cpu").contiguous()
             else:
                 scalars.setdefault(str(pid), {})[name] = float(value)
-    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
-    meta = {"loop": loop, "param_groups": groups, "scalars": scalars,
-            "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None}
+    groups = [
+        {k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]
+    ]
+    meta = {
+        "loop": loop,
+        "param_groups": groups,
+        "scalars": scalars,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+    }
     _atomic_save(tensors, ckpt_dir / STATE_NAME, {"resnet_apps_state": json.dumps(meta, default=float)})
 
 
-def load_state(ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-               scaler: Any = None) -> dict[str, Any]:
+def load_state(
+    ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any = None
+) -> dict[str, Any]:
     """Restore model and optimiser from the resume state; returns the loop dict (epoch, step, history...)."""
     from safetensors import safe_open
 
     path = ckpt_dir / STATE_NAME
     if not path.is_file():
-        raise CheckpointError(f"{path}: no resume state; this run never finished a checkpoint (start it anew)")
+        raise CheckpointError(
+            f"{path}: no resume state; this run never finished a checkpoint (start it anew)"
+        )
     with safe_open(str(path), framework="pt") as handle:
         meta = json.loads((handle.metadata() or {})["resnet_apps_state"])
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}

@@ -7,19 +7,35 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from train_fixtures import make_geotiff_folder, write_recipe  # noqa: I001
 
 
-def test_train_command_with_overrides_writes_the_resolved_recipe(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_train_command_with_overrides_writes_the_resolved_recipe(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from resnet_apps.cli import main
     from resnet_apps.recipe import load_recipe
 
     torch.set_num_threads(1)
     recipe = write_recipe(tmp_path / "r.yaml", make_geotiff_folder(tmp_path / "data", per_class=4))
     out = tmp_path / "run"
-    assert main(["train", str(recipe), "--set", "train.epochs=1", "--set", "eval.bootstrap=10",
-                 "--set", "eval.gradcam=0", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(recipe),
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "eval.bootstrap=10",
+                "--set",
+                "eval.gradcam=0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     saved = load_recipe(out / "recipe.yaml")
     assert saved.train.epochs == 1 and saved.eval.bootstrap == 10
     assert saved.data.root == str(tmp_path / "data")  # resolved, so the run can be re-evaluated from anywhere

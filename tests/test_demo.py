@@ -15,7 +15,9 @@ DEMO = Path(__file__).resolve().parents[1] / "resnet_apps" / "demo_data"
 
 def test_embedded_sample_is_byte_identical_to_its_listing() -> None:
     rows = re.findall(r"\| (\w+) \| (\w+_\d+\.tif) \| `([0-9a-f]{64})` \|", (DEMO / "README.md").read_text())
-    files = sorted(p.relative_to(DEMO / "eurosat_ms_sample").as_posix() for p in DEMO.glob("eurosat_ms_sample/*/*.tif"))
+    files = sorted(
+        p.relative_to(DEMO / "eurosat_ms_sample").as_posix() for p in DEMO.glob("eurosat_ms_sample/*/*.tif")
+    )
     assert len(rows) == len(files) == 50  # 5 chips x 10 classes
     for cls, name, digest in rows:
         assert hashlib.sha256((DEMO / "eurosat_ms_sample" / cls / name).read_bytes()).hexdigest() == digest
@@ -57,8 +59,12 @@ def test_demo_recipe_is_the_packaged_one_and_checks_without_torch() -> None:
 
 @pytest.mark.slow
 def test_demo_command_ends_with_the_report_path(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "resnet_apps", "demo", "--runs-root", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet_apps", "demo", "--runs-root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("report: ") and last.endswith("report.html") and Path(last[8:]).is_file()

@@ -16,12 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 # recipe -> the folder of ../shared/data it runs on (None: no data shipped, tested on generated files)
 DATA_OF = {
-    "eurosat_ms_resnet50": "eurosat_ms", "eurosat_rgb_resnet50": "eurosat_rgb",
+    "eurosat_ms_resnet50": "eurosat_ms",
+    "eurosat_rgb_resnet50": "eurosat_rgb",
     "chest_xray_pneumonia_resnet50": "chest_xray_pneumonia_kermany",
     "cloud_seg_fpn_resnet34": "cloud38_landsat8_segmentation",
     "landcover_seg_fpn_resnet50": "dubai_aerial_landcover_segmentation",
     "lung_seg_fpn_resnet34": "covid_cxr_lung_segmentation_generalblockchain",
-    "chest_xray_multilabel_resnet50": None, "demo": None,
+    "chest_xray_multilabel_resnet50": None,
+    "demo": None,
 }
 
 
@@ -37,10 +39,10 @@ BASE = "name: t\ntask: classification\ndata: {root: data, source: folder}\n"
 @pytest.mark.parametrize(
     "text, message",
     [
-        (BASE + "trian: {epochs: 1}\n", "did you mean 'train'"),             # misspelt section
-        (BASE + "train: {epoch: 1}\n", "did you mean 'epochs'"),             # misspelt key
+        (BASE + "trian: {epochs: 1}\n", "did you mean 'train'"),  # misspelt section
+        (BASE + "train: {epoch: 1}\n", "did you mean 'epochs'"),  # misspelt key
         (BASE + "train: {epochs: one}\n", "train.epochs = 'one' has the wrong type"),
-        (BASE + "train: {optimizer: adam}\n", "did you mean 'adamw'"),     # choice with a suggestion
+        (BASE + "train: {optimizer: adam}\n", "did you mean 'adamw'"),  # choice with a suggestion
         (BASE + "eval: {operating_point: 'sensitivity:1.5'}\n", "operating_point"),
         ("name: t\ndata: {root: x}\n", "missing required key 'task'"),
         (BASE + "data: {split: {val: 0.6, test: 0.5}}\n", "sum below 1"),
@@ -53,10 +55,21 @@ def test_bad_recipes_are_refused_with_the_field_and_a_fix(tmp_path: Path, text: 
 
 def test_overrides_are_typed_and_nested(tmp_path: Path) -> None:
     path = _write(tmp_path, BASE)
-    r = load_recipe(path, ["train.epochs=3", "train.lr=1", "data.source.kind=csv", "data.bands=[B04, B03, 7]",
-                           "data.split.seed=5", "eval.operating_point=sensitivity:0.95"])
-    assert r.train.epochs == 3 and r.train.lr == 1.0 and isinstance(r.train.lr, float)  # int accepted as float
-    assert r.data.source.kind == "csv"        # the short form `source: folder` became {kind: ...}
+    r = load_recipe(
+        path,
+        [
+            "train.epochs=3",
+            "train.lr=1",
+            "data.source.kind=csv",
+            "data.bands=[B04, B03, 7]",
+            "data.split.seed=5",
+            "eval.operating_point=sensitivity:0.95",
+        ],
+    )
+    assert (
+        r.train.epochs == 3 and r.train.lr == 1.0 and isinstance(r.train.lr, float)
+    )  # int accepted as float
+    assert r.data.source.kind == "csv"  # the short form `source: folder` became {kind: ...}
     assert r.data.bands == ["B04", "B03", 7]
     assert r.data.split.seed == 5 and r.eval.operating_point == "sensitivity:0.95"
     with pytest.raises(RecipeError, match="did you mean 'epochs'"):
@@ -67,7 +80,9 @@ def test_overrides_are_typed_and_nested(tmp_path: Path) -> None:
         load_recipe(path, ["train.deterministic=maybe"])
 
 
-def test_paths_resolve_against_the_recipe_folder_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_paths_resolve_against_the_recipe_folder_and_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sub = tmp_path / "recipes"
     sub.mkdir()
     path = sub / "r.yaml"
@@ -101,8 +116,9 @@ def test_every_shipped_recipe_states_its_aim_and_loads(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
-def test_shipped_recipes_build_their_records_on_shared_data(path: Path, shared_data: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shipped_recipes_build_their_records_on_shared_data(
+    path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from resnet_apps.data.records import build_records
 
     folder = DATA_OF[path.stem]
@@ -118,9 +134,13 @@ def test_shipped_recipes_build_their_records_on_shared_data(path: Path, shared_d
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_check_command_validates_without_importing_torch(path: Path) -> None:
-    code = ("import sys; from resnet_apps.cli import main; rc = main(['check', sys.argv[1]]); "
-            "assert 'torch' not in sys.modules, 'check imported torch'; sys.exit(rc)")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys; from resnet_apps.cli import main; rc = main(['check', sys.argv[1]]); "
+        "assert 'torch' not in sys.modules, 'check imported torch'; sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode in (0, 1), done.stderr
     assert "OK" in done.stdout and "torch" not in done.stderr
 
@@ -130,3 +150,13 @@ def test_check_command_reports_a_bad_key(tmp_path: Path) -> None:
 
     path = _write(tmp_path, BASE + "train: {epoch: 1}\n")
     assert main(["check", str(path)]) == 2
+
+
+def test_band_aware_conv1_needs_three_named_rgb_bands(tmp_path: Path) -> None:
+    text = BASE + "model: {conv1_init: rgb_bands}\n"
+    with pytest.raises(RecipeError, match="data.rgb_bands"):
+        load_recipe(_write(tmp_path, text))
+    with pytest.raises(RecipeError, match="among data.bands"):  # B05 is not one of the bands read
+        load_recipe(_write(tmp_path, text), ["data.bands=[B02, B03, B04]", "data.rgb_bands=[B05, B03, B02]"])
+    ok = load_recipe(_write(tmp_path, text), ["data.bands=[B02, B03, B04, B08]", "data.rgb_bands=[B04, B03, B02]"])
+    assert ok.data.rgb_bands == ["B04", "B03", "B02"]

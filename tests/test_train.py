@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_fixtures import make_geotiff_folder, write_recipe  # noqa: I001
 
 from resnet_apps.errors import RunDirError, TrainingDivergedError, WeightsUnavailableError
-from train_fixtures import make_geotiff_folder, write_recipe  # noqa: I001
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,16 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_run_directory_holds_checkpoints_metrics_and_the_resolved_recipe(tiny_run: Path) -> None:
-    for name in ("recipe.yaml", "split.json", "history.jsonl", "metrics.json", "checkpoints/best.safetensors",
-                 "checkpoints/best.json", "checkpoints/last.safetensors", "checkpoints/last.state.safetensors"):
+    for name in (
+        "recipe.yaml",
+        "split.json",
+        "history.jsonl",
+        "metrics.json",
+        "checkpoints/best.safetensors",
+        "checkpoints/best.json",
+        "checkpoints/last.safetensors",
+        "checkpoints/last.state.safetensors",
+    ):
         assert (tiny_run / name).is_file(), name
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["schema_version"] == 1 and metrics["run"]["task"] == "classification"
@@ -56,7 +64,9 @@ def test_best_checkpoint_reproduces_the_reported_test_probabilities(tiny_run: Pa
     images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
     with torch.no_grad():
         prob = torch.softmax(model(images), 1).numpy()
-    reported = np.array(json.loads((tiny_run / "metrics.json").read_text())["evaluation"]["samples"]["y_prob"])
+    reported = np.array(
+        json.loads((tiny_run / "metrics.json").read_text())["evaluation"]["samples"]["y_prob"]
+    )
     np.testing.assert_allclose(prob, reported, atol=1e-4)
 
 
@@ -80,7 +90,8 @@ def test_an_existing_run_directory_is_never_overwritten(tiny_run: Path) -> None:
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import resnet_apps.train as T
 
     real = T.build_loss
@@ -112,14 +123,22 @@ def test_missing_imagenet_weights_fail_unless_the_recipe_says_scratch(tmp_path: 
     from resnet_apps.recipe import load_recipe
     from resnet_apps.train_setup import build_recipe_model
 
-    recipe_path = write_recipe(tmp_path / "r.yaml", make_geotiff_folder(tmp_path / "data", per_class=2),
-                               model={"weights": "imagenet"})
+    recipe_path = write_recipe(
+        tmp_path / "r.yaml",
+        make_geotiff_folder(tmp_path / "data", per_class=2),
+        model={"weights": "imagenet"},
+    )
     with pytest.raises(WeightsUnavailableError):
         build_recipe_model(load_recipe(recipe_path), 4, 3, ["a", "b", "c", "d"], log=lambda *a: None)
     assert main(["train", str(recipe_path), "--out", str(tmp_path / "run")]) == 2  # CLI: message, exit 2
     notes: list[str] = []
-    _, info = build_recipe_model(load_recipe(recipe_path, ["model.on_missing_weights=scratch"]), 4, 3,
-                                 ["a", "b", "c", "d"], log=notes.append)
+    _, info = build_recipe_model(
+        load_recipe(recipe_path, ["model.on_missing_weights=scratch"]),
+        4,
+        3,
+        ["a", "b", "c", "d"],
+        log=notes.append,
+    )
     assert info["imagenet_weights_used"] is False and "RANDOM weights" in notes[0]
 
 
@@ -129,7 +148,7 @@ def test_learning_rate_schedule_by_hand() -> None:
     # warm-up 10 of 110 steps: (step + 1) / 10, then cosine over the remaining 100
     assert lr_factor(0, 110, 10) == pytest.approx(0.1)
     assert lr_factor(9, 110, 10) == pytest.approx(1.0)
-    assert lr_factor(59, 110, 10) == pytest.approx(0.5)                       # halfway through the cosine
+    assert lr_factor(59, 110, 10) == pytest.approx(0.5)  # halfway through the cosine
     assert lr_factor(109, 110, 10) == pytest.approx(0.0, abs=1e-12)
     assert lr_factor(0, 4, 0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
 
@@ -143,4 +162,4 @@ def test_class_weights_and_masked_bce_by_hand() -> None:
     loss = MaskedBCE(None, 0.0)
     logits = torch.zeros(2, 2)
     target = torch.tensor([[1.0, float("nan")], [0.0, float("nan")]])
-    assert loss(logits, target).item() == pytest.approx(math.log(2))          # NaN terms do not count
+    assert loss(logits, target).item() == pytest.approx(math.log(2))  # NaN terms do not count

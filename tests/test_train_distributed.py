@@ -16,23 +16,54 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 def test_ddp_two_processes_match_a_single_process_run(tmp_path: Path) -> None:
     # per-rank batch 2 x 2 ranks = the single run's batch 4, so both take 3 steps per epoch over 12 images
     data = make_geotiff_folder(tmp_path / "data")
-    single = write_recipe(tmp_path / "single.yaml", data, train={"batch_size": 4, "lr": 0.01, "epochs": 3}, data={"image_size": 64},
-                          eval={"bootstrap": 0, "gradcam": 0})
-    ddp = write_recipe(tmp_path / "ddp.yaml", data, train={"batch_size": 2, "lr": 0.01, "epochs": 3}, data={"image_size": 64},
-                       eval={"bootstrap": 0, "gradcam": 0})
-    one = subprocess.run([sys.executable, "-m", "resnet_apps", "train", str(single), "--out", str(tmp_path / "one")],
-                         env=ENV, capture_output=True, text=True, timeout=600)
+    single = write_recipe(
+        tmp_path / "single.yaml",
+        data,
+        train={"batch_size": 4, "lr": 0.01, "epochs": 3},
+        data={"image_size": 64},
+        eval={"bootstrap": 0, "gradcam": 0},
+    )
+    ddp = write_recipe(
+        tmp_path / "ddp.yaml",
+        data,
+        train={"batch_size": 2, "lr": 0.01, "epochs": 3},
+        data={"image_size": 64},
+        eval={"bootstrap": 0, "gradcam": 0},
+    )
+    one = subprocess.run(
+        [sys.executable, "-m", "resnet_apps", "train", str(single), "--out", str(tmp_path / "one")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "resnet_apps", "train", str(ddp), "--out", str(tmp_path / "two")],
-                         env=ENV, capture_output=True, text=True, timeout=600)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "resnet_apps",
+            "train",
+            str(ddp),
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("run directory:") == 1, "only rank 0 prints and writes"
 
     a = json.loads((tmp_path / "one" / "metrics.json").read_text())
     b = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert b["run"]["world_size"] == 2
-    # predictions were gathered from both ranks with DistributedSampler's padding dropped: 6 test images, once each
+    # predictions gathered from both ranks, DistributedSampler's padding dropped: 6 test images, once each
     assert a["evaluation"]["n_samples"] == b["evaluation"]["n_samples"] == 6
     assert sum(b["evaluation"]["confusion"]["matrix"][i][j] for i in range(3) for j in range(3)) == 6
     assert len(a["history"]) == len(b["history"]) == 3

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from train_fixtures import make_geotiff_folder, write_recipe  # noqa: I001
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -34,16 +33,28 @@ def _loop_position(state: Path) -> dict | None:
 
 def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     # 24 images: 12 train, batch 4 -> 3 steps per epoch; a resume state after every step
-    recipe = write_recipe(tmp_path / "r.yaml", make_geotiff_folder(tmp_path / "data"),
-                          train={"epochs": 3, "deterministic": True, "checkpoint_every_steps": 1},
-                          eval={"bootstrap": 20, "gradcam": 0})
-    whole = subprocess.run(_train(str(recipe), "--out", str(tmp_path / "whole")), env=ENV, capture_output=True,
-                           text=True, timeout=600)
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        make_geotiff_folder(tmp_path / "data"),
+        train={"epochs": 3, "deterministic": True, "checkpoint_every_steps": 1},
+        eval={"bootstrap": 20, "gradcam": 0},
+    )
+    whole = subprocess.run(
+        _train(str(recipe), "--out", str(tmp_path / "whole")),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_train(str(recipe), "--out", str(killed)), env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _train(str(recipe), "--out", str(killed)),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     state = killed / "checkpoints" / "last.state.safetensors"
     position = None
     deadline = time.monotonic() + 300
@@ -57,14 +68,17 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path: P
     assert proc.returncode == -signal.SIGKILL, f"the run was not killed mid-epoch (last position {position})"
     assert not (killed / "metrics.json").exists()
 
-    resumed = subprocess.run(_train("--resume", str(killed)), env=ENV, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        _train("--resume", str(killed)), env=ENV, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming at epoch 2, step" in resumed.stdout
 
     a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
-    assert [h["train_loss"] for h in b["history"]] == pytest.approx([h["train_loss"] for h in a["history"]],
-                                                                    rel=1e-6)
+    assert [h["train_loss"] for h in b["history"]] == pytest.approx(
+        [h["train_loss"] for h in a["history"]], rel=1e-6
+    )
     assert [h["val_metric"] for h in b["history"]] == [h["val_metric"] for h in a["history"]]
     assert b["evaluation"]["samples"]["y_prob"] == a["evaluation"]["samples"]["y_prob"]
     assert b["evaluation"]["headline"] == a["evaluation"]["headline"]

@@ -1,4 +1,4 @@
-"""Segmentation (FPN, pairs CSV, colour-free index masks) and NIH-style multi-label training, one epoch each."""
+"""Segmentation (FPN, pairs CSV, index masks) and NIH-style multi-label training, one epoch each."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ def test_segmentation_pairs_with_value_map_and_odd_sizes(tmp_path: Path) -> None
         image = rng.integers(0, 60, size=(40, 44, 3)).astype(np.uint8)
         mask = np.zeros((40, 44), np.uint8)
         top, left = rng.integers(0, 20, size=2)
-        image[top:top + 16, left:left + 16] += 150
-        mask[top:top + 16, left:left + 16] = 255
+        image[top : top + 16, left : left + 16] += 150
+        mask[top : top + 16, left : left + 16] = 255
         mask[0, 0] = 7  # a value outside mask_values: ignored, never counted
         Image.fromarray(image).save(tmp_path / "img" / f"s{i}.png")
         Image.fromarray(mask).save(tmp_path / "img" / f"s{i}_mask.png")
@@ -42,16 +42,34 @@ def test_segmentation_pairs_with_value_map_and_odd_sizes(tmp_path: Path) -> None
         writer = csv.DictWriter(handle, fieldnames=["image", "mask", "tile"])
         writer.writeheader()
         writer.writerows(rows)
-    metrics = _run(tmp_path, {
-        "name": "seg", "task": "segmentation",
-        "data": {"root": str(tmp_path), "scale": 1 / 255, "normalize": "none", "image_size": 32, "cache": False,
-                 "augment": "nadir", "classes": ["clear", "cloud"],
-                 "source": {"kind": "pairs", "index": "pairs.csv", "path_column": "image", "mask_column": "mask",
-                            "group_column": "tile", "mask_values": {0: 0, 255: 1}},
-                 "split": {"method": "group", "val": 0.2, "test": 0.2, "seed": 0}},
-        "model": {"backbone": "resnet18", "weights": "none", "fpn_channels": 32},
-        "train": {"epochs": 1, "batch_size": 2, "num_workers": 0},
-        "eval": {"metric": "miou", "bootstrap": 20}})
+    metrics = _run(
+        tmp_path,
+        {
+            "name": "seg",
+            "task": "segmentation",
+            "data": {
+                "root": str(tmp_path),
+                "scale": 1 / 255,
+                "normalize": "none",
+                "image_size": 32,
+                "cache": False,
+                "augment": "nadir",
+                "classes": ["clear", "cloud"],
+                "source": {
+                    "kind": "pairs",
+                    "index": "pairs.csv",
+                    "path_column": "image",
+                    "mask_column": "mask",
+                    "group_column": "tile",
+                    "mask_values": {0: 0, 255: 1},
+                },
+                "split": {"method": "group", "val": 0.2, "test": 0.2, "seed": 0},
+            },
+            "model": {"backbone": "resnet18", "weights": "none", "fpn_channels": 32},
+            "train": {"epochs": 1, "batch_size": 2, "num_workers": 0},
+            "eval": {"metric": "miou", "bootstrap": 20},
+        },
+    )
     ev = metrics["evaluation"]
     assert ev["kind"] == "segmentation" and ev["n_samples"] == 2 and ev["n_groups"] == 1
     # evaluation runs on whole 40 x 44 images, minus the one ignored pixel of each
@@ -76,16 +94,35 @@ def test_multilabel_nih_layout_with_patient_groups(tmp_path: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=["Image Index", "Finding Labels", "Patient ID"])
         writer.writeheader()
         writer.writerows(rows)
-    metrics = _run(tmp_path, {
-        "name": "nih", "task": "classification",
-        "data": {"root": str(tmp_path), "scale": 1 / 255, "normalize": "card", "image_size": 32, "grayscale": True,
-                 "cache": False, "augment": "chest_xray", "classes": ["Effusion", "Mass"],
-                 "source": {"kind": "multilabel_csv", "index": "Data_Entry_2017.csv", "path_column": "Image Index",
-                            "labels_column": "Finding Labels", "group_column": "Patient ID", "image_dir": "images"},
-                 "split": {"method": "group", "val": 0.25, "test": 0.25, "seed": 0}},
-        "model": {"backbone": "resnet18", "weights": "none", "multilabel": True},
-        "train": {"epochs": 1, "batch_size": 4, "num_workers": 0},
-        "eval": {"metric": "auroc", "bootstrap": 20, "gradcam": 0}})
+    metrics = _run(
+        tmp_path,
+        {
+            "name": "nih",
+            "task": "classification",
+            "data": {
+                "root": str(tmp_path),
+                "scale": 1 / 255,
+                "normalize": "card",
+                "image_size": 32,
+                "grayscale": True,
+                "cache": False,
+                "augment": "chest_xray",
+                "classes": ["Effusion", "Mass"],
+                "source": {
+                    "kind": "multilabel_csv",
+                    "index": "Data_Entry_2017.csv",
+                    "path_column": "Image Index",
+                    "labels_column": "Finding Labels",
+                    "group_column": "Patient ID",
+                    "image_dir": "images",
+                },
+                "split": {"method": "group", "val": 0.25, "test": 0.25, "seed": 0},
+            },
+            "model": {"backbone": "resnet18", "weights": "none", "multilabel": True},
+            "train": {"epochs": 1, "batch_size": 4, "num_workers": 0},
+            "eval": {"metric": "auroc", "bootstrap": 20, "gradcam": 0},
+        },
+    )
     ev = metrics["evaluation"]
     assert ev["mode"] == "multilabel" and ev["n_samples"] == 4 and ev["n_groups"] == 2
     assert [row["class"] for row in ev["per_class"]] == ["Effusion", "Mass"]
@@ -108,10 +145,19 @@ def test_bf16_frozen_warmup_weighted_sampler_binary(tmp_path: Path, precision: s
     from resnet_apps.train import train
 
     torch.set_num_threads(1)
-    recipe = write_recipe(tmp_path / "r.yaml", root,
-                          train={"epochs": 2, "precision": precision, "freeze_backbone_epochs": 1,
-                                 "sampler": "weighted", "class_weights": "balanced", "label_smoothing": 0.1},
-                          eval={"metric": "auroc", "operating_point": "sensitivity:0.9", "gradcam": 2})
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        root,
+        train={
+            "epochs": 2,
+            "precision": precision,
+            "freeze_backbone_epochs": 1,
+            "sampler": "weighted",
+            "class_weights": "balanced",
+            "label_smoothing": 0.1,
+        },
+        eval={"metric": "auroc", "operating_point": "sensitivity:0.9", "gradcam": 2},
+    )
     run = train(recipe, out=tmp_path / "run")
     metrics = json.loads((run / "metrics.json").read_text())
     assert [h["backbone_frozen"] for h in metrics["history"]] == [True, False]

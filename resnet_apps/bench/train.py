@@ -22,8 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe YAML")
     parser.add_argument("--steps", type=int, default=20, help="timed optimiser steps per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (allocator, caches)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="recipe override, e.g. --set model.backbone=resnet18 --set train.batch_size=16")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe override, e.g. --set model.backbone=resnet18 --set train.batch_size=16",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
 
 
@@ -36,7 +42,13 @@ def run(args: argparse.Namespace) -> int:
 
     from resnet_apps.recipe import load_recipe
     from resnet_apps.train_data import RecipeDataset, collate, normalisation, split_records
-    from resnet_apps.train_setup import autocast_context, build_loss, build_optimizer, build_recipe_model, task_mode
+    from resnet_apps.train_setup import (
+        autocast_context,
+        build_loss,
+        build_optimizer,
+        build_recipe_model,
+        task_mode,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -56,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     model.to(device)
     criterion.to(device)
 
-    def step(net: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, target: torch.Tensor) -> None:
+    def step(
+        net: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, target: torch.Tensor
+    ) -> None:
         images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
         with autocast_context(recipe.train.precision, device):
             logits = net(images)
@@ -68,10 +82,18 @@ def run(args: argparse.Namespace) -> int:
             torch.cuda.synchronize()  # time the step, not its queueing
 
     def loader() -> DataLoader:
-        return DataLoader(dataset, batch_size=batch, sampler=order, num_workers=recipe.train.num_workers,
-                          collate_fn=collate, drop_last=True)
+        return DataLoader(
+            dataset,
+            batch_size=batch,
+            sampler=order,
+            num_workers=recipe.train.num_workers,
+            collate_fn=collate,
+            drop_last=True,
+        )
 
-    batches = [(b["image"], b["mask"] if mode == "segmentation" else b["label"]) for b in loader()]  # warms caches
+    batches = [
+        (b["image"], b["mask"] if mode == "segmentation" else b["label"]) for b in loader()
+    ]  # warms caches
     model.train()
     started = None
     for i, b in enumerate(loader()):
@@ -84,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
         # timm has no FPN: the bare reference is our own segmentation model on in-memory tensors
         bare, name = build_recipe_model(recipe, len(names), k, names, log=lambda *a: None)[0], "bare model"
     else:
-        bare = timm.create_model(recipe.model.backbone, pretrained=False, in_chans=len(names),
-                                 num_classes=info["num_classes"])
+        bare = timm.create_model(
+            recipe.model.backbone, pretrained=False, in_chans=len(names), num_classes=info["num_classes"]
+        )
         name = "bare timm"
     bare.to(device).train()
     bare_opt = torch.optim.AdamW(bare.parameters(), lr=recipe.train.lr)
@@ -96,9 +119,11 @@ def run(args: argparse.Namespace) -> int:
     reference = args.steps * batch / (time.perf_counter() - (started or time.perf_counter()))
 
     shape = tuple(batches[0][0].shape)
-    print(f"recipe {recipe.name}: {recipe.model.backbone}, batch {shape} ({recipe.train.precision}), "
-          f"{args.steps} timed steps, {torch.get_num_threads()} torch threads, "
-          f"{recipe.train.num_workers} loader workers, {device}")
+    print(
+        f"recipe {recipe.name}: {recipe.model.backbone}, batch {shape} ({recipe.train.precision}), "
+        f"{args.steps} timed steps, {torch.get_num_threads()} torch threads, "
+        f"{recipe.train.num_workers} loader workers, {device}"
+    )
     print(f"  pipeline (read + augment + step): {pipeline:8.1f} images/s")
     print(f"  {name} step on the same tensors:  {reference:8.1f} images/s")
     print(f"  ratio pipeline / {name}:          {pipeline / reference:8.2f}")

@@ -14,11 +14,21 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's sub-commands to the top-level parser."""
     p = subparsers.add_parser("train", help="fine-tune a recipe into runs/<name>-<timestamp>")
-    p.add_argument("recipe", nargs="?", help="recipe YAML (omit with --resume: the run's saved recipe is used)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe value, e.g. --set train.epochs=1 (repeatable)")
+    p.add_argument(
+        "recipe", nargs="?", help="recipe YAML (omit with --resume: the run's saved recipe is used)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set train.epochs=1 (repeatable)",
+    )
     p.add_argument("--out", help="run directory (default runs/<recipe name>-<timestamp>; must not exist)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run (after a crash or kill) from its last state")
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a run (after a crash or kill) from its last state"
+    )
     p.add_argument("--runs-root", default="runs", help="parent folder of default run directories")
     p.set_defaults(handler=_train)
 
@@ -34,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=_check)
 
-    p = subparsers.add_parser("demo", help="train the demo recipe on the embedded EuroSAT-MS sample (< 5 min)")
+    p = subparsers.add_parser(
+        "demo", help="train the demo recipe on the embedded EuroSAT-MS sample (< 5 min)"
+    )
     p.add_argument("--runs-root", default="runs")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=_demo)
@@ -60,8 +72,10 @@ def _check(args: argparse.Namespace) -> int:
     from resnet_apps.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    print(f"{args.recipe}: recipe {recipe.name!r} OK ({recipe.task}, {recipe.model.backbone}, "
-          f"{recipe.train.epochs} epochs, metric {recipe.eval.metric})")
+    print(
+        f"{args.recipe}: recipe {recipe.name!r} OK ({recipe.task}, {recipe.model.backbone}, "
+        f"{recipe.train.epochs} epochs, metric {recipe.eval.metric})"
+    )
     problems = []
     if recipe.data.card:
         from resnet_apps.cards import load_card
