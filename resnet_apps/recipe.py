@@ -400,13 +400,13 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
         raise RecipeError(
             f"{origin}: eval.metric = {recipe.eval.metric!r} for segmentation; use miou or dice"
         )
-    rgb = recipe.data.rgb_bands
+    rgb, bands = recipe.data.rgb_bands, recipe.data.bands
     if recipe.model.conv1_init == "rgb_bands" and (
-        rgb is None or len(rgb) != 3 or (recipe.data.bands is not None and not set(rgb) <= set(recipe.data.bands))
+        rgb is None or len(rgb) != 3 or (bands is not None and not set(rgb) <= set(bands))
     ):
         raise RecipeError(
-            f"{origin}: model.conv1_init = rgb_bands needs data.rgb_bands naming the red, green and blue bands "
-            f"among data.bands (e.g. [B04, B03, B02]); got {rgb}"
+            f"{origin}: model.conv1_init = rgb_bands needs data.rgb_bands naming the red, green and blue "
+            f"bands among data.bands (e.g. [B04, B03, B02]); got {rgb}"
         )
     if recipe.data.split.method == "group" and not (
         recipe.data.split.group_pattern or recipe.data.source.group_pattern or recipe.data.source.group_column

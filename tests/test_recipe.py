@@ -158,5 +158,7 @@ def test_band_aware_conv1_needs_three_named_rgb_bands(tmp_path: Path) -> None:
         load_recipe(_write(tmp_path, text))
     with pytest.raises(RecipeError, match="among data.bands"):  # B05 is not one of the bands read
         load_recipe(_write(tmp_path, text), ["data.bands=[B02, B03, B04]", "data.rgb_bands=[B05, B03, B02]"])
-    ok = load_recipe(_write(tmp_path, text), ["data.bands=[B02, B03, B04, B08]", "data.rgb_bands=[B04, B03, B02]"])
+    ok = load_recipe(
+        _write(tmp_path, text), ["data.bands=[B02, B03, B04, B08]", "data.rgb_bands=[B04, B03, B02]"]
+    )
     assert ok.data.rgb_bands == ["B04", "B03", "B02"]
