@@ -35,6 +35,10 @@ figure { display: inline-block; margin: 8px 16px 8px 0; vertical-align: top; max
 figure img { max-width: 100%; height: auto; border: 1px solid var(--rule); }
 figcaption { font-size: 12px; color: var(--muted); max-width: 420px; }
 .gallery figure { width: 230px; } .gallery figure img { width: 224px; }
+.gallery.wide figure { width: auto; max-width: 100%; }
+.gallery.wide figure img { height: 256px; width: auto; max-width: 100%; }
+.gallery.wide figcaption { max-width: 512px; }
+.gallery figcaption { max-width: none; }
 .note { color: var(--muted); font-size: 13px; }
 .box { padding: 8px 12px; border-radius: 6px; margin: 8px 0; }
 .ok { background: var(--ok-bg); color: var(--ok); } .warn { background: var(--warn-bg); color: var(--warn); }

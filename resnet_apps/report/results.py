@@ -216,7 +216,7 @@ def _embed(run_dir: Path, rel: str) -> tuple[str | None, str]:
     return data_uri(data, mime), ""
 
 
-def _gallery(run_dir: Path, items: list[dict[str, Any]], caption_of: Any) -> str:
+def _gallery(run_dir: Path, items: list[dict[str, Any]], caption_of: Any, css: str = "gallery") -> str:
     figures, missing = [], []
     for item in items:
         uri, why = _embed(run_dir, item["image"])
@@ -227,7 +227,7 @@ def _gallery(run_dir: Path, items: list[dict[str, Any]], caption_of: Any) -> str
         figures.append(
             f'<figure><img src="{uri}" alt="{esc(cap)}"><figcaption>{esc(cap)}</figcaption></figure>'
         )
-    out = f'<div class="gallery">{"".join(figures)}</div>'
+    out = f'<div class="{css}">{"".join(figures)}</div>'
     if missing:
         out += f'<p class="warn box">Images that could not be embedded: {esc("; ".join(missing))}.</p>'
     return out
@@ -260,4 +260,5 @@ def overlays(doc: dict[str, Any], run_dir: Path) -> str:
     items = doc.get("overlays") or []
     if not items:
         return '<p class="note">No overlays were recorded for this run.</p>'
-    return _gallery(run_dir, items, lambda item: item.get("caption", item["image"]))
+    # overlays are wider (reference | prediction side by side): two per row
+    return _gallery(run_dir, items, lambda item: item.get("caption", item["image"]), "gallery wide")
