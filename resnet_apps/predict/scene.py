@@ -103,6 +103,7 @@ def predict_scene(
     probabilities: str | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Predict one GeoTIFF scene and write ``<stem>_class.tif`` (+ ``<stem>_prob.tif``) into ``out_dir``.
 
@@ -122,9 +123,12 @@ def predict_scene(
             255 = nodata); None to skip.
         device: where the model runs.
         progress: show a tqdm bar (tiles/s, ETA).
+        max_seconds: stop after the block that passes this many seconds (benchmarks on slow machines);
+            the maps are then complete only for the blocks done and ``complete`` is False.
 
     Returns:
-        ``{"class_path", "prob_path", "tiles", "seconds", "tiles_per_s", "forward_seconds", "shape"}``.
+        ``{"class_path", "prob_path", "tiles", "tiles_total", "complete", "seconds", "tiles_per_s",
+        "forward_seconds", "shape"}`` (classification: tiles are chips).
     """
     if probabilities not in PROBABILITY_FORMATS:
         raise ValueError(f"probabilities must be one of {PROBABILITY_FORMATS}, got {probabilities!r}")
@@ -138,13 +142,14 @@ def predict_scene(
     decision = Decision.from_meta(meta)
     predictor = _timed_predictor(model, decision.probabilities, device, clock)
     start = time.perf_counter()
+    deadline = None if max_seconds is None else start + max_seconds
     with SceneReader(src, pre) as reader:
         if task == "segmentation":
-            tiles = _segment(reader, predictor, out_dir, tile or 256, overlap, block, batch_size, blend,
-                             probabilities, decision, progress)
+            tiles, total = _segment(reader, predictor, out_dir, tile or 256, overlap, block, batch_size, blend,
+                                    probabilities, decision, progress, deadline)
         elif task == "classification":
-            tiles = _classify(reader, predictor, out_dir, tile or pre.image_size or 64, overlap, block,
-                              batch_size, probabilities, decision, progress)
+            tiles, total = _classify(reader, predictor, out_dir, tile or pre.image_size or 64, overlap, block,
+                                     batch_size, probabilities, decision, progress, deadline)
         else:
             raise ValueError(f"{src}: meta['task'] is {task!r}; expected 'segmentation' or 'classification'")
         shape = (reader.height, reader.width)
@@ -153,8 +158,8 @@ def predict_scene(
     return {
         "class_path": out_dir / f"{stem}_class.tif",
         "prob_path": out_dir / f"{stem}_prob.tif" if probabilities else None,
-        "tiles": tiles, "seconds": seconds, "tiles_per_s": tiles / seconds if seconds else 0.0,
-        "forward_seconds": clock[0], "shape": shape,
+        "tiles": tiles, "tiles_total": total, "complete": tiles == total, "seconds": seconds,
+        "tiles_per_s": tiles / seconds if seconds else 0.0, "forward_seconds": clock[0], "shape": shape,
     }
 
 
@@ -208,7 +213,8 @@ def _write(writers: tuple[GeoTiffWriter, GeoTiffWriter | None], prob: np.ndarray
 
 
 def _segment(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int, overlap: float, block: int,
-             batch_size: int, blend: str, probabilities: str | None, decision: Decision, progress: bool) -> int:
+             batch_size: int, blend: str, probabilities: str | None, decision: Decision, progress: bool,
+             deadline: float | None) -> tuple[int, int]:
     grid = plan_grid(tile, overlap, block)
     total = count_tiles(reader.height, reader.width, grid)
     writers = _open_writers(reader, out_dir, 1, probabilities, decision)
@@ -216,19 +222,25 @@ def _segment(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int,
         for writer in writers:
             if writer is not None:
                 stack.enter_context(writer)
+        done = 0
         for blk in iter_blocks(reader.height, reader.width, grid):
+            if deadline is not None and time.perf_counter() > deadline:
+                break
             x, valid = reader.read_normalised(blk.read, with_valid_channel=True)
             out = predict_window(torch.from_numpy(x)[None], predictor, grid, batch_size, blend)[0]
             del x  # free the block input before the core is cut and written
             rows, cols = blk.core_in_read
             _write(writers, out[:, rows, cols].numpy(), valid[rows, cols], blk.core, decision)
             del out
-            bar.update(grid.tiles_along(blk.read[1] - blk.read[0]) * grid.tiles_along(blk.read[3] - blk.read[2]))
-    return total
+            block_tiles = grid.tiles_along(blk.read[1] - blk.read[0]) * grid.tiles_along(blk.read[3] - blk.read[2])
+            done += block_tiles
+            bar.update(block_tiles)
+    return done, total
 
 
 def _classify(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int, overlap: float, block: int,
-              batch_size: int, probabilities: str | None, decision: Decision, progress: bool) -> int:
+              batch_size: int, probabilities: str | None, decision: Decision, progress: bool,
+              deadline: float | None) -> tuple[int, int]:
     stride = max(int(tile * (1 - overlap)), 1)
     offset = (stride - tile) // 2  # chips are centred on their cell (offset <= 0 when chips overlap)
     out_h, out_w = math.ceil(reader.height / stride), math.ceil(reader.width / stride)
@@ -238,8 +250,11 @@ def _classify(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int
         for writer in writers:
             if writer is not None:
                 stack.enter_context(writer)
+        done = 0
         for i0 in range(0, out_h, cells):
             for j0 in range(0, out_w, cells):
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
                 i1, j1 = min(i0 + cells, out_h), min(j0 + cells, out_w)
                 ni, nj = i1 - i0, j1 - j0
                 read = (i0 * stride + offset, (i1 - 1) * stride + offset + tile,
@@ -252,8 +267,9 @@ def _classify(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int
                 prob = torch.cat([predictor(chips[k:k + batch_size]) for k in range(0, ni * nj, batch_size)])
                 prob_map = prob.reshape(ni, nj, -1).permute(2, 0, 1).numpy()  # [K, ni, nj]
                 _write(writers, prob_map, cell_valid, (i0, i1, j0, j1), decision)
+                done += ni * nj
                 bar.update(ni * nj)
-    return out_h * out_w
+    return done, out_h * out_w
 
 
 def _cell_validity(valid: np.ndarray, reader: SceneReader, cells: tuple[int, int, int, int], stride: int,
