@@ -233,11 +233,18 @@ def reproducibility(doc: dict[str, Any]) -> str:
             "data_hash",
             "seed",
             "weights_source",
+            "weights_note",
             "deterministic",
             "device",
             "command",
         )
         if key in r
+    ]
+    run = doc.get("run") or {}
+    rows += [
+        [f"run: {key}", run[key]]
+        for key in ("best_epoch", "epochs_run", "world_size", "device", "hardware")
+        if run.get(key) is not None
     ]
     rows += [[f"version: {name}", version] for name, version in sorted((r.get("versions") or {}).items())]
     return out + table(["Item", "Value"], rows)
