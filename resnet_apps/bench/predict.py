@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", type=int, default=10, help="segmentation classes (10)")
     parser.add_argument("--tile", type=int, default=256, help="tile side (256)")
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap (0.25)")
-    parser.add_argument("--block", type=int, default=2048, help="block side (2048)")
+    parser.add_argument("--block", type=int, default=1536, help="block side (1536)")
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward (8)")
     parser.add_argument("--forward-tiles", type=int, default=64, help="tiles timed for the bare forward (64)")
     parser.add_argument("--probabilities", choices=("float32", "uint8"), default=None, help="also write probabilities")

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction in [0, 1) (0.25)")
     parser.add_argument("--tile", type=int, default=None,
                         help="tile side in px (segmentation: 256; classification: the checkpoint's image_size)")
-    parser.add_argument("--block", type=int, default=2048, help="scene block side in px: bounds memory (2048)")
+    parser.add_argument("--block", type=int, default=1536, help="scene block side in px: bounds memory (1536)")
     parser.add_argument("--batch-size", type=int, default=8, help="tiles or images per forward pass (8)")
     parser.add_argument("--blend", choices=("gaussian", "constant"), default="gaussian",
                         help="how overlapping tiles are blended (MONAI sliding_window_inference mode)")

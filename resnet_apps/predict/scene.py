@@ -97,7 +97,7 @@ def predict_scene(
     *,
     tile: int | None = None,
     overlap: float = 0.25,
-    block: int = 2048,
+    block: int = 1536,
     batch_size: int = 8,
     blend: str = "gaussian",
     probabilities: str | None = None,
