@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from resnet_apps.train_distributed import gather
+from resnet_apps.train_distributed import all_reduce_mean, gather
 from resnet_apps.train_setup import autocast_context
 
 # recipe eval.metric -> headline row name of the metrics layer, per mode
@@ -38,23 +38,30 @@ def predict(
     device: torch.device,
     precision: str = "fp32",
     channels_last: bool = False,
+    criterion: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Run the model over a loader (all ranks), return per-sample outputs ordered by dataset index.
 
     Returns:
-        ``{"index": [N], "loss_sum", "y_true": [N] | [N, K], "y_prob": [N] | [N, K]}`` for classification;
-        ``{"index": [N], "confusions": [N, K, K], "pred_masks": None}`` for segmentation.
+        ``{"index": [N], "y_true": [N] | [N, K], "y_prob": [N] | [N, K]}`` for classification;
+        ``{"index": [N], "confusions": [N, K, K]}`` for segmentation; with ``criterion`` also ``"loss"``
+        (mean over this rank's batches, averaged over ranks).
     """
     from resnet_apps.metrics.segmentation import segmentation_confusion
 
     model.eval()
     rows: list[tuple[int, Any, Any]] = []
+    loss_sum, loss_n = 0.0, 0
     for batch in loader:
         images = batch["image"].to(device)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast_context(precision, device):
             logits = model(images).float()
+        if criterion is not None:
+            target = batch["mask" if mode == "segmentation" else "label"].to(device)
+            loss_sum += float(criterion(logits, target).item()) * len(images)
+            loss_n += len(images)
         if mode == "segmentation":
             pred = logits.argmax(1).cpu().numpy()
             masks, valid = batch["mask"].numpy(), batch["valid"].numpy()
@@ -74,11 +81,13 @@ def predict(
         rows += [(idx, labels[i], prob[i]) for i, idx in enumerate(batch["index"].tolist())]
     merged = {idx: (a, b) for idx, a, b in gather(rows)}  # DistributedSampler padding repeats an index
     order = sorted(merged)
+    extra = {"loss": all_reduce_mean(loss_sum / max(loss_n, 1))} if criterion is not None else {}
     if mode == "segmentation":
         k = num_classes
         cms = np.stack([merged[i][0] for i in order]) if order else np.zeros((0, k, k), dtype=np.int64)
-        return {"index": np.array(order), "confusions": cms}
+        return {"index": np.array(order), "confusions": cms, **extra}
     return {
+        **extra,
         "index": np.array(order),
         "y_true": np.stack([merged[i][0] for i in order]),
         "y_prob": np.stack([merged[i][1] for i in order]),

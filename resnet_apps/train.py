@@ -253,6 +253,7 @@ def train(
             device,
             recipe.train.precision,
             recipe.train.channels_last,
+            criterion,
         )
         # every rank holds the gathered predictions, so every rank takes the same early-stopping decision
         block = evaluate_block(val, mode, split.classes, threshold=0.5 if mode == "binary" else None)
@@ -262,7 +263,7 @@ def train(
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
-            "val_loss": None,
+            "val_loss": val["loss"],
             "val_metric": None if math.isnan(metric) else metric,
             "metric": recipe.eval.metric,
             "lr": lr,

@@ -40,6 +40,7 @@ def test_run_directory_holds_checkpoints_metrics_and_the_resolved_recipe(tiny_ru
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["schema_version"] == 1 and metrics["run"]["task"] == "classification"
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert all(h["val_loss"] > 0 and h["train_loss"] > 0 for h in metrics["history"])
     assert len((tiny_run / "history.jsonl").read_text().splitlines()) == 2
     # 24 images, stratified 25 % test / 25 % val: 6 + 6, the rest trains
     assert metrics["split"]["sizes"] == {"train": 12, "val": 6, "test": 6}
