@@ -17,29 +17,20 @@ def test_train_command_with_overrides_writes_the_resolved_recipe(
     from resnet_apps.recipe import load_recipe
 
     torch.set_num_threads(1)
-    recipe = write_recipe(tmp_path / "r.yaml", make_geotiff_folder(tmp_path / "data", per_class=4))
+    data = make_geotiff_folder(tmp_path / "data", per_class=4)
+    (data / "Forest" / "Forest_broken.tif").write_bytes(b"II*\x00" + b"\x00" * 40)  # a truncated TIFF
+    recipe = write_recipe(tmp_path / "r.yaml", data, data={"on_error": "skip"})
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                str(recipe),
-                "--set",
-                "train.epochs=1",
-                "--set",
-                "eval.bootstrap=10",
-                "--set",
-                "eval.gradcam=0",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    overrides = ["--set", "train.epochs=1", "--set", "eval.bootstrap=10", "--set", "eval.gradcam=0"]
+    assert main(["train", str(recipe), *overrides, "--out", str(out)]) == 0
     saved = load_recipe(out / "recipe.yaml")
     assert saved.train.epochs == 1 and saved.eval.bootstrap == 10
     assert saved.data.root == str(tmp_path / "data")  # resolved, so the run can be re-evaluated from anywhere
     printed = capsys.readouterr().out
+    # on_error: skip: the broken file is listed with its reason, and the run went on without it
+    skipped = json.loads((out / "metrics.json").read_text())["skipped"]
+    assert [row["path"] for row in skipped] == ["Forest/Forest_broken.tif"] and skipped[0]["reason"]
+    assert "Forest/Forest_broken.tif" in (out / "skipped.csv").read_text()
     assert "epoch 1/1" in printed and "run directory:" in printed  # plain lines when not a TTY
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert history[0]["epoch"] == 1 and history[0]["images_per_s"] > 0
