@@ -73,6 +73,7 @@ class SplitConfig:
     seed: int = 0
     group_pattern: str | None = None
     keep_test: bool = True  # column splits: keep the source's own test split as test
+    on_leak: str = "fail"  # fail | drop_train: drop train images of groups that the kept test split holds
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.source.mask_encoding": ("index", "rgb", "palette"),
     "data.normalize": ("card", "imagenet", "none"),
     "data.split.method": ("stratified", "group", "column", "spatial", "random"),
+    "data.split.on_leak": ("fail", "drop_train"),
     "data.augment": ("nadir", "chest_xray", "none"),
     "data.on_error": ("fail", "skip"),
     "model.on_missing_weights": ("fail", "scratch"),

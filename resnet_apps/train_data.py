@@ -55,6 +55,13 @@ def split_records(recipe: Recipe) -> SplitData:
             out[record.split].append(record)
         else:
             pool.append(record)
+    dropped = 0
+    if cfg.on_leak == "drop_train" and out["test"]:
+        # a source split that puts one patient in train and test (Kermany does): keep test, drop from train
+        test_groups = {r.group for r in out["test"] if r.group is not None}
+        kept = [r for r in out["train"] if r.group not in test_groups]
+        dropped, out["train"] = len(out["train"]) - len(kept), kept
+        pool = [r for r in pool if r.group not in test_groups]
     rng_seed = cfg.seed
     if pool:
         rest, test = _divide(pool, cfg.test, rng_seed) if not out["test"] else (pool, [])
@@ -70,6 +77,8 @@ def split_records(recipe: Recipe) -> SplitData:
                 f"{recipe.data.root}: the {name} split is empty; add data or change data.split"
             )
     info = _split_info(out, classes, recipe)
+    if dropped:
+        info["dropped_for_leakage"] = {"train_images": dropped, "reason": "their group is in the test split"}
     return SplitData(out["train"], out["val"], out["test"], classes, info)
 
 

@@ -166,3 +166,23 @@ def test_bf16_frozen_warmup_weighted_sampler_binary(tmp_path: Path, precision: s
     assert best["model"]["num_classes"] == 1 and best["positive_class"] == "Forest"
     assert best["operating_threshold"] == metrics["operating_threshold"]
     assert len(metrics["gradcam"]) == 2 and (run / metrics["gradcam"][0]["image"]).is_file()
+
+
+def test_kermany_split_keeps_the_source_test_and_no_child_crosses_splits(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resnet_apps.recipe import load_recipe
+    from resnet_apps.train_data import split_records
+
+    monkeypatch.setenv("RESNET_APPS_DATA", str(shared_data))
+    recipe_path = Path(__file__).resolve().parents[1] / "recipes" / "chest_xray_pneumonia_resnet50.yaml"
+    split = split_records(load_recipe(recipe_path))
+    # the source test split is whole (234 NORMAL + 390 PNEUMONIA); 1000 train images minus the 56 whose child
+    # is also in test, then 15 % of the rest (by child) for validation
+    assert split.info["counts"]["test"] == {"NORMAL": 234, "PNEUMONIA": 390}
+    assert split.info["dropped_for_leakage"]["train_images"] == 56
+    assert len(split.train) + len(split.val) == 1000 - 56
+    groups = [{r.group for r in getattr(split, name)} for name in ("train", "val", "test")]
+    assert not (groups[0] & groups[1]) and not (groups[0] & groups[2]) and not (groups[1] & groups[2])
+    with pytest.raises(Exception, match="appear in more than one split"):
+        split_records(load_recipe(recipe_path, ["data.split.on_leak=fail"]))
