@@ -164,3 +164,15 @@ def test_class_weights_and_masked_bce_by_hand() -> None:
     logits = torch.zeros(2, 2)
     target = torch.tensor([[1.0, float("nan")], [0.0, float("nan")]])
     assert loss(logits, target).item() == pytest.approx(math.log(2))  # NaN terms do not count
+
+
+def test_evaluate_on_new_data_uses_every_image_and_the_checkpoint_threshold(tiny_run: Path) -> None:
+    from resnet_apps.evaluate_run import evaluate_run
+    from resnet_apps.recipe import load_recipe
+
+    root = Path(load_recipe(tiny_run / "recipe.yaml").data.root)
+    out = evaluate_run(tiny_run, data=root)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert out.name.startswith(f"evaluate-data-{root.name}-")
+    assert metrics["evaluation"]["n_samples"] == 24  # all 3 x 8 images, whatever split they had
+    assert metrics["run"]["evaluated_run"] == tiny_run.name
