@@ -170,7 +170,7 @@ def train(
     val_loader = _eval_loader(RecipeDataset(split.val, recipe, (mean, std), len(split.classes), False), run)
     batch = recipe.train.batch_size
     n_order = len(_epoch_order(run, train_set, 1, world))
-    # e.g. 30 images, batch 16 -> 2 steps; 33 images -> still 2 (a last batch of one image is dropped: BatchNorm)
+    # 30 images, batch 16 -> 2 steps; 33 -> still 2 (a last batch of one image is dropped: BatchNorm)
     per_epoch = n_order // batch + int(n_order % batch > 1)
     if recipe.train.max_steps_per_epoch:
         per_epoch = min(per_epoch, recipe.train.max_steps_per_epoch)
