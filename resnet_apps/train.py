@@ -197,6 +197,7 @@ def train(
         )
         net.train()
         started, seen = time.perf_counter(), 0
+        epoch_start = started
         bar = _progress(loader, epoch, recipe.train.epochs, per_epoch - loop["step"])
         for step, sample in enumerate(bar, start=loop["step"]):
             if step >= per_epoch:
@@ -230,12 +231,13 @@ def train(
             loop["loss_n"] += len(images)
             seen += len(images)
             loop["step"] = step + 1
+            rate = seen / max(time.perf_counter() - epoch_start, 1e-9)  # this rank's images per second
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(
-                    loss=f"{loss.item():.4f}",
-                    lr=f"{lr:.2e}",
-                    img_s=f"{seen / max(time.perf_counter() - started, 1e-9):.1f}",
-                )
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
+            elif (step + 1) % max(1, per_epoch // 4) == 0 and step + 1 < per_epoch:
+                eta = (per_epoch - step - 1) * batch / max(rate, 1e-9)
+                log(f"  epoch {epoch} step {step + 1}/{per_epoch}  loss {loss.item():.4f}  "
+                    f"{rate * world:.1f} img/s  eta {eta:.0f} s")
             every = recipe.train.checkpoint_every_steps
             if every and loop["step"] % every == 0 and loop["step"] < per_epoch and is_main():
                 now = time.perf_counter()
