@@ -214,7 +214,30 @@ class RecipeDataset(Dataset):
         return len(self.records)
 
     def read(self, record: Record) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw pixels [C, H, W] float32 (scaled) and the valid mask [H, W] (or None)."""
+        """Raw pixels [C, H, W] float32 (scaled) and the valid mask [H, W] (or None).
+
+        With ``data.cache`` the decoded arrays are kept in ``resnet_apps.data.cache.ArrayCache`` (keyed by
+        file content and these reading parameters), so the second epoch does not decode again.
+        """
+        if not self.recipe.data.cache:
+            return self._decode(record)
+        from resnet_apps.data.cache import ArrayCache
+
+        if getattr(self, "_cache", None) is None:
+            self._cache = ArrayCache()
+        data = self.recipe.data
+        files = [self.root / p for p in (record.band_paths or (record.path,))]
+        params = {"reader": "train_data/1", "bands": data.bands, "scale": data.scale,
+                  "grayscale": data.grayscale, "dicom_window": data.dicom_window}
+        key = self._cache.key(files, params)
+        hit = self._cache.load(key)
+        if hit is not None:
+            return np.array(hit["image"]), (np.array(hit["valid"]) if "valid" in hit else None)
+        arr, valid = self._decode(record)
+        self._cache.store(key, {"image": arr, **({"valid": valid} if valid is not None else {})})
+        return arr, valid
+
+    def _decode(self, record: Record) -> tuple[np.ndarray, np.ndarray | None]:
         from resnet_apps.io import read_image
 
         data = self.recipe.data

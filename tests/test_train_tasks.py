@@ -186,3 +186,28 @@ def test_kermany_split_keeps_the_source_test_and_no_child_crosses_splits(
     assert not (groups[0] & groups[1]) and not (groups[0] & groups[2]) and not (groups[1] & groups[2])
     with pytest.raises(Exception, match="appear in more than one split"):
         split_records(load_recipe(recipe_path, ["data.split.on_leak=fail"]))
+
+
+def test_cached_reads_equal_fresh_reads_and_follow_file_content(tmp_path: Path) -> None:
+    from train_fixtures import make_geotiff_folder, write_recipe
+
+    from resnet_apps.recipe import load_recipe
+    from resnet_apps.train_data import RecipeDataset, split_records
+
+    recipe = load_recipe(
+        write_recipe(tmp_path / "r.yaml", make_geotiff_folder(tmp_path / "data", per_class=2)),
+        ["data.cache=true"],
+    )
+    record = split_records(recipe).train[0]
+    dataset = RecipeDataset([record], recipe, ([0.0] * 4, [1.0] * 4), 3, train=False)
+    first, _ = dataset.read(record)  # miss: decoded and stored
+    second, _ = dataset.read(record)  # hit: memory-mapped from the cache
+    assert (dataset._cache.misses, dataset._cache.hits) == (1, 1)
+    np.testing.assert_array_equal(first, second)
+    fresh, _ = dataset._decode(record)
+    np.testing.assert_array_equal(first, fresh)
+    # the scaled values: uint16 DN x 0.0001
+    import rasterio
+
+    with rasterio.open(tmp_path / "data" / record.path) as src:
+        np.testing.assert_allclose(first, src.read().astype(np.float32) * np.float32(1e-4), rtol=1e-6)
