@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 import torch
 from torch import nn
 
@@ -31,6 +32,7 @@ from resnet_apps.predict.raster import SceneReader, class_dtype
 from resnet_apps.predict.tiling import count_tiles, iter_blocks, plan_grid, predict_window
 
 PROBABILITY_FORMATS = (None, "float32", "uint8")
+GDAL_CACHE_MB = 128
 
 
 def probabilities_to_classes(prob: np.ndarray, decision: Decision) -> np.ndarray:
@@ -143,7 +145,9 @@ def predict_scene(
     predictor = _timed_predictor(model, decision.probabilities, device, clock)
     start = time.perf_counter()
     deadline = None if max_seconds is None else start + max_seconds
-    with SceneReader(src, pre) as reader:
+    # GDAL's block cache defaults to 5 % of RAM and fills as more of the scene is read and written:
+    # capping it keeps peak memory independent of the scene size
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), SceneReader(src, pre) as reader:
         if task == "segmentation":
             tiles, total = _segment(reader, predictor, out_dir, tile or 256, overlap, block, batch_size, blend,
                                     probabilities, decision, progress, deadline)
