@@ -19,7 +19,6 @@ import torch
 from resnet_apps.errors import RunDirError
 from resnet_apps.evaluate import evaluate_block, predict
 from resnet_apps.recipe import load_recipe
-from resnet_apps.rundir import write_json
 from resnet_apps.train_data import RecipeDataset, SplitData, _split_info, split_records
 
 
@@ -34,7 +33,7 @@ def evaluate_run(
     from resnet_apps.checkpoint import load_run
     from resnet_apps.data.records import build_records, hash_id
     from resnet_apps.train import Run, _eval_loader
-    from resnet_apps.train_finish import metrics_json, render
+    from resnet_apps.train_finish import metrics_json, render, save_metrics
 
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.yaml").is_file():
@@ -116,7 +115,7 @@ def evaluate_run(
     }
     metrics = metrics_json(run, block, None, [], [], threshold)
     metrics["run"]["evaluated_run"] = run_dir.name
-    write_json(run.run_dir / "metrics.json", metrics)
+    save_metrics(run.run_dir, metrics)
     rows = block.get("headline", [])[:3]
     log(f"{name}: " + ", ".join(f"{r['label']} {r['value']:.4f}" for r in rows if r["value"] is not None))
     render(run.run_dir, log)

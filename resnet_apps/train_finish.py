@@ -113,7 +113,7 @@ def finish(run: Any, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
             writer.writeheader()
             writer.writerows(run.skipped)
     metrics = metrics_json(run, evals.get(test_name), evals.get("val"), gallery, overlays, threshold)
-    write_json(run.run_dir / "metrics.json", metrics)
+    save_metrics(run.run_dir, metrics)
     _summary(run, evals[test_name], test_name, log)
     render(run.run_dir, log)
     return metrics
@@ -288,6 +288,16 @@ def _summary(run: Any, block: dict[str, Any], name: str, log: Any) -> None:
         log(
             "note: the backbone did not start from ImageNet weights (see the report's reproducibility)"
         )
+
+
+def save_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """metrics.json through ``report.write_metrics`` (schema check, NaN -> null, atomic write)."""
+    try:
+        from resnet_apps.report import write_metrics
+    except ImportError:
+        write_json(run_dir / "metrics.json", metrics)
+        return
+    write_metrics(run_dir, metrics)
 
 
 def render(run_dir: Path, log: Any = print) -> Path | None:
