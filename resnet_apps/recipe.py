@@ -152,6 +152,7 @@ class EvalConfig:
     bootstrap: int = 1000
     split: str = "test"
     gradcam: int = 8  # gallery size (right and wrong cases)
+    report: bool = True  # render report.html / report.md at the end (metrics.json is always written)
 
 
 @dataclass(frozen=True)

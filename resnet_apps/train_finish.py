@@ -115,7 +115,8 @@ def finish(run: Any, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
     metrics = metrics_json(run, evals.get(test_name), evals.get("val"), gallery, overlays, threshold)
     save_metrics(run.run_dir, metrics)
     _summary(run, evals[test_name], test_name, log)
-    render(run.run_dir, log)
+    if recipe.eval.report:
+        render(run.run_dir, log)
     return metrics
 
 

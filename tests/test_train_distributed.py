@@ -21,14 +21,14 @@ def test_ddp_two_processes_match_a_single_process_run(tmp_path: Path) -> None:
         data,
         train={"batch_size": 4, "lr": 0.01, "epochs": 3},
         data={"image_size": 64},
-        eval={"bootstrap": 0, "gradcam": 0},
+        eval={"bootstrap": 0, "gradcam": 0, "report": False},
     )
     ddp = write_recipe(
         tmp_path / "ddp.yaml",
         data,
         train={"batch_size": 2, "lr": 0.01, "epochs": 3},
         data={"image_size": 64},
-        eval={"bootstrap": 0, "gradcam": 0},
+        eval={"bootstrap": 0, "gradcam": 0, "report": False},
     )
     one = subprocess.run(
         [sys.executable, "-m", "resnet_apps", "train", str(single), "--out", str(tmp_path / "one")],

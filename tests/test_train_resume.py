@@ -37,7 +37,7 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path: P
         tmp_path / "r.yaml",
         make_geotiff_folder(tmp_path / "data"),
         train={"epochs": 3, "deterministic": True, "checkpoint_every_steps": 1},
-        eval={"bootstrap": 20, "gradcam": 0},
+        eval={"bootstrap": 20, "gradcam": 0, "report": False},
     )
     whole = subprocess.run(
         _train(str(recipe), "--out", str(tmp_path / "whole")),
