@@ -22,10 +22,7 @@ def new_run_dir(name: str, out: str | Path | None = None, runs_root: str | Path 
     """
     if out is not None:
         path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise RunDirError(
-                f"{path}: run directory exists; choose another --out, or continue it with --resume {path}"
-            )
+        refuse_existing(path)
         path.mkdir(parents=True, exist_ok=True)
         return path
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -38,6 +35,17 @@ def new_run_dir(name: str, out: str | Path | None = None, runs_root: str | Path 
         except FileExistsError:
             n += 1
             path = base.with_name(f"{base.name}-{n}")
+
+
+def refuse_existing(out: str | Path | None) -> None:
+    """RunDirError when ``out`` exists and is not an empty folder (a run directory is never overwritten)."""
+    if out is None:
+        return
+    path = Path(out)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunDirError(
+            f"{path}: run directory exists; choose another --out, or continue it with --resume {path}"
+        )
 
 
 def check_resumable(run_dir: str | Path) -> Path:

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from resnet_apps.errors import TrainingDivergedError
 from resnet_apps.evaluate import evaluate_block, headline_value, predict
 from resnet_apps.recipe import Recipe, load_recipe
-from resnet_apps.rundir import check_resumable, new_run_dir, write_json
+from resnet_apps.rundir import check_resumable, new_run_dir, refuse_existing, write_json
 from resnet_apps.train_data import (
     RecipeDataset,
     SplitData,
@@ -99,7 +99,7 @@ def train(
         if recipe_path is None:
             raise ValueError("give a recipe path, or resume= a run directory")
         recipe = load_recipe(recipe_path, overrides)
-        run_dir = Path(broadcast(str(new_run_dir(recipe.name, out, runs_root)) if is_main() else None))
+        refuse_existing(out)  # before any work; the folder itself is made once data and model are ready
     seed_everything(recipe.train.seed, recipe.train.deterministic)
 
     # --- data and model ---------------------------------------------------------------------------
@@ -108,6 +108,8 @@ def train(
     band_names, mean, std, norm_source = normalisation(recipe, split.train)
     mode = task_mode(recipe, len(split.classes))
     model, model_info = build_recipe_model(recipe, len(band_names), len(split.classes), band_names, log)
+    if resume is None:  # a run that fails on its data or weights leaves no empty folder behind
+        run_dir = Path(broadcast(str(new_run_dir(recipe.name, out, runs_root)) if is_main() else None))
     run = Run(
         recipe,
         run_dir,

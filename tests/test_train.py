@@ -132,6 +132,7 @@ def test_missing_imagenet_weights_fail_unless_the_recipe_says_scratch(tmp_path: 
     with pytest.raises(WeightsUnavailableError):
         build_recipe_model(load_recipe(recipe_path), 4, 3, ["a", "b", "c", "d"], log=lambda *a: None)
     assert main(["train", str(recipe_path), "--out", str(tmp_path / "run")]) == 2  # CLI: message, exit 2
+    assert not (tmp_path / "run").exists()  # a run that never started leaves no folder behind
     notes: list[str] = []
     _, info = build_recipe_model(
         load_recipe(recipe_path, ["model.on_missing_weights=scratch"]),
