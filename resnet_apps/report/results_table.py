@@ -1,0 +1,291 @@
+"""The README's results table, rebuilt from the metrics.json files kept under ``docs/results/`` (no torch).
+
+``resnet-apps results`` calls :func:`results_markdown`; with ``--readme`` the text between the two markers
+below is replaced by it (:func:`replace_between_markers`). Each ``docs/results/<run>/metrics.json`` is a
+copy of a run directory's file; a ``docs/results/<name>/comparison.json`` (written by
+``resnet-apps report RUN_A RUN_B``) becomes a paired-difference table under the main one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from resnet_apps.errors import ReportError
+from resnet_apps.report.document import load_metrics
+from resnet_apps.report.sections import anchor_row
+
+START_MARKER = "<!-- results:start -->"
+END_MARKER = "<!-- results:end -->"
+
+# per-class anchors ("iou_cloud") name a class of the evaluation's per_class table: prefix -> its keys
+_PER_CLASS_METRICS = {
+    "iou": ("IoU", "iou", "iou_ci_low", "iou_ci_high"),
+    "dice": ("Dice", "dice", None, None),
+}
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals, '–' when missing."""
+    if value is None:
+        return "–"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _cell(text: Any) -> str:
+    """Text safe inside a Markdown table cell (pipes escaped, newlines flattened)."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _ci(low: Any, high: Any) -> str:
+    return "–" if low is None or high is None else f"{_num(low)}–{_num(high)}"
+
+
+def _per_class_metric(ev: dict[str, Any], metric: str) -> dict[str, Any] | None:
+    """A headline-like row for an anchor such as ``iou_cloud`` (per-class IoU of class 'cloud')."""
+    prefix, _, cls = metric.partition("_")
+    keys = _PER_CLASS_METRICS.get(prefix)
+    if not keys or not cls:
+        return None
+    for row in ev.get("per_class") or []:
+        if str(row.get("class", "")).lower() == cls:
+            label, value, low, high = keys
+            return {
+                "name": metric,
+                "label": f"{label} of class '{row['class']}'",
+                "value": row.get(value),
+                "ci_low": row.get(low) if low else None,
+                "ci_high": row.get(high) if high else None,
+            }
+    return None
+
+
+def _metric_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The anchor's metric first (headline name, alias or per-class), then the recipe's selection metric."""
+    ev = doc["evaluation"]
+    by_name = {r["name"]: r for r in ev["headline"]}
+    anchor = doc.get("anchor") or {}
+    rows: list[dict[str, Any]] = []
+    target = anchor_row(ev, anchor) if anchor else None
+    if target is not None:
+        rows.append(by_name[target])
+    elif anchor.get("metric"):
+        per_class = _per_class_metric(ev, str(anchor["metric"]).lower())
+        if per_class is not None:
+            rows.append(per_class)
+    history = doc.get("history") or []
+    selection = history[0].get("metric") if history else None
+    if selection is not None:
+        chosen = anchor_row(ev, {"metric": selection})
+        if chosen is not None and all(r["name"] != chosen for r in rows):
+            rows.append(by_name[chosen])
+    if not rows:
+        rows.append(ev["headline"][0])
+    return rows
+
+
+def _weights(doc: dict[str, Any]) -> str:
+    """Where the backbone started: ImageNet, another run of ours, or random weights (said plainly)."""
+    repro = doc.get("reproducibility") or {}
+    source = str(repro.get("weights_source") or "unknown")
+    if repro.get("imagenet_weights_used"):
+        return f"ImageNet ({source})"
+    if source in ("none", "scratch", ""):
+        return "scratch (random init; no ImageNet)"
+    if source == "unknown":
+        return "not recorded"
+    # a run directory or weights file of ours: name it by its last path parts, never the absolute path
+    parts = Path(source).parts
+    tail = (
+        parts[-1] if parts and parts[-1] not in ("checkpoints", "best.safetensors") else "/".join(parts[-3:])
+    )
+    return f"our run `{tail}` (no ImageNet)"
+
+
+def _split_sizes(doc: dict[str, Any]) -> str:
+    """'train / val / test' image counts (from split.sizes, else the per-class counts)."""
+    split = doc.get("split") or {}
+    sizes = split.get("sizes") or {
+        name: sum(per_class.values()) for name, per_class in (split.get("counts") or {}).items()
+    }
+    if not sizes:
+        return "–"
+    return " / ".join(_num(sizes.get(name)) for name in ("train", "val", "test"))
+
+
+def _train_time(doc: dict[str, Any]) -> tuple[float | None, int]:
+    """Seconds summed over the history's epochs, and the number of epochs (None when not recorded)."""
+    history = doc.get("history") or []
+    seconds = [row.get("seconds") for row in history if isinstance(row.get("seconds"), (int, float))]
+    return (float(sum(seconds)) if seconds else None, len(history))
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+def result_row(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """Everything the table shows about one run, as plain values (the test reads these).
+
+    Args:
+        doc: a validated metrics.json.
+        name: the run's folder name under docs/results.
+
+    Returns:
+        {"run", "recipe", "task", "metrics": [{"label", "value", "ci_low", "ci_high"}], "n_test",
+         "split", "train_seconds", "epochs", "hardware", "weights", "anchor_metric", "anchor_value",
+         "anchor_source", "anchor_protocol"}.
+    """
+    run = doc.get("run") or {}
+    anchor = doc.get("anchor") or {}
+    seconds, epochs = _train_time(doc)
+    device = run.get("device")
+    hardware = ", ".join(str(x) for x in (device, run.get("hardware")) if x) or "not recorded"
+    return {
+        "run": name,
+        "recipe": run.get("recipe") or name,
+        "task": run.get("task"),
+        "metrics": [
+            {
+                "label": r.get("label", r["name"]),
+                "value": r.get("value"),
+                "ci_low": r.get("ci_low"),
+                "ci_high": r.get("ci_high"),
+            }
+            for r in _metric_rows(doc)
+        ],
+        "n_test": doc["evaluation"].get("n_samples"),
+        "split": _split_sizes(doc),
+        "train_seconds": seconds,
+        "epochs": epochs,
+        "hardware": hardware,
+        "weights": _weights(doc),
+        "anchor_metric": anchor.get("metric"),
+        "anchor_value": anchor.get("value"),
+        "anchor_source": anchor.get("source"),
+        "anchor_protocol": anchor.get("protocol"),
+    }
+
+
+def load_rows(results_dir: str | Path) -> list[dict[str, Any]]:
+    """:func:`result_row` for every ``<results_dir>/*/metrics.json``, sorted by folder name."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise ReportError(
+            f"{root}: no such folder; copy each run's metrics.json to {root}/<run name>/metrics.json "
+            "(or pass --dir)"
+        )
+    return [result_row(load_metrics(path), path.parent.name) for path in sorted(root.glob("*/metrics.json"))]
+
+
+def load_comparisons(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Every ``<results_dir>/*/comparison.json`` (from ``resnet-apps report RUN_A RUN_B``) and its folder."""
+    out = []
+    for path in sorted(Path(results_dir).glob("*/comparison.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ReportError(
+                f"{path}: not valid JSON ({error}); re-run `resnet-apps report A B --out`"
+            ) from error
+        if not isinstance(doc.get("differences"), list):
+            raise ReportError(f"{path}: field 'differences' missing; re-run `resnet-apps report A B --out`")
+        out.append({"name": path.parent.name, **doc})
+    return out
+
+
+def rows_markdown(rows: list[dict[str, Any]]) -> str:
+    """The main table, one line per run, then the anchors' sources and protocols as numbered notes."""
+    headers = [
+        "run",
+        "weights",
+        "test metric (95 % CI)",
+        "published anchor",
+        "images train / val / test",
+        "training time (epochs)",
+        "hardware",
+    ]
+    lines = ["| " + " | ".join(headers) + " |", "|---|---|---|---:|---:|---:|---|"]
+    notes = []
+    for i, row in enumerate(rows, start=1):
+        metric = "<br>".join(
+            f"{m['label']} **{_num(m['value'])}** ({_ci(m['ci_low'], m['ci_high'])})" for m in row["metrics"]
+        )
+        if row["anchor_value"] is None:
+            anchor = f"none published [{i}]"
+        else:
+            anchor = f"{row['anchor_metric']} {_num(row['anchor_value'])} [{i}]"
+        notes.append(
+            f"[{i}] `{row['run']}`: {row['anchor_source'] or 'no source recorded'}. "
+            f"Protocol: {row['anchor_protocol'] or 'not stated'}."
+        )
+        cells = [
+            f"`{row['run']}`",
+            row["weights"],
+            metric,
+            anchor,
+            row["split"],
+            f"{_duration(row['train_seconds'])} ({row['epochs']})",
+            row["hardware"],
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines + [""] + [n + "  " for n in notes]).rstrip() + "\n"
+
+
+def comparison_markdown(comparison: dict[str, Any]) -> str:
+    """One paired comparison: B - A per metric with its bootstrap CI."""
+    head = (
+        f"Paired comparison `{comparison['name']}`: B = `{comparison['b']}` minus A = `{comparison['a']}`, "
+        f"{_num(comparison.get('n_boot'))} paired bootstrap resamples (seed {comparison.get('seed')}), both "
+        "runs scored on the same resampled test images each time."
+    )
+    lines = [head, "", "| metric | A | B | B − A | 95 % CI of B − A |", "|---|---:|---:|---:|---:|"]
+    for d in comparison["differences"]:
+        lines.append(
+            "| "
+            + " | ".join(
+                _cell(c)
+                for c in (
+                    d["metric"],
+                    _num(d.get("a")),
+                    _num(d.get("b")),
+                    _num(d.get("diff")),
+                    _ci(d.get("ci_low"), d.get("ci_high")),
+                )
+            )
+            + " |"
+        )
+    if comparison.get("note"):
+        lines += ["", str(comparison["note"])]
+    return "\n".join(lines) + "\n"
+
+
+def results_markdown(results_dir: str | Path) -> str:
+    """The whole generated block: the runs table, then every paired comparison found."""
+    rows = load_rows(results_dir)
+    if not rows:
+        raise ReportError(
+            f"{results_dir}: no */metrics.json inside; copy run directories' metrics.json files there first"
+        )
+    parts = [rows_markdown(rows)]
+    parts += [comparison_markdown(c) for c in load_comparisons(results_dir)]
+    return "\n".join(parts)
+
+
+def replace_between_markers(text: str, block: str, where: str = "README") -> str:
+    """``text`` with everything between START_MARKER and END_MARKER replaced by ``block`` (markers kept)."""
+    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    if start < 0 or end < 0 or end < start:
+        raise ReportError(
+            f"{where}: markers {START_MARKER!r} ... {END_MARKER!r} not found in that order; add both lines "
+            "where the table belongs"
+        )
+    return text[: start + len(START_MARKER)] + "\n" + block.rstrip("\n") + "\n" + text[end:]
