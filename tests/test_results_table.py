@@ -155,7 +155,7 @@ def test_markdown_table(results_dir: Path) -> None:
     assert "Overall accuracy **0.457** (0.343–0.571)" in ms_line and "| 1 min 01 s (3) |" in ms_line
     assert "[2] `eurosat_ms`: SSL4EO-S12. Protocol: 27,000 chips." in text
     # the paired comparison follows the runs table
-    assert "| accuracy | 0.500 | 0.600 | 0.100 | -0.020–0.214 |" in text
+    assert "| accuracy | 0.500 | 0.600 | 0.100 | -0.020 to 0.214 |" in text
 
 
 def test_readme_markers(results_dir: Path, tmp_path: Path) -> None:

@@ -43,7 +43,11 @@ def _cell(text: Any) -> str:
 
 
 def _ci(low: Any, high: Any) -> str:
-    return "–" if low is None or high is None else f"{_num(low)}–{_num(high)}"
+    """'0.471–0.700'; with a negative bound '-0.055 to -0.021' (a dash beside a minus sign misreads)."""
+    if low is None or high is None:
+        return "–"
+    joiner = " to " if min(low, high) < 0 else "–"
+    return f"{_num(low)}{joiner}{_num(high)}"
 
 
 def _per_class_metric(ev: dict[str, Any], metric: str) -> dict[str, Any] | None:
