@@ -52,7 +52,7 @@ def _classification_doc() -> dict[str, Any]:
                 },
                 {"name": "kappa", "label": "Cohen's kappa", "value": 0.39, "ci_low": 0.27, "ci_high": 0.51},
             ],
-            "bootstrap": {"n_boot": 1000, "seed": 0},
+            "bootstrap": {"n_boot": 1000, "seed": 0, "unit": "sample", "n_units": 70},
         },
         "reproducibility": {"weights_source": "none", "imagenet_weights_used": False},
     }
@@ -84,7 +84,7 @@ def _segmentation_doc() -> dict[str, Any]:
                 {"class": "clear", "iou": 0.7, "iou_ci_low": 0.6, "iou_ci_high": 0.8},
                 {"class": "cloud", "iou": 0.3, "iou_ci_low": 0.1, "iou_ci_high": 0.45},
             ],
-            "bootstrap": {"n_boot": 200, "seed": 0},
+            "bootstrap": {"n_boot": 200, "seed": 0, "unit": "group", "n_units": 2},
         },
         "reproducibility": {"weights_source": "/tmp/r7/eurosat_rgb_pre", "imagenet_weights_used": False},
     }
@@ -132,6 +132,7 @@ def test_rows_values(results_dir: Path) -> None:
     ]
     assert ms["train_seconds"] == pytest.approx(60.75) and ms["epochs"] == 3  # 10.5 + 20.25 + 30.0
     assert ms["split"] == "329 / 70 / 70"
+    assert (ms["ci_units"], rows["cloud"]["ci_units"]) == ("70 images", "2 groups")  # what the bootstrap drew
     assert ms["weights"] == "scratch (random init; no ImageNet)"
     assert ms["hardware"] == "cpu, x86_64, torch threads 2"
     assert (ms["anchor_metric"], ms["anchor_value"]) == ("accuracy", 0.991)
@@ -151,11 +152,16 @@ def test_markdown_table(results_dir: Path) -> None:
     cloud_line = next(line for line in lines if line.startswith("| `cloud`"))
     ms_line = next(line for line in lines if line.startswith("| `eurosat_ms`"))
     assert "IoU of class 'cloud' **0.300** (0.100–0.450)<br>Mean IoU **0.500** (0.250–0.750)" in cloud_line
-    assert "| iou_cloud 0.785 [1] |" in cloud_line and "| 2 min 05 s (1) |" in cloud_line
+    assert "| iou_cloud 0.785 [1] | 8 / 1 / 2 | 2 groups | 2 min 05 s (1) |" in cloud_line
     assert "Overall accuracy **0.457** (0.343–0.571)" in ms_line and "| 1 min 01 s (3) |" in ms_line
     assert "[2] `eurosat_ms`: SSL4EO-S12. Protocol: 27,000 chips." in text
     # the paired comparison follows the runs table
-    assert "| accuracy | 0.500 | 0.600 | 0.100 | -0.020 to 0.214 |" in text
+    row = (
+        "| `conv1` | `ms_timm` | `ms_rgb` | accuracy | 0.500 | 0.600 | 0.100 | -0.020 to 0.214 "
+        "| 1,000 (seed 0) |"
+    )
+    assert row in text
+    assert "| ece |" not in text  # only headline metrics a reader decides on enter the comparison table
 
 
 def test_readme_markers(results_dir: Path, tmp_path: Path) -> None:

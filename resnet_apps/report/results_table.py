@@ -129,6 +129,15 @@ def _train_time(doc: dict[str, Any]) -> tuple[float | None, int]:
     return (float(sum(seconds)) if seconds else None, len(history))
 
 
+def _ci_units(ev: dict[str, Any]) -> str:
+    """What the bootstrap resampled: '70 images' or '2 groups' (an interval from 2 groups means little)."""
+    boot = ev.get("bootstrap") or {}
+    n = boot.get("n_units")
+    if n is None:
+        return "–"
+    return f"{n:,} {'groups' if boot.get('unit') == 'group' else 'images'}"
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -144,7 +153,7 @@ def result_row(doc: dict[str, Any], name: str) -> dict[str, Any]:
         name: the run's folder name under docs/results.
 
     Returns:
-        {"run", "recipe", "task", "metrics": [{"label", "value", "ci_low", "ci_high"}], "n_test",
+        {"run", "recipe", "task", "metrics": [{"label", "value", "ci_low", "ci_high"}], "n_test", "ci_units",
          "split", "train_seconds", "epochs", "hardware", "weights", "anchor_metric", "anchor_value",
          "anchor_source", "anchor_protocol"}.
     """
@@ -167,6 +176,7 @@ def result_row(doc: dict[str, Any], name: str) -> dict[str, Any]:
             for r in _metric_rows(doc)
         ],
         "n_test": doc["evaluation"].get("n_samples"),
+        "ci_units": _ci_units(doc["evaluation"]),
         "split": _split_sizes(doc),
         "train_seconds": seconds,
         "epochs": epochs,
@@ -214,10 +224,11 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
         "test metric (95 % CI)",
         "published anchor",
         "images train / val / test",
+        "CI resamples",
         "training time (epochs)",
         "hardware",
     ]
-    lines = ["| " + " | ".join(headers) + " |", "|---|---|---|---:|---:|---:|---|"]
+    lines = ["| " + " | ".join(headers) + " |", "|---|---|---|---:|---:|---:|---:|---|"]
     notes = []
     for i, row in enumerate(rows, start=1):
         metric = "<br>".join(
@@ -237,6 +248,7 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
             metric,
             anchor,
             row["split"],
+            row["ci_units"],
             f"{_duration(row['train_seconds'])} ({row['epochs']})",
             row["hardware"],
         ]
@@ -244,32 +256,36 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines + [""] + [n + "  " for n in notes]).rstrip() + "\n"
 
 
-def comparison_markdown(comparison: dict[str, Any]) -> str:
-    """One paired comparison: B - A per metric with its bootstrap CI."""
-    head = (
-        f"Paired comparison `{comparison['name']}`: B = `{comparison['b']}` minus A = `{comparison['a']}`, "
-        f"{_num(comparison.get('n_boot'))} paired bootstrap resamples (seed {comparison.get('seed')}), both "
-        "runs scored on the same resampled test images each time."
-    )
-    lines = [head, "", "| metric | A | B | B − A | 95 % CI of B − A |", "|---|---:|---:|---:|---:|"]
-    for d in comparison["differences"]:
-        lines.append(
-            "| "
-            + " | ".join(
-                _cell(c)
-                for c in (
-                    d["metric"],
-                    _num(d.get("a")),
-                    _num(d.get("b")),
-                    _num(d.get("diff")),
-                    _ci(d.get("ci_low"), d.get("ci_high")),
-                )
+# the comparison table keeps the headline metrics a reader decides on; the rest stay in comparison.md
+COMPARISON_METRICS = ("accuracy", "balanced_accuracy", "kappa", "auroc", "macro_auroc", "miou", "mean_dice")
+
+
+def comparisons_markdown(comparisons: list[dict[str, Any]]) -> str:
+    """All paired comparisons in one table: B - A per headline metric with its paired bootstrap CI."""
+    lines = [
+        "Paired comparisons (B minus A; both runs scored on the same resampled test images in each of the "
+        "paired bootstrap resamples):",
+        "",
+        "| comparison | A | B | metric | A | B | B − A | 95 % CI of B − A | resamples |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for comparison in comparisons:
+        chosen = [d for d in comparison["differences"] if d.get("metric") in COMPARISON_METRICS]
+        for d in chosen or comparison["differences"]:
+            cells = (
+                f"`{comparison['name']}`",
+                f"`{comparison['a']}`",
+                f"`{comparison['b']}`",
+                d["metric"],
+                _num(d.get("a")),
+                _num(d.get("b")),
+                _num(d.get("diff")),
+                _ci(d.get("ci_low"), d.get("ci_high")),
+                f"{_num(comparison.get('n_boot'))} (seed {comparison.get('seed')})",
             )
-            + " |"
-        )
-    if comparison.get("note"):
-        lines += ["", str(comparison["note"])]
-    return "\n".join(lines) + "\n"
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    notes = sorted({str(c["note"]) for c in comparisons if c.get("note")})
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
 def results_markdown(results_dir: str | Path) -> str:
@@ -280,7 +296,9 @@ def results_markdown(results_dir: str | Path) -> str:
             f"{results_dir}: no */metrics.json inside; copy run directories' metrics.json files there first"
         )
     parts = [rows_markdown(rows)]
-    parts += [comparison_markdown(c) for c in load_comparisons(results_dir)]
+    comparisons = load_comparisons(results_dir)
+    if comparisons:
+        parts.append(comparisons_markdown(comparisons))
     return "\n".join(parts)
 
 
