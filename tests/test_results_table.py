@@ -93,7 +93,12 @@ def _segmentation_doc() -> dict[str, Any]:
 @pytest.fixture()
 def results_dir(tmp_path: Path) -> Path:
     root = tmp_path / "results"
-    for name, doc in (("eurosat_ms", _classification_doc()), ("cloud", _segmentation_doc())):
+    second_ms = _classification_doc()  # same recipe, same anchor: shares note [2] with eurosat_ms
+    for name, doc in (
+        ("eurosat_ms", _classification_doc()),
+        ("cloud", _segmentation_doc()),
+        ("ms_b", second_ms),
+    ):
         (root / name).mkdir(parents=True)
         (root / name / "metrics.json").write_text(json.dumps(doc), encoding="utf-8")
     (root / "conv1").mkdir()
@@ -124,7 +129,11 @@ def results_dir(tmp_path: Path) -> Path:
 
 def test_rows_values(results_dir: Path) -> None:
     rows = {r["run"]: r for r in load_rows(results_dir)}
-    assert sorted(rows) == ["cloud", "eurosat_ms"]  # folder names, sorted; the comparison folder is no run
+    assert sorted(rows) == [
+        "cloud",
+        "eurosat_ms",
+        "ms_b",
+    ]  # folder names, sorted; the comparison folder is no run
     ms, cloud = rows["eurosat_ms"], rows["cloud"]
     # anchor metric 'accuracy' is a headline name; history's selection metric is the same, so one metric only
     assert ms["metrics"] == [
@@ -154,7 +163,8 @@ def test_markdown_table(results_dir: Path) -> None:
     assert "IoU of class 'cloud' **0.300** (0.100–0.450)<br>Mean IoU **0.500** (0.250–0.750)" in cloud_line
     assert "| iou_cloud 0.785 [1] | 8 / 1 / 2 | 2 groups | 2 min 05 s (1) |" in cloud_line
     assert "Overall accuracy **0.457** (0.343–0.571)" in ms_line and "| 1 min 01 s (3) |" in ms_line
-    assert "[2] `eurosat_ms`: SSL4EO-S12. Protocol: 27,000 chips." in text
+    assert "[2] `eurosat_ms`, `ms_b`: SSL4EO-S12. Protocol: 27,000 chips." in text
+    assert "[3]" not in text  # two distinct anchors, two notes
     # the paired comparison follows the runs table
     row = (
         "| `conv1` | `ms_timm` | `ms_rgb` | accuracy | 0.500 | 0.600 | 0.100 | -0.020 to 0.214 "

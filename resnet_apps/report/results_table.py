@@ -229,19 +229,24 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
         "hardware",
     ]
     lines = ["| " + " | ".join(headers) + " |", "|---|---|---|---:|---:|---:|---:|---|"]
-    notes = []
-    for i, row in enumerate(rows, start=1):
+    # runs that share a recipe share its anchor: one numbered note per distinct (source, protocol)
+    note_of: dict[tuple[str, str], int] = {}
+    runs_of: dict[int, list[str]] = {}
+    for row in rows:
+        key = (row["anchor_source"] or "no source recorded", row["anchor_protocol"] or "not stated")
+        number = note_of.setdefault(key, len(note_of) + 1)
+        runs_of.setdefault(number, []).append(f"`{row['run']}`")
+    for row in rows:
+        number = note_of[
+            (row["anchor_source"] or "no source recorded", row["anchor_protocol"] or "not stated")
+        ]
         metric = "<br>".join(
             f"{m['label']} **{_num(m['value'])}** ({_ci(m['ci_low'], m['ci_high'])})" for m in row["metrics"]
         )
         if row["anchor_value"] is None:
-            anchor = f"none published [{i}]"
+            anchor = f"none published [{number}]"
         else:
-            anchor = f"{row['anchor_metric']} {_num(row['anchor_value'])} [{i}]"
-        notes.append(
-            f"[{i}] `{row['run']}`: {row['anchor_source'] or 'no source recorded'}. "
-            f"Protocol: {row['anchor_protocol'] or 'not stated'}."
-        )
+            anchor = f"{row['anchor_metric']} {_num(row['anchor_value'])} [{number}]"
         cells = [
             f"`{row['run']}`",
             row["weights"],
@@ -253,7 +258,11 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
             row["hardware"],
         ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    return "\n".join(lines + [""] + [n + "  " for n in notes]).rstrip() + "\n"
+    notes = [
+        f"[{number}] {', '.join(runs_of[number])}: {source}. Protocol: {protocol}.  "
+        for (source, protocol), number in note_of.items()
+    ]
+    return "\n".join(lines + [""] + notes).rstrip() + "\n"
 
 
 # the comparison table keeps the headline metrics a reader decides on; the rest stay in comparison.md
