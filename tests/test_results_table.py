@@ -168,7 +168,7 @@ def test_markdown_table(results_dir: Path) -> None:
     # the paired comparison follows the runs table
     row = (
         "| `conv1` | `ms_timm` | `ms_rgb` | accuracy | 0.500 | 0.600 | 0.100 | -0.020 to 0.214 "
-        "| 1,000 (seed 0) |"
+        "| 1,000 (bootstrap seed 0) |"
     )
     assert row in text
     assert "| ece |" not in text  # only headline metrics a reader decides on enter the comparison table

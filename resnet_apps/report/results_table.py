@@ -275,7 +275,7 @@ def comparisons_markdown(comparisons: list[dict[str, Any]]) -> str:
         "Paired comparisons (B minus A; both runs scored on the same resampled test images in each of the "
         "paired bootstrap resamples):",
         "",
-        "| comparison | A | B | metric | A | B | B − A | 95 % CI of B − A | resamples |",
+        "| comparison | A | B | metric | A | B | B − A | 95 % CI of B − A | paired resamples |",
         "|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for comparison in comparisons:
@@ -290,7 +290,7 @@ def comparisons_markdown(comparisons: list[dict[str, Any]]) -> str:
                 _num(d.get("b")),
                 _num(d.get("diff")),
                 _ci(d.get("ci_low"), d.get("ci_high")),
-                f"{_num(comparison.get('n_boot'))} (seed {comparison.get('seed')})",
+                f"{_num(comparison.get('n_boot'))} (bootstrap seed {comparison.get('seed')})",
             )
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     notes = sorted({str(c["note"]) for c in comparisons if c.get("note")})
