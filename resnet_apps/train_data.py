@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.data.records import Record, build_records
-from resnet_apps.errors import DatasetError, LeakageError, ResnetAppsError
+from resnet_apps.errors import DatasetError, ResnetAppsError
 from resnet_apps.recipe import Recipe
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -40,80 +40,57 @@ class SplitData:
 
 
 def split_records(recipe: Recipe) -> SplitData:
-    """Index the recipe's data and divide it into train / val / test, checking group leakage.
+    """Index the recipe's data and divide it into train / val / test with ``data.splits.make_split``.
 
-    Records that carry a split (a split column) keep it; the rest, and a missing validation split, are
-    drawn with scikit-learn: GroupShuffleSplit when records have groups (patients, tiles), else a
-    stratified shuffle by label. The CSV's own test split is kept as test (``data.split.keep_test``).
+    Which ``make_split`` method runs (ARCHITECTURE.md sections 4 and 5):
+    - every record carries a split (split column, train/test folders): ``column``: the source's splits are
+      kept, val is drawn from train by group when missing; a group crossing splits raises ``LeakageError``.
+      With ``data.split.on_leak: drop_train`` and ``method: group`` it is ``group`` instead: the source's
+      test split is kept whole and the train images of its groups are dropped (Kermany).
+    - ``stratified`` / ``random`` on records that all have groups becomes ``group`` (whole groups, stratified
+      by each group's label), so a patient is never split across train and test.
     """
+    from resnet_apps.data.splits import make_split
+
     cfg = recipe.data.split
     records, classes = build_records(recipe.data.source, recipe.data.root, recipe.data.classes)
-    out: dict[str, list[Record]] = {"train": [], "val": [], "test": []}
-    pool: list[Record] = []
-    for record in records:
-        if record.split is not None and (record.split != "test" or cfg.keep_test):
-            out[record.split].append(record)
-        else:
-            pool.append(record)
-    dropped = 0
-    if cfg.on_leak == "drop_train" and out["test"]:
-        # a source split that puts one patient in train and test (Kermany does): keep test, drop from train
-        test_groups = {r.group for r in out["test"] if r.group is not None}
-        kept = [r for r in out["train"] if r.group not in test_groups]
-        dropped, out["train"] = len(out["train"]) - len(kept), kept
-        pool = [r for r in pool if r.group not in test_groups]
-    rng_seed = cfg.seed
-    if pool:
-        rest, test = _divide(pool, cfg.test, rng_seed) if not out["test"] else (pool, [])
-        out["test"] += test
-        out["train"] += rest
-    if not out["val"] and cfg.val > 0:
-        # val is a fraction of the whole labelled set: 0.15 of all = 0.15 / (1 - test) of what is left
-        share = cfg.val if out["test"] and not pool else cfg.val / max(1e-9, 1 - cfg.test)
-        out["train"], out["val"] = _divide(out["train"], min(share, 0.5), rng_seed + 1)
+    method = cfg.method
+    has_groups = bool(records) and all(r.group is not None for r in records)
+    if method in ("stratified", "random", "group") and records and all(r.split is not None for r in records):
+        drop = method == "group" and cfg.on_leak == "drop_train" and cfg.keep_test
+        method = "group" if drop and has_groups else "column"
+    elif method in ("stratified", "random") and has_groups:
+        method = "group"
+    done = make_split(
+        records,
+        method,
+        cfg.val,
+        cfg.test,
+        cfg.seed,
+        root=recipe.data.root,
+        keep_test=cfg.keep_test,
+    )
+    out = {name: [records[i] for i in done["indices"][name]] for name in ("train", "val", "test")}
     for name in ("train", "val"):
         if not out[name]:
             raise DatasetError(
                 f"{recipe.data.root}: the {name} split is empty; add data or change data.split"
             )
     info = _split_info(out, classes, recipe)
-    if dropped:
-        info["dropped_for_leakage"] = {"train_images": dropped, "reason": "their group is in the test split"}
+    if done["dropped"]:
+        info["dropped_for_leakage"] = {
+            "train_images": len(done["dropped"]),
+            "reason": "their group is in the test split",
+        }
     return SplitData(out["train"], out["val"], out["test"], classes, info)
 
 
-def _label_key(record: Record) -> Any:
-    if record.label is not None:
-        return record.label
-    if record.labels is not None:
-        return int(np.nanargmax(record.labels)) if np.nansum(record.labels) > 0 else -1
-    return 0
-
-
-def _divide(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
-    """Split off ``fraction`` of the records: whole groups when records have groups, else stratified."""
-    from sklearn.model_selection import GroupShuffleSplit, train_test_split
-
-    if fraction <= 0 or len(records) < 2:
-        return list(records), []
-    index = np.arange(len(records))
-    groups = [r.group for r in records]
-    if all(g is not None for g in groups):
-        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-        keep, held = next(splitter.split(index, groups=groups))
-    else:
-        labels = [_label_key(r) for r in records]
-        counts = Counter(labels)
-        n_held = max(1, int(round(fraction * len(records))))
-        stratify = labels if min(counts.values()) >= 2 and n_held >= len(counts) else None
-        keep, held = train_test_split(index, test_size=n_held, random_state=seed, stratify=stratify)
-    return [records[i] for i in sorted(keep)], [records[i] for i in sorted(held)]
-
-
 def _split_info(splits: dict[str, list[Record]], classes: list[str], recipe: Recipe) -> dict[str, Any]:
+    """counts per class, sizes and groups per split, and the leakage check (``data.splits.check_leakage``)."""
+    from resnet_apps.data.splits import check_leakage
+
     counts: dict[str, dict[str, int]] = {}
     groups: dict[str, int] = {}
-    members: dict[str, set[str]] = {}
     for name, records in splits.items():
         c: Counter[str] = Counter()
         for r in records:
@@ -124,27 +101,16 @@ def _split_info(splits: dict[str, list[Record]], classes: list[str], recipe: Rec
             else:
                 c["images"] += 1
         counts[name] = dict(sorted(c.items()))
-        members[name] = {r.group for r in records if r.group is not None}
-        groups[name] = len(members[name])
-    offending = sorted(
-        (members["train"] & members["val"])
-        | (members["train"] & members["test"])
-        | (members["val"] & members["test"])
-    )
-    info = {
+        groups[name] = len({r.group for r in records if r.group is not None})
+    check_leakage({name: [r.group for r in records] for name, records in splits.items()})
+    return {
         "method": recipe.data.split.method,
         "seed": recipe.data.split.seed,
         "counts": counts,
         "sizes": {k: len(v) for k, v in splits.items()},
         "groups": groups if any(groups.values()) else {},
-        "leakage": {"ok": not offending, "offending_groups": offending[:20]},
+        "leakage": {"ok": True, "offending_groups": []},
     }
-    if offending:
-        raise LeakageError(
-            f"{recipe.data.root}: {len(offending)} group(s) appear in more than one split "
-            f"(hashed: {offending[:5]}); use data.split.method: group or fix the split column"
-        )
-    return info
 
 
 def drop_unreadable(split: SplitData, recipe: Recipe, log: Any = print) -> list[dict[str, str]]:
