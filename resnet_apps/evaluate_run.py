@@ -19,7 +19,7 @@ import torch
 from resnet_apps.errors import RunDirError
 from resnet_apps.evaluate import evaluate_block, predict
 from resnet_apps.recipe import load_recipe
-from resnet_apps.train_data import RecipeDataset, SplitData, _split_info, split_records
+from resnet_apps.train_data import SplitData, _split_info, recipe_dataset, split_records
 
 
 def evaluate_run(
@@ -97,7 +97,7 @@ def evaluate_run(
     )
     run.run_dir.mkdir(parents=True, exist_ok=False)
     k = len(split_data.classes)
-    dataset = RecipeDataset(records, recipe, norm, k, train=False)
+    dataset = recipe_dataset(records, recipe, norm, split_data.classes, train=False)
     outputs = predict(model, _eval_loader(dataset, run), mode, k, run.device)
     threshold = meta.get("operating_threshold")
     block = {

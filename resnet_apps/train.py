@@ -3,7 +3,7 @@
 Reads top to bottom: set up (recipe, run directory, data, model, optimiser), loop over epochs (train
 steps, validation, checkpoints, early stopping), then finish (evaluate the best checkpoint on val and
 test, write metrics.json and the report; train_finish.py). Helpers live in train_setup.py (model,
-loss, optimiser, schedule), train_data.py (records, splits, tensors), train_state.py (checkpoints and
+loss, optimiser, schedule), train_data.py (records, splits, datasets), train_state.py (checkpoints and
 the resume state), train_distributed.py (DDP) and evaluate.py (predictions -> metrics).
 
 Determinism: the learning rate is a function of the global step; each step reseeds torch from
@@ -32,14 +32,15 @@ from resnet_apps.errors import TrainingDivergedError
 from resnet_apps.evaluate import evaluate_block, headline_value, predict
 from resnet_apps.recipe import Recipe, load_recipe
 from resnet_apps.rundir import check_resumable, new_run_dir, refuse_existing, write_json
+from resnet_apps.data.dataset import RecordDataset
 from resnet_apps.train_data import (
-    RecipeDataset,
     SplitData,
     balanced_weights,
     class_counts,
     collate,
     drop_unreadable,
     normalisation,
+    recipe_dataset,
     split_records,
 )
 from resnet_apps.train_distributed import all_reduce_mean, barrier, broadcast, init_distributed, is_main
@@ -105,7 +106,7 @@ def train(
     # --- data and model ---------------------------------------------------------------------------
     split = split_records(recipe)
     skipped = drop_unreadable(split, recipe, log) if recipe.data.on_error == "skip" else []
-    band_names, mean, std, norm_source = normalisation(recipe, split.train)
+    band_names, mean, std, norm_source = normalisation(recipe, split.train, split.classes)
     mode = task_mode(recipe, len(split.classes))
     model, model_info = build_recipe_model(recipe, len(band_names), len(split.classes), band_names, log)
     if resume is None:  # a run that fails on its data or weights leaves no empty folder behind
@@ -168,8 +169,8 @@ def train(
     if recipe.train.compile:
         net = torch.compile(net)  # type: ignore[assignment]
 
-    train_set = RecipeDataset(split.train, recipe, (mean, std), len(split.classes), train=True)
-    val_loader = _eval_loader(RecipeDataset(split.val, recipe, (mean, std), len(split.classes), False), run)
+    train_set = recipe_dataset(split.train, recipe, (mean, std), split.classes, train=True)
+    val_loader = _eval_loader(recipe_dataset(split.val, recipe, (mean, std), split.classes, False), run)
     batch = recipe.train.batch_size
     n_order = len(_epoch_order(run, train_set, 1, world))
     # 30 images, batch 16 -> 2 steps; 33 -> still 2 (a last batch of one image is dropped: BatchNorm)
@@ -330,7 +331,7 @@ def _step_seed(seed: int, epoch: int, step: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + step) % (2**63)
 
 
-def _epoch_order(run: Run, dataset: RecipeDataset, epoch: int, world: int) -> list[int]:
+def _epoch_order(run: Run, dataset: RecordDataset, epoch: int, world: int) -> list[int]:
     """This rank's sample order for ``epoch``: a seeded permutation, or weighted draws (sampler: weighted)."""
     n = len(dataset)
     t = run.recipe.train
@@ -352,7 +353,7 @@ def _epoch_order(run: Run, dataset: RecipeDataset, epoch: int, world: int) -> li
     return order
 
 
-def _eval_loader(dataset: RecipeDataset, run: Run) -> DataLoader:
+def _eval_loader(dataset: RecordDataset, run: Run) -> DataLoader:
     sampler = DistributedSampler(dataset, shuffle=False) if run.world > 1 else None
     batch = 1 if run.recipe.task == "segmentation" else run.recipe.train.batch_size
     return DataLoader(

@@ -1,9 +1,11 @@
-"""Datasets for training from a recipe: records -> split -> tensors (used by train.py and evaluate.py).
+"""Training data from a recipe: records -> split -> ``data.RecordDataset`` (used by train.py and evaluate.py).
 
-Records come from ``resnet_apps.data.records.build_records`` (section 5a) and pixels from
-``resnet_apps.io.read_image``. Augmentation randomness is drawn from a generator seeded by
-(seed, epoch, sample index), so a sample's augmentation does not depend on worker count, batch
-order or whether the run was resumed: the property the deterministic resume test relies on.
+Records come from ``resnet_apps.data.records.build_records`` (section 5a), splits from
+``data.splits.make_split``, pixels from ``data.loading.load_arrays`` (through ``RecordDataset`` and its
+``ArrayCache``) and augmentation from ``data.transforms.build_transforms`` (albumentations). Each
+sample's augmentation is seeded from (train.seed, epoch, sample index) (``RecordDataset(seed=...)``), so it
+does not depend on worker count, batch order or whether the run was resumed: the property the
+deterministic resume test relies on.
 """
 
 from __future__ import annotations
@@ -17,15 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from resnet_apps.constants import IGNORE_INDEX
+from resnet_apps.data.dataset import RecordDataset
+from resnet_apps.data.loading import Preprocessing
 from resnet_apps.data.records import Record, build_records
-from resnet_apps.errors import DatasetError, LeakageError, ResnetAppsError
+from resnet_apps.errors import DatasetError
 from resnet_apps.recipe import Recipe
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -40,80 +40,57 @@ class SplitData:
 
 
 def split_records(recipe: Recipe) -> SplitData:
-    """Index the recipe's data and divide it into train / val / test, checking group leakage.
+    """Index the recipe's data and divide it into train / val / test with ``data.splits.make_split``.
 
-    Records that carry a split (a split column) keep it; the rest, and a missing validation split, are
-    drawn with scikit-learn: GroupShuffleSplit when records have groups (patients, tiles), else a
-    stratified shuffle by label. The CSV's own test split is kept as test (``data.split.keep_test``).
+    Which ``make_split`` method runs (ARCHITECTURE.md sections 4 and 5):
+    - every record carries a split (split column, train/test folders): ``column``: the source's splits are
+      kept, val is drawn from train by group when missing; a group crossing splits raises ``LeakageError``.
+      With ``data.split.on_leak: drop_train`` and ``method: group`` it is ``group`` instead: the source's
+      test split is kept whole and the train images of its groups are dropped (Kermany).
+    - ``stratified`` / ``random`` on records that all have groups becomes ``group`` (whole groups, stratified
+      by each group's label), so a patient is never split across train and test.
     """
+    from resnet_apps.data.splits import make_split
+
     cfg = recipe.data.split
     records, classes = build_records(recipe.data.source, recipe.data.root, recipe.data.classes)
-    out: dict[str, list[Record]] = {"train": [], "val": [], "test": []}
-    pool: list[Record] = []
-    for record in records:
-        if record.split is not None and (record.split != "test" or cfg.keep_test):
-            out[record.split].append(record)
-        else:
-            pool.append(record)
-    dropped = 0
-    if cfg.on_leak == "drop_train" and out["test"]:
-        # a source split that puts one patient in train and test (Kermany does): keep test, drop from train
-        test_groups = {r.group for r in out["test"] if r.group is not None}
-        kept = [r for r in out["train"] if r.group not in test_groups]
-        dropped, out["train"] = len(out["train"]) - len(kept), kept
-        pool = [r for r in pool if r.group not in test_groups]
-    rng_seed = cfg.seed
-    if pool:
-        rest, test = _divide(pool, cfg.test, rng_seed) if not out["test"] else (pool, [])
-        out["test"] += test
-        out["train"] += rest
-    if not out["val"] and cfg.val > 0:
-        # val is a fraction of the whole labelled set: 0.15 of all = 0.15 / (1 - test) of what is left
-        share = cfg.val if out["test"] and not pool else cfg.val / max(1e-9, 1 - cfg.test)
-        out["train"], out["val"] = _divide(out["train"], min(share, 0.5), rng_seed + 1)
+    method = cfg.method
+    has_groups = bool(records) and all(r.group is not None for r in records)
+    if method in ("stratified", "random", "group") and records and all(r.split is not None for r in records):
+        drop = method == "group" and cfg.on_leak == "drop_train" and cfg.keep_test
+        method = "group" if drop and has_groups else "column"
+    elif method in ("stratified", "random") and has_groups:
+        method = "group"
+    done = make_split(
+        records,
+        method,
+        cfg.val,
+        cfg.test,
+        cfg.seed,
+        root=recipe.data.root,
+        keep_test=cfg.keep_test,
+    )
+    out = {name: [records[i] for i in done["indices"][name]] for name in ("train", "val", "test")}
     for name in ("train", "val"):
         if not out[name]:
             raise DatasetError(
                 f"{recipe.data.root}: the {name} split is empty; add data or change data.split"
             )
     info = _split_info(out, classes, recipe)
-    if dropped:
-        info["dropped_for_leakage"] = {"train_images": dropped, "reason": "their group is in the test split"}
+    if done["dropped"]:
+        info["dropped_for_leakage"] = {
+            "train_images": len(done["dropped"]),
+            "reason": "their group is in the test split",
+        }
     return SplitData(out["train"], out["val"], out["test"], classes, info)
 
 
-def _label_key(record: Record) -> Any:
-    if record.label is not None:
-        return record.label
-    if record.labels is not None:
-        return int(np.nanargmax(record.labels)) if np.nansum(record.labels) > 0 else -1
-    return 0
-
-
-def _divide(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
-    """Split off ``fraction`` of the records: whole groups when records have groups, else stratified."""
-    from sklearn.model_selection import GroupShuffleSplit, train_test_split
-
-    if fraction <= 0 or len(records) < 2:
-        return list(records), []
-    index = np.arange(len(records))
-    groups = [r.group for r in records]
-    if all(g is not None for g in groups):
-        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-        keep, held = next(splitter.split(index, groups=groups))
-    else:
-        labels = [_label_key(r) for r in records]
-        counts = Counter(labels)
-        n_held = max(1, int(round(fraction * len(records))))
-        stratify = labels if min(counts.values()) >= 2 and n_held >= len(counts) else None
-        keep, held = train_test_split(index, test_size=n_held, random_state=seed, stratify=stratify)
-    return [records[i] for i in sorted(keep)], [records[i] for i in sorted(held)]
-
-
 def _split_info(splits: dict[str, list[Record]], classes: list[str], recipe: Recipe) -> dict[str, Any]:
+    """counts per class, sizes and groups per split, and the leakage check (``data.splits.check_leakage``)."""
+    from resnet_apps.data.splits import check_leakage
+
     counts: dict[str, dict[str, int]] = {}
     groups: dict[str, int] = {}
-    members: dict[str, set[str]] = {}
     for name, records in splits.items():
         c: Counter[str] = Counter()
         for r in records:
@@ -124,46 +101,37 @@ def _split_info(splits: dict[str, list[Record]], classes: list[str], recipe: Rec
             else:
                 c["images"] += 1
         counts[name] = dict(sorted(c.items()))
-        members[name] = {r.group for r in records if r.group is not None}
-        groups[name] = len(members[name])
-    offending = sorted(
-        (members["train"] & members["val"])
-        | (members["train"] & members["test"])
-        | (members["val"] & members["test"])
-    )
-    info = {
+        groups[name] = len({r.group for r in records if r.group is not None})
+    check_leakage({name: [r.group for r in records] for name, records in splits.items()})
+    return {
         "method": recipe.data.split.method,
         "seed": recipe.data.split.seed,
         "counts": counts,
         "sizes": {k: len(v) for k, v in splits.items()},
         "groups": groups if any(groups.values()) else {},
-        "leakage": {"ok": not offending, "offending_groups": offending[:20]},
+        "leakage": {"ok": True, "offending_groups": []},
     }
-    if offending:
-        raise LeakageError(
-            f"{recipe.data.root}: {len(offending)} group(s) appear in more than one split "
-            f"(hashed: {offending[:5]}); use data.split.method: group or fix the split column"
-        )
-    return info
 
 
 def drop_unreadable(split: SplitData, recipe: Recipe, log: Any = print) -> list[dict[str, str]]:
-    """``data.on_error: skip``: read every record once, drop the unreadable ones, return ``{path, reason}``.
+    """``data.on_error: skip``: read every record once (``RecordDataset.validate``), drop the unreadable ones.
 
-    The reasons go to skipped.csv and the report; the run carries on with the rest.
+    Returns ``{path, reason}`` rows for skipped.csv and the report; the run carries on with the rest.
+    Reading also fills the array cache, so the first epoch does not decode again.
     """
-    probe = RecipeDataset([], recipe, ([0.0], [1.0]), 2, train=False)
+    root = str(Path(recipe.data.root)) + "/"  # reasons name files relative to the data root
     skipped: list[dict[str, str]] = []
     for name in ("train", "val", "test"):
-        kept = []
-        for record in getattr(split, name):
-            try:
-                probe.read(record)
-                if record.mask_path is not None and probe.decoder is not None:
-                    probe.decoder.read(probe.root / record.mask_path)
-                kept.append(record)
-            except ResnetAppsError as error:
-                skipped.append({"path": record.path, "reason": str(error).replace(str(probe.root) + "/", "")})
+        records = getattr(split, name)
+        if not records:
+            continue
+        probe = recipe_dataset(records, recipe, None, split.classes, train=False, on_error="skip")
+        try:
+            probe.validate()
+            kept = probe.records
+        except DatasetError:  # every file of this split is unreadable
+            kept = []
+        skipped += [{"path": s["path"], "reason": s["reason"].replace(root, "")} for s in probe.skipped]
         setattr(split, name, kept)
     split.info = _split_info(
         {"train": split.train, "val": split.val, "test": split.test}, split.classes, recipe
@@ -173,224 +141,105 @@ def drop_unreadable(split: SplitData, recipe: Recipe, log: Any = print) -> list[
     return skipped
 
 
-class RecipeDataset(Dataset):
-    """Samples ``{image [C, H, W] float32, label | labels [K] | mask [H, W] int64, valid [H, W], index}``.
+def recipe_preprocessing(recipe: Recipe, norm: tuple[list[float], list[float]] | None) -> Preprocessing:
+    """The recipe's ``data`` block as ``data.Preprocessing``.
 
-    Args:
-        records: the split's records (paths relative to ``root``).
-        recipe: the recipe (bands, scale, size, augmentation, task).
-        norm: (mean [C], std [C]) applied after scaling.
-        num_classes: classes of the task (segmentation masks are decoded to 0..K-1 / IGNORE_INDEX).
-        train: training-time augmentation and random crops (else deterministic, full images for segmentation).
+    Classification resizes every image to ``data.image_size``; segmentation resizes whole images only when
+    ``data.resize`` is set (``image_size`` is then its training crop).
     """
-
-    def __init__(
-        self,
-        records: list[Record],
-        recipe: Recipe,
-        norm: tuple[list[float], list[float]],
-        num_classes: int,
-        train: bool,
-    ) -> None:
-        self.records = records
-        self.recipe = recipe
-        self.root = Path(recipe.data.root)
-        self.train = train
-        self.epoch = 0
-        self.mean = torch.tensor(norm[0], dtype=torch.float32)[:, None, None]
-        self.std = torch.tensor(norm[1], dtype=torch.float32)[:, None, None]
-        self.num_classes = num_classes
-        self.decoder = None
-        if recipe.task == "segmentation":
-            from resnet_apps.data.config import as_source_config
-            from resnet_apps.data.masks import MaskDecoder
-
-            self.decoder = MaskDecoder(as_source_config(recipe.data.source), self.root, num_classes)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def read(self, record: Record) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw pixels [C, H, W] float32 (scaled) and the valid mask [H, W] (or None).
-
-        With ``data.cache`` the decoded arrays are kept in ``resnet_apps.data.cache.ArrayCache`` (keyed by
-        file content and these reading parameters), so the second epoch does not decode again.
-        """
-        if not self.recipe.data.cache:
-            return self._decode(record)
-        from resnet_apps.data.cache import ArrayCache
-
-        if getattr(self, "_cache", None) is None:
-            self._cache = ArrayCache()
-        data = self.recipe.data
-        files = [self.root / p for p in (record.band_paths or (record.path,))]
-        params = {"reader": "train_data/1", "bands": data.bands, "scale": data.scale,
-                  "grayscale": data.grayscale, "dicom_window": data.dicom_window}
-        key = self._cache.key(files, params)
-        hit = self._cache.load(key)
-        if hit is not None:
-            return np.array(hit["image"]), (np.array(hit["valid"]) if "valid" in hit else None)
-        arr, valid = self._decode(record)
-        self._cache.store(key, {"image": arr, **({"valid": valid} if valid is not None else {})})
-        return arr, valid
-
-    def _decode(self, record: Record) -> tuple[np.ndarray, np.ndarray | None]:
-        from resnet_apps.io import read_image
-
-        data = self.recipe.data
-        bands = data.bands
-        kind = "geotiff"
-        if record.band_paths:
-            layers = [read_image(self.root / p)[0][:1] for p in record.band_paths]
-            arr, valid = np.concatenate(layers), None
-        else:
-            arr, meta = read_image(self.root / record.path, bands=bands, dicom_window=data.dicom_window)
-            valid, kind = getattr(meta, "valid", None), getattr(meta, "kind", "image")
-        arr = arr.astype(np.float32)
-        if kind != "dicom" and data.scale != 1.0:  # DICOM arrives in [0, 1] already (display-ready)
-            arr = arr * np.float32(data.scale)
-        if data.grayscale and arr.shape[0] == 3:
-            arr = arr.mean(axis=0, keepdims=True)
-        return arr, valid
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index]
-        arr, valid = self.read(record)
-        image = torch.from_numpy(np.ascontiguousarray(arr))
-        valid_t = (
-            torch.from_numpy(np.asarray(valid, dtype=bool))
-            if valid is not None
-            else torch.ones(image.shape[1:], dtype=torch.bool)
-        )
-        image = torch.nan_to_num((image - self.mean) / self.std) * valid_t
-        sample: dict[str, Any] = {"index": index}
-        rng = np.random.default_rng([self.recipe.train.seed, self.epoch, index])
-        if self.decoder is not None:
-            mask = torch.from_numpy(self.decoder.read(self.root / str(record.mask_path)).astype(np.int64))
-            if mask.shape != image.shape[1:]:
-                raise DatasetError(
-                    f"{self.root / record.mask_path}: mask {tuple(mask.shape)} differs from its "
-                    f"image {tuple(image.shape[1:])}; fix the pair"
-                )
-            mask[~valid_t] = IGNORE_INDEX
-            if self.recipe.data.resize:
-                size = (self.recipe.data.resize, self.recipe.data.resize)
-                image = F.interpolate(
-                    image[None], size=size, mode="bilinear", align_corners=False, antialias=True
-                )[0]
-                mask = F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0].long()
-                valid_t = mask != IGNORE_INDEX
-            if self.train:
-                image, mask, valid_t = _random_crop(image, mask, valid_t, self.recipe.data.image_size, rng)
-                image, mask, valid_t = self._augment(image, rng, mask, valid_t)
-            sample["mask"] = mask
-        else:
-            size = self.recipe.data.image_size
-            if image.shape[1:] != (size, size):
-                image = F.interpolate(
-                    image[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True
-                )[0]
-                valid_t = torch.ones((size, size), dtype=torch.bool)
-            if self.train:
-                image, _, valid_t = self._augment(image, rng, None, valid_t)
-            if record.labels is not None:
-                sample["label"] = torch.tensor(record.labels, dtype=torch.float32)
-            else:
-                sample["label"] = torch.tensor(record.label, dtype=torch.int64)
-        sample["image"] = image.contiguous()
-        sample["valid"] = valid_t
-        return sample
-
-    def _augment(
-        self, image: torch.Tensor, rng: np.random.Generator, mask: torch.Tensor | None, valid: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        kind = self.recipe.data.augment
-        tensors = [t for t in (image, mask, valid) if t is not None]
-        if kind == "nadir":
-            # a nadir chip has no "up": any of the 8 flips/rotations is an equally real image
-            k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            tensors = [torch.rot90(t, k, dims=(-2, -1)) for t in tensors]
-            if flip:
-                tensors = [torch.flip(t, dims=(-1,)) for t in tensors]
-        elif kind == "chest_xray":
-            # never mirrored (situs, side markers, right/left lung labels); mild contrast/brightness only
-            gain, shift = float(rng.uniform(0.9, 1.1)), float(rng.uniform(-0.1, 0.1))
-            tensors[0] = tensors[0] * gain + shift
-        image = tensors[0].contiguous()
-        if mask is None:
-            return image, None, tensors[-1].contiguous()
-        return image, tensors[1].contiguous(), tensors[2].contiguous()
-
-
-def _random_crop(
-    image: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, size: int, rng: np.random.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A size x size crop; smaller images are padded (image 0, mask IGNORE_INDEX, valid False)."""
-    h, w = mask.shape
-    ph, pw = max(0, size - h), max(0, size - w)
-    if ph or pw:
-        image = F.pad(image, (0, pw, 0, ph))
-        mask = F.pad(mask, (0, pw, 0, ph), value=IGNORE_INDEX)
-        valid = F.pad(valid, (0, pw, 0, ph), value=False)
-        h, w = mask.shape
-    top, left = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
-    return (
-        image[:, top : top + size, left : left + size],
-        mask[top : top + size, left : left + size],
-        valid[top : top + size, left : left + size],
+    d = recipe.data
+    return Preprocessing(
+        bands=tuple(d.bands) if d.bands is not None else None,
+        scale=d.scale,
+        mean=tuple(norm[0]) if norm is not None else None,
+        std=tuple(norm[1]) if norm is not None else None,
+        image_size=d.resize if recipe.task == "segmentation" else d.image_size,
+        dicom_window=d.dicom_window,
+        grayscale=d.grayscale,
     )
 
 
-def normalisation(recipe: Recipe, records: list[Record]) -> tuple[list[str], list[float], list[float], str]:
+def recipe_dataset(
+    records: list[Record],
+    recipe: Recipe,
+    norm: tuple[list[float], list[float]] | None,
+    classes: list[str],
+    train: bool,
+    on_error: str = "fail",
+) -> RecordDataset:
+    """A ``RecordDataset`` of one split: samples ``{image [C, H, W], label | mask [H, W], valid, index, meta}``.
+
+    Args:
+        records: the split's records (paths relative to ``data.root``).
+        recipe: bands, scale, size, augmentation, cache, task.
+        norm: (mean [C], std [C]) applied after augmentation; None: not normalised.
+        classes: the task's classes (segmentation masks are decoded to 0..K-1 / IGNORE_INDEX).
+        train: ``data.augment`` (albumentations, seeded per sample from ``train.seed``, epoch and index) and,
+            for segmentation, random ``data.image_size`` crops; else whole, unaugmented images.
+        on_error: ``fail``; ``skip`` only for the upfront :func:`drop_unreadable` pass.
+    """
+    from resnet_apps.data.transforms import build_transforms
+
+    crop = recipe.data.image_size if recipe.task == "segmentation" else None
+    transform = build_transforms(recipe.data.augment, train=train, crop_size=crop)
+    return RecordDataset(
+        records,
+        recipe.data.root,
+        recipe_preprocessing(recipe, norm),
+        classes=classes,
+        source=recipe.data.source,
+        transform=transform,
+        on_error=on_error,
+        cache=recipe.data.cache,
+        seed=recipe.train.seed if train else None,
+    )
+
+
+def normalisation(
+    recipe: Recipe, records: list[Record], classes: list[str]
+) -> tuple[list[str], list[float], list[float], str]:
     """Band names and per-band (mean, std) for ``data.normalize``; also says where they came from.
 
-    ``card``: the data card's statistics by band name; bands the card lacks (or a recipe without a card)
-    fall back to statistics of up to 64 training images, and the source says so.
+    ``card``: the data card's statistics by band name (``data.transforms.normalization``); bands the card
+    lacks (or a recipe without a card) fall back to statistics of up to 64 training images, and the
+    source says so. ``imagenet`` on one grey band uses the mean of ImageNet's three.
     """
-    probe = RecipeDataset(records[:1], recipe, ([0.0], [1.0]), 2, train=False)
-    first, _ = probe.read(records[0])
-    names = _band_names(recipe, records[0], first.shape[0])
+    from resnet_apps.data.transforms import normalization
+
+    probe = recipe_dataset(records[:64], recipe, None, classes, train=False)
+    first = probe.arrays(0)["image"]
     channels = first.shape[0]
+    names = _band_names(recipe, records[0], channels)
     if recipe.data.normalize == "none":
         return names, [0.0] * channels, [1.0] * channels, "none"
     if recipe.data.normalize == "imagenet":
         if channels not in (1, 3):
-            raise ResnetAppsError(
+            raise DatasetError(
                 f"data.normalize: imagenet needs 1 or 3 bands, the data has {channels}; use card"
             )
-        mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
-        return (
-            names,
-            mean[:channels] if channels == 3 else [0.449],
-            std if channels == 3 else [0.226],
-            "imagenet",
-        )
+        if channels == 1:  # a grey film: the mean of ImageNet's R, G, B statistics
+            return names, [0.449], [0.226], "imagenet"
+        mean, std = normalization("imagenet", names)
+        return names, list(mean or ()), list(std or ()), "imagenet"
     stats: dict[str, Any] = {}
     if recipe.data.card:
         from resnet_apps.cards import load_card
 
         stats = load_card(recipe.data.card).band_stats
     if all(n in stats for n in names):
-        return (
-            names,
-            [float(stats[n]["mean"]) for n in names],
-            [float(stats[n]["std"]) for n in names],
-            f"data card {recipe.data.card}",
-        )
-    sample = [probe.read(r)[0] for r in records[: min(64, len(records))]]
+        mean, std = normalization("card", names, stats)
+        return names, list(mean or ()), list(std or ()), f"data card {recipe.data.card}"
+    sample = [np.asarray(probe.arrays(i)["image"]) for i in range(len(probe))]
     flat = np.concatenate([s.reshape(channels, -1) for s in sample], axis=1)
-    std = [float(max(s, 1e-6)) for s in np.nanstd(flat, axis=1)]
-    return names, [float(m) for m in np.nanmean(flat, axis=1)], std, f"{len(sample)} training images"
+    std_est = [float(max(s, 1e-6)) for s in np.nanstd(flat, axis=1)]
+    return names, [float(m) for m in np.nanmean(flat, axis=1)], std_est, f"{len(sample)} training images"
 
 
 def _band_names(recipe: Recipe, record: Record, channels: int) -> list[str]:
-    if record.band_names:
-        return list(record.band_names)
     if recipe.data.bands is not None:
         return [str(b) for b in recipe.data.bands]
+    if record.band_names:
+        return list(record.band_names)
     if recipe.data.grayscale or channels == 1:
         return ["gray"]
     return ["red", "green", "blue"] if channels == 3 else [f"band{i + 1}" for i in range(channels)]

@@ -19,7 +19,7 @@ from torch import nn
 
 from resnet_apps.evaluate import evaluate_block, operating_threshold, predict
 from resnet_apps.rundir import git_commit, write_json
-from resnet_apps.train_data import RecipeDataset, SplitData
+from resnet_apps.train_data import SplitData, recipe_dataset
 from resnet_apps.train_distributed import is_main
 
 
@@ -66,7 +66,7 @@ def finish(run: Any, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
             continue
         from resnet_apps.train import _eval_loader
 
-        dataset = RecipeDataset(records, recipe, run.norm, k, train=False)
+        dataset = recipe_dataset(records, recipe, run.norm, split.classes, train=False)
         out = predict(
             net,
             _eval_loader(dataset, run),

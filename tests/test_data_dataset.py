@@ -321,3 +321,31 @@ def test_multilabel_sample_keeps_nan(tmp_path: Path) -> None:
     assert sample["label"].dtype == torch.float32 and sample["label"][:2].tolist() == [1.0, 0.0]
     assert torch.isnan(sample["label"][2])
     assert sample["image"].shape == (1, 4, 4) and float(sample["image"][0, 0, 0]) == pytest.approx(128 / 255)
+
+
+def test_seeded_augmentation_depends_on_seed_epoch_and_index_only(tmp_path: Path) -> None:
+    from resnet_apps.data import build_transforms
+
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(3):
+        write_tif(tmp_path / f"c{i}.tif", rng.integers(0, 1000, (2, 8, 8)).astype(np.uint16))
+        records.append(Record(path=f"c{i}.tif", label=i))
+
+    def dataset() -> RecordDataset:
+        return RecordDataset(records, tmp_path, transform=build_transforms("nadir"), seed=7)
+
+    first, second = dataset(), dataset()
+    first.set_epoch(2)
+    second.set_epoch(2)
+    forward = [first[i]["image"] for i in range(3)]
+    backward = [second[i]["image"] for i in (2, 1, 0)][::-1]  # another order, another dataset object
+    for a, b in zip(forward, backward, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert [first[i]["index"] for i in range(3)] == [0, 1, 2]
+    # another epoch draws anew: at least one of the 3 chips differs (8 flips/rotations x brightness)
+    first.set_epoch(3)
+    assert any(not torch.equal(first[i]["image"], forward[i]) for i in range(3))
+    # no seed: the transform's own stream runs on, so a repeat read is (almost surely) different
+    free = RecordDataset(records, tmp_path, transform=build_transforms("nadir"))
+    assert any(not torch.equal(free[0]["image"], free[0]["image"]) for _ in range(5))

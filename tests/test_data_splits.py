@@ -98,6 +98,21 @@ def test_stratified_split_without_groups() -> None:
     assert sum(counts["train"].values()) == 140 and set(counts["test"]) == {"a", "b", "c", "d"}
 
 
+def test_random_split_is_unstratified_and_still_checked_for_leakage() -> None:
+    records = [Record(path=f"{i}.tif", label=i % 4) for i in range(200)]
+    split = make_split(records, "random", val=0.15, test=0.15, seed=3)
+    # test: round(0.15 * 200) = 30; val: round(0.15 / 0.85 * 170) = 30; train the remaining 140
+    assert [len(split["indices"][s]) for s in ("train", "val", "test")] == [140, 30, 30]
+    assert sorted(sum(split["indices"].values(), [])) == list(range(200))
+    # the same draw as an unstratified group_split
+    direct = group_split([str(r.label) for r in records], None, 0.15, 0.15, seed=3, stratify=False)
+    assert {s: split["indices"][s] for s in direct} == direct
+    # random ignores groups, so patients with two images each end up across splits: the check refuses it
+    paired = [Record(path=f"{i}.tif", label=i % 4, group=f"p{i // 2}") for i in range(200)]
+    with pytest.raises(LeakageError, match="appear in more than one split"):
+        make_split(paired, "random", val=0.15, test=0.15, seed=3)
+
+
 def test_group_split_function_directly() -> None:
     labels = [0, 1] * 30
     groups = [f"g{i // 3}" for i in range(60)]  # 20 groups of 3

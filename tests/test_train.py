@@ -55,13 +55,13 @@ def test_run_directory_holds_checkpoints_metrics_and_the_resolved_recipe(tiny_ru
 def test_best_checkpoint_reproduces_the_reported_test_probabilities(tiny_run: Path) -> None:
     from resnet_apps.checkpoint import load_run
     from resnet_apps.recipe import load_recipe
-    from resnet_apps.train_data import RecipeDataset, split_records
+    from resnet_apps.train_data import recipe_dataset, split_records
 
     model, meta = load_run(tiny_run)
     recipe = load_recipe(tiny_run / "recipe.yaml")
     split = split_records(recipe)
     pre = meta["preprocessing"]
-    dataset = RecipeDataset(split.test, recipe, (pre["mean"], pre["std"]), 3, train=False)
+    dataset = recipe_dataset(split.test, recipe, (pre["mean"], pre["std"]), split.classes, train=False)
     images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
     with torch.no_grad():
         prob = torch.softmax(model(images), 1).numpy()

@@ -192,19 +192,22 @@ def test_cached_reads_equal_fresh_reads_and_follow_file_content(tmp_path: Path) 
     from train_fixtures import make_geotiff_folder, write_recipe
 
     from resnet_apps.recipe import load_recipe
-    from resnet_apps.train_data import RecipeDataset, split_records
+    from resnet_apps.data.loading import load_arrays
+    from resnet_apps.train_data import recipe_dataset, split_records
 
     recipe = load_recipe(
         write_recipe(tmp_path / "r.yaml", make_geotiff_folder(tmp_path / "data", per_class=2)),
         ["data.cache=true"],
     )
-    record = split_records(recipe).train[0]
-    dataset = RecipeDataset([record], recipe, ([0.0] * 4, [1.0] * 4), 3, train=False)
-    first, _ = dataset.read(record)  # miss: decoded and stored
-    second, _ = dataset.read(record)  # hit: memory-mapped from the cache
-    assert (dataset._cache.misses, dataset._cache.hits) == (1, 1)
+    split = split_records(recipe)
+    record = split.train[0]
+    dataset = recipe_dataset([record], recipe, ([0.0] * 4, [1.0] * 4), split.classes, train=False)
+    assert dataset.cache is not None
+    first = dataset.arrays(0)["image"]  # miss: decoded and stored
+    second = dataset.arrays(0)["image"]  # hit: memory-mapped from the cache
+    assert (dataset.cache.misses, dataset.cache.hits) == (1, 1)
     np.testing.assert_array_equal(first, second)
-    fresh, _ = dataset._decode(record)
+    fresh = load_arrays(record, dataset.root, dataset.prep, None)["image"]
     np.testing.assert_array_equal(first, fresh)
     # the scaled values: uint16 DN x 0.0001
     import rasterio

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from resnet_apps.recipe import load_recipe
-    from resnet_apps.train_data import RecipeDataset, collate, normalisation, split_records
+    from resnet_apps.train_data import collate, normalisation, recipe_dataset, split_records
     from resnet_apps.train_setup import (
         autocast_context,
         build_loss,
@@ -56,13 +56,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     recipe = load_recipe(args.recipe, [*args.overrides, "model.weights=none"])
     split = split_records(recipe)
-    names, mean, std, _ = normalisation(recipe, split.train)
+    names, mean, std, _ = normalisation(recipe, split.train, split.classes)
     k = len(split.classes)
     mode = task_mode(recipe, k)
     model, info = build_recipe_model(recipe, len(names), k, names, log=lambda *a: None)
     criterion = build_loss(recipe, mode, None)
     optimizer = build_optimizer(recipe, model)
-    dataset = RecipeDataset(split.train, recipe, (mean, std), k, train=True)
+    dataset = recipe_dataset(split.train, recipe, (mean, std), split.classes, train=True)
     batch = recipe.train.batch_size
     needed = args.warmup + args.steps
     order = list(itertools.islice(itertools.cycle(range(len(dataset))), needed * batch))

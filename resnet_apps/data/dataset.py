@@ -1,7 +1,7 @@
 """The torch Dataset: records in, sample dicts out (ARCHITECTURE.md section 4).
 
 A sample is ``{"image": float32 [C, H, W], "label": int64 [] (multi-label: float32 [K], NaN = unknown) |
-"mask": int64 [H, W], "valid": bool [H, W], "meta": {"path", "id", "group"}}``.
+"mask": int64 [H, W], "valid": bool [H, W], "meta": {"path", "id", "group"}, "index": int}``.
 
 Order of operations: read (``resnet_apps.io``) -> scale -> invalid pixels to 0 -> resize -> [cache] ->
 augment -> ``(x - mean) / std`` per band -> invalid pixels to 0 (and mask to ``IGNORE_INDEX``).
@@ -53,6 +53,9 @@ class RecordDataset(Dataset):
         transform: augmentation (:func:`transforms.build_transforms`), applied before normalisation.
         on_error: ``fail`` | ``skip``.
         cache: True (default folder), a folder, an :class:`ArrayCache`, or False/None for no cache.
+        seed: with a transform that has ``set_seed`` (:class:`transforms.Augment`), each sample's augmentation
+            is seeded from ``(seed, epoch, index)`` (:meth:`set_epoch`), so it does not depend on worker
+            count, batch order or a resume; None leaves the transform's own random state running.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class RecordDataset(Dataset):
         transform: Transform | None = None,
         on_error: str = "fail",
         cache: bool | str | Path | ArrayCache | None = False,
+        seed: int | None = None,
     ) -> None:
         if on_error not in ("fail", "skip"):
             raise DatasetError(f"data.on_error: {on_error!r} is not fail or skip")
@@ -75,6 +79,8 @@ class RecordDataset(Dataset):
         self.classes = list(classes)
         self.transform = transform
         self.on_error = on_error
+        self.seed = seed
+        self.epoch = 0
         self.skipped: list[dict[str, str]] = []
         self._bad: set[int] = set()
         self.decoder = None
@@ -95,6 +101,10 @@ class RecordDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch that, with ``seed`` and the sample index, seeds each sample's augmentation."""
+        self.epoch = epoch
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         for attempt in range(len(self.records)):
@@ -154,6 +164,8 @@ class RecordDataset(Dataset):
         valid = np.array(arrays["valid"], dtype=bool)
         mask = np.array(arrays["mask"]) if "mask" in arrays else None
         if self.transform is not None:
+            if self.seed is not None and hasattr(self.transform, "set_seed"):
+                self.transform.set_seed(sample_seed(self.seed, self.epoch, index))
             image, mask, valid = self.transform(image, mask, valid)
         if self._mean is not None and self._std is not None:
             if len(self._mean) != image.shape[0]:
@@ -168,6 +180,7 @@ class RecordDataset(Dataset):
             "image": torch.from_numpy(np.ascontiguousarray(image)),
             "valid": torch.from_numpy(valid),
             "meta": {"path": record.path, "id": hash_id(record.path), "group": record.group or ""},
+            "index": index,  # the record actually read (on_error: skip may substitute the next one)
         }
         if mask is not None:
             mask = mask.astype(np.int64)
@@ -208,6 +221,11 @@ class RecordDataset(Dataset):
         if not keep:
             raise DatasetError(f"{self.root}: every file was skipped; see dataset.skipped")
         return self.skipped
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 32-bit seed that depends on (seed, epoch, index) only (numpy's SeedSequence mixes the three)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
 def write_skipped(skipped: Sequence[dict[str, str]], path: str | Path) -> None:

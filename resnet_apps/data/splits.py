@@ -8,7 +8,8 @@ A split is a plain dict, saved with the run and re-applied from it::
      "groups": {"train": 310, ...}, "leakage": {"ok": true, "offending_groups": []},
      "dropped": [{"path": ..., "reason": ...}]}   # group + keep_test only: train images of test patients
 
-Methods: ``stratified`` (no groups; scikit-learn ``train_test_split``), ``group`` (whole groups held out:
+Methods: ``stratified`` (no groups; scikit-learn ``train_test_split``), ``random`` (the same, without
+stratifying), ``group`` (whole groups held out:
 scikit-learn ``train_test_split`` over the groups, stratified by each group's most frequent label, or
 ``GroupShuffleSplit`` when there is nothing to stratify; fractions count groups, not images),
 ``column`` (the index CSV's split column; a missing val split is drawn from train by group) and
@@ -30,7 +31,7 @@ from resnet_apps.data.records import Record, hash_id
 from resnet_apps.errors import DatasetError, LeakageError
 
 SPLITS = ("train", "val", "test")
-METHODS = ("stratified", "group", "column", "spatial")
+METHODS = ("stratified", "random", "group", "column", "spatial")
 
 
 def _two_way(
@@ -168,7 +169,7 @@ def make_split(
 
     Args:
         records: all records (their ``label``, ``group`` and ``split`` fields are used).
-        method: ``stratified`` | ``group`` | ``column`` | ``spatial``.
+        method: ``stratified`` | ``random`` | ``group`` | ``column`` | ``spatial``.
         val, test: fractions (``column``: val is drawn from the column's train part when it has no val).
         seed: random seed, saved in the result.
         root: dataset root, needed by ``spatial`` to open the GeoTIFFs.
@@ -198,7 +199,7 @@ def make_split(
             f"data.split.method {method}: {missing} has no group; "
             "set data.source.group_column or group_pattern"
         )
-    grp = [str(g) for g in groups] if (has_groups and method != "stratified") else None
+    grp = [str(g) for g in groups] if (has_groups and method not in ("stratified", "random")) else None
     dropped: list[dict[str, str]] = []
     source_test = [i for i, r in enumerate(records) if r.split == "test"]
     if method == "column":
@@ -206,7 +207,7 @@ def make_split(
     elif method == "group" and keep_test and source_test and grp is not None:
         parts, dropped = _keep_source_test(records, labels, grp, source_test, val, seed)
     else:
-        parts = group_split(labels, grp, val, test, seed)
+        parts = group_split(labels, grp, val, test, seed, stratify=method != "random")
     split_groups = {s: [groups[i] for i in parts[s]] for s in SPLITS}
     examples = {g: records[i].path for s in SPLITS for i in parts[s] for g in [groups[i]] if g}
     check_leakage(split_groups, examples)

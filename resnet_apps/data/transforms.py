@@ -17,6 +17,7 @@ and any normalised value, so :class:`UnclippedBrightnessContrast` keeps its samp
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -78,6 +79,15 @@ class Augment:
     def __init__(self, compose: A.Compose, name: str) -> None:
         self.compose = compose
         self.name = name
+
+    def set_seed(self, seed: int) -> None:
+        """Make the next call's draws a function of ``seed`` alone (per-sample seeding for resumable runs).
+
+        One numpy and one Python generator are shared by every transform of the pipeline, drawn in order.
+        ``Compose.set_random_seed`` would instead seed each transform with the same value, so transforms
+        with equal ``p`` (HorizontalFlip, VerticalFlip) would always fire together.
+        """
+        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
     def __call__(
         self, image: np.ndarray, mask: np.ndarray | None, valid: np.ndarray
