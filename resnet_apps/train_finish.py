@@ -276,14 +276,17 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
     return items
 
 
+def _interval(row: dict[str, Any]) -> str:
+    """``[low, high]``; a bound of 0.0 is a real bound, and None means no resample could compute it."""
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if low is None or high is None or low != low or high != high:  # None or NaN
+        return "(95 % CI undefined: the metric was undefined in every resample)"
+    return f"[{low:.4f}, {high:.4f}]"
+
+
 def _summary(run: Any, block: dict[str, Any], name: str, log: Any) -> None:
     rows = block.get("headline", [])[:3]
-    text = ", ".join(
-        f"{r['label']} {r['value']:.4f} [{r['ci_low'] or float('nan'):.4f}, "
-        f"{r['ci_high'] or float('nan'):.4f}]"
-        for r in rows
-        if r["value"] is not None
-    )
+    text = ", ".join(f"{r['label']} {r['value']:.4f} {_interval(r)}" for r in rows if r["value"] is not None)
     log(f"{name}: {text}")
     if not run.model_info["imagenet_weights_used"]:
         log(
