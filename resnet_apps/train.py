@@ -74,6 +74,7 @@ class Run:
     model_info: dict[str, Any]
     skipped: list[dict[str, str]] = field(default_factory=list)
     loop: dict[str, Any] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)  # the --set values that started the run
 
 
 def train(
@@ -124,10 +125,12 @@ def train(
         model,
         model_info,
         skipped=skipped,
+        overrides=_launch_overrides(run_dir, overrides, resume is not None),
     )
     if is_main() and resume is None:
         (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
         write_json(run_dir / "split.json", split_json(run))
+        write_json(run_dir / "overrides.json", run.overrides)
     log(f"run directory: {run_dir}")
     log(
         f"data: {split.info['sizes']} images, {len(split.classes)} classes, bands {band_names} "
@@ -454,3 +457,13 @@ def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: An
         "versions": versions(),
         "data_hash": data_hash(run.split),
     }
+
+
+def _launch_overrides(run_dir: Path, overrides: list[str] | tuple[str, ...], resuming: bool) -> list[str]:
+    """The ``--set`` values that started the run (a resumed run keeps the original ones and adds its own)."""
+    first: list[str] = []
+    if resuming and (run_dir / "overrides.json").is_file():
+        import json
+
+        first = list(json.loads((run_dir / "overrides.json").read_text(encoding="utf-8")))
+    return first + [o for o in overrides if o not in first]

@@ -28,7 +28,11 @@ def test_train_command_with_overrides_writes_the_resolved_recipe(
     assert saved.data.root == str(tmp_path / "data")  # resolved, so the run can be re-evaluated from anywhere
     printed = capsys.readouterr().out
     # on_error: skip: the broken file is listed with its reason, and the run went on without it
-    skipped = json.loads((out / "metrics.json").read_text())["skipped"]
+    doc = json.loads((out / "metrics.json").read_text())
+    skipped = doc["skipped"]
+    # the run says how it was launched: the --set values and the backbone actually trained
+    assert doc["run"]["overrides"] == ["train.epochs=1", "eval.bootstrap=10", "eval.gradcam=0"]
+    assert doc["run"]["backbone"] == saved.model.backbone
     assert [row["path"] for row in skipped] == ["Forest/Forest_broken.tif"] and skipped[0]["reason"]
     assert "Forest/Forest_broken.tif" in (out / "skipped.csv").read_text()
     assert "epoch 1/1" in printed and "run directory:" in printed  # plain lines when not a TTY
