@@ -32,10 +32,11 @@ def _loop_position(state: Path) -> dict | None:
 
 
 def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    # 24 images: 12 train, batch 4 -> 3 steps per epoch; a resume state after every step
+    # 48 images: 24 train, batch 4 -> 6 steps per epoch; a resume state after every step, so the
+    # mid-epoch window the poller below must hit spans several steps even on a fast, idle machine
     recipe = write_recipe(
         tmp_path / "r.yaml",
-        make_geotiff_folder(tmp_path / "data"),
+        make_geotiff_folder(tmp_path / "data", per_class=16),
         train={"epochs": 3, "deterministic": True, "checkpoint_every_steps": 1},
         eval={"bootstrap": 20, "gradcam": 0, "report": False},
     )
@@ -67,12 +68,15 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path: P
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, f"the run was not killed mid-epoch (last position {position})"
     assert not (killed / "metrics.json").exists()
+    # where the kill really landed (the run may have taken another step between poll and kill)
+    landed = _loop_position(state)
+    assert landed is not None and not landed["complete"], f"the kill landed on an epoch boundary: {landed}"
 
     resumed = subprocess.run(
         _train("--resume", str(killed)), env=ENV, capture_output=True, text=True, timeout=600
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resuming at epoch 2, step" in resumed.stdout
+    assert f"resuming at epoch {landed['epoch']}, step {landed['step']}" in resumed.stdout
 
     a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
