@@ -43,7 +43,14 @@ from resnet_apps.train_data import (
     recipe_dataset,
     split_records,
 )
-from resnet_apps.train_distributed import all_reduce_mean, barrier, broadcast, init_distributed, is_main
+from resnet_apps.train_distributed import (
+    all_reduce_mean,
+    barrier,
+    broadcast,
+    init_distributed,
+    is_main,
+    shutdown,
+)
 from resnet_apps.train_setup import (
     autocast_context,
     build_loss,
@@ -314,6 +321,10 @@ def train(
     from resnet_apps.train_finish import finish
 
     finish(run, net, log)
+    # leave the process group explicitly: a gloo group still alive at interpreter exit can abort a rank
+    # ("terminate called without an active exception") after all the work is done
+    barrier()
+    shutdown()
     return run_dir
 
 
