@@ -85,3 +85,11 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def launch_overrides(run_dir: Path, overrides: list[str] | tuple[str, ...], resuming: bool) -> list[str]:
+    """The ``--set`` values that started the run (a resumed run keeps the original ones and adds its own)."""
+    first: list[str] = []
+    if resuming and (run_dir / "overrides.json").is_file():
+        first = list(json.loads((run_dir / "overrides.json").read_text(encoding="utf-8")))
+    return first + [o for o in overrides if o not in first]

@@ -28,11 +28,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from resnet_apps.data.dataset import RecordDataset
 from resnet_apps.errors import TrainingDivergedError
 from resnet_apps.evaluate import evaluate_block, headline_value, predict
 from resnet_apps.recipe import Recipe, load_recipe
-from resnet_apps.rundir import check_resumable, new_run_dir, refuse_existing, write_json
-from resnet_apps.data.dataset import RecordDataset
+from resnet_apps.rundir import check_resumable, launch_overrides, new_run_dir, refuse_existing, write_json
 from resnet_apps.train_data import (
     SplitData,
     balanced_weights,
@@ -51,6 +51,7 @@ from resnet_apps.train_distributed import (
     is_main,
     shutdown,
 )
+from resnet_apps.train_finish import checkpoint_meta
 from resnet_apps.train_setup import (
     autocast_context,
     build_loss,
@@ -132,7 +133,7 @@ def train(
         model,
         model_info,
         skipped=skipped,
-        overrides=_launch_overrides(run_dir, overrides, resume is not None),
+        overrides=launch_overrides(run_dir, overrides, resume is not None),
     )
     if is_main() and resume is None:
         (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
@@ -424,57 +425,3 @@ def split_json(run: Run) -> dict[str, Any]:
         for name in ("train", "val", "test")
     }
     return {**run.split.info, "classes": run.split.classes, "records": records}
-
-
-def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: Any = None) -> dict[str, Any]:
-    """The checkpoint JSON of ARCHITECTURE.md section 2 (rebuilds the model and its preprocessing)."""
-    from resnet_apps.train_finish import data_hash, versions
-
-    r = run.recipe
-    info = run.model_info
-    return {
-        "format_version": 1,
-        "task": r.task,
-        "model": {
-            k: info[k]
-            for k in (
-                "backbone",
-                "in_chans",
-                "num_classes",
-                "multilabel",
-                "dropout",
-                "fpn_channels",
-                "pooling",
-            )
-        },
-        "classes": run.split.classes,
-        "preprocessing": {
-            "bands": run.band_names,
-            "scale": r.data.scale,
-            "mean": run.norm[0],
-            "std": run.norm[1],
-            "image_size": r.data.image_size,
-            "dicom_window": r.data.dicom_window,
-            "grayscale": r.data.grayscale,
-            "normalize": r.data.normalize,
-        },
-        "operating_threshold": threshold,
-        "positive_class": run.split.classes[-1] if run.mode == "binary" else None,
-        "weights_source": info["weights_source"],
-        "imagenet_weights_used": info["imagenet_weights_used"],
-        "epoch": epoch,
-        "metrics": metrics,
-        "recipe": r.to_dict(),
-        "versions": versions(),
-        "data_hash": data_hash(run.split),
-    }
-
-
-def _launch_overrides(run_dir: Path, overrides: list[str] | tuple[str, ...], resuming: bool) -> list[str]:
-    """The ``--set`` values that started the run (a resumed run keeps the original ones and adds its own)."""
-    first: list[str] = []
-    if resuming and (run_dir / "overrides.json").is_file():
-        import json
-
-        first = list(json.loads((run_dir / "overrides.json").read_text(encoding="utf-8")))
-    return first + [o for o in overrides if o not in first]

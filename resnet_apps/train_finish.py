@@ -50,7 +50,6 @@ def data_hash(split: SplitData) -> str:
 
 def finish(run: Any, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
     """Best checkpoint -> val (threshold) -> test -> metrics.json, skipped.csv, gallery, report.html."""
-    from resnet_apps.train import checkpoint_meta
     from resnet_apps.train_state import load_weights_into
 
     recipe, split, mode = run.recipe, run.split, run.mode
@@ -318,3 +317,45 @@ def render(run_dir: Path, log: Any = print) -> Path | None:
     path = Path(run_dir) / "report.html"
     log(f"report: {path.resolve()}")
     return path
+
+
+def checkpoint_meta(run: Any, epoch: int, metrics: dict[str, Any], threshold: Any = None) -> dict[str, Any]:
+    """The checkpoint JSON of ARCHITECTURE.md section 2 (rebuilds the model and its preprocessing)."""
+    r = run.recipe
+    info = run.model_info
+    return {
+        "format_version": 1,
+        "task": r.task,
+        "model": {
+            k: info[k]
+            for k in (
+                "backbone",
+                "in_chans",
+                "num_classes",
+                "multilabel",
+                "dropout",
+                "fpn_channels",
+                "pooling",
+            )
+        },
+        "classes": run.split.classes,
+        "preprocessing": {
+            "bands": run.band_names,
+            "scale": r.data.scale,
+            "mean": run.norm[0],
+            "std": run.norm[1],
+            "image_size": r.data.image_size,
+            "dicom_window": r.data.dicom_window,
+            "grayscale": r.data.grayscale,
+            "normalize": r.data.normalize,
+        },
+        "operating_threshold": threshold,
+        "positive_class": run.split.classes[-1] if run.mode == "binary" else None,
+        "weights_source": info["weights_source"],
+        "imagenet_weights_used": info["imagenet_weights_used"],
+        "epoch": epoch,
+        "metrics": metrics,
+        "recipe": r.to_dict(),
+        "versions": versions(),
+        "data_hash": data_hash(run.split),
+    }
