@@ -19,19 +19,21 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (a literal table, resolved on first use)
 _LAZY = {
-    "create_backbone": "resnet_apps.backbones",
-    "list_backbones": "resnet_apps.backbones",
-    "backbone_info": "resnet_apps.backbones",
-    "build_model": "resnet_apps.heads",
-    "load_run": "resnet_apps.checkpoint",
+    "create_backbone": "resnet_apps.models.backbones",
+    "list_backbones": "resnet_apps.models.backbones",
+    "backbone_info": "resnet_apps.models.backbones",
+    "build_model": "resnet_apps.models.heads",
+    "load_run": "resnet_apps.models.checkpoint",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from resnet_apps.backbones import backbone_info, create_backbone, list_backbones
-    from resnet_apps.checkpoint import load_run
-    from resnet_apps.heads import build_model
+    from resnet_apps.models.backbones import backbone_info as backbone_info
+    from resnet_apps.models.backbones import create_backbone as create_backbone
+    from resnet_apps.models.backbones import list_backbones as list_backbones
+    from resnet_apps.models.checkpoint import load_run as load_run
+    from resnet_apps.models.heads import build_model as build_model
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,19 @@ IGNORE_INDEX = 255
 
 # EuroSAT-MS band order as stored in its GeoTIFFs (note B8A comes last, after B12).
 EUROSAT_MS_BANDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A",
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+    "B8A",
 )
 
 # Sentinel-2 bands that carry red, green and blue (for band-aware conv1 initialisation).
@@ -15,10 +27,32 @@ SENTINEL2_RGB: tuple[str, str, str] = ("B04", "B03", "B02")
 
 # Sentinel-2 MSI central wavelengths (nm) and native ground resolution (m), for data cards and reports.
 SENTINEL2_WAVELENGTH_NM: dict[str, float] = {
-    "B01": 442.7, "B02": 492.4, "B03": 559.8, "B04": 664.6, "B05": 704.1, "B06": 740.5, "B07": 782.8,
-    "B08": 832.8, "B8A": 864.7, "B09": 945.1, "B10": 1373.5, "B11": 1613.7, "B12": 2202.4,
+    "B01": 442.7,
+    "B02": 492.4,
+    "B03": 559.8,
+    "B04": 664.6,
+    "B05": 704.1,
+    "B06": 740.5,
+    "B07": 782.8,
+    "B08": 832.8,
+    "B8A": 864.7,
+    "B09": 945.1,
+    "B10": 1373.5,
+    "B11": 1613.7,
+    "B12": 2202.4,
 }
 SENTINEL2_RESOLUTION_M: dict[str, int] = {
-    "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
-    "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
+    "B01": 60,
+    "B02": 10,
+    "B03": 10,
+    "B04": 10,
+    "B05": 20,
+    "B06": 20,
+    "B07": 20,
+    "B08": 10,
+    "B8A": 20,
+    "B09": 60,
+    "B10": 60,
+    "B11": 20,
+    "B12": 20,
 }

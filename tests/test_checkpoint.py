@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from resnet_apps import build_model, load_run
-from resnet_apps.checkpoint import load_state, rng_state, save_checkpoint, save_state, set_rng_state
 from resnet_apps.errors import CheckpointError
+from resnet_apps.models.checkpoint import load_state, rng_state, save_checkpoint, save_state, set_rng_state
 
 
 @pytest.fixture(autouse=True, scope="module")

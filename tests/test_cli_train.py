@@ -50,7 +50,7 @@ def test_train_command_with_overrides_writes_the_resolved_recipe(
 
 
 def test_default_run_directories_are_named_by_recipe_and_never_reused(tmp_path: Path) -> None:
-    from resnet_apps.rundir import new_run_dir
+    from resnet_apps.train.rundir import new_run_dir
 
     first = new_run_dir("demo", runs_root=tmp_path)
     second = new_run_dir("demo", runs_root=tmp_path)  # same second: a suffix, not the same folder

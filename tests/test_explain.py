@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from resnet_apps.explain import gradcam, save_gradcam_gallery, save_overlay, target_layer
-from resnet_apps.heads import build_model
+from resnet_apps.models.explain import gradcam, save_gradcam_gallery, save_overlay, target_layer
+from resnet_apps.models.heads import build_model
 
 
 class MeanNet(torch.nn.Module):
@@ -56,8 +56,10 @@ def test_gallery_entries_for_the_report(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model("classification", "resnet18", in_chans=3, num_classes=2).eval()
     assert target_layer(model) == "backbone.layer4"
-    samples = [{"image": torch.randn(3, 32, 32), "label": torch.tensor(k % 2), "meta": {"path": f"{k}.png"}}
-               for k in range(6)]
+    samples = [
+        {"image": torch.randn(3, 32, 32), "label": torch.tensor(k % 2), "meta": {"path": f"{k}.png"}}
+        for k in range(6)
+    ]
     entries = save_gradcam_gallery(model, samples, ["NORMAL", "PNEUMONIA"], tmp_path / "gallery", n=4)
     assert len(entries) == 4
     for i, entry in enumerate(entries, start=1):
@@ -65,7 +67,10 @@ def test_gallery_entries_for_the_report(tmp_path: Path) -> None:
         assert entry["image"] == f"gallery/{i:04d}.png" and (tmp_path / entry["image"]).is_file()
         assert 0.0 <= entry["prob"] <= 1.0
         # binary: prob is p(PNEUMONIA); the label follows the 0.5 threshold
-        assert entry["pred"] == ("PNEUMONIA" if entry["prob"] >= 0.5 else "NORMAL") or abs(entry["prob"] - 0.5) < 1e-3
+        assert (
+            entry["pred"] == ("PNEUMONIA" if entry["prob"] >= 0.5 else "NORMAL")
+            or abs(entry["prob"] - 0.5) < 1e-3
+        )
         assert entry["correct"] == (entry["pred"] == entry["true"])
     # wrong and right predictions alternate while both exist
     kinds = [e["correct"] for e in entries]

@@ -8,27 +8,40 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_apps.checkpoint import save_checkpoint
-from resnet_apps.export import export_run, parity, sample_inputs
-from resnet_apps.heads import build_model
+from resnet_apps.models.checkpoint import save_checkpoint
+from resnet_apps.models.export import export_run, parity, sample_inputs
+from resnet_apps.models.heads import build_model
 
-PRE = {"bands": ["B04", "B08"], "scale": 0.0001, "mean": [0.1, 0.3], "std": [0.05, 0.1], "image_size": 32,
-       "dicom_window": None, "grayscale": False}
+PRE = {
+    "bands": ["B04", "B08"],
+    "scale": 0.0001,
+    "mean": [0.1, 0.3],
+    "std": [0.05, 0.1],
+    "image_size": 32,
+    "dicom_window": None,
+    "grayscale": False,
+}
 
 
 def _run(tmp_path: Path, task: str) -> Path:
     torch.manual_seed(0)
     model = build_model(task, "resnet18", in_chans=2, num_classes=3, fpn_channels=16)
     run = tmp_path / f"run_{task}"
-    save_checkpoint(run / "checkpoints" / "best", model,
-                    {"classes": ["water", "crop", "urban"], "preprocessing": PRE, "operating_threshold": 0.5})
+    save_checkpoint(
+        run / "checkpoints" / "best",
+        model,
+        {"classes": ["water", "crop", "urban"], "preprocessing": PRE, "operating_threshold": 0.5},
+    )
     return run
 
 
-@pytest.mark.parametrize(("task", "fmt", "size"), [
-    ("segmentation", "onnx", 64),  # a 64-px tile: logits [B, K, 64, 64]
-    ("classification", "torchscript", None),
-])
+@pytest.mark.parametrize(
+    ("task", "fmt", "size"),
+    [
+        ("segmentation", "onnx", 64),  # a 64-px tile: logits [B, K, 64, 64]
+        ("classification", "torchscript", None),
+    ],
+)
 def test_export_reproduces_pytorch(tmp_path: Path, task: str, fmt: str, size: int | None) -> None:
     pytest.importorskip("onnxruntime")
     info = export_run(_run(tmp_path, task), fmt, size=size)

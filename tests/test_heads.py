@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_apps import backbone_info, build_model, create_backbone
-from resnet_apps.heads import FPNDecoder
+from resnet_apps.models.heads import FPNDecoder
 
 
 @pytest.fixture(autouse=True, scope="module")

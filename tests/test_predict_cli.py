@@ -12,19 +12,33 @@ import torch
 from PIL import Image
 from rasterio.transform import from_origin
 
-from resnet_apps.checkpoint import save_checkpoint
 from resnet_apps.cli import main
-from resnet_apps.heads import build_model
+from resnet_apps.models.checkpoint import save_checkpoint
+from resnet_apps.models.heads import build_model
 
 
 def _classifier_run(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     model = build_model("classification", "resnet18", in_chans=3, num_classes=2)
     run = tmp_path / "run"
-    save_checkpoint(run / "checkpoints" / "best", model, {
-        "classes": ["cat", "dog"], "positive_class": "dog", "operating_threshold": 0.5,
-        "preprocessing": {"bands": None, "scale": 1 / 255, "mean": [0.5] * 3, "std": [0.25] * 3, "image_size": 32,
-                          "dicom_window": None, "grayscale": False}})
+    save_checkpoint(
+        run / "checkpoints" / "best",
+        model,
+        {
+            "classes": ["cat", "dog"],
+            "positive_class": "dog",
+            "operating_threshold": 0.5,
+            "preprocessing": {
+                "bands": None,
+                "scale": 1 / 255,
+                "mean": [0.5] * 3,
+                "std": [0.25] * 3,
+                "image_size": 32,
+                "dicom_window": None,
+                "grayscale": False,
+            },
+        },
+    )
     return run
 
 
@@ -35,12 +49,34 @@ def test_predict_images_scene_and_gradcam(tmp_path: Path, capsys) -> None:
     for k in range(3):
         Image.fromarray(np.full((40, 40, 3), 60 * k, dtype=np.uint8)).save(images / f"im{k}.png")
     scene = tmp_path / "scene.tif"
-    with rasterio.open(scene, "w", driver="GTiff", width=100, height=70, count=3, dtype="uint8", nodata=0,
-                       crs="EPSG:32631", transform=from_origin(0, 0, 10, 10)) as dst:
+    with rasterio.open(
+        scene,
+        "w",
+        driver="GTiff",
+        width=100,
+        height=70,
+        count=3,
+        dtype="uint8",
+        nodata=0,
+        crs="EPSG:32631",
+        transform=from_origin(0, 0, 10, 10),
+    ) as dst:
         dst.write(np.full((3, 70, 100), 90, dtype=np.uint8))
     out = tmp_path / "out"
-    code = main(["predict", str(run), str(images), str(scene), "--out", str(out), "--gradcam", "--overlap", "0",
-                 "--no-progress"])
+    code = main(
+        [
+            "predict",
+            str(run),
+            str(images),
+            str(scene),
+            "--out",
+            str(out),
+            "--gradcam",
+            "--overlap",
+            "0",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0]["tiles"] == 3 * 4  # chips of 32: ceil(70 / 32) x ceil(100 / 32) cells

@@ -9,16 +9,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dicom_fixtures import make_dicom
 from PIL import Image
 
-from dicom_fixtures import make_dicom
 from resnet_apps.predict.folder import image_id, list_images, predict_folder
 
 META = {
-    "task": "classification", "classes": ["NORMAL", "PNEUMONIA"], "positive_class": "PNEUMONIA",
-    "operating_threshold": 0.6, "model": {"backbone": "stand-in", "in_chans": 1, "num_classes": 2},
-    "preprocessing": {"bands": None, "scale": 1 / 255, "mean": [0.5], "std": [0.25], "image_size": 8,
-                      "dicom_window": None, "grayscale": True},
+    "task": "classification",
+    "classes": ["NORMAL", "PNEUMONIA"],
+    "positive_class": "PNEUMONIA",
+    "operating_threshold": 0.6,
+    "model": {"backbone": "stand-in", "in_chans": 1, "num_classes": 2},
+    "preprocessing": {
+        "bands": None,
+        "scale": 1 / 255,
+        "mean": [0.5],
+        "std": [0.25],
+        "image_size": 8,
+        "dicom_window": None,
+        "grayscale": True,
+    },
 }
 
 

@@ -27,13 +27,13 @@ def _stream(x: torch.Tensor, predictor, tile: int, overlap: float, block: int, b
         r0, r1, c0, c1 = blk.read
         window = torch.zeros(1, x.shape[1], r1 - r0, c1 - c0)
         ir0, ir1, ic0, ic1 = max(r0, 0), min(r1, height), max(c0, 0), min(c1, width)
-        window[:, :, ir0 - r0:ir1 - r0, ic0 - c0:ic1 - c0] = x[:, :, ir0:ir1, ic0:ic1]
+        window[:, :, ir0 - r0 : ir1 - r0, ic0 - c0 : ic1 - c0] = x[:, :, ir0:ir1, ic0:ic1]
         pred = predict_window(window, predictor, grid, batch_size=3, blend=blend)
         if out is None:
             out = torch.zeros(1, pred.shape[1], height, width)
         rows, cols = blk.core_in_read
-        out[:, :, blk.core[0]:blk.core[1], blk.core[2]:blk.core[3]] = pred[:, :, rows, cols]
-        covered[blk.core[0]:blk.core[1], blk.core[2]:blk.core[3]] += 1
+        out[:, :, blk.core[0] : blk.core[1], blk.core[2] : blk.core[3]] = pred[:, :, rows, cols]
+        covered[blk.core[0] : blk.core[1], blk.core[2] : blk.core[3]] += 1
     assert torch.all(covered == 1), "every pixel is written by exactly one block"
     return out
 
@@ -50,7 +50,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("height", "width", "tile", "overlap", "block", "blend"), CASES)
-def test_times_two_is_exact(height: int, width: int, tile: int, overlap: float, block: int, blend: str) -> None:
+def test_times_two_is_exact(
+    height: int, width: int, tile: int, overlap: float, block: int, blend: str
+) -> None:
     """A x2 predictor stitched over blocks and tiles gives exactly 2 * input (blend weights cancel)."""
     x = torch.rand(1, 2, height, width, generator=torch.Generator().manual_seed(height))
     out = _stream(x, lambda t: 2 * t, tile, overlap, block, blend)
@@ -68,15 +70,20 @@ def test_identity_keeps_nodata_borders() -> None:
     assert torch.count_nonzero(out[..., 40:60, 30:50].abs() > 1e-6) == 0
 
 
-@pytest.mark.parametrize(("tile", "overlap", "block", "blend"), [
-    (32, 0.25, 48, "gaussian"),  # stride 24, halos 24 / 8
-    (32, 0.5, 40, "constant"),  # stride 16: block 40 -> 48
-    (40, 0.3, 30, "gaussian"),  # stride 28, halo_before 28 >= tile - stride = 12
-])
+@pytest.mark.parametrize(
+    ("tile", "overlap", "block", "blend"),
+    [
+        (32, 0.25, 48, "gaussian"),  # stride 24, halos 24 / 8
+        (32, 0.5, 40, "constant"),  # stride 16: block 40 -> 48
+        (40, 0.3, 30, "gaussian"),  # stride 28, halo_before 28 >= tile - stride = 12
+    ],
+)
 def test_block_seams_equal_one_whole_scene_pass(tile: int, overlap: float, block: int, blend: str) -> None:
     """A convolutional predictor (context across tile borders) streamed in blocks equals MONAI on the padded scene."""
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 5, padding=2), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 3, padding=1))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 5, padding=2), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 3, padding=1)
+    )
     x = torch.randn(1, 2, 97, 130)
     with torch.no_grad():
         out = _stream(x, net, tile, overlap, block, blend)
@@ -84,7 +91,7 @@ def test_block_seams_equal_one_whole_scene_pass(tile: int, overlap: float, block
         top, bottom, left, right = padded_reference_pads(97, 130, grid)
         padded = torch.nn.functional.pad(x, (left, right, top, bottom))
         ref = sliding_window_inference(padded, (tile, tile), 3, net, overlap=overlap, mode=blend)
-        ref = ref[:, :, top:top + 97, left:left + 130]
+        ref = ref[:, :, top : top + 97, left : left + 130]
     assert (out - ref).abs().max().item() < 1e-5
     # and the blocks really are seams: more than one block in each direction
     assert len(list(iter_blocks(97, 130, grid))) >= 4

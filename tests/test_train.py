@@ -17,7 +17,7 @@ from resnet_apps.errors import RunDirError, TrainingDivergedError, WeightsUnavai
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One 2-epoch resnet18 run on 24 generated 4-band GeoTIFFs, shared by the tests below."""
-    from resnet_apps.train import train
+    from resnet_apps.train.loop import train
 
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("tiny")
@@ -53,9 +53,9 @@ def test_run_directory_holds_checkpoints_metrics_and_the_resolved_recipe(tiny_ru
 
 
 def test_best_checkpoint_reproduces_the_reported_test_probabilities(tiny_run: Path) -> None:
-    from resnet_apps.checkpoint import load_run
+    from resnet_apps.models.checkpoint import load_run
     from resnet_apps.recipe import load_recipe
-    from resnet_apps.train_data import recipe_dataset, split_records
+    from resnet_apps.train.datasets import recipe_dataset, split_records
 
     model, meta = load_run(tiny_run)
     recipe = load_recipe(tiny_run / "recipe.yaml")
@@ -72,7 +72,7 @@ def test_best_checkpoint_reproduces_the_reported_test_probabilities(tiny_run: Pa
 
 
 def test_evaluate_command_gives_the_same_test_numbers(tiny_run: Path) -> None:
-    from resnet_apps.evaluate_run import evaluate_run
+    from resnet_apps.train.evaluate_run import evaluate_run
 
     out = evaluate_run(tiny_run, split="test")
     assert out.parent == tiny_run and (out / "metrics.json").is_file()
@@ -82,7 +82,7 @@ def test_evaluate_command_gives_the_same_test_numbers(tiny_run: Path) -> None:
 
 
 def test_an_existing_run_directory_is_never_overwritten(tiny_run: Path) -> None:
-    from resnet_apps.train import train
+    from resnet_apps.train.loop import train
 
     before = (tiny_run / "metrics.json").read_bytes()
     with pytest.raises(RunDirError, match="--resume"):
@@ -93,7 +93,7 @@ def test_an_existing_run_directory_is_never_overwritten(tiny_run: Path) -> None:
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import resnet_apps.train as T
+    import resnet_apps.train.loop as T
 
     real = T.build_loss
 
@@ -122,7 +122,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
 def test_missing_imagenet_weights_fail_unless_the_recipe_says_scratch(tmp_path: Path) -> None:
     from resnet_apps.cli import main
     from resnet_apps.recipe import load_recipe
-    from resnet_apps.train_setup import build_recipe_model
+    from resnet_apps.train.setup import build_recipe_model
 
     recipe_path = write_recipe(
         tmp_path / "r.yaml",
@@ -145,7 +145,7 @@ def test_missing_imagenet_weights_fail_unless_the_recipe_says_scratch(tmp_path: 
 
 
 def test_learning_rate_schedule_by_hand() -> None:
-    from resnet_apps.train_setup import lr_factor
+    from resnet_apps.train.setup import lr_factor
 
     # warm-up 10 of 110 steps: (step + 1) / 10, then cosine over the remaining 100
     assert lr_factor(0, 110, 10) == pytest.approx(0.1)
@@ -156,8 +156,8 @@ def test_learning_rate_schedule_by_hand() -> None:
 
 
 def test_class_weights_and_masked_bce_by_hand() -> None:
-    from resnet_apps.train_data import balanced_weights
-    from resnet_apps.train_setup import MaskedBCE
+    from resnet_apps.train.datasets import balanced_weights
+    from resnet_apps.train.setup import MaskedBCE
 
     # 30 / 10 images: n / (K * n_k) = 40 / 60 and 40 / 20
     assert balanced_weights(np.array([30.0, 10.0])) == pytest.approx([2 / 3, 2.0])
@@ -168,8 +168,8 @@ def test_class_weights_and_masked_bce_by_hand() -> None:
 
 
 def test_evaluate_on_new_data_uses_every_image_and_the_checkpoint_threshold(tiny_run: Path) -> None:
-    from resnet_apps.evaluate_run import evaluate_run
     from resnet_apps.recipe import load_recipe
+    from resnet_apps.train.evaluate_run import evaluate_run
 
     root = Path(load_recipe(tiny_run / "recipe.yaml").data.root)
     out = evaluate_run(tiny_run, data=root)

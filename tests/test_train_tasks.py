@@ -14,7 +14,7 @@ from PIL import Image
 
 
 def _run(tmp_path: Path, recipe: dict) -> dict:
-    from resnet_apps.train import train
+    from resnet_apps.train.loop import train
 
     torch.set_num_threads(1)
     path = tmp_path / "r.yaml"
@@ -142,7 +142,7 @@ def test_bf16_frozen_warmup_weighted_sampler_binary(tmp_path: Path, precision: s
     for extra in (root / "Water").iterdir():  # two classes: binary, one logit, threshold on val
         extra.unlink()
     (root / "Water").rmdir()
-    from resnet_apps.train import train
+    from resnet_apps.train.loop import train
 
     torch.set_num_threads(1)
     recipe = write_recipe(
@@ -172,7 +172,7 @@ def test_kermany_split_keeps_the_source_test_and_no_child_crosses_splits(
     shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from resnet_apps.recipe import load_recipe
-    from resnet_apps.train_data import split_records
+    from resnet_apps.train.datasets import split_records
 
     monkeypatch.setenv("RESNET_APPS_DATA", str(shared_data))
     recipe_path = Path(__file__).resolve().parents[1] / "recipes" / "chest_xray_pneumonia_resnet50.yaml"
@@ -191,9 +191,9 @@ def test_kermany_split_keeps_the_source_test_and_no_child_crosses_splits(
 def test_cached_reads_equal_fresh_reads_and_follow_file_content(tmp_path: Path) -> None:
     from train_fixtures import make_geotiff_folder, write_recipe
 
-    from resnet_apps.recipe import load_recipe
     from resnet_apps.data.loading import load_arrays
-    from resnet_apps.train_data import recipe_dataset, split_records
+    from resnet_apps.recipe import load_recipe
+    from resnet_apps.train.datasets import recipe_dataset, split_records
 
     recipe = load_recipe(
         write_recipe(tmp_path / "r.yaml", make_geotiff_folder(tmp_path / "data", per_class=2)),

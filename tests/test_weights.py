@@ -18,8 +18,11 @@ from timm.models import adapt_input_conv
 
 from resnet_apps import create_backbone
 from resnet_apps.errors import ChecksumError, WeightsFormatError, WeightsUnavailableError
-from resnet_apps.weights import find_local, hub_reachable, resolve_weights, rgb_band_conv1
-from resnet_apps.weights_store import list_weights, record_file, verify_weights
+from resnet_apps.weights.conv1 import rgb_band_conv1
+from resnet_apps.weights.hub import hub_reachable
+from resnet_apps.weights.locations import find_local
+from resnet_apps.weights.resolve import resolve_weights
+from resnet_apps.weights.store import list_weights, record_file, verify_weights
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -96,7 +99,7 @@ def test_wrapped_and_prefixed_pth(tmp_path: Path, resnet18_state) -> None:
 
 def test_run_directory_backbone(tmp_path: Path) -> None:
     from resnet_apps import build_model
-    from resnet_apps.checkpoint import save_checkpoint
+    from resnet_apps.models.checkpoint import save_checkpoint
 
     model = build_model("segmentation", backbone="resnet18", in_chans=4, num_classes=3, fpn_channels=32)
     save_checkpoint(tmp_path / "run" / "checkpoints" / "best", model, {"task": "segmentation"})

@@ -36,7 +36,9 @@ import numpy as np
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this benchmark's options."""
     parser.add_argument("--size", type=int, default=10_000, help="side of the large scene in px (10000)")
-    parser.add_argument("--small", type=int, default=2_500, help="side of the small scene in px (2500); 0 skips it")
+    parser.add_argument(
+        "--small", type=int, default=2_500, help="side of the small scene in px (2500); 0 skips it"
+    )
     parser.add_argument("--bands", type=int, default=13, help="uint16 bands (13)")
     parser.add_argument("--classes", type=int, default=10, help="segmentation classes (10)")
     parser.add_argument("--tile", type=int, default=256, help="tile side (256)")
@@ -44,14 +46,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", type=int, default=1536, help="block side (1536)")
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward (8)")
     parser.add_argument("--forward-tiles", type=int, default=64, help="tiles timed for the bare forward (64)")
-    parser.add_argument("--probabilities", choices=("float32", "uint8"), default=None, help="also write probabilities")
+    parser.add_argument(
+        "--probabilities", choices=("float32", "uint8"), default=None, help="also write probabilities"
+    )
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--workdir", default=None, help="folder for scenes and outputs (default: a temporary one)")
+    parser.add_argument(
+        "--workdir", default=None, help="folder for scenes and outputs (default: a temporary one)"
+    )
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    parser.add_argument("--max-seconds", type=float, default=None,
-                        help="stop each scene after the block passing this time; the report then says "
-                             "complete: false and gives the full-scene time only as an EXTRAPOLATED figure")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="stop each scene after the block passing this time; the report then says "
+        "complete: false and gives the full-scene time only as an EXTRAPOLATED figure",
+    )
     parser.add_argument("--child", nargs=3, metavar=("RUN", "SCENE", "OUT"), help=argparse.SUPPRESS)
 
 
@@ -63,15 +73,31 @@ def write_scene(path: Path, size: int, bands: int, strip: int = 512, seed: int =
 
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    profile = dict(driver="GTiff", width=size, height=size, count=bands, dtype="uint16", nodata=0,
-                   crs="EPSG:32633", transform=from_origin(300_000, 5_000_000, 10, 10), tiled=True,
-                   blockxsize=512, blockysize=512, compress="deflate", zlevel=1, predictor=2, BIGTIFF="YES")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=bands,
+        dtype="uint16",
+        nodata=0,
+        crs="EPSG:32633",
+        transform=from_origin(300_000, 5_000_000, 10, 10),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        zlevel=1,
+        predictor=2,
+        BIGTIFF="YES",
+    )
     cols = np.arange(size, dtype=np.float32)[None, :]
     with rasterio.open(path, "w", **profile) as dst:
         for r0 in range(0, size, strip):
             rows = np.arange(r0, min(r0 + strip, size), dtype=np.float32)[:, None]
             data = np.empty((bands, rows.shape[0], size), dtype=np.uint16)
-            for b in range(bands):  # land-cover-like smooth fields per band, plus sensor noise; never 0 (nodata)
+            for b in range(
+                bands
+            ):  # land-cover-like smooth fields per band, plus sensor noise; never 0 (nodata)
                 field = np.sin(cols / (200 + 13 * b) + b) * np.cos(rows / (310 + 7 * b) - b)
                 noise = rng.integers(0, 60, size=data.shape[1:], dtype=np.uint16)
                 data[b] = (1500 + 900 * field).astype(np.uint16) + noise
@@ -93,7 +119,7 @@ def _child(args: argparse.Namespace) -> int:
     """Predict one scene and time a bare forward on tiles of it; print one JSON line."""
     import torch
 
-    from resnet_apps.checkpoint import load_run
+    from resnet_apps.models.checkpoint import load_run
     from resnet_apps.predict.preprocess import Preprocessing
     from resnet_apps.predict.raster import SceneReader
     from resnet_apps.predict.scene import predict_scene
@@ -103,9 +129,20 @@ def _child(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     run_dir, scene, out = (Path(p) for p in args.child)
     model, meta = load_run(run_dir, map_location=args.device)
-    result = predict_scene(model, meta, scene, out, tile=args.tile, overlap=args.overlap, block=args.block,
-                           batch_size=args.batch_size, probabilities=args.probabilities, device=args.device,
-                           progress=sys.stderr.isatty(), max_seconds=args.max_seconds)
+    result = predict_scene(
+        model,
+        meta,
+        scene,
+        out,
+        tile=args.tile,
+        overlap=args.overlap,
+        block=args.block,
+        batch_size=args.batch_size,
+        probabilities=args.probabilities,
+        device=args.device,
+        progress=sys.stderr.isatty(),
+        max_seconds=args.max_seconds,
+    )
     rss_after_predict = _peak_rss_mb()
     # bare forward: the same tile size and batch, tiles read from the scene (first rows of the grid)
     grid = plan_grid(args.tile, args.overlap, args.block)
@@ -117,7 +154,7 @@ def _child(args: argparse.Namespace) -> int:
         r, c = (k // per_row) * grid.stride, (k % per_row) * grid.stride
         x, _ = reader.read_normalised((r, r + args.tile, c, c + args.tile))
         tiles.append(torch.from_numpy(x))
-    batches = [torch.stack(tiles[k:k + args.batch_size]) for k in range(0, len(tiles), args.batch_size)]
+    batches = [torch.stack(tiles[k : k + args.batch_size]) for k in range(0, len(tiles), args.batch_size)]
     device = torch.device(args.device)
     with torch.no_grad():
         model(batches[0].to(device))  # warm-up (allocator, kernels), as the pass had
@@ -130,17 +167,25 @@ def _child(args: argparse.Namespace) -> int:
             torch.cuda.synchronize()
         bare = time.perf_counter() - start
     height, width = result["shape"]
-    whole = (math.ceil(max(height - args.tile, 0) / grid.stride) + 1) * (math.ceil(max(width - args.tile, 0) / grid.stride) + 1)
+    whole = (math.ceil(max(height - args.tile, 0) / grid.stride) + 1) * (
+        math.ceil(max(width - args.tile, 0) / grid.stride) + 1
+    )
     figures = {
-        "scene": f"{height}x{width}x{pre.in_chans}", "complete": result["complete"], "tiles": result["tiles"],
-        "tiles_total": result["tiles_total"], "seconds": round(result["seconds"], 2),
+        "scene": f"{height}x{width}x{pre.in_chans}",
+        "complete": result["complete"],
+        "tiles": result["tiles"],
+        "tiles_total": result["tiles_total"],
+        "seconds": round(result["seconds"], 2),
         "tiles_per_s": round(result["tiles_per_s"], 3),
         "forward_share": round(result["forward_seconds"] / result["seconds"], 3),
-        "bare_tiles": len(tiles), "bare_tiles_per_s": round(len(tiles) / bare, 3),
+        "bare_tiles": len(tiles),
+        "bare_tiles_per_s": round(len(tiles) / bare, 3),
         "ratio": round(result["tiles_per_s"] / (len(tiles) / bare), 3),
         "redundant_tile_factor": round(result["tiles_total"] / whole, 3),
-        "peak_rss_mb": round(rss_after_predict, 1), "peak_rss_mb_incl_bare_forward": round(_peak_rss_mb(), 1),
-        "torch_threads": torch.get_num_threads(), "device": str(device),
+        "peak_rss_mb": round(rss_after_predict, 1),
+        "peak_rss_mb_incl_bare_forward": round(_peak_rss_mb(), 1),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
     }
     if not result["complete"]:
         figures["extrapolated_full_scene_seconds"] = round(result["tiles_total"] / result["tiles_per_s"], 1)
@@ -153,8 +198,8 @@ def run(args: argparse.Namespace) -> int:
         return _child(args)
     import torch
 
-    from resnet_apps.checkpoint import save_checkpoint
-    from resnet_apps.heads import build_model
+    from resnet_apps.models.checkpoint import save_checkpoint
+    from resnet_apps.models.heads import build_model
 
     tmp = None
     if args.workdir:
@@ -165,24 +210,73 @@ def run(args: argparse.Namespace) -> int:
         work = Path(tmp.name)
     torch.manual_seed(0)
     model = build_model("segmentation", "resnet18", in_chans=args.bands, num_classes=args.classes)
-    meta = {"classes": [f"class{k}" for k in range(args.classes)], "operating_threshold": 0.5,
-            "preprocessing": {"bands": None, "scale": 1e-4, "mean": [0.15] * args.bands, "std": [0.1] * args.bands,
-                              "image_size": args.tile}}
+    meta = {
+        "classes": [f"class{k}" for k in range(args.classes)],
+        "operating_threshold": 0.5,
+        "preprocessing": {
+            "bands": None,
+            "scale": 1e-4,
+            "mean": [0.15] * args.bands,
+            "std": [0.1] * args.bands,
+            "image_size": args.tile,
+        },
+    }
     save_checkpoint(work / "run" / "checkpoints" / "best", model, meta)
-    report: dict[str, Any] = {"settings": {k: getattr(args, k) for k in
-                                           ("size", "small", "bands", "classes", "tile", "overlap", "block",
-                                            "batch_size", "device", "probabilities", "max_seconds")},
-                              "cpu_count": os.cpu_count(), "scenes": []}
+    report: dict[str, Any] = {
+        "settings": {
+            k: getattr(args, k)
+            for k in (
+                "size",
+                "small",
+                "bands",
+                "classes",
+                "tile",
+                "overlap",
+                "block",
+                "batch_size",
+                "device",
+                "probabilities",
+                "max_seconds",
+            )
+        },
+        "cpu_count": os.cpu_count(),
+        "scenes": [],
+    }
     for size in [s for s in (args.small, args.size) if s]:
         scene = work / f"scene_{size}.tif"
         if not scene.is_file():
-            print(f"writing {scene.name} ({size} x {size} x {args.bands} uint16) ...", file=sys.stderr, flush=True)
+            print(
+                f"writing {scene.name} ({size} x {size} x {args.bands} uint16) ...",
+                file=sys.stderr,
+                flush=True,
+            )
             write_seconds = write_scene(scene, size, args.bands)
             print(f"  written in {write_seconds:.1f} s", file=sys.stderr, flush=True)
-        command = [sys.executable, "-m", "resnet_apps", "bench", "predict", "--child", str(work / "run"), str(scene),
-                   str(work / f"out_{size}"), "--tile", str(args.tile), "--overlap", str(args.overlap),
-                   "--block", str(args.block), "--batch-size", str(args.batch_size), "--device", args.device,
-                   "--forward-tiles", str(args.forward_tiles), "--threads", str(args.threads)]
+        command = [
+            sys.executable,
+            "-m",
+            "resnet_apps",
+            "bench",
+            "predict",
+            "--child",
+            str(work / "run"),
+            str(scene),
+            str(work / f"out_{size}"),
+            "--tile",
+            str(args.tile),
+            "--overlap",
+            str(args.overlap),
+            "--block",
+            str(args.block),
+            "--batch-size",
+            str(args.batch_size),
+            "--device",
+            args.device,
+            "--forward-tiles",
+            str(args.forward_tiles),
+            "--threads",
+            str(args.threads),
+        ]
         if args.probabilities:
             command += ["--probabilities", args.probabilities]
         if args.max_seconds:
@@ -195,8 +289,11 @@ def run(args: argparse.Namespace) -> int:
     if len(report["scenes"]) == 2:
         small, large = report["scenes"]
         report["rss_ratio_large_to_small"] = round(large["peak_rss_mb"] / small["peak_rss_mb"], 3)
-        print(f"peak RSS {small['scene']}: {small['peak_rss_mb']:.0f} MiB, {large['scene']}: "
-              f"{large['peak_rss_mb']:.0f} MiB (x{report['rss_ratio_large_to_small']})", flush=True)
+        print(
+            f"peak RSS {small['scene']}: {small['peak_rss_mb']:.0f} MiB, {large['scene']}: "
+            f"{large['peak_rss_mb']:.0f} MiB (x{report['rss_ratio_large_to_small']})",
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if tmp is not None:

@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from resnet_apps.recipe import load_recipe
-    from resnet_apps.train_data import collate, normalisation, recipe_dataset, split_records
-    from resnet_apps.train_setup import (
+    from resnet_apps.train.datasets import collate, normalisation, recipe_dataset, split_records
+    from resnet_apps.train.setup import (
         autocast_context,
         build_loss,
         build_optimizer,

@@ -12,6 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name in ("io", "train", "predict"):
         # each benchmark module defines add_arguments(parser) and run(args) -> int
         module = importlib.import_module(f"resnet_apps.bench.{name}")
-        sub = benches.add_parser(name, help=module.__doc__.strip().splitlines()[0] if module.__doc__ else name)
+        sub = benches.add_parser(
+            name, help=module.__doc__.strip().splitlines()[0] if module.__doc__ else name
+        )
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)

@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from resnet_apps.train import train
+    from resnet_apps.train.loop import train
 
     if args.recipe is None and args.resume is None:
         raise SystemExit("resnet-apps train: give a RECIPE, or --resume RUN_DIR")
@@ -62,7 +62,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from resnet_apps.evaluate_run import evaluate_run
+    from resnet_apps.train.evaluate_run import evaluate_run
 
     evaluate_run(args.run_dir, data=args.data, split=args.split, out=args.out)
     return 0
@@ -104,7 +104,7 @@ def demo_recipe_path() -> Path:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from resnet_apps.train import train
+    from resnet_apps.train.loop import train
 
     started = time.perf_counter()
     run_dir = train(demo_recipe_path(), args.overrides, runs_root=args.runs_root)

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from resnet_apps.weights_store import list_weights
+    from resnet_apps.weights.store import list_weights
 
     rows = list_weights(args.pattern)
     if args.local:
@@ -51,7 +51,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from resnet_apps.weights_store import fetch_weights
+    from resnet_apps.weights.store import fetch_weights
 
     path = fetch_weights(args.name, args.dir)
     print(f"wrote {path}")
@@ -59,8 +59,8 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from resnet_apps.weights import fetch_dir
-    from resnet_apps.weights_store import verify_weights
+    from resnet_apps.weights.resolve import fetch_dir
+    from resnet_apps.weights.store import verify_weights
 
     folder = args.dir or fetch_dir()
     rows = verify_weights(folder)

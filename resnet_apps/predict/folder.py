@@ -24,7 +24,7 @@ from torch import nn
 
 from resnet_apps.data.records import hash_id
 from resnet_apps.errors import ImageReadError, RunDirError
-from resnet_apps.predict.decision import Decision, format_probabilities
+from resnet_apps.models.decision import Decision, format_probabilities
 from resnet_apps.predict.preprocess import Preprocessing
 
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -109,8 +109,11 @@ class ImageLoader:
         self.pre = Preprocessing.from_meta(meta)
         raw = meta["preprocessing"]
         self.data_pre = DataPreprocessing(
-            bands=None if raw.get("bands") is None else tuple(raw["bands"]), scale=self.pre.scale,
-            image_size=self.pre.image_size, dicom_window=self.pre.dicom_window, grayscale=self.pre.grayscale,
+            bands=None if raw.get("bands") is None else tuple(raw["bands"]),
+            scale=self.pre.scale,
+            image_size=self.pre.image_size,
+            dicom_window=self.pre.dicom_window,
+            grayscale=self.pre.grayscale,
         )
 
     def __call__(self, path: Path) -> torch.Tensor:
@@ -123,8 +126,7 @@ class ImageLoader:
             if self.data_pre.bands is None:
                 raise
             # bands such as ["gray"] recorded for DICOM do not exist in PNG/JPEG: read all, then match
-            arrays = load_arrays(Record(path=path.name), path.parent,
-                                 _replace_bands(self.data_pre), None)
+            arrays = load_arrays(Record(path=path.name), path.parent, _replace_bands(self.data_pre), None)
         image = self.pre.match_channels(arrays["image"], path).astype(np.float32, copy=True)
         return torch.from_numpy(self.pre.standardise(image, arrays["valid"]))
 
@@ -137,12 +139,20 @@ def _replace_bands(pre: Any) -> Any:
 
 def _batches(items: list[tuple[Path, str]], size: int) -> Iterator[list[tuple[Path, str]]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
-def predict_folder(model: nn.Module, meta: Mapping[str, Any], inputs: Sequence[str | Path], out_dir: str | Path,
-                   *, batch_size: int = 16, gradcam: bool = False, device: str | torch.device = "cpu",
-                   progress: bool = True) -> dict[str, Any]:
+def predict_folder(
+    model: nn.Module,
+    meta: Mapping[str, Any],
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    batch_size: int = 16,
+    gradcam: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Classify every image under ``inputs`` into ``out_dir/predictions.csv`` (bad files: ``errors.csv``).
 
     Args:
@@ -176,7 +186,9 @@ def predict_folder(model: nn.Module, meta: Mapping[str, Any], inputs: Sequence[s
     handle, writer = _open_csv(csv_path, columns)
     err_handle, err_writer = _open_csv(err_path, ERROR_COLUMNS)
     try:
-        with tqdm(total=len(todo), unit="file", desc="predict", disable=not progress, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=len(todo), unit="file", desc="predict", disable=not progress, dynamic_ncols=True
+        ) as bar:
             for batch in _batches(todo, batch_size):
                 images, kept = [], []
                 for path, rel in batch:
@@ -191,7 +203,7 @@ def predict_folder(model: nn.Module, meta: Mapping[str, Any], inputs: Sequence[s
                     with torch.no_grad():
                         prob = decision.probabilities(model(x)).cpu()
                     labels = decision.labels(prob)
-                    for k, (rel, label) in enumerate(zip(kept, labels)):
+                    for k, (rel, label) in enumerate(zip(kept, labels, strict=True)):
                         writer.writerow([image_id(rel), rel, *format_probabilities(prob[k].tolist()), label])
                     if gradcam:
                         _write_gradcams(model, decision, x, prob, kept, out_dir / "gradcam")
@@ -204,15 +216,22 @@ def predict_folder(model: nn.Module, meta: Mapping[str, Any], inputs: Sequence[s
         err_handle.close()
     seconds = time.perf_counter() - start
     done_now = counts["predicted"] + counts["errors"]
-    return {**counts, "skipped_done": skipped, "seconds": seconds,
-            "files_per_s": done_now / seconds if seconds else 0.0, "csv": csv_path, "errors_csv": err_path}
+    return {
+        **counts,
+        "skipped_done": skipped,
+        "seconds": seconds,
+        "files_per_s": done_now / seconds if seconds else 0.0,
+        "csv": csv_path,
+        "errors_csv": err_path,
+    }
 
 
-def _write_gradcams(model: nn.Module, decision: Decision, x: torch.Tensor, prob: torch.Tensor, rels: list[str],
-                    folder: Path) -> None:
+def _write_gradcams(
+    model: nn.Module, decision: Decision, x: torch.Tensor, prob: torch.Tensor, rels: list[str], folder: Path
+) -> None:
     """Grad-CAM overlay of the predicted class per image, named by image id (never by path)."""
-    from resnet_apps.explain import gradcam, save_overlay
+    from resnet_apps.models.explain import gradcam, save_overlay
 
-    for k, (rel, index) in enumerate(zip(rels, decision.label_indices(prob))):
+    for k, (rel, index) in enumerate(zip(rels, decision.label_indices(prob), strict=True)):
         heat = gradcam(model, x[k], class_idx=decision.target_index(index))
         save_overlay(x[k].cpu(), heat, folder / f"{image_id(rel)}.png")

@@ -59,7 +59,9 @@ class Preprocessing:
                     "it must have one value per band"
                 )
         if std is not None and np.any(std <= 0):
-            raise CheckpointError(f"{source}: preprocessing.std has a value <= 0; recompute the band statistics")
+            raise CheckpointError(
+                f"{source}: preprocessing.std has a value <= 0; recompute the band statistics"
+            )
         bands = pre.get("bands")
         return cls(
             bands=None if bands is None else tuple(str(b) for b in bands),
@@ -94,7 +96,9 @@ class Preprocessing:
                 )
             return list(range(count))
         # io names undescribed bands "band1", "band2", ...: those count as unnamed here
-        names = ["" if not d or d.strip() == f"band{i + 1}" else d.strip() for i, d in enumerate(descriptions)]
+        names = [
+            "" if not d or d.strip() == f"band{i + 1}" else d.strip() for i, d in enumerate(descriptions)
+        ]
         lower = [n.lower() for n in names]
         if all(b.lower() in lower for b in self.bands):
             return [lower.index(b.lower()) for b in self.bands]
@@ -107,7 +111,9 @@ class Preprocessing:
             f"{len(self.bands)} unnamed bands in that order"
         )
 
-    def normalise(self, array: np.ndarray, valid: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    def normalise(
+        self, array: np.ndarray, valid: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Scale, then standardise raw scene values (the data layer's order); invalid pixels become 0.
 
         Args:

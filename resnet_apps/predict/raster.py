@@ -41,8 +41,13 @@ class SceneReader:
         """Grid of an output map ``scale`` times coarser than the scene (transform scaled, size rounded up)."""
         a, b, c, d, e, f = self.meta.transform
         height, width = -(-self.height // scale), -(-self.width // scale)
-        return dataclasses.replace(self.meta, transform=(a * scale, b * scale, c, d * scale, e * scale, f),
-                                   window=(0, 0, height, width), height=height, width=width)
+        return dataclasses.replace(
+            self.meta,
+            transform=(a * scale, b * scale, c, d * scale, e * scale, f),
+            window=(0, 0, height, width),
+            height=height,
+            width=width,
+        )
 
     def read_raw(self, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Raw bands and validity of a window that may reach outside the scene.
@@ -69,8 +74,9 @@ class SceneReader:
         valid[rows, cols] = True if meta.valid is None else meta.valid
         return raw, valid
 
-    def read_normalised(self, window: tuple[int, int, int, int],
-                        with_valid_channel: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def read_normalised(
+        self, window: tuple[int, int, int, int], with_valid_channel: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`read_raw`, normalised by the checkpoint's preprocessing.
 
         Returns:

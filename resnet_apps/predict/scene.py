@@ -25,9 +25,9 @@ import rasterio
 import torch
 from torch import nn
 
-from resnet_apps.predict.decision import Decision
-from resnet_apps.predict.preprocess import Preprocessing
 from resnet_apps.io import GeoTiffWriter, open_geotiff_writer
+from resnet_apps.models.decision import Decision
+from resnet_apps.predict.preprocess import Preprocessing
 from resnet_apps.predict.raster import SceneReader, class_dtype
 from resnet_apps.predict.tiling import count_tiles, iter_blocks, plan_grid, predict_window
 
@@ -50,7 +50,10 @@ def probabilities_to_classes(prob: np.ndarray, decision: Decision) -> np.ndarray
 
 
 def _timed_predictor(
-    model: nn.Module, activation: Callable[[torch.Tensor], torch.Tensor], device: torch.device, clock: list[float]
+    model: nn.Module,
+    activation: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    clock: list[float],
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Tiles [b, C + 1, t, t] (last channel: valid 0/1) -> probabilities [b, K, t, t] on the input's device.
 
@@ -80,7 +83,9 @@ def _timed_predictor(
     return predict
 
 
-def _empty_output(model: nn.Module, activation: Callable, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _empty_output(
+    model: nn.Module, activation: Callable, x: torch.Tensor, device: torch.device
+) -> torch.Tensor:
     """Zeros shaped like the model's output for ``x`` (the shape of one tile's output is cached)."""
     shape = getattr(model, "_predict_output_shape", None)
     if shape is None or shape[1:] != tuple(x.shape[1:]):
@@ -149,11 +154,34 @@ def predict_scene(
     # capping it keeps peak memory independent of the scene size
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), SceneReader(src, pre) as reader:
         if task == "segmentation":
-            tiles, total = _segment(reader, predictor, out_dir, tile or 256, overlap, block, batch_size, blend,
-                                    probabilities, decision, progress, deadline)
+            tiles, total = _segment(
+                reader,
+                predictor,
+                out_dir,
+                tile or 256,
+                overlap,
+                block,
+                batch_size,
+                blend,
+                probabilities,
+                decision,
+                progress,
+                deadline,
+            )
         elif task == "classification":
-            tiles, total = _classify(reader, predictor, out_dir, tile or pre.image_size or 64, overlap, block,
-                                     batch_size, probabilities, decision, progress, deadline)
+            tiles, total = _classify(
+                reader,
+                predictor,
+                out_dir,
+                tile or pre.image_size or 64,
+                overlap,
+                block,
+                batch_size,
+                probabilities,
+                decision,
+                progress,
+                deadline,
+            )
         else:
             raise ValueError(f"{src}: meta['task'] is {task!r}; expected 'segmentation' or 'classification'")
         shape = (reader.height, reader.width)
@@ -162,13 +190,19 @@ def predict_scene(
     return {
         "class_path": out_dir / f"{stem}_class.tif",
         "prob_path": out_dir / f"{stem}_prob.tif" if probabilities else None,
-        "tiles": tiles, "tiles_total": total, "complete": tiles == total, "seconds": seconds,
-        "tiles_per_s": tiles / seconds if seconds else 0.0, "forward_seconds": clock[0], "shape": shape,
+        "tiles": tiles,
+        "tiles_total": total,
+        "complete": tiles == total,
+        "seconds": seconds,
+        "tiles_per_s": tiles / seconds if seconds else 0.0,
+        "forward_seconds": clock[0],
+        "shape": shape,
     }
 
 
-def _open_writers(reader: SceneReader, out_dir: Path, scale: int, probabilities: str | None,
-                  decision: Decision) -> tuple[GeoTiffWriter, GeoTiffWriter | None]:
+def _open_writers(
+    reader: SceneReader, out_dir: Path, scale: int, probabilities: str | None, decision: Decision
+) -> tuple[GeoTiffWriter, GeoTiffWriter | None]:
     """Class (and probability) COG writers on the scene's grid, or one ``scale`` times coarser."""
     stem = reader.path.name.split(".")[0]
     like = reader.output_like(scale)
@@ -177,8 +211,14 @@ def _open_writers(reader: SceneReader, out_dir: Path, scale: int, probabilities:
     prob = None
     if probabilities:
         names = decision.columns()
-        prob = open_geotiff_writer(out_dir / f"{stem}_prob.tif", like=like, count=len(names), dtype=probabilities,
-                                   nodata=float("nan") if probabilities == "float32" else 255, band_names=names)
+        prob = open_geotiff_writer(
+            out_dir / f"{stem}_prob.tif",
+            like=like,
+            count=len(names),
+            dtype=probabilities,
+            nodata=float("nan") if probabilities == "float32" else 255,
+            band_names=names,
+        )
     return cls, prob
 
 
@@ -205,8 +245,13 @@ def _window(span: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     return r0, c0, r1 - r0, c1 - c0
 
 
-def _write(writers: tuple[GeoTiffWriter, GeoTiffWriter | None], prob: np.ndarray, valid: np.ndarray,
-           span: tuple[int, int, int, int], decision: Decision) -> None:
+def _write(
+    writers: tuple[GeoTiffWriter, GeoTiffWriter | None],
+    prob: np.ndarray,
+    valid: np.ndarray,
+    span: tuple[int, int, int, int],
+    decision: Decision,
+) -> None:
     """Write classes (nodata where not valid) and, if asked, probabilities [K, h, w] at ``span``."""
     cls_writer, prob_writer = writers
     classes = probabilities_to_classes(prob, decision).astype(cls_writer.dtype)
@@ -216,9 +261,20 @@ def _write(writers: tuple[GeoTiffWriter, GeoTiffWriter | None], prob: np.ndarray
         prob_writer.write(_encode_probabilities(prob, prob_writer.dtype.name, valid), _window(span))
 
 
-def _segment(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int, overlap: float, block: int,
-             batch_size: int, blend: str, probabilities: str | None, decision: Decision, progress: bool,
-             deadline: float | None) -> tuple[int, int]:
+def _segment(
+    reader: SceneReader,
+    predictor: Callable,
+    out_dir: Path,
+    tile: int,
+    overlap: float,
+    block: int,
+    batch_size: int,
+    blend: str,
+    probabilities: str | None,
+    decision: Decision,
+    progress: bool,
+    deadline: float | None,
+) -> tuple[int, int]:
     grid = plan_grid(tile, overlap, block)
     total = count_tiles(reader.height, reader.width, grid)
     writers = _open_writers(reader, out_dir, 1, probabilities, decision)
@@ -236,15 +292,27 @@ def _segment(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int,
             rows, cols = blk.core_in_read
             _write(writers, out[:, rows, cols].numpy(), valid[rows, cols], blk.core, decision)
             del out
-            block_tiles = grid.tiles_along(blk.read[1] - blk.read[0]) * grid.tiles_along(blk.read[3] - blk.read[2])
+            block_tiles = grid.tiles_along(blk.read[1] - blk.read[0]) * grid.tiles_along(
+                blk.read[3] - blk.read[2]
+            )
             done += block_tiles
             bar.update(block_tiles)
     return done, total
 
 
-def _classify(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int, overlap: float, block: int,
-              batch_size: int, probabilities: str | None, decision: Decision, progress: bool,
-              deadline: float | None) -> tuple[int, int]:
+def _classify(
+    reader: SceneReader,
+    predictor: Callable,
+    out_dir: Path,
+    tile: int,
+    overlap: float,
+    block: int,
+    batch_size: int,
+    probabilities: str | None,
+    decision: Decision,
+    progress: bool,
+    deadline: float | None,
+) -> tuple[int, int]:
     stride = max(int(tile * (1 - overlap)), 1)
     offset = (stride - tile) // 2  # chips are centred on their cell (offset <= 0 when chips overlap)
     out_h, out_w = math.ceil(reader.height / stride), math.ceil(reader.width / stride)
@@ -261,14 +329,22 @@ def _classify(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int
                     break
                 i1, j1 = min(i0 + cells, out_h), min(j0 + cells, out_w)
                 ni, nj = i1 - i0, j1 - j0
-                read = (i0 * stride + offset, (i1 - 1) * stride + offset + tile,
-                        j0 * stride + offset, (j1 - 1) * stride + offset + tile)
+                read = (
+                    i0 * stride + offset,
+                    (i1 - 1) * stride + offset + tile,
+                    j0 * stride + offset,
+                    (j1 - 1) * stride + offset + tile,
+                )
                 x, valid = reader.read_normalised(read, with_valid_channel=True)
-                chips = torch.from_numpy(x).unfold(1, tile, stride).unfold(2, tile, stride)  # [C, ni, nj, t, t]
+                chips = (
+                    torch.from_numpy(x).unfold(1, tile, stride).unfold(2, tile, stride)
+                )  # [C, ni, nj, t, t]
                 chips = chips.permute(1, 2, 0, 3, 4).reshape(ni * nj, x.shape[0], tile, tile)
                 cell_valid = _cell_validity(valid, reader, (i0, i1, j0, j1), stride, offset)
                 chips[~torch.from_numpy(cell_valid.reshape(-1)), -1] = 0  # nodata cells: skip their chips
-                prob = torch.cat([predictor(chips[k:k + batch_size]) for k in range(0, ni * nj, batch_size)])
+                prob = torch.cat(
+                    [predictor(chips[k : k + batch_size]) for k in range(0, ni * nj, batch_size)]
+                )
                 prob_map = prob.reshape(ni, nj, -1).permute(2, 0, 1).numpy()  # [K, ni, nj]
                 _write(writers, prob_map, cell_valid, (i0, i1, j0, j1), decision)
                 done += ni * nj
@@ -276,8 +352,9 @@ def _classify(reader: SceneReader, predictor: Callable, out_dir: Path, tile: int
     return done, out_h * out_w
 
 
-def _cell_validity(valid: np.ndarray, reader: SceneReader, cells: tuple[int, int, int, int], stride: int,
-                   offset: int) -> np.ndarray:
+def _cell_validity(
+    valid: np.ndarray, reader: SceneReader, cells: tuple[int, int, int, int], stride: int, offset: int
+) -> np.ndarray:
     """A cell is valid when at least half of its in-scene pixels are valid input pixels: [ni, nj] bool."""
     i0, i1, j0, j1 = cells
     ni, nj = i1 - i0, j1 - j0

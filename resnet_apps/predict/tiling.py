@@ -151,8 +151,14 @@ def predict_window(
     from monai.inferers import sliding_window_inference  # heavy import, only when predicting
 
     out = sliding_window_inference(
-        x, roi_size=(grid.tile, grid.tile), sw_batch_size=batch_size, predictor=predictor,
-        overlap=grid.overlap, mode=blend, padding_mode="constant", cval=0.0,
+        x,
+        roi_size=(grid.tile, grid.tile),
+        sw_batch_size=batch_size,
+        predictor=predictor,
+        overlap=grid.overlap,
+        mode=blend,
+        padding_mode="constant",
+        cval=0.0,
     )
     assert isinstance(out, torch.Tensor)
     return out.as_tensor() if hasattr(out, "as_tensor") else out

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from resnet_apps.errors import RunDirError
-from resnet_apps.evaluate import evaluate_block, predict
 from resnet_apps.recipe import load_recipe
-from resnet_apps.train_data import SplitData, _split_info, recipe_dataset, split_records
+from resnet_apps.train.datasets import SplitData, recipe_dataset, split_info, split_records
+from resnet_apps.train.evaluate import evaluate_block, predict
+from resnet_apps.train.run import Run, eval_loader
 
 
 def evaluate_run(
@@ -30,10 +31,9 @@ def evaluate_run(
     log: Any = print,
 ) -> Path:
     """Evaluate a run's best checkpoint; returns the folder holding metrics.json and the report."""
-    from resnet_apps.checkpoint import load_run
     from resnet_apps.data.records import build_records, hash_id
-    from resnet_apps.train import Run, _eval_loader
-    from resnet_apps.train_finish import metrics_json, render, save_metrics
+    from resnet_apps.models.checkpoint import load_run
+    from resnet_apps.train.finish import metrics_json, render, save_metrics
 
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.yaml").is_file():
@@ -48,7 +48,7 @@ def evaluate_run(
         )
         records, _ = build_records(recipe.data.source, recipe.data.root, meta["classes"])
         split_data = SplitData([], [], records, list(meta["classes"]))
-        split_data.info = _split_info({"train": [], "val": [], "test": records}, split_data.classes, recipe)
+        split_data.info = split_info({"train": [], "val": [], "test": records}, split_data.classes, recipe)
         name = f"data-{Path(data).name}"
     else:
         split_data = split_records(recipe)
@@ -98,7 +98,7 @@ def evaluate_run(
     run.run_dir.mkdir(parents=True, exist_ok=False)
     k = len(split_data.classes)
     dataset = recipe_dataset(records, recipe, norm, split_data.classes, train=False)
-    outputs = predict(model, _eval_loader(dataset, run), mode, k, run.device)
+    outputs = predict(model, eval_loader(dataset, run), mode, k, run.device)
     threshold = meta.get("operating_threshold")
     block = {
         "split": name,

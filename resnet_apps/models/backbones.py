@@ -26,15 +26,11 @@ import torch
 from torch import nn
 
 from resnet_apps.errors import UnknownBackboneError, WeightsFormatError
-from resnet_apps.weights import ResolvedWeights, first_conv_weight, resolve_weights, rgb_band_conv1
+from resnet_apps.weights.conv1 import first_conv_weight, rgb_band_conv1
+from resnet_apps.weights.locations import ResolvedWeights, resnet_family
+from resnet_apps.weights.resolve import resolve_weights
 
 CONV1_INITS = ("timm", "rgb_bands")
-
-
-@functools.lru_cache(maxsize=1)
-def resnet_family() -> tuple[str, ...]:
-    """Every architecture name in timm's ``resnet.py`` (the family whose key layout we rely on)."""
-    return tuple(name for name in timm.list_models(module="resnet") if not name.startswith("test_"))
 
 
 def list_backbones(pretrained_only: bool = False) -> list[str]:
@@ -172,7 +168,7 @@ def create_backbone(
             filters; N bands repeat R, G, B, R, ... and scale by 3/N.
         weights: "none" (random init, never touches the network), "imagenet" (timm's default tag for
             ``name`` or the tag in ``name``), a timm tag, a .safetensors/.pth/.bin file (timm or torchvision
-            layout) or a run directory of ours (its backbone). See :mod:`resnet_apps.weights`.
+            layout) or a run directory of ours (its backbone). See :mod:`resnet_apps.weights.resolve`.
         out_indices: feature levels; 1..4 are the outputs of layer1..layer4 (strides 4, 8, 16, 32).
         conv1_init: "timm" (above) or "rgb_bands": copy the RGB filters onto bands ``rgb_bands`` and give
             the others the mean RGB filter, all scaled by 3/N (see ``weights.rgb_band_conv1``).

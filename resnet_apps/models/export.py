@@ -36,10 +36,18 @@ def sample_inputs(meta: Mapping[str, Any], size: int, batch: int = 2, seed: int 
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic become constants (see module doc)
+        warnings.simplefilter(
+            "ignore"
+        )  # tracer warnings about shape arithmetic become constants (see module doc)
         torch.onnx.export(
-            model, (example,), str(path), dynamo=False, input_names=["image"], output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
         )
 
 
@@ -62,8 +70,14 @@ def run_exported(path: str | Path, fmt: str, x: torch.Tensor) -> np.ndarray:
         return loaded(x).numpy()
 
 
-def parity(model: nn.Module, path: str | Path, fmt: str, inputs: list[torch.Tensor], atol: float = 1e-4,
-           rtol: float = 1e-3) -> dict[str, Any]:
+def parity(
+    model: nn.Module,
+    path: str | Path,
+    fmt: str,
+    inputs: list[torch.Tensor],
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+) -> dict[str, Any]:
     """Compare exported and PyTorch outputs on each input batch.
 
     Returns:
@@ -79,11 +93,24 @@ def parity(model: nn.Module, path: str | Path, fmt: str, inputs: list[torch.Tens
             raise ExportError(f"{path}: output shape {got.shape} differs from PyTorch's {expected.shape}")
         worst = max(worst, float(np.abs(got - expected).max()))
         ok &= bool(np.allclose(got, expected, atol=atol, rtol=rtol))
-    return {"max_abs_diff": worst, "atol": atol, "rtol": rtol, "batches": [int(x.shape[0]) for x in inputs], "ok": ok}
+    return {
+        "max_abs_diff": worst,
+        "atol": atol,
+        "rtol": rtol,
+        "batches": [int(x.shape[0]) for x in inputs],
+        "ok": ok,
+    }
 
 
-def export_model(model: nn.Module, meta: Mapping[str, Any], out: str | Path, fmt: str = "onnx",
-                 size: int | None = None, opset: int = 17, atol: float = 1e-4) -> dict[str, Any]:
+def export_model(
+    model: nn.Module,
+    meta: Mapping[str, Any],
+    out: str | Path,
+    fmt: str = "onnx",
+    size: int | None = None,
+    opset: int = 17,
+    atol: float = 1e-4,
+) -> dict[str, Any]:
     """Write the model to ``out`` (+ ``out.json``) and check parity on sample inputs.
 
     Args:
@@ -119,18 +146,35 @@ def export_model(model: nn.Module, meta: Mapping[str, Any], out: str | Path, fmt
             _export_torchscript(model, example, out)
     except Exception as error:  # noqa: BLE001 - exporter failures come in many types; name the file
         raise ExportError(f"{out}: {fmt} export failed ({type(error).__name__}: {error})") from error
-    check = parity(model, out, fmt, [sample_inputs(meta, size, batch=b, seed=s) for b, s in ((1, 1), (3, 2))], atol=atol)
+    check = parity(
+        model, out, fmt, [sample_inputs(meta, size, batch=b, seed=s) for b, s in ((1, 1), (3, 2))], atol=atol
+    )
     info = {
-        "format": fmt, "file": out.name, "opset": opset if fmt == "onnx" else None,
-        "input": {"name": "image", "shape": ["batch", int(meta.get("model", {}).get("in_chans", 3)), size, size],
-                  "dtype": "float32", "layout": "NCHW", "normalised": True},
-        "output": {"name": "logits", "task": task,
-                   "shape": ["batch", "K"] if task == "classification" else ["batch", "K", size, size]},
-        "task": task, "classes": meta.get("classes"), "positive_class": meta.get("positive_class"),
-        "operating_threshold": meta.get("operating_threshold"), "multilabel": meta.get("model", {}).get("multilabel"),
+        "format": fmt,
+        "file": out.name,
+        "opset": opset if fmt == "onnx" else None,
+        "input": {
+            "name": "image",
+            "shape": ["batch", int(meta.get("model", {}).get("in_chans", 3)), size, size],
+            "dtype": "float32",
+            "layout": "NCHW",
+            "normalised": True,
+        },
+        "output": {
+            "name": "logits",
+            "task": task,
+            "shape": ["batch", "K"] if task == "classification" else ["batch", "K", size, size],
+        },
+        "task": task,
+        "classes": meta.get("classes"),
+        "positive_class": meta.get("positive_class"),
+        "operating_threshold": meta.get("operating_threshold"),
+        "multilabel": meta.get("model", {}).get("multilabel"),
         "preprocessing": pre,
         "how_to_prepare_input": "x = (raw * scale - mean) / std per band in 'bands' order; nodata pixels -> 0",
-        "model": meta.get("model"), "versions": meta.get("versions"), "parity": check,
+        "model": meta.get("model"),
+        "versions": meta.get("versions"),
+        "parity": check,
     }
     out.with_name(out.name + ".json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     if not check["ok"]:
@@ -141,10 +185,15 @@ def export_model(model: nn.Module, meta: Mapping[str, Any], out: str | Path, fmt
     return info
 
 
-def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None, which: str = "best",
-               size: int | None = None) -> dict[str, Any]:
+def export_run(
+    run_dir: str | Path,
+    fmt: str = "onnx",
+    out: str | Path | None = None,
+    which: str = "best",
+    size: int | None = None,
+) -> dict[str, Any]:
     """Export a run's checkpoint to ``out`` (default ``RUN_DIR/export/model.onnx`` or ``model.pt``)."""
-    from resnet_apps.checkpoint import load_run
+    from resnet_apps.models.checkpoint import load_run
 
     model, meta = load_run(run_dir, which=which)
     if out is None:

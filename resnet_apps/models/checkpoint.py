@@ -122,7 +122,7 @@ def load_run(
     """
     from safetensors.torch import load_file
 
-    from resnet_apps.heads import build_model
+    from resnet_apps.models.heads import build_model
 
     stem = find_checkpoint(run_dir_or_stem, which)
     meta = json.loads(stem.with_suffix(".json").read_text())

@@ -34,7 +34,7 @@ def build_recipe_model(
         model and ``{"backbone", "in_chans", "num_classes", "multilabel", "dropout", "fpn_channels",
         "weights_source", "imagenet_weights_used", "weights_note"}``.
     """
-    from resnet_apps.heads import build_model
+    from resnet_apps.models.heads import build_model
 
     m = recipe.model
     outputs = 1 if task_mode(recipe, num_classes) == "binary" else num_classes

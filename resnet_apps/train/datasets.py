@@ -76,7 +76,7 @@ def split_records(recipe: Recipe) -> SplitData:
             raise DatasetError(
                 f"{recipe.data.root}: the {name} split is empty; add data or change data.split"
             )
-    info = _split_info(out, classes, recipe)
+    info = split_info(out, classes, recipe)
     if done["dropped"]:
         info["dropped_for_leakage"] = {
             "train_images": len(done["dropped"]),
@@ -85,7 +85,7 @@ def split_records(recipe: Recipe) -> SplitData:
     return SplitData(out["train"], out["val"], out["test"], classes, info)
 
 
-def _split_info(splits: dict[str, list[Record]], classes: list[str], recipe: Recipe) -> dict[str, Any]:
+def split_info(splits: dict[str, list[Record]], classes: list[str], recipe: Recipe) -> dict[str, Any]:
     """counts per class, sizes and groups per split, and the leakage check (``data.splits.check_leakage``)."""
     from resnet_apps.data.splits import check_leakage
 
@@ -133,7 +133,7 @@ def drop_unreadable(split: SplitData, recipe: Recipe, log: Any = print) -> list[
             kept = []
         skipped += [{"path": s["path"], "reason": s["reason"].replace(root, "")} for s in probe.skipped]
         setattr(split, name, kept)
-    split.info = _split_info(
+    split.info = split_info(
         {"train": split.train, "val": split.val, "test": split.test}, split.classes, recipe
     )
     if skipped:

@@ -7,8 +7,6 @@ unchanged to test. Bootstrap intervals resample whole groups (patients, tiles) w
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import platform
 import time
 from pathlib import Path
@@ -17,40 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_apps.evaluate import evaluate_block, operating_threshold, predict
-from resnet_apps.rundir import git_commit, write_json
-from resnet_apps.train_data import SplitData, recipe_dataset
-from resnet_apps.train_distributed import is_main
+from resnet_apps.train.datasets import recipe_dataset
+from resnet_apps.train.distributed import is_main
+from resnet_apps.train.evaluate import evaluate_block, operating_threshold, predict
+from resnet_apps.train.run import Run, checkpoint_meta, data_hash, eval_loader, versions
+from resnet_apps.train.rundir import git_commit, write_json
 
 
-def versions() -> dict[str, str]:
-    import numpy
-    import timm
-
-    from resnet_apps import __version__
-
-    return {
-        "resnet_apps": __version__,
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def data_hash(split: SplitData) -> str:
-    """sha256 of the record index: every path, label, group and split, with each file's size."""
-    digest = hashlib.sha256()
-    for name in ("train", "val", "test"):
-        for r in getattr(split, name):
-            digest.update(json.dumps([name, r.path, r.label, r.labels, r.mask_path, r.group]).encode())
-    return digest.hexdigest()
-
-
-def finish(run: Any, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
+def finish(run: Run, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
     """Best checkpoint -> val (threshold) -> test -> metrics.json, skipped.csv, gallery, report.html."""
-    from resnet_apps.train_state import load_weights_into
+    from resnet_apps.train.state import load_weights_into
 
     recipe, split, mode = run.recipe, run.split, run.mode
     best = run.run_dir / "checkpoints" / "best"
@@ -63,12 +37,10 @@ def finish(run: Any, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
         records = getattr(split, name)
         if not records or name in evals:
             continue
-        from resnet_apps.train import _eval_loader
-
         dataset = recipe_dataset(records, recipe, run.norm, split.classes, train=False)
         out = predict(
             net,
-            _eval_loader(dataset, run),
+            eval_loader(dataset, run),
             mode,
             k,
             run.device,
@@ -102,7 +74,7 @@ def finish(run: Any, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
     best_epoch = run.loop.get("best_epoch", 0)
     headline = {b["name"]: b["value"] for b in evals[test_name].get("headline", [])}
     meta = checkpoint_meta(run, best_epoch, {"val": _headline(evals["val"]), test_name: headline}, threshold)
-    from resnet_apps.train_state import save_weights
+    from resnet_apps.train.state import save_weights
 
     save_weights(best, run.model, meta)
     gallery, overlays = _gallery(run, preds.get(test_name), threshold, log)
@@ -200,7 +172,7 @@ def _gallery(
         return [], []
     if run.mode == "segmentation":
         return [], _overlays(run, pred, n, log)
-    from resnet_apps.explain import save_gradcam_gallery
+    from resnet_apps.models.explain import save_gradcam_gallery
 
     dataset, _ = pred
     wanted = [str(b) for b in (run.recipe.data.rgb_bands or [])]
@@ -234,7 +206,7 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
     from PIL import Image
 
     from resnet_apps.constants import IGNORE_INDEX
-    from resnet_apps.explain import display_image
+    from resnet_apps.models.explain import display_image
 
     dataset, out = pred
     palette = (np.array(matplotlib.colormaps["tab10"].colors) * 255).astype(np.float32)
@@ -291,9 +263,7 @@ def _summary(run: Any, block: dict[str, Any], name: str, log: Any) -> None:
     text = ", ".join(f"{r['label']} {r['value']:.4f} {_interval(r)}" for r in rows if r["value"] is not None)
     log(f"{name}: {text}")
     if not run.model_info["imagenet_weights_used"]:
-        log(
-            "note: the backbone did not start from ImageNet weights (see the report's reproducibility)"
-        )
+        log("note: the backbone did not start from ImageNet weights (see the report's reproducibility)")
 
 
 def save_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
@@ -317,45 +287,3 @@ def render(run_dir: Path, log: Any = print) -> Path | None:
     path = Path(run_dir) / "report.html"
     log(f"report: {path.resolve()}")
     return path
-
-
-def checkpoint_meta(run: Any, epoch: int, metrics: dict[str, Any], threshold: Any = None) -> dict[str, Any]:
-    """The checkpoint JSON of ARCHITECTURE.md section 2 (rebuilds the model and its preprocessing)."""
-    r = run.recipe
-    info = run.model_info
-    return {
-        "format_version": 1,
-        "task": r.task,
-        "model": {
-            k: info[k]
-            for k in (
-                "backbone",
-                "in_chans",
-                "num_classes",
-                "multilabel",
-                "dropout",
-                "fpn_channels",
-                "pooling",
-            )
-        },
-        "classes": run.split.classes,
-        "preprocessing": {
-            "bands": run.band_names,
-            "scale": r.data.scale,
-            "mean": run.norm[0],
-            "std": run.norm[1],
-            "image_size": r.data.image_size,
-            "dicom_window": r.data.dicom_window,
-            "grayscale": r.data.grayscale,
-            "normalize": r.data.normalize,
-        },
-        "operating_threshold": threshold,
-        "positive_class": run.split.classes[-1] if run.mode == "binary" else None,
-        "weights_source": info["weights_source"],
-        "imagenet_weights_used": info["imagenet_weights_used"],
-        "epoch": epoch,
-        "metrics": metrics,
-        "recipe": r.to_dict(),
-        "versions": versions(),
-        "data_hash": data_hash(run.split),
-    }

@@ -1,4 +1,4 @@
-"""Checkpoints of a run: weights + metadata (via resnet_apps.checkpoint) and the resume state.
+"""Checkpoints of a run: weights + metadata (via resnet_apps.models.checkpoint) and the resume state.
 
 ``checkpoints/last.state.safetensors`` is ONE file holding the model, the optimiser tensors and, in its
 safetensors metadata, the loop position (epoch, step), history, best metric and GradScaler state. One
@@ -61,9 +61,9 @@ def _model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_weights(stem: Path, model: nn.Module, meta: dict[str, Any]) -> None:
-    """``<stem>.safetensors`` + ``<stem>.json`` through ``resnet_apps.checkpoint.save_checkpoint``."""
+    """``<stem>.safetensors`` + ``<stem>.json`` through ``resnet_apps.models.checkpoint.save_checkpoint``."""
     try:
-        from resnet_apps.checkpoint import save_checkpoint
+        from resnet_apps.models.checkpoint import save_checkpoint
     except ImportError:  # the checkpoint module is another layer's; this keeps the same file layout
         stem.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save(_model_tensors(model), stem.with_suffix(".safetensors"), {"format": "pt"})

@@ -19,7 +19,6 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from resnet_apps.data.dataset import RecordDataset
 from resnet_apps.errors import TrainingDivergedError
-from resnet_apps.evaluate import evaluate_block, headline_value, predict
 from resnet_apps.recipe import Recipe, load_recipe
-from resnet_apps.rundir import check_resumable, launch_overrides, new_run_dir, refuse_existing, write_json
-from resnet_apps.train_data import (
+from resnet_apps.train.datasets import (
     SplitData,
     balanced_weights,
     class_counts,
@@ -43,7 +40,7 @@ from resnet_apps.train_data import (
     recipe_dataset,
     split_records,
 )
-from resnet_apps.train_distributed import (
+from resnet_apps.train.distributed import (
     all_reduce_mean,
     barrier,
     broadcast,
@@ -51,8 +48,16 @@ from resnet_apps.train_distributed import (
     is_main,
     shutdown,
 )
-from resnet_apps.train_finish import checkpoint_meta
-from resnet_apps.train_setup import (
+from resnet_apps.train.evaluate import evaluate_block, headline_value, predict
+from resnet_apps.train.run import Run, checkpoint_meta, eval_loader
+from resnet_apps.train.rundir import (
+    check_resumable,
+    launch_overrides,
+    new_run_dir,
+    refuse_existing,
+    write_json,
+)
+from resnet_apps.train.setup import (
     autocast_context,
     build_loss,
     build_optimizer,
@@ -62,27 +67,7 @@ from resnet_apps.train_setup import (
     set_lr,
     task_mode,
 )
-from resnet_apps.train_state import load_state, save_state, save_weights
-
-
-@dataclass
-class Run:
-    """Everything the loop and the final evaluation share."""
-
-    recipe: Recipe
-    run_dir: Path
-    device: torch.device
-    world: int
-    split: SplitData
-    mode: str
-    band_names: list[str]
-    norm: tuple[list[float], list[float]]
-    norm_source: str
-    model: nn.Module
-    model_info: dict[str, Any]
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    loop: dict[str, Any] = field(default_factory=dict)
-    overrides: list[str] = field(default_factory=list)  # the --set values that started the run
+from resnet_apps.train.state import load_state, save_state, save_weights
 
 
 def train(
@@ -181,7 +166,7 @@ def train(
         net = torch.compile(net)  # type: ignore[assignment]
 
     train_set = recipe_dataset(split.train, recipe, (mean, std), split.classes, train=True)
-    val_loader = _eval_loader(recipe_dataset(split.val, recipe, (mean, std), split.classes, False), run)
+    val_loader = eval_loader(recipe_dataset(split.val, recipe, (mean, std), split.classes, False), run)
     batch = recipe.train.batch_size
     n_order = len(_epoch_order(run, train_set, 1, world))
     # 30 images, batch 16 -> 2 steps; 33 -> still 2 (a last batch of one image is dropped: BatchNorm)
@@ -250,8 +235,10 @@ def train(
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
             elif (step + 1) % max(1, per_epoch // 4) == 0 and step + 1 < per_epoch:
                 eta = (per_epoch - step - 1) * batch / max(rate, 1e-9)
-                log(f"  epoch {epoch} step {step + 1}/{per_epoch}  loss {loss.item():.4f}  "
-                    f"{rate * world:.1f} img/s  eta {eta:.0f} s")
+                log(
+                    f"  epoch {epoch} step {step + 1}/{per_epoch}  loss {loss.item():.4f}  "
+                    f"{rate * world:.1f} img/s  eta {eta:.0f} s"
+                )
             every = recipe.train.checkpoint_every_steps
             if every and loop["step"] % every == 0 and loop["step"] < per_epoch and is_main():
                 now = time.perf_counter()
@@ -319,7 +306,7 @@ def train(
     if writer is not None:
         writer.close()
 
-    from resnet_apps.train_finish import finish
+    from resnet_apps.train.finish import finish
 
     finish(run, net, log)
     # leave the process group explicitly: a gloo group still alive at interpreter exit can abort a rank
@@ -366,18 +353,6 @@ def _epoch_order(run: Run, dataset: RecordDataset, epoch: int, world: int) -> li
         order += order[: (-n) % world]  # pad like DistributedSampler, then shard
         order = order[int(os.environ.get("RANK", "0")) :: world]
     return order
-
-
-def _eval_loader(dataset: RecordDataset, run: Run) -> DataLoader:
-    sampler = DistributedSampler(dataset, shuffle=False) if run.world > 1 else None
-    batch = 1 if run.recipe.task == "segmentation" else run.recipe.train.batch_size
-    return DataLoader(
-        dataset,
-        batch_size=batch,
-        sampler=sampler,
-        num_workers=run.recipe.train.num_workers,
-        collate_fn=collate,
-    )
 
 
 def _class_weights(recipe: Recipe, split: SplitData, mode: str) -> list[float] | None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnet_apps.predict.decision import Decision
+from resnet_apps.models.decision import Decision
 
 
 def target_layer(model: nn.Module) -> str:
@@ -33,7 +33,9 @@ def target_layer(model: nn.Module) -> str:
     return stages[-1]
 
 
-def gradcam(model: nn.Module, image: torch.Tensor, class_idx: int | None = None, layer: str | None = None) -> np.ndarray:
+def gradcam(
+    model: nn.Module, image: torch.Tensor, class_idx: int | None = None, layer: str | None = None
+) -> np.ndarray:
     """Grad-CAM of one image for one output.
 
     Args:
@@ -87,8 +89,13 @@ def display_image(image: torch.Tensor | np.ndarray, rgb: Sequence[int] | None = 
     return (np.stack(planes, axis=-1) * 255).round().astype(np.uint8)
 
 
-def save_overlay(image: torch.Tensor | np.ndarray, heat: np.ndarray, path: str | Path, alpha: float = 0.45,
-                 rgb: Sequence[int] | None = None) -> Path:
+def save_overlay(
+    image: torch.Tensor | np.ndarray,
+    heat: np.ndarray,
+    path: str | Path,
+    alpha: float = 0.45,
+    rgb: Sequence[int] | None = None,
+) -> Path:
     """Write the image with the heat map (jet colour map) blended over it as a PNG.
 
     Args:
@@ -115,12 +122,20 @@ def _true_label(label: Any, classes: Sequence[str]) -> str:
     value = torch.as_tensor(label)
     if value.ndim == 0:
         return classes[int(value)]
-    return "|".join(c for c, v in zip(classes, value.tolist()) if v == 1)
+    return "|".join(c for c, v in zip(classes, value.tolist(), strict=True) if v == 1)
 
 
-def save_gradcam_gallery(model: nn.Module, samples: Iterable[Mapping[str, Any]], classes: Sequence[str],
-                         out_dir: str | Path, n: int = 8, *, threshold: float = 0.5,
-                         positive_class: str | None = None, rgb: Sequence[int] | None = None) -> list[dict[str, Any]]:
+def save_gradcam_gallery(
+    model: nn.Module,
+    samples: Iterable[Mapping[str, Any]],
+    classes: Sequence[str],
+    out_dir: str | Path,
+    n: int = 8,
+    *,
+    threshold: float = 0.5,
+    positive_class: str | None = None,
+    rgb: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
     """Grad-CAM overlays of ``n`` samples, misclassified and correct ones interleaved, for the report.
 
     Up to ``4 * n`` samples are predicted; the gallery alternates wrong and right predictions (in sample
@@ -143,8 +158,14 @@ def save_gradcam_gallery(model: nn.Module, samples: Iterable[Mapping[str, Any]],
     """
     out_dir = Path(out_dir)
     num_outputs = 1 if len(classes) == 2 and _num_outputs(model) == 1 else len(classes)
-    decision = Decision.from_meta({"classes": list(classes), "operating_threshold": threshold,
-                                   "positive_class": positive_class, "model": {"num_classes": num_outputs}})
+    decision = Decision.from_meta(
+        {
+            "classes": list(classes),
+            "operating_threshold": threshold,
+            "positive_class": positive_class,
+            "model": {"num_classes": num_outputs},
+        }
+    )
     candidates = []
     model.eval()
     for k, sample in enumerate(samples):
@@ -155,8 +176,13 @@ def save_gradcam_gallery(model: nn.Module, samples: Iterable[Mapping[str, Any]],
         pred_index = decision.label_indices(prob)[0]
         pred, true = decision.labels(prob)[0], _true_label(sample["label"], classes)
         p = decision.positive_probability(prob)[0] if decision.binary else prob[0, pred_index]
-        candidates.append((sample, pred_index, {"true": true, "pred": pred, "prob": round(float(p), 4),
-                                                "correct": pred == true}))
+        candidates.append(
+            (
+                sample,
+                pred_index,
+                {"true": true, "pred": pred, "prob": round(float(p), 4), "correct": pred == true},
+            )
+        )
     wrong = [c for c in candidates if not c[2]["correct"]]
     right = [c for c in candidates if c[2]["correct"]]
     chosen = []

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from resnet_apps.errors import ChecksumError, FetchError, WeightsUnavailableError
+from resnet_apps.weights.hub import hub_host, hub_reachable, unavailable_message
+from resnet_apps.weights.locations import fetch_dir, find_local, imagenet_tag, resnet_family
 
 MANIFEST = "weights.json"
 
@@ -54,7 +56,7 @@ def fetch_weights(name: str, dest: Path | None = None) -> Path:
 
     Args:
         name: "resnet18" (default tag) or "resnet18.a1_in1k".
-        dest: target folder; default :func:`resnet_apps.weights.fetch_dir`.
+        dest: target folder; default :func:`resnet_apps.weights.resolve.fetch_dir`.
 
     Returns:
         The written file.
@@ -63,7 +65,6 @@ def fetch_weights(name: str, dest: Path | None = None) -> Path:
         WeightsUnavailableError: the hub is unreachable (message names the file and RESNET_APPS_WEIGHTS_DIR).
         FetchError: the download started but failed.
     """
-    from resnet_apps.weights import fetch_dir, hub_host, hub_reachable, imagenet_tag, unavailable_message
 
     folder = Path(dest) if dest is not None else fetch_dir()
     # Probe before importing timm (and torch): offline, a tagged name fails in ~2 s even on a busy machine.
@@ -131,7 +132,6 @@ def verify_weights(folder: Path | None = None) -> list[dict[str, Any]]:
     Raises:
         ChecksumError: a file is missing or its sha256 differs (names the file and the fix).
     """
-    from resnet_apps.weights import fetch_dir
 
     folder = Path(folder) if folder is not None else fetch_dir()
     rows = []
@@ -159,9 +159,6 @@ def list_weights(pattern: str = "*") -> list[dict[str, Any]]:
         Rows {"name": "resnet50.a1_in1k", "default": bool, "local": path or None, "where": str or None}.
     """
     import timm  # noqa: PLC0415
-
-    from resnet_apps.backbones import resnet_family  # noqa: PLC0415
-    from resnet_apps.weights import find_local  # noqa: PLC0415
 
     family = set(resnet_family())
     rows = []

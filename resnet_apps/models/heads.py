@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
-from resnet_apps.backbones import create_backbone
+from resnet_apps.models.backbones import create_backbone
 
 TASKS = ("classification", "segmentation")
 POOLINGS = ("avg", "max", "avgmax", "catavgmax")
@@ -186,12 +186,12 @@ def build_model(
             (then ``in_chans``, ``weights``, ``conv1_init``, ``rgb_bands`` are the module's own).
         in_chans: input bands.
         num_classes: K; 1 gives a single binary logit.
-        weights: see :func:`resnet_apps.backbones.create_backbone`.
+        weights: see :func:`resnet_apps.models.backbones.create_backbone`.
         multilabel: classification with K independent sigmoid outputs.
         dropout: before the classifier.
         pooling: "avg", "max", "avgmax" or "catavgmax" (classification).
         fpn_channels: FPN width (segmentation).
-        conv1_init, rgb_bands: see :func:`resnet_apps.backbones.create_backbone`.
+        conv1_init, rgb_bands: see :func:`resnet_apps.models.backbones.create_backbone`.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from resnet_apps.errors import WeightsFormatError, WeightsUnavailableError
-from resnet_apps.weights import WEIGHT_SUFFIXES, ResolvedWeights
+from resnet_apps.weights.locations import WEIGHT_SUFFIXES, ResolvedWeights
 
 # prefixes stripped, in order, to reach timm's layout (DDP wrapper, our heads, timm FeatureListNet users)
 _PREFIXES = ("module.", "backbone.", "encoder.")

@@ -37,8 +37,13 @@ class Decision:
         positive = meta.get("positive_class")
         positive_index = classes.index(positive) if positive in classes else len(classes) - 1
         threshold = meta.get("operating_threshold")
-        return cls(classes, 0.5 if threshold is None else float(threshold), positive_index,
-                   bool(model.get("multilabel", False)), num_outputs)
+        return cls(
+            classes,
+            0.5 if threshold is None else float(threshold),
+            positive_index,
+            bool(model.get("multilabel", False)),
+            num_outputs,
+        )
 
     @property
     def binary(self) -> bool:
@@ -63,18 +68,25 @@ class Decision:
     def labels(self, prob: torch.Tensor) -> list[str]:
         """[B, K] probabilities -> one label per row (multi-label: names joined by "|", "" for none)."""
         if self.multilabel:
-            return ["|".join(c for c, p in zip(self.classes, row.tolist()) if p >= self.threshold) for row in prob]
+            return [
+                "|".join(c for c, p in zip(self.classes, row.tolist(), strict=True) if p >= self.threshold)
+                for row in prob
+            ]
         if self.binary:
             pos = self.positive_probability(prob)
             negative = 1 - self.positive_index
-            return [self.classes[self.positive_index if p >= self.threshold else negative] for p in pos.tolist()]
+            return [
+                self.classes[self.positive_index if p >= self.threshold else negative] for p in pos.tolist()
+            ]
         return [self.classes[int(k)] for k in prob.argmax(dim=1).tolist()]
 
     def label_indices(self, prob: torch.Tensor) -> list[int]:
         """Like :meth:`labels` as class indices (multi-label: the most probable class)."""
         if self.binary:
             pos = self.positive_probability(prob)
-            return [self.positive_index if p >= self.threshold else 1 - self.positive_index for p in pos.tolist()]
+            return [
+                self.positive_index if p >= self.threshold else 1 - self.positive_index for p in pos.tolist()
+            ]
         return prob.argmax(dim=1).tolist()
 
     def target_index(self, label_index: int) -> int:

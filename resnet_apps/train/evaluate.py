@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from resnet_apps.train_distributed import all_reduce_mean, gather
-from resnet_apps.train_setup import autocast_context
+from resnet_apps.train.distributed import all_reduce_mean, gather
+from resnet_apps.train.setup import autocast_context
 
 # recipe eval.metric -> headline row name of the metrics layer, per mode
 _HEADLINE = {
