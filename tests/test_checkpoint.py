@@ -1,18 +1,16 @@
-"""Checkpoints: save_checkpoint / load_run round trips, atomic writes, resume state without pickles."""
+"""Checkpoints: save_checkpoint / load_run round trips, atomic writes (the resume state is train.state's)."""
 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from resnet_apps import build_model, load_run
 from resnet_apps.errors import CheckpointError
-from resnet_apps.models.checkpoint import load_state, rng_state, save_checkpoint, save_state, set_rng_state
+from resnet_apps.models.checkpoint import save_checkpoint
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -98,82 +96,3 @@ def test_failed_write_keeps_old_file(tmp_path: Path) -> None:
         save_checkpoint(tmp_path / "best", model, {"epoch": 2, "bad": object()})  # not JSON
     assert json.loads((tmp_path / "best.json").read_text())["epoch"] == 1  # the old JSON is whole
     assert not list(tmp_path.glob(".*.tmp"))
-
-
-def _train_steps(model: torch.nn.Module, optimizer, scheduler, steps: int, seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        x = torch.randn(4, 3, generator=generator)
-        loss = model(x).pow(2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-
-
-def _make(model: torch.nn.Module):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.05, betas=(0.9, 0.99))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
-    return optimizer, scheduler
-
-
-def test_resume_state_round_trip_adamw_lambdalr(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
-    optimizer, scheduler = _make(model)
-    _train_steps(model, optimizer, scheduler, 3, seed=1)
-    save_state(
-        tmp_path / "last",
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": 3,
-            "best": float("inf"),
-            "note": None,
-        },
-    )
-    assert (tmp_path / "last.state.safetensors").is_file() and (tmp_path / "last.state.json").is_file()
-
-    state = load_state(tmp_path / "last")
-    original = optimizer.state_dict()
-    assert state["epoch"] == 3 and state["best"] == float("inf") and state["note"] is None
-    assert state["optimizer"]["param_groups"] == original["param_groups"]  # betas stay a tuple, ids stay ints
-    assert set(state["optimizer"]["state"]) == {0, 1, 2, 3}
-    for pid, entry in original["state"].items():
-        for key, value in entry.items():
-            assert torch.equal(state["optimizer"]["state"][pid][key], value)
-    assert state["scheduler"] == scheduler.state_dict()
-
-    # resuming gives the same next steps as carrying on
-    resumed = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
-    resumed.load_state_dict(model.state_dict())
-    optimizer2, scheduler2 = _make(resumed)
-    optimizer2.load_state_dict(state["optimizer"])
-    scheduler2.load_state_dict(state["scheduler"])
-    _train_steps(model, optimizer, scheduler, 2, seed=5)
-    _train_steps(resumed, optimizer2, scheduler2, 2, seed=5)
-    for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
-        assert torch.equal(a, b)
-    assert scheduler2.get_last_lr() == scheduler.get_last_lr()
-
-
-def test_rng_state_round_trip(tmp_path: Path) -> None:
-    random.seed(3)
-    np.random.seed(3)
-    torch.manual_seed(3)
-    save_state(tmp_path / "last", {"rng": rng_state()})
-    expected = (random.random(), np.random.rand(), torch.rand(1).item())
-    random.seed(99)
-    np.random.seed(99)
-    torch.manual_seed(99)
-    loaded = load_state(tmp_path / "last")["rng"]
-    assert loaded["torch"].dtype == torch.uint8 and loaded["numpy"][1].dtype == np.uint32
-    set_rng_state(loaded)
-    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
-
-
-def test_state_refuses_objects(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="lambda_fn"):
-        save_state(tmp_path / "last", {"lambda_fn": lambda x: x})
-    with pytest.raises(CheckpointError, match="no resume state"):
-        load_state(tmp_path / "nothing")

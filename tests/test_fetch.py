@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from resnet_apps import fetch
+from resnet_apps.checksum import sha256_file
 from resnet_apps.errors import ChecksumError, FetchError
 from resnet_apps.fetch import transfer as transfer_module
 from resnet_apps.fetch.layout import EUROSAT_CLASSES, safe_extract
-from resnet_apps.fetch.transfer import sha256_file
 
 # --- the local server --------------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from resnet_apps.checksum import sha256_file
+
 _VERSION = "v1"
 
 
@@ -34,15 +36,6 @@ def default_cache_dir() -> Path:
     """``$RESNET_APPS_CACHE_DIR`` or ``~/.cache/resnet_apps`` (arrays live in ``arrays/`` below it)."""
     env = os.environ.get("RESNET_APPS_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "resnet_apps"
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ArrayCache:
@@ -71,7 +64,7 @@ class ArrayCache:
         except OSError:
             value = ""
         if len(value) != 64:
-            value = file_sha256(path)
+            value = sha256_file(path)
             _atomic_write_text(memo, value)
         self._hashes[fast] = value
         return value

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from resnet_apps.checksum import sha256_file
 from resnet_apps.errors import ChecksumError, FetchError
 from resnet_apps.fetch.layout import (
     layout_cloud38,
@@ -31,7 +32,7 @@ from resnet_apps.fetch.layout import (
     layout_nih,
     safe_extract,
 )
-from resnet_apps.fetch.transfer import download, record_checksum, recorded_checksums, sha256_file
+from resnet_apps.fetch.transfer import download, record_checksum, recorded_checksums
 
 __all__ = ["DATASETS", "ChecksumError", "FetchError", "fetch_dataset", "list_datasets"]
 

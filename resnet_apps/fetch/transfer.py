@@ -6,7 +6,6 @@ stdlib only (urllib): the fetcher must work in a bare environment and be testabl
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -16,21 +15,13 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from resnet_apps.checksum import sha256_file
 from resnet_apps.errors import ChecksumError, FetchError
 
 CHUNK = 1 << 20
 # seconds to wait before retry n (n = 1, 2, ...): BACKOFF_S * n; tests set it to 0
 BACKOFF_S = 1.0
 CHECKSUMS_FILE = ".checksums.json"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def recorded_checksums(root: Path) -> dict[str, str]:

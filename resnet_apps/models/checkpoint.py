@@ -1,16 +1,16 @@
-"""Checkpoints as safetensors + JSON: models (``save_checkpoint`` / ``load_run``) and resume state
-(``save_state`` / ``load_state``). Nothing is pickled, so loading a checkpoint never runs code.
+"""Checkpoints as safetensors + JSON (``save_checkpoint`` / ``load_run``). Nothing is pickled, so loading
+a checkpoint never runs code.
 
-A run directory holds ``checkpoints/best.{safetensors,json}`` and ``last.{safetensors,json}``; ``last`` also
-has ``last.state.{safetensors,json}`` (optimizer, scheduler, RNG). Every file is written to a temporary
-name in the same folder and moved into place with ``os.replace``, so a crash leaves the old file whole.
+A run directory holds ``checkpoints/best.{safetensors,json}`` and ``last.{safetensors,json}``. Every file is
+written to a temporary name in the same folder and moved into place with ``os.replace``, so a crash leaves
+the old file whole. The resume state (optimizer, scaler, loop position) is ``train.state``'s own single file,
+not written here.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -151,101 +151,3 @@ def load_run(
     backbone.weights_source = meta.get("weights_source", str(stem))
     backbone.imagenet_weights_used = bool(meta.get("imagenet_weights_used", False))
     return model.to(map_location).eval(), meta
-
-
-# --- resume state: nested dicts of tensors and plain values -------------------------------------------
-
-
-def _encode(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """Plain-JSON tree with tensors (and numpy arrays) moved into ``tensors`` under their key path."""
-    if isinstance(value, torch.Tensor):
-        tensors[path] = value
-        return {"__tensor__": path}
-    if isinstance(value, np.ndarray):
-        tensors[path] = torch.from_numpy(np.ascontiguousarray(value))
-        return {"__ndarray__": path}
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        if all(isinstance(k, str) and not k.startswith("__") for k in value):
-            return {k: _encode(v, f"{path}.{k}", tensors) for k, v in value.items()}
-        # optimizer state is keyed by int parameter ids: keep the key types
-        return {"__items__": [[k, _encode(v, f"{path}.{k}", tensors)] for k, v in value.items()]}
-    if isinstance(value, tuple):
-        return {"__tuple__": [_encode(v, f"{path}.{i}", tensors) for i, v in enumerate(value)]}
-    if isinstance(value, list):
-        return [_encode(v, f"{path}.{i}", tensors) for i, v in enumerate(value)]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise CheckpointError(
-        f"cannot store {type(value).__name__} at {path!r} in a resume state: only tensors, numpy arrays, "
-        "numbers, strings, None and lists/tuples/dicts of them (no pickles)"
-    )
-
-
-def _decode(value: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
-    if isinstance(value, list):
-        return [_decode(v, tensors) for v in value]
-    if isinstance(value, dict):
-        if "__tensor__" in value:
-            return tensors[value["__tensor__"]]
-        if "__ndarray__" in value:
-            return tensors[value["__ndarray__"]].numpy()
-        if "__tuple__" in value:
-            return tuple(_decode(v, tensors) for v in value["__tuple__"])
-        if "__items__" in value:
-            return {k: _decode(v, tensors) for k, v in value["__items__"]}
-        return {k: _decode(v, tensors) for k, v in value.items()}
-    return value
-
-
-def save_state(path_stem: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
-    """Write a resume state as ``<stem>.state.safetensors`` (tensors) + ``<stem>.state.json`` (the rest).
-
-    Args:
-        path_stem: e.g. ``run/checkpoints/last``.
-        state: nested dicts/lists/tuples of tensors, numpy arrays, numbers, strings, None; e.g.
-            {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state(), "epoch": 3}.
-    """
-    stem = _stem(path_stem)
-    tensors: dict[str, torch.Tensor] = {}
-    tree = _encode(dict(state), "state", tensors)
-    _write_tensors(stem.with_name(stem.name + ".state.safetensors"), tensors)
-    _write_json(stem.with_name(stem.name + ".state.json"), {"format_version": FORMAT_VERSION, "state": tree})
-
-
-def load_state(path_stem: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read what :func:`save_state` wrote (the same nested structure, key types and tuples included)."""
-    from safetensors.torch import load_file
-
-    stem = _stem(path_stem)
-    json_path = stem.with_name(stem.name + ".state.json")
-    tensor_path = stem.with_name(stem.name + ".state.safetensors")
-    if not (json_path.is_file() and tensor_path.is_file()):
-        raise CheckpointError(
-            f"no resume state at {stem}: expected {json_path.name} and {tensor_path.name}; "
-            "start without --resume"
-        )
-    tree = json.loads(json_path.read_text())["state"]
-    return _decode(tree, load_file(str(tensor_path), device=str(map_location)))
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, numpy, torch (and CUDA) RNG states, storable by :func:`save_state`."""
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

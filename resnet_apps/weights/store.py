@@ -11,26 +11,18 @@ Copy the folder to an offline machine and point ``RESNET_APPS_WEIGHTS_DIR`` at i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from resnet_apps.checksum import sha256_file
 from resnet_apps.errors import ChecksumError, FetchError, WeightsUnavailableError
 from resnet_apps.weights.hub import hub_host, hub_reachable, unavailable_message
 from resnet_apps.weights.locations import fetch_dir, find_local, imagenet_tag, resnet_family
 
 MANIFEST = "weights.json"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
