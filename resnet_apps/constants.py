@@ -1,9 +1,18 @@
-"""Constants shared across layers (no torch): band tables and the segmentation ignore index."""
+"""Constants shared across layers (no torch): band tables, the segmentation ignore index, model choices."""
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 # Mask value that losses and metrics skip (unlabelled, nodata, outside the scene).
 IGNORE_INDEX = 255
+
+# What a model does, and how a classification head pools the last feature map (timm SelectAdaptivePool2d
+# pool types); here rather than in models/ so that torch-free readers (checkpoint metadata) share them.
+Task = Literal["classification", "segmentation"]
+TASKS: tuple[Task, ...] = get_args(Task)
+Pooling = Literal["avg", "max", "avgmax", "catavgmax"]
+POOLINGS: tuple[Pooling, ...] = get_args(Pooling)
 
 # EuroSAT-MS band order as stored in its GeoTIFFs (note B8A comes last, after B12).
 EUROSAT_MS_BANDS: tuple[str, ...] = (

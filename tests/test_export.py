@@ -63,6 +63,5 @@ def test_parity_detects_a_different_model(tmp_path: Path) -> None:
     assert info["parity"]["ok"] and info["input"]["shape"] == ["batch", 2, 32, 32]
     torch.manual_seed(1)
     other = build_model("classification", "resnet18", in_chans=2, num_classes=3).eval()
-    meta = {"model": {"in_chans": 2}}
-    result = parity(other, info["path"], "onnx", [sample_inputs(meta, 32, batch=2, seed=5)])
+    result = parity(other, info["path"], "onnx", [sample_inputs(2, 32, batch=2, seed=5)])
     assert not result["ok"] and result["max_abs_diff"] > 1e-3

@@ -213,13 +213,11 @@ def test_class_dtype_and_operating_point() -> None:
 
     assert class_dtype(255) == ("uint8", 255) and class_dtype(256) == ("uint16", 65535)
     prob = np.array([[0.7, 0.35], [0.3, 0.65]])  # [K=2, 2 pixels]
-    at_06 = Decision.from_meta(
-        {"classes": ["bg", "roof"], "operating_threshold": 0.6, "model": {"num_classes": 2}}
-    )
+    at_06 = Decision.build(["bg", "roof"], 0.6)
     np.testing.assert_array_equal(probabilities_to_classes(prob, at_06), [0, 1])  # 0.65 >= 0.6 -> roof
-    at_07 = Decision.from_meta(
-        {"classes": ["bg", "roof"], "operating_threshold": 0.7, "model": {"num_classes": 2}}
-    )
+    at_07 = Decision.build(["bg", "roof"], 0.7)
     np.testing.assert_array_equal(probabilities_to_classes(prob, at_07), [0, 0])
-    three = Decision.from_meta({"classes": ["a", "b", "c"], "model": {"num_classes": 3}})
+    three = Decision.from_meta(
+        {"task": "segmentation", "classes": ["a", "b", "c"], "model": {"num_classes": 3}}
+    )
     np.testing.assert_array_equal(probabilities_to_classes(np.array([[0.2], [0.3], [0.5]]), three), [2])

@@ -120,7 +120,6 @@ def _child(args: argparse.Namespace) -> int:
     import torch
 
     from resnet_apps.models.checkpoint import load_run
-    from resnet_apps.predict.preprocess import Preprocessing
     from resnet_apps.predict.raster import SceneReader
     from resnet_apps.predict.scene import predict_scene
     from resnet_apps.predict.tiling import plan_grid
@@ -146,7 +145,7 @@ def _child(args: argparse.Namespace) -> int:
     rss_after_predict = _peak_rss_mb()
     # bare forward: the same tile size and batch, tiles read from the scene (first rows of the grid)
     grid = plan_grid(args.tile, args.overlap, args.block)
-    pre = Preprocessing.from_meta(meta)
+    pre = meta.require_preprocessing()
     reader = SceneReader(scene, pre)
     tiles = []
     per_row = max((reader.width - args.tile) // grid.stride + 1, 1)

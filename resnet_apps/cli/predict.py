@@ -109,8 +109,9 @@ def _predict(args: argparse.Namespace) -> int:
     if args.device != "cpu" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device here; use --device cpu")
     model, meta = load_run(args.run_dir, which=args.which, map_location=args.device)
-    task = meta.get("task", "classification")
-    image_size = (meta.get("preprocessing") or {}).get("image_size")
+    task = meta.task
+    size = meta.require_preprocessing().image_size
+    image_size = size if isinstance(size, int) or size is None else max(size)
     out = Path(args.out)
     scenes = [Path(p) for p in args.inputs if _is_scene(Path(p), task, image_size)]
     images = [p for p in args.inputs if Path(p) not in scenes]

@@ -10,8 +10,9 @@ from typing import Any
 
 from resnet_apps.data.cache import ArrayCache, default_cache_dir
 from resnet_apps.data.config import SourceConfig, as_source_config
-from resnet_apps.data.loading import Preprocessing, load_arrays
+from resnet_apps.data.loading import load_arrays
 from resnet_apps.data.masks import MaskDecoder
+from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.data.records import NIH_CHESTXRAY14_LABELS, Record, build_records, hash_id
 from resnet_apps.data.splits import (
     check_leakage,

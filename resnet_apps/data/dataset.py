@@ -29,8 +29,9 @@ from torch.utils.data import Dataset
 from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.data.cache import ArrayCache
 from resnet_apps.data.config import as_source_config
-from resnet_apps.data.loading import Preprocessing, load_arrays
+from resnet_apps.data.loading import load_arrays
 from resnet_apps.data.masks import MaskDecoder
+from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.data.records import Record, hash_id
 from resnet_apps.errors import DatasetError, ImageReadError, ResnetAppsError
 

@@ -1,54 +1,24 @@
 """Pixels of one record: read (``resnet_apps.io``), scale, mark invalid pixels, resize, decode the mask.
 
 This is the pre-augmentation, pre-normalisation half of a sample: exactly what :mod:`cache` stores.
+:class:`~resnet_apps.data.preprocessing.Preprocessing` says how.
 No torch here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.data.masks import MaskDecoder
+from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.data.records import Record
 from resnet_apps.errors import BandError, DatasetError, MaskMismatchError, NoValidPixelsError
 
 _DICOM_SUFFIXES = (".dcm", ".dicom")
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How stored pixels become model input; saved with a checkpoint (ARCHITECTURE.md section 2).
-
-    Attributes:
-        bands: band names or 0-based indices to read (None: all the file has).
-        scale: raw -> physical factor applied to non-DICOM pixels (EuroSAT DN -> reflectance: 1e-4;
-            8-bit: 1/255). DICOM is read as display values in [0, 1] by ``read_dicom`` and is not scaled.
-        mean, std: per output band, applied after augmentation: ``(x - mean) / std``.
-        image_size: side (or (H, W)) to resize to before caching; None keeps the file's size.
-        dicom_window: passed to ``read_dicom`` (None: header window; "percentile"; (center, width)).
-        grayscale: average RGB into one band (chest films stored as R=G=B JPEG).
-    """
-
-    bands: tuple[str | int, ...] | None = None
-    scale: float = 1.0
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    image_size: int | tuple[int, int] | None = None
-    dicom_window: Any = None
-    grayscale: bool = False
-
-    def cache_params(self) -> dict[str, Any]:
-        """Everything that shapes the cached (pre-normalisation) arrays."""
-        params = asdict(self)
-        params.pop("mean")
-        params.pop("std")
-        return params
 
 
 def size_hw(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:

@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from resnet_apps.errors import CheckpointError
+from resnet_apps.models.meta import FORMAT_VERSION, CheckpointMeta
 
-FORMAT_VERSION = 1
+__all__ = ["FORMAT_VERSION", "CheckpointMeta", "find_checkpoint", "load_run", "save_checkpoint"]
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -75,6 +76,11 @@ def save_checkpoint(path_stem: str | os.PathLike[str], model: nn.Module, meta: M
     ``meta`` follows docs/ARCHITECTURE.md section 2; ``task`` and ``model`` default to the model's own
     ``task`` / ``model_config`` (set by ``build_model``), ``format_version`` to 1. The JSON is written last,
     so a ``.json`` always has its tensors.
+
+    Raises:
+        TypeError: a value that is not JSON data.
+        CheckpointError: metadata that :class:`CheckpointMeta` (hence ``load_run``) would refuse, e.g. a class
+            list whose length differs from the model's outputs; nothing is written then.
     """
     stem = _stem(path_stem)
     meta = dict(meta)
@@ -86,7 +92,10 @@ def save_checkpoint(path_stem: str | os.PathLike[str], model: nn.Module, meta: M
     backbone = getattr(model, "backbone", None)
     meta.setdefault("weights_source", str(getattr(backbone, "weights_source", "none")))
     meta.setdefault("imagenet_weights_used", bool(getattr(backbone, "imagenet_weights_used", False)))
-    json.dumps(meta, default=_json_default)  # fail on a non-JSON value before anything is replaced on disk
+    # fail on a non-JSON value or metadata that load_run would refuse before anything is replaced on disk
+    CheckpointMeta.from_dict(
+        json.loads(json.dumps(meta, default=_json_default)), source=f"{stem}.json (being written)"
+    )
     _write_tensors(stem.with_suffix(".safetensors"), model.state_dict())
     _write_json(stem.with_suffix(".json"), meta)
 
@@ -106,7 +115,7 @@ def find_checkpoint(run_dir_or_stem: str | os.PathLike[str], which: str = "best"
 
 def load_run(
     run_dir_or_stem: str | os.PathLike[str], which: str = "best", map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild a trained model from its checkpoint (no network: the backbone is built with weights="none").
 
     Args:
@@ -115,39 +124,40 @@ def load_run(
         map_location: device for the tensors.
 
     Returns:
-        (model in eval mode, meta dict).
+        (model in eval mode, its checked metadata; also a read-only mapping over the stored JSON).
 
     Raises:
-        CheckpointError: missing files, unknown format version, tensors that do not fit the model.
+        CheckpointError: missing files, unreadable or invalid metadata (:class:`CheckpointMeta`), an empty,
+            truncated or corrupt ``.safetensors``, tensors that do not fit the model; each names the file.
     """
     from safetensors.torch import load_file
 
     from resnet_apps.models.heads import build_model
 
     stem = find_checkpoint(run_dir_or_stem, which)
-    meta = json.loads(stem.with_suffix(".json").read_text())
-    if meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-        raise CheckpointError(f"{stem}.json has format_version {meta['format_version']}; upgrade resnet_apps")
-    config = meta.get("model")
-    if not isinstance(config, Mapping) or "backbone" not in config or "task" not in meta:
+    meta = CheckpointMeta.read(stem.with_suffix(".json"))
+    if not meta.model.backbone:
         raise CheckpointError(
-            f"{stem}.json lacks 'task' or 'model.backbone'; it was not written by save_checkpoint"
+            f"{meta.source} lacks 'model.backbone' (the timm name the weights belong to); it was not written by "
+            "save_checkpoint: add it, or re-save the checkpoint"
         )
-    keys = ("in_chans", "num_classes", "multilabel", "dropout", "pooling", "fpn_channels")
-    model = build_model(
-        meta["task"],
-        backbone=config["backbone"],
-        weights="none",
-        **{k: config[k] for k in keys if k in config},
-    )
-    state = load_file(str(stem.with_suffix(".safetensors")), device=str(map_location))
+    model = build_model(meta.task, backbone=meta.model.backbone, weights="none", **meta.model.build_kwargs())
+    tensors = stem.with_suffix(".safetensors")
+    try:
+        state = load_file(str(tensors), device=str(map_location))
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own, OSError or ValueError by case
+        size = tensors.stat().st_size if tensors.is_file() else 0
+        raise CheckpointError(
+            f"{tensors}: not a readable safetensors file ({size} bytes; {type(error).__name__}: {error}); "
+            "it is empty, truncated or corrupt: restore it from the run, or retrain"
+        ) from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise CheckpointError(
-            f"{stem}.safetensors does not fit the model described in {stem}.json: {error}"
+            f"{tensors} does not fit the model described in {meta.source}: {error}"
         ) from error
     backbone: Any = model.backbone
-    backbone.weights_source = meta.get("weights_source", str(stem))
-    backbone.imagenet_weights_used = bool(meta.get("imagenet_weights_used", False))
+    backbone.weights_source = meta.raw.get("weights_source", str(stem))
+    backbone.imagenet_weights_used = meta.imagenet_weights_used
     return model.to(map_location).eval(), meta

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from resnet_apps.models.meta import CheckpointMeta
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -15,35 +17,72 @@ class Decision:
 
     Attributes:
         classes: class names (for one binary logit: [negative, positive]).
-        threshold: operating threshold on the positive probability (binary) or each class (multi-label).
+        thresholds: operating thresholds: one per class (multi-label, applied to each class's sigmoid), else
+            one, on the positive probability (binary; unused by multi-class argmax).
         positive_index: index of the positive class among ``classes`` (binary only).
         multilabel: K independent sigmoid outputs.
         num_outputs: K, the model's output width.
     """
 
     classes: tuple[str, ...]
-    threshold: float
+    thresholds: tuple[float, ...]
     positive_index: int
     multilabel: bool
     num_outputs: int
 
     @classmethod
-    def from_meta(cls, meta: Mapping[str, Any]) -> Decision:
-        model = meta.get("model", {})
-        num_outputs = int(model.get("num_classes", len(meta.get("classes") or []) or 2))
-        classes = tuple(str(c) for c in (meta.get("classes") or []))
-        if not classes:
-            classes = tuple(f"class{k}" for k in range(max(num_outputs, 2)))
-        positive = meta.get("positive_class")
-        positive_index = classes.index(positive) if positive in classes else len(classes) - 1
-        threshold = meta.get("operating_threshold")
-        return cls(
-            classes,
-            0.5 if threshold is None else float(threshold),
-            positive_index,
-            bool(model.get("multilabel", False)),
-            num_outputs,
+    def build(
+        cls,
+        classes: Sequence[str],
+        threshold: float | Sequence[float] | None = None,
+        positive_class: str | None = None,
+        num_outputs: int | None = None,
+        multilabel: bool = False,
+    ) -> Decision:
+        """A decision rule from its parts.
+
+        Args:
+            classes: class names (one binary logit: [negative, positive]).
+            threshold: None (0.5), one number, or one per class (multi-label).
+            positive_class: the binary positive class (default: the last class).
+            num_outputs: K (default: one per class).
+            multilabel: K independent sigmoid outputs.
+
+        Raises:
+            ValueError: a per-class threshold list whose length is not the number of classes, or a list
+                for a model that is not multi-label.
+        """
+        names = tuple(classes)
+        k = len(names) if num_outputs is None else num_outputs
+        if threshold is None or isinstance(threshold, int | float):
+            value = 0.5 if threshold is None else float(threshold)
+            thresholds = (value,) * len(names) if multilabel else (value,)
+        else:
+            thresholds = tuple(float(t) for t in threshold)
+            if not multilabel or len(thresholds) != len(names):
+                raise ValueError(
+                    f"{len(thresholds)} thresholds for classes {list(names)} "
+                    f"({'multi-label' if multilabel else 'not multi-label'}): give one per class, multi-label only"
+                )
+        positive_index = names.index(positive_class) if positive_class in names else len(names) - 1
+        return cls(names, thresholds, positive_index, multilabel, k)
+
+    @classmethod
+    def from_meta(cls, meta: CheckpointMeta | Mapping[str, Any]) -> Decision:
+        """The rule a checkpoint's metadata records (plain dicts are checked by :class:`CheckpointMeta`)."""
+        checked = CheckpointMeta.coerce(meta)
+        return cls.build(
+            checked.classes,
+            checked.thresholds() if checked.model.multilabel else checked.operating_threshold,
+            checked.positive_class,
+            checked.model.num_classes,
+            checked.model.multilabel,
         )
+
+    @property
+    def threshold(self) -> float:
+        """The binary operating threshold (multi-label models have one per class: :attr:`thresholds`)."""
+        return self.thresholds[0]
 
     @property
     def binary(self) -> bool:
@@ -69,7 +108,9 @@ class Decision:
         """[B, K] probabilities -> one label per row (multi-label: names joined by "|", "" for none)."""
         if self.multilabel:
             return [
-                "|".join(c for c, p in zip(self.classes, row.tolist(), strict=True) if p >= self.threshold)
+                "|".join(
+                    c for c, p, t in zip(self.classes, row.tolist(), self.thresholds, strict=True) if p >= t
+                )
                 for row in prob
             ]
         if self.binary:

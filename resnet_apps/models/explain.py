@@ -132,7 +132,7 @@ def save_gradcam_gallery(
     out_dir: str | Path,
     n: int = 8,
     *,
-    threshold: float = 0.5,
+    threshold: float | Sequence[float] | None = 0.5,
     positive_class: str | None = None,
     rgb: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
@@ -148,7 +148,8 @@ def save_gradcam_gallery(
         out_dir: folder for ``0001.png`` ... (created); entries name images as ``<out_dir name>/0001.png``,
             i.e. relative to the run directory when ``out_dir`` is ``RUN_DIR/gallery``.
         n: number of images.
-        threshold: operating threshold (binary: on the positive class probability).
+        threshold: operating threshold: binary, on the positive class probability; multi-label (a model
+            whose ``multilabel`` attribute is true), one number or one per class. None: 0.5.
         positive_class: the positive class of a binary model (default: the last class).
         rgb: channels shown as RGB (default: the first three).
 
@@ -158,15 +159,14 @@ def save_gradcam_gallery(
     """
     out_dir = Path(out_dir)
     num_outputs = 1 if len(classes) == 2 and _num_outputs(model) == 1 else len(classes)
-    decision = Decision.from_meta(
-        {
-            "classes": list(classes),
-            "operating_threshold": threshold,
-            "positive_class": positive_class,
-            "model": {"num_classes": num_outputs},
-        }
+    decision = Decision.build(
+        classes,
+        threshold,
+        positive_class,
+        num_outputs,
+        multilabel=bool(getattr(model, "multilabel", False)),  # set by heads.ClassificationModel
     )
-    candidates = []
+    candidates: list[tuple[Mapping[str, Any], int, dict[str, Any]]] = []
     model.eval()
     for k, sample in enumerate(samples):
         if k >= 4 * n:
@@ -185,7 +185,7 @@ def save_gradcam_gallery(
         )
     wrong = [c for c in candidates if not c[2]["correct"]]
     right = [c for c in candidates if c[2]["correct"]]
-    chosen = []
+    chosen: list[tuple[Mapping[str, Any], int, dict[str, Any]]] = []
     while len(chosen) < n and (wrong or right):
         for group in (wrong, right):
             if group and len(chosen) < n:

@@ -16,21 +16,22 @@ import json
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
 from resnet_apps.errors import ExportError
+from resnet_apps.models.meta import CheckpointMeta
 
-FORMATS = ("onnx", "torchscript")
+ExportFormat = Literal["onnx", "torchscript"]
+FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
-def sample_inputs(meta: Mapping[str, Any], size: int, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    """Normalised-looking sample inputs [batch, C, size, size] (standard normal, seeded)."""
-    in_chans = int(meta.get("model", {}).get("in_chans", 3))
+def sample_inputs(in_chans: int, size: int, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """Normalised-looking sample inputs [batch, in_chans, size, size] (standard normal, seeded)."""
     return torch.randn(batch, in_chans, size, size, generator=torch.Generator().manual_seed(seed))
 
 
@@ -104,7 +105,7 @@ def parity(
 
 def export_model(
     model: nn.Module,
-    meta: Mapping[str, Any],
+    meta: CheckpointMeta | Mapping[str, Any],
     out: str | Path,
     fmt: str = "onnx",
     size: int | None = None,
@@ -115,7 +116,7 @@ def export_model(
 
     Args:
         model: from ``load_run``.
-        meta: its checkpoint metadata.
+        meta: its checkpoint metadata (a plain dict is checked by :class:`CheckpointMeta`).
         out: the model file (``.onnx`` or ``.pt``).
         fmt: ``onnx`` or ``torchscript``.
         size: spatial input size; default the checkpoint's ``image_size`` (classification) or 256
@@ -128,17 +129,21 @@ def export_model(
 
     Raises:
         ExportError: outputs differ beyond tolerance.
+        CheckpointError: invalid metadata.
     """
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r} is not supported; use one of {FORMATS}")
+    checked = CheckpointMeta.coerce(meta)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pre = dict(meta.get("preprocessing") or {})
-    task = meta.get("task", "classification")
+    pre = checked.require_preprocessing()
+    task = checked.task
+    in_chans = checked.model.in_chans
     if size is None:
-        size = int(pre.get("image_size") or 64) if task == "classification" else 256
+        chip = pre.image_size if isinstance(pre.image_size, int) else None
+        size = (chip or 64) if task == "classification" else 256
     model = model.cpu().eval()
-    example = sample_inputs(meta, size, batch=1, seed=0)
+    example = sample_inputs(in_chans, size, batch=1, seed=0)
     try:
         if fmt == "onnx":
             _export_onnx(model, example, out, opset)
@@ -147,7 +152,11 @@ def export_model(
     except Exception as error:  # noqa: BLE001 - exporter failures come in many types; name the file
         raise ExportError(f"{out}: {fmt} export failed ({type(error).__name__}: {error})") from error
     check = parity(
-        model, out, fmt, [sample_inputs(meta, size, batch=b, seed=s) for b, s in ((1, 1), (3, 2))], atol=atol
+        model,
+        out,
+        fmt,
+        [sample_inputs(in_chans, size, batch=b, seed=s) for b, s in ((1, 1), (3, 2))],
+        atol=atol,
     )
     info = {
         "format": fmt,
@@ -155,7 +164,7 @@ def export_model(
         "opset": opset if fmt == "onnx" else None,
         "input": {
             "name": "image",
-            "shape": ["batch", int(meta.get("model", {}).get("in_chans", 3)), size, size],
+            "shape": ["batch", in_chans, size, size],
             "dtype": "float32",
             "layout": "NCHW",
             "normalised": True,
@@ -166,14 +175,17 @@ def export_model(
             "shape": ["batch", "K"] if task == "classification" else ["batch", "K", size, size],
         },
         "task": task,
-        "classes": meta.get("classes"),
-        "positive_class": meta.get("positive_class"),
-        "operating_threshold": meta.get("operating_threshold"),
-        "multilabel": meta.get("model", {}).get("multilabel"),
-        "preprocessing": pre,
+        "classes": list(checked.classes),
+        "positive_class": checked.positive_class,
+        # multi-label: one threshold per class, in ``classes`` order, on each class's sigmoid
+        "operating_threshold": (
+            list(checked.thresholds()) if checked.model.multilabel else checked.operating_threshold
+        ),
+        "multilabel": checked.model.multilabel,
+        "preprocessing": pre.to_dict(),
         "how_to_prepare_input": "x = (raw * scale - mean) / std per band in 'bands' order; nodata pixels -> 0",
-        "model": meta.get("model"),
-        "versions": meta.get("versions"),
+        "model": checked.raw.get("model"),
+        "versions": checked.raw.get("versions"),
         "parity": check,
     }
     out.with_name(out.name + ".json").write_text(json.dumps(info, indent=2, default=str) + "\n")

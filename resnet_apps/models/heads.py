@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
+from resnet_apps.constants import POOLINGS, TASKS, Pooling, Task
 from resnet_apps.models.backbones import create_backbone
 
-TASKS = ("classification", "segmentation")
-POOLINGS = ("avg", "max", "avgmax", "catavgmax")
+__all__ = ["POOLINGS", "TASKS", "ClassificationModel", "FPNDecoder", "SegmentationModel", "build_model"]
 
 
 class ClassificationModel(nn.Module):
@@ -38,7 +38,7 @@ class ClassificationModel(nn.Module):
         num_classes: int,
         multilabel: bool = False,
         dropout: float = 0.0,
-        pooling: str = "avg",
+        pooling: Pooling = "avg",
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -166,14 +166,14 @@ class SegmentationModel(nn.Module):
 
 
 def build_model(
-    task: str,
+    task: Task,
     backbone: str | nn.Module = "resnet50",
     in_chans: int = 3,
     num_classes: int = 2,
     weights: str | os.PathLike[str] = "none",
     multilabel: bool = False,
     dropout: float = 0.0,
-    pooling: str = "avg",
+    pooling: Pooling = "avg",
     fpn_channels: int = 256,
     conv1_init: str = "timm",
     rgb_bands: Sequence[int] | None = None,

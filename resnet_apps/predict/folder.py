@@ -13,19 +13,21 @@ ids already in either file and skips them, so an interrupted run continues where
 from __future__ import annotations
 
 import csv
+import dataclasses
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from resnet_apps.data.records import hash_id
+from resnet_apps.data.loading import load_arrays
+from resnet_apps.data.records import Record, hash_id
 from resnet_apps.errors import ImageReadError, RunDirError
 from resnet_apps.models.decision import Decision, format_probabilities
-from resnet_apps.predict.preprocess import Preprocessing
+from resnet_apps.models.meta import CheckpointMeta
 
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 PREDICTIONS_CSV = "predictions.csv"
@@ -81,7 +83,7 @@ def _done_ids(path: Path) -> set[str]:
         return {row["image_id"] for row in csv.DictReader(handle) if row.get("image_id")}
 
 
-def _open_csv(path: Path, columns: list[str]) -> tuple[Any, csv.writer]:
+def _open_csv(path: Path, columns: list[str]) -> tuple[IO[str], Any]:
     """Append to ``path`` (header only when new); an existing file with other columns is refused."""
     exists = path.is_file() and path.stat().st_size > 0
     if exists:
@@ -103,38 +105,20 @@ def _open_csv(path: Path, columns: list[str]) -> tuple[Any, csv.writer]:
 class ImageLoader:
     """Reads one file into a normalised tensor [C, S, S] the way the training data layer does."""
 
-    def __init__(self, meta: Mapping[str, Any]) -> None:
-        from resnet_apps.data.loading import Preprocessing as DataPreprocessing
-
-        self.pre = Preprocessing.from_meta(meta)
-        raw = meta["preprocessing"]
-        self.data_pre = DataPreprocessing(
-            bands=None if raw.get("bands") is None else tuple(raw["bands"]),
-            scale=self.pre.scale,
-            image_size=self.pre.image_size,
-            dicom_window=self.pre.dicom_window,
-            grayscale=self.pre.grayscale,
-        )
+    def __init__(self, meta: CheckpointMeta | Mapping[str, Any]) -> None:
+        self.pre = CheckpointMeta.coerce(meta).require_preprocessing()
+        # bands such as ["gray"] recorded for DICOM do not exist in PNG/JPEG: those are read whole, then matched
+        self.all_bands = dataclasses.replace(self.pre, bands=None)
 
     def __call__(self, path: Path) -> torch.Tensor:
-        from resnet_apps.data.loading import load_arrays
-        from resnet_apps.data.records import Record
-
         try:
-            arrays = load_arrays(Record(path=path.name), path.parent, self.data_pre, None)
+            arrays = load_arrays(Record(path=path.name), path.parent, self.pre, None)
         except ImageReadError:
-            if self.data_pre.bands is None:
+            if self.pre.bands is None:
                 raise
-            # bands such as ["gray"] recorded for DICOM do not exist in PNG/JPEG: read all, then match
-            arrays = load_arrays(Record(path=path.name), path.parent, _replace_bands(self.data_pre), None)
+            arrays = load_arrays(Record(path=path.name), path.parent, self.all_bands, None)
         image = self.pre.match_channels(arrays["image"], path).astype(np.float32, copy=True)
         return torch.from_numpy(self.pre.standardise(image, arrays["valid"]))
-
-
-def _replace_bands(pre: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(pre, bands=None)
 
 
 def _batches(items: list[tuple[Path, str]], size: int) -> Iterator[list[tuple[Path, str]]]:
@@ -144,7 +128,7 @@ def _batches(items: list[tuple[Path, str]], size: int) -> Iterator[list[tuple[Pa
 
 def predict_folder(
     model: nn.Module,
-    meta: Mapping[str, Any],
+    meta: CheckpointMeta | Mapping[str, Any],
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     *,
@@ -157,7 +141,8 @@ def predict_folder(
 
     Args:
         model: classification model from ``load_run`` ([B, C, S, S] -> [B, K] logits).
-        meta: its checkpoint metadata (classes, preprocessing, operating_threshold, positive_class).
+        meta: its checkpoint metadata (classes, preprocessing, operating_threshold, positive_class);
+            a plain dict is checked by :class:`CheckpointMeta`.
         inputs: folders (searched recursively) and/or files: DICOM, PNG, JPEG, TIFF.
         out_dir: output folder; an existing one is resumed.
         batch_size: images per forward pass.
@@ -172,8 +157,9 @@ def predict_folder(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    decision = Decision.from_meta(meta)
-    loader = ImageLoader(meta)
+    checked = CheckpointMeta.coerce(meta)
+    decision = Decision.from_meta(checked)
+    loader = ImageLoader(checked)
     columns = ["image_id", "path"] + [f"p_{c}" for c in decision.columns()] + ["pred"]
     csv_path, err_path = out_dir / PREDICTIONS_CSV, out_dir / ERRORS_CSV
     done = _done_ids(csv_path) | _done_ids(err_path)

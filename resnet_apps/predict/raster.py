@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.io import GeoMeta, read_geotiff
-from resnet_apps.predict.preprocess import Preprocessing
 
 
 def class_dtype(num_classes: int) -> tuple[str, int]:

@@ -27,9 +27,9 @@ from torch import nn
 
 from resnet_apps.io import GeoTiffWriter, open_geotiff_writer
 from resnet_apps.models.decision import Decision
-from resnet_apps.predict.preprocess import Preprocessing
+from resnet_apps.models.meta import CheckpointMeta
 from resnet_apps.predict.raster import SceneReader, class_dtype
-from resnet_apps.predict.tiling import count_tiles, iter_blocks, plan_grid, predict_window
+from resnet_apps.predict.tiling import BlendMode, count_tiles, iter_blocks, plan_grid, predict_window
 
 PROBABILITY_FORMATS = (None, "float32", "uint8")
 GDAL_CACHE_MB = 128
@@ -47,6 +47,13 @@ def probabilities_to_classes(prob: np.ndarray, decision: Decision) -> np.ndarray
         positive = prob[decision.positive_index] >= decision.threshold
         return np.where(positive, decision.positive_index, 1 - decision.positive_index)
     return prob.argmax(axis=0)
+
+
+def _chip_side(image_size: int | tuple[int, int] | None) -> int:
+    """The training chip side of a classification checkpoint (64 when unrecorded; the longer side of H, W)."""
+    if image_size is None:
+        return 64
+    return image_size if isinstance(image_size, int) else max(image_size)
 
 
 def _timed_predictor(
@@ -98,7 +105,7 @@ def _empty_output(
 
 def predict_scene(
     model: nn.Module,
-    meta: Mapping[str, Any],
+    meta: CheckpointMeta | Mapping[str, Any],
     src: str | Path,
     out_dir: str | Path,
     *,
@@ -106,7 +113,7 @@ def predict_scene(
     overlap: float = 0.25,
     block: int = 1536,
     batch_size: int = 8,
-    blend: str = "gaussian",
+    blend: BlendMode = "gaussian",
     probabilities: str | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -117,7 +124,8 @@ def predict_scene(
     Args:
         model: a model from ``load_run`` (segmentation: [B, C, H, W] -> [B, K, H, W] logits;
             classification: [B, C, h, w] -> [B, K] logits).
-        meta: the checkpoint metadata (task, model, classes, preprocessing, operating_threshold).
+        meta: the checkpoint metadata (task, model, classes, preprocessing, operating_threshold); a plain
+            dict is checked by :class:`CheckpointMeta`.
         src: the scene.
         out_dir: folder for the outputs (created).
         tile: tile side; default 256 for segmentation, the training ``image_size`` for classification.
@@ -141,12 +149,13 @@ def predict_scene(
         raise ValueError(f"probabilities must be one of {PROBABILITY_FORMATS}, got {probabilities!r}")
     src, out_dir = Path(src), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pre = Preprocessing.from_meta(meta, source=str(src))
-    task = meta.get("task", "segmentation")
+    checked = CheckpointMeta.coerce(meta)
+    pre = checked.require_preprocessing()
+    task = checked.task
     device = torch.device(device)
     model = model.to(device).eval()
     clock = [0.0]
-    decision = Decision.from_meta(meta)
+    decision = Decision.from_meta(checked)
     predictor = _timed_predictor(model, decision.probabilities, device, clock)
     start = time.perf_counter()
     deadline = None if max_seconds is None else start + max_seconds
@@ -173,7 +182,7 @@ def predict_scene(
                 reader,
                 predictor,
                 out_dir,
-                tile or pre.image_size or 64,
+                tile or _chip_side(pre.image_size),
                 overlap,
                 block,
                 batch_size,
@@ -269,7 +278,7 @@ def _segment(
     overlap: float,
     block: int,
     batch_size: int,
-    blend: str,
+    blend: BlendMode,
     probabilities: str | None,
     decision: Decision,
     progress: bool,

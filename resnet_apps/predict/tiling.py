@@ -28,10 +28,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 
-BLEND_MODES = ("gaussian", "constant")
+# how overlapping tiles are weighted: MONAI sliding_window_inference's ``mode`` (BlendMode values)
+BlendMode = Literal["gaussian", "constant"]
+BLEND_MODES: tuple[BlendMode, ...] = get_args(BlendMode)
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def predict_window(
     predictor: Callable[[torch.Tensor], torch.Tensor],
     grid: TileGrid,
     batch_size: int = 8,
-    blend: str = "gaussian",
+    blend: BlendMode = "gaussian",
 ) -> torch.Tensor:
     """Blend tile predictions over one read window with MONAI's ``sliding_window_inference``.
 

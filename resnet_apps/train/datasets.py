@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.data.dataset import RecordDataset
-from resnet_apps.data.loading import Preprocessing
+from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.data.records import Record, build_records
 from resnet_apps.errors import DatasetError
 from resnet_apps.recipe import Recipe

@@ -40,14 +40,15 @@ def evaluate_run(
         raise RunDirError(f"{run_dir}: not a resnet_apps run directory (no recipe.yaml)")
     recipe = load_recipe(run_dir / "recipe.yaml")
     model, meta = load_run(run_dir, "best")
-    pre = meta["preprocessing"]
+    pre = meta.require_preprocessing()
+    classes = list(meta.classes)
     if data is not None:
         # new data laid out like the recipe's: every record is evaluated (split columns ignored)
         recipe = dataclasses.replace(
             recipe, data=dataclasses.replace(recipe.data, root=str(Path(data).resolve()))
         )
-        records, _ = build_records(recipe.data.source, recipe.data.root, meta["classes"])
-        split_data = SplitData([], [], records, list(meta["classes"]))
+        records, _ = build_records(recipe.data.source, recipe.data.root, classes)
+        split_data = SplitData([], [], records, classes)
         split_data.info = split_info({"train": [], "val": [], "test": records}, split_data.classes, recipe)
         name = f"data-{Path(data).name}"
     else:
@@ -63,20 +64,17 @@ def evaluate_run(
     records = getattr(split_data, "test" if data is not None else split)
     if not records:
         raise RunDirError(f"{run_dir}: the {split} split is empty; choose another --split")
-    mode = (
-        "segmentation"
-        if meta["task"] == "segmentation"
-        else (
-            "multilabel"
-            if meta["model"].get("multilabel")
-            else ("binary" if meta["model"]["num_classes"] == 1 else "multiclass")
+    mode = meta.mode
+    if pre.mean is None or pre.std is None:
+        raise RunDirError(
+            f"{meta.source}: preprocessing.mean / std are null; evaluate needs the run's band statistics "
+            "(retrain, or restore the checkpoint JSON)"
         )
-    )
-    norm = (pre["mean"], pre["std"])
+    norm = (list(pre.mean), list(pre.std))
     info = {
-        **meta["model"],
-        "weights_source": meta.get("weights_source", ""),
-        "imagenet_weights_used": meta.get("imagenet_weights_used", False),
+        **meta.raw["model"],
+        "weights_source": meta.weights_source,
+        "imagenet_weights_used": meta.imagenet_weights_used,
     }
     history = (
         json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").is_file() else []
@@ -88,18 +86,19 @@ def evaluate_run(
         1,
         split_data,
         mode,
-        pre["bands"],
+        [str(b) for b in pre.bands or ()],
         norm,
         "checkpoint",
         model,
         info,
-        loop={"history": history, "best_epoch": meta.get("epoch")},
+        loop={"history": history, "best_epoch": meta.epoch},
     )
     run.run_dir.mkdir(parents=True, exist_ok=False)
     k = len(split_data.classes)
     dataset = recipe_dataset(records, recipe, norm, split_data.classes, train=False)
     outputs = predict(model, eval_loader(dataset, run), mode, k, run.device)
-    threshold = meta.get("operating_threshold")
+    # multi-label: one threshold per class (chosen on the run's validation split), as predict applies them
+    threshold = list(meta.thresholds()) if meta.model.multilabel else meta.operating_threshold
     block = {
         "split": name,
         **evaluate_block(

@@ -189,7 +189,7 @@ def _gallery(
             run.split.classes,
             run.run_dir / "gallery",
             n=n,
-            threshold=threshold if isinstance(threshold, float) else 0.5,
+            threshold=threshold,  # binary: one number; multi-label: one per class; None: 0.5
             positive_class=run.split.classes[-1] if run.mode == "binary" else None,
             rgb=rgb,
         )

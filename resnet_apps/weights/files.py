@@ -80,8 +80,9 @@ def _unwrap(loaded: object, path: Path) -> Mapping[str, object]:
             f"{path} holds a {type(loaded).__name__}, not a state dict; save model.state_dict() instead"
         )
     for key in _WRAPPER_KEYS:
-        if isinstance(loaded.get(key), Mapping):
-            return loaded[key]  # type: ignore[return-value]
+        inner = loaded.get(key)
+        if isinstance(inner, Mapping):
+            return inner
     return loaded
 
 
