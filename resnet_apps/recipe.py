@@ -26,20 +26,34 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 
+from resnet_apps.constants import Pooling, Task
 from resnet_apps.errors import RecipeError
 
 # --- the vocabulary -------------------------------------------------------------------------------
 
 
+SourceKind = Literal["folder", "csv", "multilabel_csv", "pairs"]
+MaskEncoding = Literal["index", "rgb", "palette"]
+
+
 @dataclass(frozen=True)
 class SourceConfig:
-    """How records are found under ``data.root`` (ARCHITECTURE.md 5a; data/sources.py consumes it)."""
+    """How records are found under ``data.root`` (ARCHITECTURE.md 5a): the one definition of ``data.source``.
 
-    kind: str = "folder"  # folder | csv | multilabel_csv | pairs
+    A recipe file becomes this dataclass; ``data.config.as_source_config`` builds it from a plain dict too
+    (the data layer's tests and callers), so the field list exists only here.
+
+    Attributes beyond section 5a (optional, default off):
+        group_index: a second CSV (relative to root) that holds the group column, joined on the image's
+            file name, e.g. the COVID lung set's ``metadata.csv`` (``filename`` -> ``patientid``).
+        group_index_key: the file-name column of ``group_index``.
+    """
+
+    kind: SourceKind = "folder"
     index: str | None = None  # CSV relative to root
     path_column: str = "filename"
     label_column: str = "label"
@@ -53,14 +67,12 @@ class SourceConfig:
     mask_column: str | None = None
     band_files: dict[str, str] | None = None
     id_pattern: str | None = None
-    mask_encoding: str = "index"  # index | rgb | palette
-    class_colors: dict[str, str] | None = None
-    ignore_colors: list[str] = field(default_factory=list)
+    mask_encoding: MaskEncoding = "index"
+    class_colors: dict[str, str] | str | None = None  # inline {class: colour}, or a CSV path under root
+    ignore_colors: tuple[str, ...] = ()
     mask_values: dict[int, int] | None = None
-    group_index: str | None = (
-        None  # optional CSV (relative to root) holding group_column, joined on file name
-    )
-    group_index_key: str = "filename"  # the file-name column of group_index
+    group_index: str | None = None
+    group_index_key: str = "filename"
 
 
 @dataclass(frozen=True)
@@ -110,7 +122,7 @@ class ModelConfig:
     conv1_init: str = "timm"  # timm | rgb_bands
     multilabel: bool = False
     dropout: float = 0.0
-    pooling: str = "avg"
+    pooling: Pooling = "avg"
     fpn_channels: int = 256
 
 
@@ -171,7 +183,7 @@ class Recipe:
     """A whole recipe. ``to_dict()`` gives the resolved plain-data form saved with every run."""
 
     name: str
-    task: str  # classification | segmentation
+    task: Task
     description: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -194,9 +206,6 @@ class Recipe:
 
 # allowed values of the string choices: field path -> allowed set (a literal table, checked after typing)
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "task": ("classification", "segmentation"),
-    "data.source.kind": ("folder", "csv", "multilabel_csv", "pairs"),
-    "data.source.mask_encoding": ("index", "rgb", "palette"),
     "data.normalize": ("card", "imagenet", "none"),
     "data.split.method": ("stratified", "group", "column", "spatial", "random"),
     "data.split.on_leak": ("fail", "drop_train"),
@@ -204,7 +213,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.on_error": ("fail", "skip"),
     "model.on_missing_weights": ("fail", "scratch"),
     "model.conv1_init": ("timm", "rgb_bands"),
-    "model.pooling": ("avg", "max", "avgmax"),
     "train.optimizer": ("adamw", "sgd"),
     "train.sampler": ("none", "weighted"),
     "train.precision": ("fp32", "bf16", "fp16"),
@@ -329,7 +337,7 @@ def _build(cls: type, raw: Any, where: str, origin: str) -> Any:
                 raise RecipeError(f"{origin}: missing required key {dotted!r}")
             continue
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             values[name] = _build(tp, raw[name] if raw[name] is not None else {}, dotted, origin)
         else:
             values[name] = _coerce(raw[name], tp, dotted, origin)
@@ -340,6 +348,10 @@ def _coerce(value: Any, tp: Any, where: str, origin: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
     origin_tp = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin_tp is Literal:
+        if value in args and not isinstance(value, bool):
+            return value
+        raise RecipeError(_not_allowed(origin, where, value, args))
     if origin_tp in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -353,6 +365,10 @@ def _coerce(value: Any, tp: Any, where: str, origin: str) -> Any:
         if not isinstance(value, list):
             raise RecipeError(f"{origin}: {where} must be a list (YAML [a, b]), got {value!r}")
         return [_coerce(v, args[0], f"{where}[{i}]", origin) for i, v in enumerate(value)] if args else value
+    if origin_tp is tuple:  # tuple[X, ...]: written as a YAML list, stored as a tuple (frozen, hashable)
+        if not isinstance(value, list | tuple):
+            raise RecipeError(f"{origin}: {where} must be a list (YAML [a, b]), got {value!r}")
+        return tuple(_coerce(v, args[0], f"{where}[{i}]", origin) for i, v in enumerate(value))
     if origin_tp is dict:
         if not isinstance(value, dict):
             raise RecipeError(f"{origin}: {where} must be a mapping, got {value!r}")
@@ -380,11 +396,7 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
         for part in dotted.split("."):
             value = value[part]
         if value not in allowed:
-            hint = difflib.get_close_matches(str(value), allowed, n=1)
-            fix = f"did you mean {hint[0]!r}? " if hint else ""
-            raise RecipeError(
-                f"{origin}: {dotted} = {value!r} is not allowed; {fix}choose one of {', '.join(allowed)}"
-            )
+            raise RecipeError(_not_allowed(origin, dotted, value, allowed))
     if not _OPERATING_POINT.match(recipe.eval.operating_point):
         raise RecipeError(
             f"{origin}: eval.operating_point = {recipe.eval.operating_point!r}; "
@@ -417,6 +429,14 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
         raise RecipeError(
             f"{origin}: data.split.method = group needs data.source.group_column or data.source.group_pattern"
         )
+
+
+def _not_allowed(origin: str, dotted: str, value: Any, allowed: tuple[Any, ...]) -> str:
+    """The message for a value outside its choices, with the closest choice suggested."""
+    names = [str(a) for a in allowed]
+    hint = difflib.get_close_matches(str(value), names, n=1)
+    fix = f"did you mean {hint[0]!r}? " if hint else ""
+    return f"{origin}: {dotted} = {value!r} is not allowed; {fix}choose one of {', '.join(names)}"
 
 
 def _expand_env(text: str) -> str:

@@ -162,3 +162,32 @@ def test_band_aware_conv1_needs_three_named_rgb_bands(tmp_path: Path) -> None:
         _write(tmp_path, text), ["data.bands=[B02, B03, B04, B08]", "data.rgb_bands=[B04, B03, B02]"]
     )
     assert ok.data.rgb_bands == ["B04", "B03", "B02"]
+
+
+def test_data_source_has_one_definition_and_literal_choices() -> None:
+    """recipe.SourceConfig is the data layer's too; class_colors may name a CSV; choices come from Literals."""
+    from resnet_apps.data.config import SourceConfig as DataSourceConfig
+    from resnet_apps.data.config import as_source_config
+    from resnet_apps.recipe import SourceConfig, recipe_from_dict
+
+    assert DataSourceConfig is SourceConfig
+    raw = {
+        "name": "masks",
+        "task": "segmentation",
+        "data": {"source": {"kind": "pairs", "class_colors": "classes.csv", "ignore_colors": ["#000000"]}},
+        "model": {"pooling": "catavgmax"},  # every pooling the head supports
+    }
+    recipe = recipe_from_dict(raw)
+    source = recipe.data.source
+    # a CSV path (docs/ARCHITECTURE.md 5a) was refused by the recipe's old dict-only type
+    assert source.class_colors == "classes.csv" and source.ignore_colors == ("#000000",)
+    assert as_source_config(source) is source  # no second conversion
+    assert recipe.to_dict()["data"]["source"]["ignore_colors"] == ["#000000"]  # plain YAML lists on disk
+    assert recipe.model.pooling == "catavgmax"
+    for dotted, value, hint in (
+        ("data.source.kind", "pair", "did you mean 'pairs'"),
+        ("model.pooling", "avgmx", "did you mean 'avgmax'"),
+        ("task", "segmentaton", "did you mean 'segmentation'"),
+    ):
+        with pytest.raises(RecipeError, match=f"{dotted} = '{value}' is not allowed; {hint}"):
+            recipe_from_dict(raw, overrides=[f"{dotted}={value}"])

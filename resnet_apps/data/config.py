@@ -1,66 +1,25 @@
 """The ``data.source`` block as this package reads it (ARCHITECTURE.md section 5a).
 
-``recipe.py`` owns the frozen dataclass that a recipe file becomes; this module accepts that object, any
-other object with the same attribute names, or a plain dict, and turns it into :class:`SourceConfig`.
-Keeping the adapter here means ``data`` does not import ``recipe`` (and tests can pass dicts).
+``recipe.py`` owns :class:`SourceConfig`, the one definition of the block (recipe.py is a torch-free leaf
+below ``data``); this module turns a plain dict (tests, callers without a recipe), a bare kind string or
+any object with those attribute names into it, with the data layer's :class:`DatasetError` for bad keys
+and values.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from resnet_apps.errors import DatasetError
+from resnet_apps.recipe import MaskEncoding, SourceConfig, SourceKind
 
-SOURCE_KINDS = ("folder", "csv", "multilabel_csv", "pairs")
-MASK_ENCODINGS = ("index", "rgb", "palette")
+__all__ = ["MASK_ENCODINGS", "SOURCE_KINDS", "SourceConfig", "as_source_config"]
 
-
-@dataclass(frozen=True)
-class SourceConfig:
-    """Where the files are and how labels, groups and masks are encoded (section 5a).
-
-    Attributes beyond section 5a (optional, default off):
-        group_index: a second CSV (relative to root) that holds the group column, joined on the image's
-            file name, e.g. the COVID lung set's ``metadata.csv`` (``filename`` -> ``patientid``).
-        group_index_key: the file-name column of ``group_index``.
-    """
-
-    kind: str = "folder"
-    index: str | None = None
-    path_column: str = "filename"
-    label_column: str = "label"
-    split_column: str | None = None
-    group_column: str | None = None
-    group_pattern: str | None = None
-    labels_column: str | None = None
-    label_separator: str = "|"
-    no_finding: str = "No Finding"
-    image_dir: str | None = None
-    mask_column: str | None = None
-    band_files: Mapping[str, str] | None = None
-    id_pattern: str | None = None
-    mask_encoding: str = "index"
-    class_colors: Mapping[str, str] | str | None = None
-    ignore_colors: tuple[str, ...] = field(default_factory=tuple)
-    mask_values: Mapping[int, int] | None = None
-    group_index: str | None = None
-    group_index_key: str = "filename"
-
-    def __post_init__(self) -> None:
-        if self.kind not in SOURCE_KINDS:
-            raise DatasetError(
-                f"data.source.kind: unknown kind {self.kind!r}; use one of {', '.join(SOURCE_KINDS)}"
-            )
-        if self.mask_encoding not in MASK_ENCODINGS:
-            raise DatasetError(
-                f"data.source.mask_encoding: unknown encoding {self.mask_encoding!r}; "
-                f"use one of {', '.join(MASK_ENCODINGS)}"
-            )
-
-
+SOURCE_KINDS: tuple[SourceKind, ...] = typing.get_args(SourceKind)
+MASK_ENCODINGS: tuple[MaskEncoding, ...] = typing.get_args(MaskEncoding)
 _FIELDS = {f.name for f in dataclasses.fields(SourceConfig)}
 
 
@@ -76,7 +35,7 @@ def as_source_config(source: Any) -> SourceConfig:
         The normalised configuration (``mask_values`` keys and values as ints, colours as tuples).
     """
     if isinstance(source, SourceConfig):
-        return source
+        return _checked(source)
     if source is None:
         values: dict[str, Any] = {}
     elif isinstance(source, str):
@@ -98,7 +57,21 @@ def as_source_config(source: Any) -> SourceConfig:
     if values.get("ignore_colors") is not None:
         colors = values["ignore_colors"]
         values["ignore_colors"] = (colors,) if isinstance(colors, str) else tuple(colors)
-    return SourceConfig(**values)
+    return _checked(SourceConfig(**values))
+
+
+def _checked(cfg: SourceConfig) -> SourceConfig:
+    """Refuse a kind or mask encoding outside the choices (a recipe file is checked by ``recipe.py``)."""
+    if cfg.kind not in SOURCE_KINDS:
+        raise DatasetError(
+            f"data.source.kind: unknown kind {cfg.kind!r}; use one of {', '.join(SOURCE_KINDS)}"
+        )
+    if cfg.mask_encoding not in MASK_ENCODINGS:
+        raise DatasetError(
+            f"data.source.mask_encoding: unknown encoding {cfg.mask_encoding!r}; "
+            f"use one of {', '.join(MASK_ENCODINGS)}"
+        )
+    return cfg
 
 
 # attributes whose None is meaningful (everything else falls back to its default when None)
