@@ -88,8 +88,8 @@ class Preprocessing:
 
         def bad(name: str, expected: str) -> CheckpointError:
             return CheckpointError(
-                f"{source}: preprocessing.{name} = {raw.get(name)!r} is not {expected}; fix that field of the "
-                "checkpoint JSON, or re-save it from the run that trained the weights"
+                f"{source}: field 'preprocessing.{name}' = {raw.get(name)!r} is not {expected}; fix that field "
+                "of the checkpoint JSON, or re-save it from the run that trained the weights"
             )
 
         bands = raw.get("bands")
