@@ -209,7 +209,8 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
     from resnet_apps.models.explain import display_image
 
     dataset, out = pred
-    palette = (np.array(matplotlib.colormaps["tab10"].colors) * 255).astype(np.float32)
+    # integer inputs index a ListedColormap's table: tab10's 10 colours, RGBA -> RGB
+    palette = (matplotlib.colormaps["tab10"](np.arange(10))[:, :3] * 255).astype(np.float32)
     wanted = [str(b) for b in (run.recipe.data.rgb_bands or [])]
     rgb = (
         [run.band_names.index(b) for b in wanted]
