@@ -138,11 +138,29 @@ def test_run_directory_backbone(tmp_path: Path) -> None:
             "cannot read weights file",
         ),  # weights_only refuses arbitrary pickles
         (lambda p, s18: p, WeightsFormatError, "not a run directory"),  # a folder without checkpoints
+        (
+            lambda p, s18: _run_dir(p, s18, '{"model": {"in_chans": 4'),
+            WeightsFormatError,
+            "best.json: unreadable checkpoint metadata",
+        ),  # a run whose checkpoint JSON was cut short
+        (
+            lambda p, s18: _run_dir(p, s18, '{"model": {"in_chans": "four"}}'),
+            WeightsFormatError,
+            "'model.in_chans' = 'four'",
+        ),
     ],
 )
 def test_bad_files(tmp_path: Path, resnet18_state, make, error, message: str) -> None:
     with pytest.raises(error, match=message):
         create_backbone("resnet50", weights=make(tmp_path, resnet18_state))
+
+
+def _run_dir(root: Path, state: dict, meta_text: str) -> Path:
+    """A run directory holding ``checkpoints/best.safetensors`` and the given ``best.json`` text."""
+    (root / "run" / "checkpoints").mkdir(parents=True)
+    save_file(state, str(root / "run" / "checkpoints" / "best.safetensors"))
+    (root / "run" / "checkpoints" / "best.json").write_text(meta_text)
+    return root / "run"
 
 
 # --- the search order for "imagenet" --------------------------------------------------------------

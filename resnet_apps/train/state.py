@@ -5,10 +5,10 @@ safetensors metadata, the loop position (epoch, step), history, best metric and 
 file written atomically (temp file + ``os.replace``) means a SIGKILL at any moment leaves either the
 previous state or the new one, never a mix. No pickles anywhere.
 
-Why not ``checkpoint.save_state``: it writes ``<stem>.state.safetensors`` and then ``<stem>.state.json``, each
-atomically but not together. A SIGKILL between the two replaces leaves the new tensors beside the old JSON,
-and ``load_state`` loads that pair without complaint (weights of step n+1, loop position of step n), so a
-resumed run would silently diverge. The resume test also reads the loop position from this file's
+Why one file: a generic two-file pair (``<stem>.state.safetensors`` then ``<stem>.state.json``, each atomic but
+not together; ``models/checkpoint.py`` had one, removed as unused) lets a SIGKILL between the two replaces leave
+the new tensors beside the old JSON, loaded without complaint (weights of step n+1, loop position of step n),
+so a resumed run would silently diverge. The resume test also reads the loop position from this file's
 safetensors header while the run is being killed. No RNG state is stored: randomness is re-derived from
 (seed, epoch, step / sample index).
 """

@@ -127,6 +127,30 @@ def run_checkpoint(path: Path) -> Path | None:
     return None
 
 
+def _run_in_chans(meta_path: Path, shapes: Mapping[str, tuple[int, ...]]) -> int:
+    """``model.in_chans`` of a run's checkpoint JSON, else the conv1 kernel's input channels.
+
+    Only this field is read: the full checkpoint reader (``models.meta.CheckpointMeta``) is a layer above.
+    """
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WeightsFormatError(
+            f"{meta_path}: unreadable checkpoint metadata ({type(error).__name__}: {error}); restore it from "
+            "the run, or pass the .safetensors weights file itself"
+        ) from None
+    model = meta.get("model") if isinstance(meta, dict) else None
+    in_chans = model.get("in_chans") if isinstance(model, dict) else None
+    if in_chans is None:
+        return _conv1_in_chans(shapes)
+    if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
+        raise WeightsFormatError(
+            f"{meta_path}: field 'model.in_chans' = {in_chans!r} is not a positive integer; fix the file, or "
+            "pass the .safetensors weights file itself"
+        )
+    return in_chans
+
+
 def resolve_path(path: Path) -> ResolvedWeights:
     """Resolve an explicit weights file or run directory.
 
@@ -141,9 +165,9 @@ def resolve_path(path: Path) -> ResolvedWeights:
                 f"{path} is a folder but not a run directory of ours (no checkpoints/best.safetensors with "
                 "best.json); pass the weights file itself"
             )
-        meta = json.loads(checkpoint.with_suffix(".json").read_text())
         state = normalise_keys(read_state_dict(checkpoint))
         shapes = {k: tuple(v.shape) for k, v in state.items()}
+        in_chans = _run_in_chans(checkpoint.with_suffix(".json"), shapes)
         return ResolvedWeights(
             kind="state_dict",
             source=str(path),
@@ -151,7 +175,7 @@ def resolve_path(path: Path) -> ResolvedWeights:
             tag=None,
             path=checkpoint,
             state_dict=state,
-            source_in_chans=int(meta.get("model", {}).get("in_chans", _conv1_in_chans(shapes))),
+            source_in_chans=in_chans,
             shapes=shapes,
         )
     if not path.is_file():

@@ -112,6 +112,12 @@ def test_multilabel_train_evaluate_predict_export(tmp_path: Path) -> None:
     assert all(0.0 <= t <= 1.0 + 1e-9 for t in thresholds)
     trained = json.loads((run / "metrics.json").read_text())
     assert trained["operating_threshold"] == list(thresholds)
+    # the Grad-CAM gallery judges multi-label films with sigmoid outputs and the same thresholds
+    assert len(trained["gradcam"]) == 2
+    for entry in trained["gradcam"]:
+        assert set(entry["pred"].split("|")) <= {"", *CLASSES} and entry["correct"] == (
+            entry["pred"] == entry["true"]
+        )
 
     # evaluate: the same per-class thresholds judge the test split
     _cli("evaluate", str(run), "--split", "test", "--out", str(tmp_path / "eval"))
