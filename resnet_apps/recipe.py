@@ -329,7 +329,7 @@ def _build(cls: type, raw: Any, where: str, origin: str) -> Any:
                 raise RecipeError(f"{origin}: missing required key {dotted!r}")
             continue
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             values[name] = _build(tp, raw[name] if raw[name] is not None else {}, dotted, origin)
         else:
             values[name] = _coerce(raw[name], tp, dotted, origin)
