@@ -252,7 +252,7 @@ def read_geotiff(
             path=where,
             crs=_crs_string(first.crs),
             # window origin shift, as rasterio's window_transform but without its deprecated `*` product
-            transform=tuple(first.transform @ rasterio.Affine.translation(win.col_off, win.row_off))[:6],
+            transform=tuple(first.transform @ rasterio.Affine.translation(win.col_off, win.row_off))[:6],  # type: ignore[arg-type]
             res=(float(first.res[0]), float(first.res[1])),
             nodata=nodata_chosen[0]
             if nodata_chosen and len(set(map(str, nodata_chosen))) == 1
