@@ -12,6 +12,7 @@ from torch import nn
 
 from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.errors import RecipeError, WeightsUnavailableError
+from resnet_apps.models.heads import build_model
 from resnet_apps.recipe import Pooling, Precision, Recipe, Task, TaskMode
 
 
@@ -39,8 +40,6 @@ class ModelArgs:
     rgb_bands: list[int] | None  # indices of red, green, blue among the bands (conv1_init rgb_bands)
 
     def build(self, task: Task, weights: str) -> nn.Module:
-        from resnet_apps.models.heads import build_model
-
         return build_model(
             task,
             backbone=self.backbone,
