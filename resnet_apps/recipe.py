@@ -26,13 +26,22 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 
 from resnet_apps.errors import RecipeError
 
 # --- the vocabulary -------------------------------------------------------------------------------
+
+# Choices typed as ``Literal``: the loader checks a value against the type's own list (``_coerce``), so the
+# allowed values are written once. The other string choices are listed in ``_CHOICES`` below.
+Task = Literal["classification", "segmentation"]
+Precision = Literal["fp32", "bf16", "fp16"]  # fp16 on CUDA only (bf16 autocast on CPU)
+Pooling = Literal["avg", "max", "avgmax"]
+# What a run predicts, derived from the task, ``model.multilabel`` and the number of classes
+# (``train.setup.task_mode``): binary is 2 classes with one logit; multilabel is K independent sigmoids.
+TaskMode = Literal["binary", "multiclass", "multilabel", "segmentation"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,7 @@ class ModelConfig:
     conv1_init: str = "timm"  # timm | rgb_bands
     multilabel: bool = False
     dropout: float = 0.0
-    pooling: str = "avg"
+    pooling: Pooling = "avg"
     fpn_channels: int = 256
 
 
@@ -131,7 +140,7 @@ class TrainConfig:
     class_weights: str | list[float] = "none"  # none | balanced | explicit list
     sampler: str = "none"  # none | weighted
     grad_clip: float = 0.0  # 0: off
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
+    precision: Precision = "fp32"
     channels_last: bool = False
     compile: bool = False
     early_stop_patience: int = 0  # 0: off
@@ -171,7 +180,7 @@ class Recipe:
     """A whole recipe. ``to_dict()`` gives the resolved plain-data form saved with every run."""
 
     name: str
-    task: str  # classification | segmentation
+    task: Task
     description: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -194,7 +203,6 @@ class Recipe:
 
 # allowed values of the string choices: field path -> allowed set (a literal table, checked after typing)
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "task": ("classification", "segmentation"),
     "data.source.kind": ("folder", "csv", "multilabel_csv", "pairs"),
     "data.source.mask_encoding": ("index", "rgb", "palette"),
     "data.normalize": ("card", "imagenet", "none"),
@@ -204,10 +212,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.on_error": ("fail", "skip"),
     "model.on_missing_weights": ("fail", "scratch"),
     "model.conv1_init": ("timm", "rgb_bands"),
-    "model.pooling": ("avg", "max", "avgmax"),
     "train.optimizer": ("adamw", "sgd"),
     "train.sampler": ("none", "weighted"),
-    "train.precision": ("fp32", "bf16", "fp16"),
     "eval.metric": ("accuracy", "balanced_accuracy", "kappa", "f1_macro", "auroc", "miou", "dice"),
     "eval.split": ("test", "val"),
 }
@@ -349,6 +355,10 @@ def _coerce(value: Any, tp: Any, where: str, origin: str) -> Any:
             except RecipeError:
                 continue
         raise RecipeError(f"{origin}: {where} = {value!r} has the wrong type (expected {_name(tp)})")
+    if origin_tp is Literal:
+        if value not in args or isinstance(value, bool):  # True == 1: a bool is never a choice
+            _not_allowed(value, args, where, origin)
+        return value
     if origin_tp is list:
         if not isinstance(value, list):
             raise RecipeError(f"{origin}: {where} must be a list (YAML [a, b]), got {value!r}")
@@ -373,6 +383,14 @@ def _name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
+def _not_allowed(value: Any, allowed: tuple[Any, ...], where: str, origin: str) -> typing.NoReturn:
+    hint = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+    fix = f"did you mean {hint[0]!r}? " if hint else ""
+    raise RecipeError(
+        f"{origin}: {where} = {value!r} is not allowed; {fix}choose one of {', '.join(map(str, allowed))}"
+    )
+
+
 def _check_choices(recipe: Recipe, origin: str) -> None:
     plain = recipe.to_dict()
     for dotted, allowed in _CHOICES.items():
@@ -380,11 +398,7 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
         for part in dotted.split("."):
             value = value[part]
         if value not in allowed:
-            hint = difflib.get_close_matches(str(value), allowed, n=1)
-            fix = f"did you mean {hint[0]!r}? " if hint else ""
-            raise RecipeError(
-                f"{origin}: {dotted} = {value!r} is not allowed; {fix}choose one of {', '.join(allowed)}"
-            )
+            _not_allowed(value, allowed, dotted, origin)
     if not _OPERATING_POINT.match(recipe.eval.operating_point):
         raise RecipeError(
             f"{origin}: eval.operating_point = {recipe.eval.operating_point!r}; "
