@@ -35,7 +35,13 @@ from resnet_apps.errors import RecipeError
 
 # --- the vocabulary -------------------------------------------------------------------------------
 
-
+# Choices typed as ``Literal``: the loader checks a value against the type's own list (``_coerce``), so the
+# allowed values are written once. The other string choices are listed in ``_CHOICES`` below. ``Task`` and
+# ``Pooling`` live in constants.py (the models and the checkpoint reader use them too) and are re-exported here.
+Precision = Literal["fp32", "bf16", "fp16"]  # fp16 on CUDA only (bf16 autocast on CPU)
+# What a run predicts, derived from the task, ``model.multilabel`` and the number of classes
+# (``train.setup.task_mode``): binary is 2 classes with one logit; multilabel is K independent sigmoids.
+TaskMode = Literal["binary", "multiclass", "multilabel", "segmentation"]
 SourceKind = Literal["folder", "csv", "multilabel_csv", "pairs"]
 MaskEncoding = Literal["index", "rgb", "palette"]
 
@@ -143,7 +149,7 @@ class TrainConfig:
     class_weights: str | list[float] = "none"  # none | balanced | explicit list
     sampler: str = "none"  # none | weighted
     grad_clip: float = 0.0  # 0: off
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
+    precision: Precision = "fp32"
     channels_last: bool = False
     compile: bool = False
     early_stop_patience: int = 0  # 0: off
@@ -215,7 +221,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.conv1_init": ("timm", "rgb_bands"),
     "train.optimizer": ("adamw", "sgd"),
     "train.sampler": ("none", "weighted"),
-    "train.precision": ("fp32", "bf16", "fp16"),
     "eval.metric": ("accuracy", "balanced_accuracy", "kappa", "f1_macro", "auroc", "miou", "dice"),
     "eval.split": ("test", "val"),
 }
@@ -348,10 +353,6 @@ def _coerce(value: Any, tp: Any, where: str, origin: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
     origin_tp = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin_tp is Literal:
-        if value in args and not isinstance(value, bool):
-            return value
-        raise RecipeError(_not_allowed(origin, where, value, args))
     if origin_tp in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -361,6 +362,10 @@ def _coerce(value: Any, tp: Any, where: str, origin: str) -> Any:
             except RecipeError:
                 continue
         raise RecipeError(f"{origin}: {where} = {value!r} has the wrong type (expected {_name(tp)})")
+    if origin_tp is Literal:
+        if value not in args or isinstance(value, bool):  # True == 1: a bool is never a choice
+            _not_allowed(value, args, where, origin)
+        return value
     if origin_tp is list:
         if not isinstance(value, list):
             raise RecipeError(f"{origin}: {where} must be a list (YAML [a, b]), got {value!r}")
@@ -389,6 +394,14 @@ def _name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
+def _not_allowed(value: Any, allowed: tuple[Any, ...], where: str, origin: str) -> typing.NoReturn:
+    hint = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+    fix = f"did you mean {hint[0]!r}? " if hint else ""
+    raise RecipeError(
+        f"{origin}: {where} = {value!r} is not allowed; {fix}choose one of {', '.join(map(str, allowed))}"
+    )
+
+
 def _check_choices(recipe: Recipe, origin: str) -> None:
     plain = recipe.to_dict()
     for dotted, allowed in _CHOICES.items():
@@ -396,7 +409,7 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
         for part in dotted.split("."):
             value = value[part]
         if value not in allowed:
-            raise RecipeError(_not_allowed(origin, dotted, value, allowed))
+            _not_allowed(value, allowed, dotted, origin)
     if not _OPERATING_POINT.match(recipe.eval.operating_point):
         raise RecipeError(
             f"{origin}: eval.operating_point = {recipe.eval.operating_point!r}; "
@@ -429,14 +442,6 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
         raise RecipeError(
             f"{origin}: data.split.method = group needs data.source.group_column or data.source.group_pattern"
         )
-
-
-def _not_allowed(origin: str, dotted: str, value: Any, allowed: tuple[Any, ...]) -> str:
-    """The message for a value outside its choices, with the closest choice suggested."""
-    names = [str(a) for a in allowed]
-    hint = difflib.get_close_matches(str(value), names, n=1)
-    fix = f"did you mean {hint[0]!r}? " if hint else ""
-    return f"{origin}: {dotted} = {value!r} is not allowed; {fix}choose one of {', '.join(names)}"
 
 
 def _expand_env(text: str) -> str:

@@ -115,15 +115,23 @@ def test_every_shipped_recipe_states_its_aim_and_loads(path: Path) -> None:
     assert recipe.model.on_missing_weights == ("scratch" if recipe.name == "demo" else "fail")
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_shipped_recipe_says_where_its_data_is() -> None:
+    assert RECIPES, f"no recipe found in {REPO / 'recipes'}"
+    assert sorted(DATA_OF) == [p.stem for p in RECIPES], (
+        "add the new recipe to DATA_OF (None: no shared copy)"
+    )
+
+
+# a recipe with no copy of its data in shared/data is tested on generated files in tests/train/test_train.py
+ON_SHARED_DATA = [p for p in RECIPES if DATA_OF.get(p.stem) is not None or p.stem == "demo"]
+
+
+@pytest.mark.parametrize("path", ON_SHARED_DATA, ids=[p.stem for p in ON_SHARED_DATA])
 def test_shipped_recipes_build_their_records_on_shared_data(
     path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from resnet_apps.data.records import build_records
 
-    folder = DATA_OF[path.stem]
-    if folder is None and path.stem != "demo":
-        pytest.skip("no copy of this dataset in shared/data; tested on generated files in test_train.py")
     monkeypatch.setenv("RESNET_APPS_DATA", str(shared_data))
     recipe = load_recipe(path)
     records, classes = build_records(recipe.data.source, recipe.data.root, recipe.data.classes)
@@ -132,6 +140,7 @@ def test_shipped_recipes_build_their_records_on_shared_data(
         assert all(r.group for r in records), "a group split needs a group for every record"
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_check_command_validates_without_importing_torch(path: Path) -> None:
     code = (

@@ -140,7 +140,7 @@ def _spacing(ds: Dataset) -> tuple[float, float] | None:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(keyword)
         try:
-            row, col = (float(v) for v in value)  # type: ignore[union-attr]
+            row, col = (float(v) for v in value)
         except (TypeError, ValueError):
             continue
         if row > 0 and col > 0:  # the WG04 files carry 0\0, which means "unknown"
@@ -205,7 +205,7 @@ def _stderr_to_void() -> Iterator[None]:
 def _decode_with_gdcm(path: Path, ds: Dataset, frame: int | None) -> np.ndarray:
     """Decode with GDCM's own reader (it has 12-bit JPEG that pydicom's GDCM plugin refuses)."""
     try:
-        import gdcm  # type: ignore[import-not-found]
+        import gdcm
     except ImportError as error:
         raise MissingCodecError(
             f"{path}: transfer syntax {ds.file_meta.TransferSyntaxUID.name} cannot be decoded by the "

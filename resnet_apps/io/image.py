@@ -134,7 +134,7 @@ def _crop(arr: np.ndarray, window: WindowArg, where: str) -> np.ndarray:
     if isinstance(window, Window):
         row, col, h, w = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
     else:
-        row, col, h, w = (int(v) for v in window)  # type: ignore[union-attr]
+        row, col, h, w = (int(v) for v in window)
     if row < 0 or col < 0 or h <= 0 or w <= 0 or row + h > arr.shape[-2] or col + w > arr.shape[-1]:
         raise ImageReadError(
             f"{where}: window ({row}, {col}, {h}, {w}) outside the {arr.shape[-2]}x{arr.shape[-1]} image"

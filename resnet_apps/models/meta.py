@@ -15,14 +15,14 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from resnet_apps.constants import POOLINGS, TASKS, Pooling, Task
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.errors import CheckpointError
+from resnet_apps.recipe import TaskMode
 
 FORMAT_VERSION = 1
-Mode = Literal["binary", "multiclass", "multilabel", "segmentation"]
 # a checkpoint JSON is a few kB; anything this large is not one (and would be read whole into memory)
 MAX_JSON_BYTES = 64 << 20
 
@@ -224,7 +224,7 @@ class CheckpointMeta(Mapping[str, Any]):
         return self.preprocessing
 
     @property
-    def mode(self) -> Mode:
+    def mode(self) -> TaskMode:
         """How outputs become labels and metrics: binary (one logit), multiclass, multilabel, segmentation."""
         if self.task == "segmentation":
             return "segmentation"

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 
 from resnet_apps.errors import RunDirError
-from resnet_apps.recipe import load_recipe
+from resnet_apps.recipe import TaskMode, load_recipe
 from resnet_apps.train.datasets import SplitData, recipe_dataset, split_info, split_records
 from resnet_apps.train.evaluate import evaluate_block, predict
-from resnet_apps.train.run import Run, eval_loader
+from resnet_apps.train.run import LoopState, Run, eval_loader
 
 
 def evaluate_run(
@@ -64,7 +64,7 @@ def evaluate_run(
     records = getattr(split_data, "test" if data is not None else split)
     if not records:
         raise RunDirError(f"{run_dir}: the {split} split is empty; choose another --split")
-    mode = meta.mode
+    mode: TaskMode = meta.mode
     if pre.mean is None or pre.std is None:
         raise RunDirError(
             f"{meta.source}: preprocessing.mean / std are null; evaluate needs the run's band statistics "
@@ -91,7 +91,7 @@ def evaluate_run(
         "checkpoint",
         model,
         info,
-        loop={"history": history, "best_epoch": meta.epoch},
+        loop=LoopState(history=history, best_epoch=meta.epoch or 0),
     )
     run.run_dir.mkdir(parents=True, exist_ok=False)
     k = len(split_data.classes)

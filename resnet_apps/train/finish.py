@@ -71,7 +71,7 @@ def finish(run: Run, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
     if not is_main():
         return None
     test_name = recipe.eval.split if recipe.eval.split in evals else "val"
-    best_epoch = run.loop.get("best_epoch", 0)
+    best_epoch = run.loop.best_epoch
     headline = {b["name"]: b["value"] for b in evals[test_name].get("headline", [])}
     meta = checkpoint_meta(run, best_epoch, {"val": _headline(evals["val"]), test_name: headline}, threshold)
     from resnet_apps.train.state import save_weights
@@ -92,7 +92,7 @@ def finish(run: Run, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
 
 
 def metrics_json(
-    run: Any,
+    run: Run,
     evaluation: dict[str, Any] | None,
     validation: dict[str, Any] | None,
     gallery: list[dict[str, Any]],
@@ -123,8 +123,8 @@ def metrics_json(
             "backbone": recipe.model.backbone,
             "image_size": recipe.data.image_size,
             "overrides": list(run.overrides),
-            "best_epoch": run.loop.get("best_epoch"),
-            "epochs_run": len(run.loop.get("history", [])),
+            "best_epoch": run.loop.best_epoch,
+            "epochs_run": len(run.loop.history),
             "world_size": run.world,
             "device": str(run.device),
             "hardware": f"{platform.machine()}, torch threads {torch.get_num_threads()}",
@@ -132,7 +132,7 @@ def metrics_json(
         "anchor": recipe.to_dict()["anchor"],
         "data_card": card,
         "split": {k: v for k, v in run.split.info.items()},
-        "history": run.loop.get("history", []),
+        "history": run.loop.history,
         "evaluation": evaluation,
         "validation": validation,
         "operating_threshold": threshold,
@@ -209,8 +209,7 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
     from resnet_apps.models.explain import display_image
 
     dataset, out = pred
-    # integer inputs index a ListedColormap's table: tab10's 10 colours, RGBA -> RGB
-    palette = (matplotlib.colormaps["tab10"](np.arange(10))[:, :3] * 255).astype(np.float32)
+    palette = (matplotlib.colormaps["tab10"](np.arange(10))[:, :3] * 255).astype(np.float32)  # RGBA -> RGB
     wanted = [str(b) for b in (run.recipe.data.rgb_bands or [])]
     rgb = (
         [run.band_names.index(b) for b in wanted]

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from resnet_apps.errors import CheckpointError
+from resnet_apps.train.run import LoopState
 
 STATE_NAME = "last.state.safetensors"
 
@@ -76,8 +77,8 @@ def save_state(
     ckpt_dir: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    loop: dict[str, Any],
-    scaler: Any = None,
+    loop: LoopState,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
     """Write the resume state (model, optimiser, loop position) as one atomic safetensors file."""
     tensors = {f"model.{k}": v for k, v in _model_tensors(model).items()}
@@ -93,7 +94,7 @@ def save_state(
         {k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]
     ]
     meta = {
-        "loop": loop,
+        "loop": loop.to_dict(),
         "param_groups": groups,
         "scalars": scalars,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
@@ -102,9 +103,12 @@ def save_state(
 
 
 def load_state(
-    ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any = None
-) -> dict[str, Any]:
-    """Restore model and optimiser from the resume state; returns the loop dict (epoch, step, history...)."""
+    ckpt_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+) -> LoopState:
+    """Restore model, optimiser and GradScaler from the resume state; returns the loop position."""
     from safetensors import safe_open
 
     path = ckpt_dir / STATE_NAME
@@ -128,7 +132,7 @@ def load_state(
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     if scaler is not None and meta.get("scaler"):
         scaler.load_state_dict(meta["scaler"])
-    return meta["loop"]
+    return LoopState.from_dict(meta["loop"], origin=str(path))
 
 
 def load_weights_into(model: nn.Module, stem: Path) -> None:

@@ -92,6 +92,7 @@ def _cli(*args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.subprocess
 def test_multilabel_train_evaluate_predict_export(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")  # an optional runtime, not the project's own code
     import onnxruntime as ort

@@ -33,6 +33,7 @@ def linear(x: np.ndarray, center: float, width: float) -> np.ndarray:
     return out
 
 
+@pytest.mark.subprocess
 def test_torch_never_imported_by_io() -> None:
     code = "import resnet_apps.io, sys; assert 'torch' not in sys.modules, 'io imported torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
