@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from resnet_apps.errors import ChecksumError, FetchError
+from resnet_apps.io.atomic import atomic_write_json
 
 CHUNK = 1 << 20
 # seconds to wait before retry n (n = 1, 2, ...): BACKOFF_S * n; tests set it to 0
@@ -51,9 +52,7 @@ def record_checksum(root: Path, filename: str, sha256: str) -> None:
     """Add ``filename -> sha256`` to ``root/.checksums.json`` (atomic replace)."""
     data = recorded_checksums(root)
     data[filename] = sha256
-    tmp = root / (CHECKSUMS_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, root / CHECKSUMS_FILE)
+    atomic_write_json(root / CHECKSUMS_FILE, data, indent=2, sort_keys=True)
 
 
 def _fetch_once(url: str, part: Path, headers: Mapping[str, str], timeout: float) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_apps.errors import RunDirError
+from resnet_apps.io.atomic import atomic_write_json
 
 
 def new_run_dir(name: str, out: str | Path | None = None, runs_root: str | Path = "runs") -> Path:
@@ -62,9 +63,7 @@ def check_resumable(run_dir: str | Path) -> Path:
 
 def write_json(path: Path, data: Any) -> None:
     """JSON, written to a temp file and renamed (a reader never sees half a file)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_json(path, data, indent=1, default=str)
 
 
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:
