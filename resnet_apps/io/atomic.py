@@ -88,7 +88,7 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = None) -> Iterat
 
 
 def atomic_write(
-    path: str | os.PathLike[str], write: Callable[[Path], None], mode: int | None = None
+    path: str | os.PathLike[str], write: Callable[[Path], object], mode: int | None = None
 ) -> Path:
     """Call ``write(tmp)`` on a temporary name and move the result to ``path``; returns ``path``."""
     with atomic_path(path, mode) as tmp:
