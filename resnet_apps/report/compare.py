@@ -15,6 +15,7 @@ from resnet_apps.errors import ReportError
 from resnet_apps.report import plots
 from resnet_apps.report.document import load_metrics, write_text_atomic
 from resnet_apps.report.html import esc, figure, fmt, fmt_ci, page, table
+from resnet_apps.report.markdown import md_text
 from resnet_apps.report.sections import LOWER_IS_BETTER, describe_bootstrap
 
 
@@ -187,9 +188,14 @@ def compare_runs(
     html_path = write_text_atomic(
         out / "comparison.html", page(f"{name_b} vs {name_a}", f"{ev_a['kind']} ({ev_a['mode']})", sections)
     )
-    md = [f"# {name_b} vs {name_a}", "", "| " + " | ".join(headers) + " |", "|---|---:|---:|---:|---|"]
-    md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
-    md_path = write_text_atomic(out / "comparison.md", "\n".join(md + ["", note, ""]))
+    md = [
+        f"# {md_text(name_b)} vs {md_text(name_a)}",
+        "",
+        "| " + " | ".join(md_text(h) for h in headers) + " |",
+        "|---|---:|---:|---:|---|",
+    ]
+    md += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in rows]
+    md_path = write_text_atomic(out / "comparison.md", "\n".join(md + ["", md_text(note), ""]))
     json_path = write_text_atomic(
         out / "comparison.json",
         json.dumps(
