@@ -12,7 +12,6 @@ by the runtime rather than silently misaligned.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from resnet_apps.errors import ExportError
+from resnet_apps.io.atomic import atomic_write_json
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -176,7 +176,7 @@ def export_model(
         "versions": meta.get("versions"),
         "parity": check,
     }
-    out.with_name(out.name + ".json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    atomic_write_json(out.with_name(out.name + ".json"), info, indent=2, default=str)
     if not check["ok"]:
         raise ExportError(
             f"{out}: {fmt} outputs differ from PyTorch by up to {check['max_abs_diff']:.3g} (> atol {atol} + "
