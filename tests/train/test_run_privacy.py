@@ -15,7 +15,9 @@ from train_fixtures import make_geotiff_folder, write_recipe  # noqa: E402
 from resnet_apps.data.records import hash_id  # noqa: E402
 
 
-def test_no_key_in_any_output_and_ids_are_keyed_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_key_in_any_output_and_ids_are_keyed_hashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from resnet_apps.train.loop import train
     from resnet_apps.train.rundir import release_run_dir
 

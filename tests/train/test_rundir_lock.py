@@ -137,7 +137,9 @@ def test_advice_matches_what_resume_does(tmp_path: Path) -> None:
     assert "--resume" not in str(retry.value) and "delete that folder" in str(retry.value)
     with pytest.raises(RunDirError) as resume:
         check_resumable(stopped)
-    assert "stopped before its first checkpoint" in str(resume.value) and "delete that folder" in str(resume.value)
+    assert "stopped before its first checkpoint" in str(resume.value) and "delete that folder" in str(
+        resume.value
+    )
     # a run with a resume state: retrying points at --resume, and --resume accepts it
     resumable = _resumable(tmp_path / "resumable")
     with pytest.raises(RunDirError, match=f"continue it with --resume {resumable}"):
