@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # train_fixtures b
 from train_fixtures import make_geotiff_folder, write_recipe  # noqa: E402
 
 from resnet_apps.data.records import hash_id  # noqa: E402
+from resnet_apps.io.atomic import output_mode  # noqa: E402
 
 
 def test_no_key_in_any_output_and_ids_are_keyed_hashes(
@@ -36,6 +38,9 @@ def test_no_key_in_any_output_and_ids_are_keyed_hashes(
     for path in files:
         data = path.read_bytes()
         assert key.encode() not in data and bytes.fromhex(key) not in data, path
+    # outputs are readable as the umask allows (mkstemp alone made them 0600)
+    for name in ("metrics.json", "split.json", "report.md", "checkpoints/best.safetensors"):
+        assert stat.S_IMODE((run / name).stat().st_mode) == output_mode(), name
     ids = json.loads((run / "metrics.json").read_text())["evaluation"]["samples"]["ids"]
     split = json.loads((run / "split.json").read_text())
     test_paths = split["records"]["test"]
