@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from resnet_apps.data.dataset import write_skipped
+from resnet_apps.io.atomic import atomic_path
 from resnet_apps.train.datasets import recipe_dataset
 from resnet_apps.train.distributed import is_main
 from resnet_apps.train.evaluate import evaluate_block, operating_threshold, predict
@@ -227,10 +228,11 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
             panels.append(np.where(keep, 0.55 * base + 0.45 * colour, base))
         gap = np.full((base.shape[0], 4, 3), 255.0)
         path = run.run_dir / "gallery" / f"seg_{k + 1:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.concatenate([panels[0], gap, panels[1]], axis=1).round().astype(np.uint8)).save(
-            path
+        picture = Image.fromarray(
+            np.concatenate([panels[0], gap, panels[1]], axis=1).round().astype(np.uint8)
         )
+        with atomic_path(path) as tmp:  # no truncated PNG under the final name after a kill
+            picture.save(tmp, format="PNG")
         cm = out["confusions"][list(out["index"]).index(k)] if k in set(out["index"].tolist()) else None
         iou = ""
         if cm is not None:
