@@ -108,3 +108,17 @@ def test_the_key_is_never_printed(no_env_key: Path, tmp_path: Path) -> None:
     key = no_env_key.read_text().strip()
     assert hash_identifier("PID-9") in result.stdout  # the hash is shown (same key: the file)
     assert key not in result.stdout + result.stderr and "PID-9" not in result.stdout
+
+
+def test_processes_starting_together_agree_on_one_key(no_env_key: Path) -> None:
+    # DDP ranks and DataLoader workers may all hash on first use: the key file is created once, never replaced
+    code = "from resnet_apps.io.identity import keyed_hash; print(keyed_hash('patient-1'))"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(4)
+    ]
+    outputs = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(outputs) == 1 and len(next(iter(outputs))) == 16
+    assert outputs == {hash_id("patient-1")}
+    assert sorted(p.name for p in no_env_key.parent.iterdir()) == ["hash.key"]
