@@ -28,7 +28,8 @@ def _aligned(ev_a: dict[str, Any], ev_b: dict[str, Any]) -> tuple[list[int], lis
     if not ia:
         raise ReportError(
             "compare: the two runs share no test sample id; they were not evaluated on the same "
-            "test set (check data.split seed and method)"
+            "test set (check data.split seed and method), or on machines with different identifier hash "
+            "keys (sample ids are keyed hashes: see README 'Identifier hashes')"
         )
     note = ""
     if len(ia) < max(len(ids_a), len(ids_b)):
