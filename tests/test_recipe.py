@@ -171,3 +171,29 @@ def test_band_aware_conv1_needs_three_named_rgb_bands(tmp_path: Path) -> None:
         _write(tmp_path, text), ["data.bands=[B02, B03, B04, B08]", "data.rgb_bands=[B04, B03, B02]"]
     )
     assert ok.data.rgb_bands == ["B04", "B03", "B02"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../x/name",  # would put the run directory outside --runs-root
+        "/abs/name",
+        "a\\b",
+        "..",
+        ".hidden",
+        " padded ",
+        "",
+    ],
+)
+def test_recipe_name_cannot_leave_the_runs_root(name: str) -> None:
+    from resnet_apps.recipe import recipe_from_dict
+
+    with pytest.raises(RecipeError, match=r"name = .* cannot name a run folder under --runs-root"):
+        recipe_from_dict({"name": name, "task": "classification", "data": {"root": "x"}})
+
+
+@pytest.mark.parametrize("name", ["eurosat_ms_resnet50", "demo", "v1.2-run+aug", "Lunge Röntgen"])
+def test_recipe_names_that_make_good_folders(name: str) -> None:
+    from resnet_apps.recipe import recipe_from_dict
+
+    assert recipe_from_dict({"name": name, "task": "classification", "data": {"root": "x"}}).name == name
