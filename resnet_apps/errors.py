@@ -94,6 +94,14 @@ class RunDirError(ResnetAppsError):
     """A run directory that exists (and is not being resumed) or is not one of ours."""
 
 
+class RunLockedError(RunDirError):
+    """Another live process is training in this run directory (its lock file names the pid)."""
+
+
+class HashKeyError(ResnetAppsError):
+    """The secret key of the identifier hash cannot be read or created."""
+
+
 class CheckpointError(ResnetAppsError):
     """A checkpoint that is missing, incomplete or written by an incompatible version."""
 
@@ -107,6 +115,10 @@ class TrainingDivergedError(ResnetAppsError):
 
 class FetchError(ResnetAppsError):
     """A dataset or weights download that failed after its retries."""
+
+
+class ArchiveTooLargeError(FetchError):
+    """An archive that would expand beyond the size or compression-ratio cap (a decompression bomb)."""
 
 
 # --- metrics and reports (no torch) ------------------------------------------------------------

@@ -268,10 +268,25 @@ def recipe_from_dict(
         _apply_override(raw, assignment, origin)
     recipe = _build(Recipe, raw, "", origin)
     _check_choices(recipe, origin)
+    _check_name(recipe.name, origin)
     root = _expand_env(recipe.data.root)
     root_path = Path(root) if Path(root).is_absolute() else (Path(base_dir) / root)
     data = dataclasses.replace(recipe.data, root=os.path.normpath(str(root_path)))
     return dataclasses.replace(recipe, data=data)
+
+
+_NAME = re.compile(r"\w([\w.+ -]{0,98}[\w.+-])?")  # \w: letters and digits of any script, and _
+
+
+def _check_name(name: str, origin: str) -> None:
+    """The name becomes a folder under --runs-root: no path separators, no '..', no leading dot."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise RecipeError(
+            f"{origin}: name = {name!r} cannot name a run folder under --runs-root (it must not hold '/', "
+            "'\\', '..', nor start with '.' or a space); fix: letters, digits, '.', '_', '-', '+' and inner "
+            "spaces only, at most 100 characters, e.g. "
+            "name: eurosat_ms_resnet50"
+        )
 
 
 def _normalise(raw: dict[str, Any]) -> dict[str, Any]:

@@ -81,3 +81,12 @@ def _offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
     monkeypatch.delenv("RESNET_APPS_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("RESNET_APPS_CACHE_DIR", str(cache / "resnet_apps"))
+
+
+@pytest.fixture(autouse=True)
+def _hash_key(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A fixed identifier-hash key (splits by group are reproducible) and a config folder of the tests' own,
+    so no test creates or reads the user's ~/.config/resnet_apps/hash.key."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "config"))
+    monkeypatch.setenv("RESNET_APPS_HASH_KEY", "resnet_apps-test-key-not-secret")
+    monkeypatch.delenv("RESNET_APPS_HASH_SALT", raising=False)

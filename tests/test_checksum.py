@@ -1,4 +1,4 @@
-"""The one file-sha256 helper: same digest as hashlib over the whole bytes, whatever the chunk size."""
+"""The one file-digest helper: same digest as hashlib over the whole bytes, whatever the chunk size."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_apps.checksum import sha256_file
+from resnet_apps.checksum import md5_file, sha256_file
 
 
 @pytest.mark.parametrize(
@@ -24,3 +24,4 @@ def test_sha256_file_matches_hashlib(tmp_path: Path, size: int, chunk: int) -> N
     path.write_bytes(data)
     assert sha256_file(path, chunk=chunk) == hashlib.sha256(data).hexdigest()
     assert sha256_file(str(path)) == hashlib.sha256(data).hexdigest()  # str paths too
+    assert md5_file(path, chunk=chunk) == hashlib.md5(data).hexdigest()  # publishers' md5 (Zenodo)

@@ -200,3 +200,29 @@ def test_data_source_has_one_definition_and_literal_choices() -> None:
     ):
         with pytest.raises(RecipeError, match=f"{dotted} = '{value}' is not allowed; {hint}"):
             recipe_from_dict(raw, overrides=[f"{dotted}={value}"])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../x/name",  # would put the run directory outside --runs-root
+        "/abs/name",
+        "a\\b",
+        "..",
+        ".hidden",
+        " padded ",
+        "",
+    ],
+)
+def test_recipe_name_cannot_leave_the_runs_root(name: str) -> None:
+    from resnet_apps.recipe import recipe_from_dict
+
+    with pytest.raises(RecipeError, match=r"name = .* cannot name a run folder under --runs-root"):
+        recipe_from_dict({"name": name, "task": "classification", "data": {"root": "x"}})
+
+
+@pytest.mark.parametrize("name", ["eurosat_ms_resnet50", "demo", "v1.2-run+aug", "Lunge Röntgen"])
+def test_recipe_names_that_make_good_folders(name: str) -> None:
+    from resnet_apps.recipe import recipe_from_dict
+
+    assert recipe_from_dict({"name": name, "task": "classification", "data": {"root": "x"}}).name == name

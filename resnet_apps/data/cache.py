@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from resnet_apps.checksum import sha256_file
+from resnet_apps.io.atomic import atomic_write_text
 
 _VERSION = "v1"
 
@@ -107,10 +108,6 @@ class ArrayCache:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     except OSError:
         pass  # the memo is an optimisation; hashing again next time is correct

@@ -16,7 +16,6 @@ Bad files (``on_error``):
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from resnet_apps.data.masks import MaskDecoder
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.data.records import Record, hash_id
 from resnet_apps.errors import DatasetError, ImageReadError, ResnetAppsError
+from resnet_apps.io.tables import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +230,5 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 def write_skipped(skipped: Sequence[dict[str, str]], path: str | Path) -> None:
-    """Write the skip manifest as CSV (columns path, reason)."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "reason"])
-        writer.writeheader()
-        writer.writerows(skipped)
+    """Write the skip manifest as CSV (columns path, reason), atomically, formula-safe cells."""
+    write_csv(path, ["path", "reason"], skipped)

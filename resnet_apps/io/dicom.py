@@ -11,13 +11,12 @@ The chain follows the standard's order (PS3.3 C.11 and C.7.6.3):
 
 MONAI's ``PydicomReader`` stops after step 2 and torchxrayvision skips step 2; both are easy to get
 wrong, hence one function here. Patient names, IDs and birth dates are never kept: ``patient_hash``
-and ``study_hash`` are salted sha256 digests. No torch in this module.
+and ``study_hash`` are keyed HMAC-SHA256 digests (io.identity). No torch in this module.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import warnings
 from collections.abc import Iterator
@@ -34,9 +33,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from resnet_apps.errors import DicomError, MissingCodecError, NoPixelDataError
 from resnet_apps.io.dicom_voi import WindowArg, apply_voi_choice
-
-# Salt for patient/study hashes; set RESNET_APPS_HASH_SALT per site so hashes are not linkable across sites.
-DEFAULT_HASH_SALT = "resnet_apps/v1"
+from resnet_apps.io.identity import keyed_hash
 
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -81,15 +78,15 @@ class DicomMeta:
 
 
 def hash_identifier(value: Any) -> str | None:
-    """Salted sha256 of an identifier, 16 hex chars; None for an empty value.
+    """Keyed hash of an identifier (``resnet_apps.io.identity.keyed_hash``), 16 hex chars; None when empty.
 
-    The salt comes from ``RESNET_APPS_HASH_SALT`` (a project default otherwise), so the same patient
-    gets the same hash within a site (for group splits) without the ID ever being stored.
+    The key is the machine's secret (``RESNET_APPS_HASH_KEY`` or the key file), so the same patient gets
+    the same hash within a site (for group splits) without the ID ever being stored, and the hash of a
+    patient ID here equals its hash as a group column value in an index CSV.
     """
     if value is None or str(value).strip() == "":
         return None
-    salt = os.environ.get("RESNET_APPS_HASH_SALT", DEFAULT_HASH_SALT)
-    return hashlib.sha256(f"{salt}\x00{str(value).strip()}".encode()).hexdigest()[:16]
+    return keyed_hash(str(value).strip())
 
 
 def is_dicom_bytes(head: bytes) -> bool:

@@ -26,6 +26,7 @@ from torch import nn
 from resnet_apps.data.loading import load_arrays
 from resnet_apps.data.records import Record, hash_id
 from resnet_apps.errors import ImageReadError, RunDirError
+from resnet_apps.io.tables import safe_row
 from resnet_apps.models.decision import Decision, format_probabilities
 from resnet_apps.models.meta import CheckpointMeta
 
@@ -83,19 +84,29 @@ def _done_ids(path: Path) -> set[str]:
         return {row["image_id"] for row in csv.DictReader(handle) if row.get("image_id")}
 
 
-def _open_csv(path: Path, columns: list[str]) -> tuple[IO[str], Any]:
+class _SafeWriter:
+    """A ``csv.writer`` whose cells pass through ``io.tables.safe_cell`` (file and class names from data)."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def writerow(self, row: Sequence[Any]) -> None:
+        self._writer.writerow(safe_row(row))
+
+
+def _open_csv(path: Path, columns: list[str]) -> tuple[IO[str], _SafeWriter]:
     """Append to ``path`` (header only when new); an existing file with other columns is refused."""
     exists = path.is_file() and path.stat().st_size > 0
     if exists:
         with open(path, newline="", encoding="utf-8") as handle:
             header = next(csv.reader(handle), [])
-        if header != columns:
+        if header != safe_row(columns):
             raise RunDirError(
                 f"{path}: its columns {header} differ from this run's {columns} (another checkpoint?); "
                 "fix: pass a new --out folder, or delete the file to start over"
             )
     handle = open(path, "a", newline="", encoding="utf-8")
-    writer = csv.writer(handle)
+    writer = _SafeWriter(csv.writer(handle))
     if not exists:
         writer.writerow(columns)
         handle.flush()

@@ -55,7 +55,18 @@ def evaluate_run(
         split_data = split_records(recipe)
         saved = json.loads((run_dir / "split.json").read_text())["records"].get(split, [])
         current = [r.path for r in getattr(split_data, split)]
-        if current != [r["path"] for r in saved]:
+        wanted = [r["path"] for r in saved]
+        by_path = {r.path: r for part in (split_data.train, split_data.val, split_data.test) for r in part}
+        if current != wanted and wanted and all(path in by_path for path in wanted):
+            # same files, other groups: group hashes are keyed (io.identity), so a machine with another
+            # key (or a run from before keyed hashes) rebuilds another group split; the run's own wins
+            setattr(split_data, split, [by_path[path] for path in wanted])
+            log(
+                f"note: the {split} split rebuilt from the recipe differs from the run's split.json (another "
+                "identifier hash key than at training, see README 'Identifier hashes'); evaluating the "
+                f"run's own {split} split from split.json"
+            )
+        elif current != wanted:
             log(
                 f"note: the {split} split rebuilt from the recipe differs from the run's split.json "
                 "(the data folder changed since training)"

@@ -6,7 +6,6 @@ unchanged to test. Bootstrap intervals resample whole groups (patients, tiles) w
 
 from __future__ import annotations
 
-import csv
 import platform
 import time
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnet_apps.data.dataset import write_skipped
+from resnet_apps.io.atomic import atomic_path
 from resnet_apps.train.datasets import recipe_dataset
 from resnet_apps.train.distributed import is_main
 from resnet_apps.train.evaluate import evaluate_block, operating_threshold, predict
@@ -79,10 +80,7 @@ def finish(run: Run, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
     save_weights(best, run.model, meta)
     gallery, overlays = _gallery(run, preds.get(test_name), threshold, log)
     if run.skipped:
-        with (run.run_dir / "skipped.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["path", "reason"])
-            writer.writeheader()
-            writer.writerows(run.skipped)
+        write_skipped(run.skipped, run.run_dir / "skipped.csv")  # formula-safe cells (io.tables)
     metrics = metrics_json(run, evals.get(test_name), evals.get("val"), gallery, overlays, threshold)
     save_metrics(run.run_dir, metrics)
     _summary(run, evals[test_name], test_name, log)
@@ -230,10 +228,11 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
             panels.append(np.where(keep, 0.55 * base + 0.45 * colour, base))
         gap = np.full((base.shape[0], 4, 3), 255.0)
         path = run.run_dir / "gallery" / f"seg_{k + 1:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.concatenate([panels[0], gap, panels[1]], axis=1).round().astype(np.uint8)).save(
-            path
+        picture = Image.fromarray(
+            np.concatenate([panels[0], gap, panels[1]], axis=1).round().astype(np.uint8)
         )
+        with atomic_path(path) as tmp:  # no truncated PNG under the final name after a kill
+            picture.save(tmp, format="PNG")
         cm = out["confusions"][list(out["index"]).index(k)] if k in set(out["index"].tolist()) else None
         iou = ""
         if cm is not None:

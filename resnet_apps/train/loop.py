@@ -61,6 +61,7 @@ from resnet_apps.train.rundir import (
     launch_overrides,
     new_run_dir,
     refuse_existing,
+    release_run_dir,
     write_json,
 )
 from resnet_apps.train.setup import (
@@ -91,10 +92,29 @@ def train(
         RunDirError: ``out`` exists and is not being resumed.
         TrainingDivergedError: NaN/inf loss; the last good checkpoint is kept.
     """
+    held: list[Path] = []  # the run directory whose lock this call took, released however it ends
+    try:
+        return _train(recipe_path, overrides, out, resume, runs_root, log, held)
+    finally:
+        for run_dir in held:  # a notebook or a test calling train() twice must not lock itself out
+            release_run_dir(run_dir)
+
+
+def _train(
+    recipe_path: str | Path | None,
+    overrides: list[str] | tuple[str, ...],
+    out: str | Path | None,
+    resume: str | Path | None,
+    runs_root: str | Path,
+    log: Callable[[str], object],
+    held: list[Path],
+) -> Path:
+    """The body of :func:`train`; appends the run directory to ``held`` once its lock is taken."""
     rank, world, device = init_distributed()
     log = log if rank == 0 else (lambda *a, **k: None)  # only rank 0 speaks
     if resume is not None:
         run_dir = check_resumable(resume)
+        held.append(run_dir)
         recipe = load_recipe(run_dir / "recipe.yaml", overrides)
     else:
         if recipe_path is None:
@@ -111,6 +131,7 @@ def train(
     model, model_info = build_recipe_model(recipe, len(band_names), len(split.classes), band_names, log)
     if resume is None:  # a run that fails on its data or weights leaves no empty folder behind
         run_dir = Path(broadcast(str(new_run_dir(recipe.name, out, runs_root)) if is_main() else None))
+        held.append(run_dir)
     run = Run(
         recipe,
         run_dir,

@@ -249,7 +249,7 @@ def test_truncated_and_corrupt_files_name_the_file(tmp_path: Path) -> None:
 # --- identifiers ---------------------------------------------------------------------------------
 
 
-def test_identifiers_never_kept_only_salted_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_identifiers_never_kept_only_keyed_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = make_dicom(
         tmp_path / "id.dcm", RAMP, patient_name="Secret^Name", patient_id="ID-777", birth_date="19450508"
     )
@@ -260,7 +260,7 @@ def test_identifiers_never_kept_only_salted_hashes(tmp_path: Path, monkeypatch: 
     fields = {f.name for f in dataclasses.fields(meta)}
     assert not fields & {"patient_name", "patient_id", "birth_date", "PatientName", "PatientID"}
     assert meta.patient_hash == hash_identifier("ID-777") and len(meta.patient_hash) == 16
-    monkeypatch.setenv("RESNET_APPS_HASH_SALT", "another-site")
+    monkeypatch.setenv("RESNET_APPS_HASH_KEY", "another-site-key-0123456789")
     assert read_dicom_header(path).patient_hash != meta.patient_hash
 
 
