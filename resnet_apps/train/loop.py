@@ -28,7 +28,6 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from resnet_apps.data.dataset import RecordDataset
-from resnet_apps.errors import TrainingDivergedError
 from resnet_apps.recipe import Recipe, load_recipe
 from resnet_apps.train.datasets import (
     SplitData,
@@ -48,6 +47,7 @@ from resnet_apps.train.distributed import (
     is_main,
     shutdown,
 )
+from resnet_apps.train.diverged import loss_not_finite_error
 from resnet_apps.train.evaluate import evaluate_block, headline_value, predict
 from resnet_apps.train.run import Run, checkpoint_meta, eval_loader
 from resnet_apps.train.rundir import (
@@ -83,7 +83,8 @@ def train(
     Raises:
         RecipeError, DatasetError, WeightsUnavailableError: bad input, before any training.
         RunDirError: ``out`` exists and is not being resumed.
-        TrainingDivergedError: NaN/inf loss; the last good checkpoint is kept.
+        TrainingDivergedError: NaN/inf loss (the last good checkpoint, if any, is kept); DatasetError
+            when the cause is a segmentation batch without a labelled pixel.
     """
     rank, world, device = init_distributed()
     log = log if rank == 0 else (lambda *a, **k: None)
@@ -213,11 +214,9 @@ def train(
             with autocast_context(recipe.train.precision, device):
                 logits = net(images)
             loss = criterion(logits.float(), target)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"{run_dir}: loss is {loss.item()} at epoch {epoch}, step {step + 1}; training stopped "
-                    f"and the last good checkpoint is kept in {run_dir / 'checkpoints'}. Lower train.lr, "
-                    "set train.grad_clip, or use precision fp32"
+            if not torch.isfinite(loss):  # unlabelled batch or divergence: the error says which
+                raise loss_not_finite_error(
+                    run_dir, loss.item(), epoch, step, target, sample, train_set, recipe.task
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from resnet_apps.errors import CheckpointError
+from resnet_apps.io.writable import writing
 
 STATE_NAME = "last.state.safetensors"
 
@@ -42,8 +43,9 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        with writing(path, "checkpoint"):  # a full disk: typed, naming the checkpoint; the old one stays
+            save_file(tensors, tmp, metadata=metadata)
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
