@@ -29,7 +29,6 @@ from typing import Any
 import yaml
 
 from resnet_apps.errors import DataCardError
-from resnet_apps.recipe import safe_load_no_alias
 
 # Keys every card must have (ARCHITECTURE.md 5b). Values may be null only where NULLABLE says so.
 REQUIRED_FIELDS: tuple[str, ...] = (
@@ -111,7 +110,7 @@ def split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
     if end is None:
         raise DataCardError(f"{path}: the front matter has no closing '---' line; add one after the YAML")
     try:
-        front = safe_load_no_alias("".join(lines[1:end]))  # no anchors: no alias bomb in a card either
+        front = yaml.safe_load("".join(lines[1:end]))
     except yaml.YAMLError as error:
         raise DataCardError(
             f"{path}: the front matter is not valid YAML ({error}); fix the syntax"
