@@ -194,7 +194,8 @@ class Recipe:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The resolved recipe as YAML, never with anchors (``load_recipe`` refuses them)."""
+        return yaml.dump(self.to_dict(), Dumper=_NoAliasDumper, sort_keys=False)
 
 
 # allowed values of the string choices: field path -> allowed set (a literal table, checked after typing)
@@ -242,6 +243,13 @@ class _NoAliasLoader(yaml.SafeLoader):
                 mark,
             )
         return super().compose_node(parent, index)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that writes a repeated object out again instead of as ``&id`` / ``*id``."""
+
+    def ignore_aliases(self, data: Any) -> bool:  # noqa: D102 - see the class docstring
+        return True
 
 
 def safe_load_no_alias(text: str) -> Any:

@@ -176,3 +176,19 @@ def test_training_on_unmapped_masks_says_no_labelled_pixel(tmp_path: Path) -> No
     assert text.startswith("no labelled pixel in this batch")
     assert "mask values {10, 30, 50, 70, 100} are not among data.classes / data.source.mask_values" in text
     assert "checkpoint" not in text and "lower train.lr" not in text.lower()
+
+
+def test_saved_recipe_never_holds_anchors(tmp_path: Path) -> None:
+    # the same list object twice would be written as &id001 / *id001 by yaml.safe_dump
+    recipe = load_recipe(_write(tmp_path, BASE), ["data.bands=[B02, B03, B04]"])
+    shared = ["B04", "B03", "B02"]
+    import dataclasses
+
+    recipe = dataclasses.replace(
+        recipe, data=dataclasses.replace(recipe.data, bands=shared, rgb_bands=shared)
+    )
+    text = recipe.to_yaml()
+    assert "&" not in text and "*" not in text
+    again = tmp_path / "again.yaml"
+    again.write_text(text)
+    assert load_recipe(again).data.rgb_bands == shared

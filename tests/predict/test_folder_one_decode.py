@@ -44,3 +44,18 @@ def test_max_pixels_reaches_the_folder_reader(tmp_path: Path) -> None:
     with pytest.raises(PixelBudgetError, match="film.png"):
         ImageLoader(META, max_pixels=40 * 30 - 1)(path)
     assert tuple(ImageLoader(META, max_pixels=40 * 30)(path).shape) == (1, 16, 16)
+
+
+def test_frame_option_reaches_the_folder_reader(tmp_path: Path) -> None:
+    from dicom_fixtures import make_dicom
+
+    from resnet_apps.io import FrameRequiredError
+
+    stack = np.stack([np.full((4, 5), 10 * k, np.uint16) for k in range(3)])
+    path = make_dicom(tmp_path / "mf.dcm", stack, frames=3, window=(10, 20), voi_function="LINEAR_EXACT")
+    meta = {**META, "preprocessing": {**META["preprocessing"], "scale": 1.0}}
+    with pytest.raises(FrameRequiredError, match="--frame"):
+        ImageLoader(meta)(path)
+    # frame 1 holds 10: LINEAR_EXACT window (10, 20) maps it to 0.5, standardised (0.5 - 0.5) / 0.25 = 0
+    np.testing.assert_allclose(ImageLoader(meta, frame="middle")(path).numpy(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(ImageLoader(meta, frame=2)(path).numpy(), 2.0, atol=1e-6)  # 20 -> 1.0
