@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from resnet_apps.cli.inspect import add_budget_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``predict`` and ``export`` to the top-level parser."""
@@ -66,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_budget_options(parser)
     parser.set_defaults(handler=_predict)
 
     export = subparsers.add_parser(
@@ -102,12 +105,12 @@ def _is_scene(path: Path, task: str, image_size: int | None) -> bool:
 def _predict(args: argparse.Namespace) -> int:
     import torch
 
+    from resnet_apps.io.writable import check_writable, writing
     from resnet_apps.models.checkpoint import load_run
-    from resnet_apps.predict.folder import predict_folder
-    from resnet_apps.predict.scene import predict_scene
 
     if args.device != "cpu" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device here; use --device cpu")
+    check_writable(args.out, "predict --out")  # before the model is loaded or any file read
     model, meta = load_run(args.run_dir, which=args.which, map_location=args.device)
     task = meta.get("task", "classification")
     image_size = (meta.get("preprocessing") or {}).get("image_size")
@@ -116,6 +119,25 @@ def _predict(args: argparse.Namespace) -> int:
     images = [p for p in args.inputs if Path(p) not in scenes]
     if images and task != "classification":
         raise SystemExit(f"{images[0]}: a {task} model predicts GeoTIFF scenes only; pass .tif scenes")
+    with writing(out, "predict --out", space_only=True):
+        results = _run_inputs(args, model, meta, scenes, images, out)
+    for result in results:
+        print(json.dumps(result, default=str))
+    return 0
+
+
+def _run_inputs(
+    args: argparse.Namespace,
+    model: Any,
+    meta: dict[str, Any],
+    scenes: list[Path],
+    images: list[str],
+    out: Path,
+) -> list[dict[str, Any]]:
+    """Predict every scene, then the images (one CSV); returns one summary dict per call."""
+    from resnet_apps.predict.folder import predict_folder
+    from resnet_apps.predict.scene import predict_scene
+
     results: list[dict[str, Any]] = []
     for scene in scenes:
         results.append(
@@ -145,11 +167,11 @@ def _predict(args: argparse.Namespace) -> int:
                 gradcam=args.gradcam,
                 device=args.device,
                 progress=not args.no_progress,
+                frame=args.frame,
+                max_pixels=args.max_pixels,
             )
         )
-    for result in results:
-        print(json.dumps(result, default=str))
-    return 0
+    return results
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from resnet_apps.data.records import hash_id
-from resnet_apps.errors import ImageReadError, RunDirError
+from resnet_apps.errors import BandError, ImageReadError, RunDirError
 from resnet_apps.io.tables import safe_row
 from resnet_apps.models.decision import Decision, format_probabilities
 from resnet_apps.predict.preprocess import Preprocessing
@@ -112,9 +112,18 @@ def _open_csv(path: Path, columns: list[str]) -> tuple[Any, _SafeWriter]:
 
 
 class ImageLoader:
-    """Reads one file into a normalised tensor [C, S, S] the way the training data layer does."""
+    """Reads one file into a normalised tensor [C, S, S] the way the training data layer does.
 
-    def __init__(self, meta: Mapping[str, Any]) -> None:
+    Args:
+        meta: checkpoint metadata (its ``preprocessing``).
+        frame: multi-frame DICOM frame (index or first / middle / last); None: the checkpoint's
+            ``dicom_frame``.
+        max_pixels: pixel budget of one read (``io.budget``; None: its default).
+    """
+
+    def __init__(
+        self, meta: Mapping[str, Any], frame: int | str | None = None, max_pixels: int | None = None
+    ) -> None:
         from resnet_apps.data.loading import Preprocessing as DataPreprocessing
 
         self.pre = Preprocessing.from_meta(meta)
@@ -125,6 +134,8 @@ class ImageLoader:
             image_size=self.pre.image_size,
             dicom_window=self.pre.dicom_window,
             grayscale=self.pre.grayscale,
+            dicom_frame=frame if frame is not None else raw.get("dicom_frame"),
+            max_pixels=max_pixels,
         )
 
     def __call__(self, path: Path) -> torch.Tensor:
@@ -133,10 +144,11 @@ class ImageLoader:
 
         try:
             arrays = load_arrays(Record(path=path.name), path.parent, self.data_pre, None)
-        except ImageReadError:
+        except BandError:
             if self.data_pre.bands is None:
                 raise
-            # bands such as ["gray"] recorded for DICOM do not exist in PNG/JPEG: read all, then match
+            # bands such as ["gray"] recorded for DICOM do not exist in PNG/JPEG: read all, then match.
+            # io checks bands against the header before decoding, so this costs one decode, not two.
             arrays = load_arrays(Record(path=path.name), path.parent, _replace_bands(self.data_pre), None)
         image = self.pre.match_channels(arrays["image"], path).astype(np.float32, copy=True)
         return torch.from_numpy(self.pre.standardise(image, arrays["valid"]))
@@ -163,6 +175,8 @@ def predict_folder(
     gradcam: bool = False,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    frame: int | str | None = None,
+    max_pixels: int | None = None,
 ) -> dict[str, Any]:
     """Classify every image under ``inputs`` into ``out_dir/predictions.csv`` (bad files: ``errors.csv``).
 
@@ -175,6 +189,8 @@ def predict_folder(
         gradcam: also write ``gradcam/<image_id>.png`` (Grad-CAM of the predicted class).
         device: where the model runs.
         progress: tqdm bar with files/s and ETA.
+        frame: multi-frame DICOM frame (``--frame``: index or first / middle / last).
+        max_pixels: pixel budget per file (``--max-pixels``); a larger file goes to ``errors.csv``.
 
     Returns:
         ``{"predicted", "errors", "skipped_done", "seconds", "files_per_s", "csv", "errors_csv"}``.
@@ -184,7 +200,7 @@ def predict_folder(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     decision = Decision.from_meta(meta)
-    loader = ImageLoader(meta)
+    loader = ImageLoader(meta, frame=frame, max_pixels=max_pixels)
     columns = ["image_id", "path"] + [f"p_{c}" for c in decision.columns()] + ["pred"]
     csv_path, err_path = out_dir / PREDICTIONS_CSV, out_dir / ERRORS_CSV
     done = _done_ids(csv_path) | _done_ids(err_path)
