@@ -184,7 +184,8 @@ def _predict_dicomweb(args: argparse.Namespace, model: Any, meta: dict[str, Any]
     from resnet_apps import __version__
     from resnet_apps.models.checkpoint import find_checkpoint
     from resnet_apps.predict.dicom_results import ModelInfo
-    from resnet_apps.predict.dicomweb import connect, predict_dicomweb
+    from resnet_apps.predict.dicomweb import predict_dicomweb
+    from resnet_apps.predict.pacs import connect
 
     if len(args.inputs) != 1:
         raise SystemExit("a dicomweb+http(s)://... INPUT is given alone; run files in another predict call")

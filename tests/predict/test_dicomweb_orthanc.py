@@ -34,7 +34,7 @@ from resnet_apps.cli import main
 from resnet_apps.models.checkpoint import save_checkpoint
 from resnet_apps.models.heads import build_model
 from resnet_apps.predict.dicom_results import CLASSIFICATION, THRESHOLD
-from resnet_apps.predict.dicomweb import InstanceRef
+from resnet_apps.predict.pacs import InstanceRef
 
 pytestmark = [pytest.mark.pacs, pytest.mark.subprocess]
 
