@@ -164,6 +164,7 @@ def build_sr(source: Dataset, finding: Finding, model: ModelInfo, uids: ResultUi
             model_name=model.version[:64],
         ),
     )
+    # the algorithm is named once, on the group (TID 1501), not again on each measurement
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=derived_uid("tracking", model.weights_sha256, uids.sr_instance),
@@ -172,14 +173,11 @@ def build_sr(source: Dataset, finding: Finding, model: ModelInfo, uids: ResultUi
         algorithm_id=algorithm,
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
         measurements=[
-            hd.sr.Measurement(
-                name=codes.DCM.Probability, value=finding.probability, unit=_NO_UNITS, algorithm_id=algorithm
-            ),
+            hd.sr.Measurement(name=codes.DCM.Probability, value=finding.probability, unit=_NO_UNITS),
             hd.sr.Measurement(
                 name=THRESHOLD,
                 value=finding.threshold,
                 unit=_NO_UNITS,
-                algorithm_id=algorithm,
             ),
         ],
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(CLASSIFICATION, _concept(finding.label))],
