@@ -216,6 +216,7 @@ def _predict_dicomweb(args: argparse.Namespace, model: Any, meta: dict[str, Any]
         gradcam=args.gradcam,
         batch_size=args.batch_size,
         device=args.device,
+        progress=not args.no_progress,
     )
     print(json.dumps(result, default=str))
     return 0

@@ -30,6 +30,7 @@ import numpy as np
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from torch import nn
+from tqdm.auto import tqdm
 
 from resnet_apps.errors import DicomWebError, ImageReadError
 from resnet_apps.models.decision import Decision
@@ -113,6 +114,104 @@ def _batches(items: Sequence[InstanceRef], size: int) -> Iterator[Sequence[Insta
         yield items[start : start + size]
 
 
+@dataclass
+class _Run:
+    """What one ``predict_dicomweb`` call carries from batch to batch."""
+
+    client: DICOMwebClient
+    model: nn.Module
+    meta: Mapping[str, Any]
+    out: Path
+    model_info: ModelInfo
+    store_results: bool
+    gradcam: bool
+    batch_size: int
+    device: str
+    decision: Decision
+    known: dict[str, dict[str, str]]  # image id -> predictions.csv row
+    failed: set[str]  # image ids in errors.csv
+    times: Timings = field(default_factory=Timings)
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("instances", "predicted", "errors", "skipped_done", "stored_sr", "stored_sc"), 0
+        )
+    )
+
+    def todo(self, study: str) -> list[InstanceRef]:
+        """The study's instances without a stored SR (``store``) or a CSV row, and not failed before."""
+        tick = time.perf_counter()
+        refs = list_instances(self.client, study)
+        sha = self.model_info.weights_sha256
+        stored: set[str] = set()
+        if self.store_results:
+            stored = stored_instances(self.client, study, ResultUids.for_source(study, "", sha).sr_series)
+        self.times.query += time.perf_counter() - tick
+        self.counts["instances"] += len(refs)
+        todo = []
+        for ref in refs:
+            if self.store_results:
+                finished = ResultUids.for_source(study, ref.sop, sha).sr_instance in stored
+            else:
+                finished = ref.image_id in self.known
+            if finished or ref.image_id in self.failed:
+                self.counts["skipped_done"] += 1
+            else:
+                todo.append(ref)
+        return todo
+
+    def batch(self, batch: Sequence[InstanceRef]) -> None:
+        """Retrieve to a temporary folder, predict through ``predict_folder``, store the results."""
+        pred_csv, err_csv = self.out / PREDICTIONS_CSV, self.out / ERRORS_CSV
+        with tempfile.TemporaryDirectory(prefix="resnet_apps_dicomweb_") as tmp:
+            headers: dict[str, Dataset] = {}
+            tick = time.perf_counter()
+            for ref in batch:
+                try:
+                    with ServerErrors(self.client, "WADO-RS retrieve"):  # server failures stop the run
+                        headers[ref.image_id] = retrieve(self.client, ref, Path(tmp) / ref.relative)
+                except ImageReadError as error:  # this instance only: listed, the run goes on
+                    _append_error(self.out, ref, f"{type(error).__name__}: {error}")
+                    self.failed.add(ref.image_id)
+                    self.counts["errors"] += 1
+            self.times.retrieve += time.perf_counter() - tick
+            tick = time.perf_counter()
+            offsets = _size(pred_csv), _size(err_csv)
+            if any(image_id not in self.known for image_id in headers):
+                result = predict_folder(
+                    self.model,
+                    self.meta,
+                    [tmp],
+                    self.out,
+                    batch_size=self.batch_size,
+                    gradcam=self.gradcam,
+                    device=self.device,
+                    progress=False,
+                )
+                self.counts["predicted"] += result["predicted"]
+                self.counts["errors"] += result["errors"]
+            self.known.update(_rows_after(pred_csv, offsets[0]))
+            self.failed.update(_rows_after(err_csv, offsets[1]))
+            self.times.predict += time.perf_counter() - tick
+        if self.store_results:
+            tick = time.perf_counter()
+            gradcam_dir = self.out / "gradcam" if self.gradcam else None
+            for ref in batch:
+                if ref.image_id in headers and ref.image_id in self.known:
+                    row = self.known[ref.image_id]
+                    with_sc = _store_one(
+                        self.client,
+                        ref,
+                        headers[ref.image_id],
+                        row,
+                        self.decision,
+                        self.model_info,
+                        gradcam_dir,
+                    )
+                    self.counts["stored_sr"] += 1
+                    self.counts["stored_sc"] += int(with_sc)
+            self.times.store += time.perf_counter() - tick
+
+
 def predict_dicomweb(
     model: nn.Module,
     meta: Mapping[str, Any],
@@ -126,13 +225,14 @@ def predict_dicomweb(
     gradcam: bool = False,
     batch_size: int = 8,
     device: str = "cpu",
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Classify the studies' image instances into ``out_dir`` CSVs and, optionally, store SR/SC back.
 
     Args:
         model: classification model ([B, C, S, S] -> [B, K] logits), from ``load_run``.
         meta: its checkpoint metadata.
-        client: from :func:`connect`.
+        client: from :func:`resnet_apps.predict.pacs.connect`.
         out_dir: output folder (predictions.csv, errors.csv, gradcam/); an existing one resumes.
         model_info: name, version, weights sha256, stated in every SR.
         studies: Study Instance UIDs.
@@ -141,6 +241,7 @@ def predict_dicomweb(
         gradcam: Grad-CAM overlays (``out_dir/gradcam``; stored as Secondary Captures with ``store``).
         batch_size: instances retrieved to disk and predicted together.
         device: torch device.
+        progress: a tqdm bar of instances (studies are counted as they are listed).
 
     Returns:
         Counts (studies, instances, predicted, errors, skipped_done, stored_sr, stored_sc) and timings
@@ -153,82 +254,48 @@ def predict_dicomweb(
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pred_csv, err_csv = out / PREDICTIONS_CSV, out / ERRORS_CSV
-    known = _rows_after(pred_csv, 0)
-    failed = set(_rows_after(err_csv, 0))
-    times = Timings()
-    counts = dict.fromkeys(("instances", "predicted", "errors", "skipped_done", "stored_sr", "stored_sc"), 0)
+    run = _Run(
+        client=client,
+        model=model,
+        meta=meta,
+        out=out,
+        model_info=model_info,
+        store_results=store_results,
+        gradcam=gradcam,
+        batch_size=batch_size,
+        device=device,
+        decision=decision,
+        known=_rows_after(out / PREDICTIONS_CSV, 0),
+        failed=set(_rows_after(out / ERRORS_CSV, 0)),
+    )
     start = time.perf_counter()
-    tick = time.perf_counter()
     study_uids = find_studies(client, studies, query)
-    times.query += time.perf_counter() - tick
-    for study in study_uids:
-        study_start = time.perf_counter()
-        refs = list_instances(client, study)
-        done: set[str] = set()
-        if store_results:
-            series = ResultUids.for_source(study, "", model_info.weights_sha256).sr_series
-            done = stored_instances(client, study, series)
-        times.query += time.perf_counter() - study_start
-        counts["instances"] += len(refs)
-        todo = []
-        for ref in refs:
-            uids = ResultUids.for_source(study, ref.sop, model_info.weights_sha256)
-            finished = uids.sr_instance in done if store_results else ref.image_id in known
-            if finished or ref.image_id in failed:
-                counts["skipped_done"] += 1
-            else:
-                todo.append(ref)
-        for batch in _batches(todo, batch_size):
-            with tempfile.TemporaryDirectory(prefix="resnet_apps_dicomweb_") as tmp:
-                headers: dict[str, Dataset] = {}
-                tick = time.perf_counter()
-                for ref in batch:
-                    try:
-                        with ServerErrors(client, "WADO-RS retrieve"):  # server failures stop the run
-                            headers[ref.image_id] = retrieve(client, ref, Path(tmp) / ref.relative)
-                    except ImageReadError as error:  # this instance only: listed, the run goes on
-                        _append_error(out, ref, f"{type(error).__name__}: {error}")
-                        failed.add(ref.image_id)
-                        counts["errors"] += 1
-                times.retrieve += time.perf_counter() - tick
-                tick = time.perf_counter()
-                offsets = _size(pred_csv), _size(err_csv)
-                if any(ref.image_id not in known for ref in batch if ref.image_id in headers):
-                    result = predict_folder(
-                        model, meta, [tmp], out, batch_size=batch_size, gradcam=gradcam, device=device,
-                        progress=False,
-                    )  # fmt: skip
-                    counts["predicted"] += result["predicted"]
-                    counts["errors"] += result["errors"]
-                known.update(_rows_after(pred_csv, offsets[0]))
-                failed.update(_rows_after(err_csv, offsets[1]))
-                times.predict += time.perf_counter() - tick
-            if store_results:
-                tick = time.perf_counter()
-                for ref in batch:
-                    if ref.image_id in headers and ref.image_id in known:
-                        stored = _store_one(client, ref, headers[ref.image_id], known[ref.image_id], decision,
-                                            model_info, out / "gradcam" if gradcam else None)  # fmt: skip
-                        counts["stored_sr"] += 1
-                        counts["stored_sc"] += int(stored)
-                times.store += time.perf_counter() - tick
-        times.per_study.append(time.perf_counter() - study_start)
+    run.times.query += time.perf_counter() - start
+    with tqdm(total=0, unit="instance", desc="dicomweb", disable=not progress, dynamic_ncols=True) as bar:
+        for study in study_uids:
+            study_start = time.perf_counter()
+            todo = run.todo(study)
+            bar.total += len(todo)
+            bar.refresh()
+            for batch in _batches(todo, batch_size):
+                run.batch(batch)
+                bar.update(len(batch))
+            run.times.per_study.append(time.perf_counter() - study_start)
     seconds = time.perf_counter() - start
-    handled = max(counts["instances"] - counts["skipped_done"], 1)
+    handled = max(run.counts["instances"] - run.counts["skipped_done"], 1)
     return {
         "source": client.base_url,
         "studies": len(study_uids),
-        **counts,
+        **run.counts,
         "seconds": seconds,
-        "seconds_query": times.query,
-        "seconds_retrieve": times.retrieve,
-        "seconds_predict": times.predict,
-        "seconds_store": times.store,
+        "seconds_query": run.times.query,
+        "seconds_retrieve": run.times.retrieve,
+        "seconds_predict": run.times.predict,
+        "seconds_store": run.times.store,
         "seconds_per_study": seconds / max(len(study_uids), 1),
         "seconds_per_instance": seconds / handled,
-        "csv": pred_csv,
-        "errors_csv": err_csv,
+        "csv": out / PREDICTIONS_CSV,
+        "errors_csv": out / ERRORS_CSV,
     }
 
 

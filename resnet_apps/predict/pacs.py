@@ -15,6 +15,7 @@ verified (``REQUESTS_CA_BUNDLE`` names a private CA).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,11 @@ def connect(source: str, *, retries: int = 4, backoff: float = 0.5, timeout: flo
 
 
 class ServerErrors:
-    """Turns a failed request (after its retries) into a DicomWebError that says what to do."""
+    """Turns a failed request (after its retries) into a DicomWebError that says what to do.
+
+    The message names the server and the transaction but no request path: paths and query strings
+    hold UIDs and, for a QIDO query by patient, the patient's ID, which must not reach a log.
+    """
 
     def __init__(self, client: DICOMwebClient, what: str) -> None:
         self.url, self.what = client.base_url, what
@@ -130,7 +135,13 @@ class ServerErrors:
             fix = "check the query parameters and the service URL (its DICOMweb root)"
         else:
             fix = "check that the server is up and reachable; rerun with the same --out to resume"
-        raise DicomWebError(f"{self.url}: {self.what} failed ({type(error).__name__}: {error}); fix: {fix}")
+        detail = f"HTTP {status}" if status is not None else _without_urls(str(error))
+        raise DicomWebError(f"{self.url}: {self.what} failed ({type(error).__name__}: {detail}); fix: {fix}")
+
+
+def _without_urls(text: str) -> str:
+    """An error text with every request path / URL cut out (urllib3 quotes them)."""
+    return re.sub(r"(url: |https?://)\S+", r"\1<...>", text)
 
 
 @dataclass(frozen=True)
@@ -183,7 +194,7 @@ def find_studies(client: DICOMwebClient, studies: Sequence[str], query: str | No
     found = list(studies)
     if query:
         filters = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=True))
-        with ServerErrors(client, f"QIDO study search {filters}"):
+        with ServerErrors(client, "QIDO study search"):
             matches = search_all(client.search_for_studies, search_filters=filters)
         found += [uid for uid in (_value(m, _STUDY) for m in matches) if uid and uid not in found]
     return found
