@@ -177,7 +177,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def _run(server: Server, run: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> dict:
     args = ["predict", str(run), server.source, "--query", "ModalitiesInStudy=CR", "--out", str(out)]
     assert main([*args, "--store", "--gradcam", "--no-progress"]) == 0
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = capsys.readouterr()
+    for planted in ("Doe^Jane", "PID-0001", "19700101"):  # the fixtures' patient: never on the console
+        assert planted not in printed.out + printed.err
+    return json.loads(printed.out.strip().splitlines()[-1])
 
 
 def _series(client: DICOMwebClient, study: str, modality: str) -> list[str]:
