@@ -129,11 +129,16 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.device != "cpu" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device here; use --device cpu")
-    model, meta = load_run(args.run_dir, which=args.which, map_location=args.device)
-    if any(str(p).startswith("dicomweb+") for p in args.inputs):
-        return _predict_dicomweb(args, model, meta)
-    if args.study or args.query or args.store:
+    dicomweb = any(str(p).startswith("dicomweb+") for p in args.inputs)
+    if dicomweb and len(args.inputs) != 1:
+        raise SystemExit("a dicomweb+http(s)://... INPUT is given alone; run files in another predict call")
+    if dicomweb and not args.study and not args.query:
+        raise SystemExit("DICOMweb: say which studies with --study UID and/or --query FILTERS")
+    if not dicomweb and (args.study or args.query or args.store):
         raise SystemExit("--study, --query and --store need a dicomweb+http(s)://... INPUT")
+    model, meta = load_run(args.run_dir, which=args.which, map_location=args.device)
+    if dicomweb:
+        return _predict_dicomweb(args, model, meta)
     task = meta.get("task", "classification")
     image_size = (meta.get("preprocessing") or {}).get("image_size")
     out = Path(args.out)
@@ -187,10 +192,6 @@ def _predict_dicomweb(args: argparse.Namespace, model: Any, meta: dict[str, Any]
     from resnet_apps.predict.dicomweb import predict_dicomweb
     from resnet_apps.predict.pacs import connect
 
-    if len(args.inputs) != 1:
-        raise SystemExit("a dicomweb+http(s)://... INPUT is given alone; run files in another predict call")
-    if not args.study and not args.query:
-        raise SystemExit("DICOMweb: say which studies with --study UID and/or --query FILTERS")
     if meta.get("task", "classification") != "classification":
         raise SystemExit("DICOMweb: only classification runs predict from a PACS so far")
     weights = find_checkpoint(args.run_dir, args.which).with_suffix(".safetensors")
