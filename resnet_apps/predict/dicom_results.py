@@ -51,6 +51,14 @@ class ModelInfo:
     version: str
     weights_sha256: str
 
+    def result_key(self, threshold: float) -> str:
+        """What the stored results depend on: the exact weights and the operating threshold.
+
+        A new threshold for the same weights gives new SRs (in a new series) rather than leaving
+        results stated at the old threshold marked as done.
+        """
+        return f"{self.weights_sha256}@{threshold:g}"
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -81,13 +89,13 @@ class ResultUids:
     sc_instance: str
 
     @classmethod
-    def for_source(cls, study_uid: str, sop_uid: str, weights_sha256: str) -> ResultUids:
-        """Series per (study, weights); instance per (source instance, weights)."""
+    def for_source(cls, study_uid: str, sop_uid: str, result_key: str) -> ResultUids:
+        """Series per (study, model); instance per (source instance, model); see ``ModelInfo.result_key``."""
         return cls(
-            sr_series=derived_uid("sr-series", weights_sha256, study_uid),
-            sr_instance=derived_uid("sr", weights_sha256, sop_uid),
-            sc_series=derived_uid("sc-series", weights_sha256, study_uid),
-            sc_instance=derived_uid("sc", weights_sha256, sop_uid),
+            sr_series=derived_uid("sr-series", result_key, study_uid),
+            sr_instance=derived_uid("sr", result_key, sop_uid),
+            sc_series=derived_uid("sc-series", result_key, study_uid),
+            sc_instance=derived_uid("sc", result_key, sop_uid),
         )
 
 

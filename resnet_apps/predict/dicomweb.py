@@ -141,16 +141,16 @@ class _Run:
         """The study's instances without a stored SR (``store``) or a CSV row, and not failed before."""
         tick = time.perf_counter()
         refs = list_instances(self.client, study)
-        sha = self.model_info.weights_sha256
+        key = self.model_info.result_key(self.decision.threshold)
         stored: set[str] = set()
         if self.store_results:
-            stored = stored_instances(self.client, study, ResultUids.for_source(study, "", sha).sr_series)
+            stored = stored_instances(self.client, study, ResultUids.for_source(study, "", key).sr_series)
         self.times.query += time.perf_counter() - tick
         self.counts["instances"] += len(refs)
         todo = []
         for ref in refs:
             if self.store_results:
-                finished = ResultUids.for_source(study, ref.sop, sha).sr_instance in stored
+                finished = ResultUids.for_source(study, ref.sop, key).sr_instance in stored
             else:
                 finished = ref.image_id in self.known
             if finished or ref.image_id in self.failed:
@@ -309,7 +309,7 @@ def _store_one(
     gradcam_dir: Path | None,
 ) -> bool:
     """STOW the SC (when its overlay exists) and then the SR: the SR last, as the "done" mark."""
-    uids = ResultUids.for_source(ref.study, ref.sop, model_info.weights_sha256)
+    uids = ResultUids.for_source(ref.study, ref.sop, model_info.result_key(decision.threshold))
     with warnings.catch_warnings():
         # highdicom's person-name checks quote the patient's name in the warning: never into logs
         warnings.simplefilter("ignore", UserWarning)

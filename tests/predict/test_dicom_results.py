@@ -38,7 +38,7 @@ def test_sr_states_finding_probability_threshold_and_model(source) -> None:
     finding = finding_from_row({"p_NORMAL": "0.250000", "p_PNEUMONIA": "0.750000", "pred": "PNEUMONIA"},
                                Decision.from_meta(META))  # fmt: skip
     assert "PixelData" not in source and source.PatientSex == ""  # header only; type 2 present, empty
-    uids = ResultUids.for_source(source.StudyInstanceUID, source.SOPInstanceUID, MODEL.weights_sha256)
+    uids = ResultUids.for_source(source.StudyInstanceUID, source.SOPInstanceUID, MODEL.result_key(0.6))
     sr = build_sr(source, finding, MODEL, uids)
     assert sr.SOPClassUID == ComprehensiveSRStorage and sr.SOPInstanceUID == uids.sr_instance
     assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.SeriesInstanceUID != source.SeriesInstanceUID
@@ -65,7 +65,7 @@ def test_multiclass_finding_reports_the_label_probability() -> None:
 
 
 def test_secondary_capture_of_the_overlay(source) -> None:
-    uids = ResultUids.for_source(source.StudyInstanceUID, source.SOPInstanceUID, MODEL.weights_sha256)
+    uids = ResultUids.for_source(source.StudyInstanceUID, source.SOPInstanceUID, MODEL.result_key(0.6))
     overlay = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     sc = build_sc(source, overlay, MODEL, uids)
     assert sc.SOPClassUID == SecondaryCaptureImageStorage and sc.SOPInstanceUID == uids.sc_instance

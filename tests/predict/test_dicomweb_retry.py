@@ -12,7 +12,7 @@ import pytest
 from pydicom.uid import UID
 
 from resnet_apps.errors import DicomWebError
-from resnet_apps.predict.dicom_results import ResultUids, derived_uid
+from resnet_apps.predict.dicom_results import ModelInfo, ResultUids, derived_uid
 from resnet_apps.predict.pacs import connect, find_studies, service_url
 
 
@@ -104,5 +104,7 @@ def test_service_url_and_derived_uids() -> None:
     assert a == ResultUids.for_source("1.2.3", "1.2.3.4", "ab" * 32)  # a rerun finds the same UIDs
     assert a.sr_instance != ResultUids.for_source("1.2.3", "1.2.3.4", "cd" * 32).sr_instance  # other weights
     assert a.sr_series == ResultUids.for_source("1.2.3", "1.2.3.5", "ab" * 32).sr_series  # one series a study
+    info = ModelInfo("m", "v", "ab" * 32)
+    assert info.result_key(0.5) != info.result_key(0.6)  # a new operating threshold: new results
     for uid in (a.sr_series, a.sr_instance, a.sc_series, a.sc_instance, derived_uid("x")):
         assert UID(uid).is_valid and uid.startswith("2.25.")
