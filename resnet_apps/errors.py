@@ -151,3 +151,10 @@ class ReportError(ResnetAppsError):
 
 class ExportError(ResnetAppsError):
     """An exported model that cannot be written or whose outputs differ from PyTorch's beyond tolerance."""
+
+
+# --- PACS (DICOMweb) -------------------------------------------------------------------------------
+
+
+class DicomWebError(ResnetAppsError):
+    """A DICOMweb server that refused, failed (5xx) or dropped the connection after bounded retries."""
