@@ -52,6 +52,14 @@ class NoPixelDataError(DicomError):
     """A DICOM object without an image (structured report, presentation state, ...)."""
 
 
+class UnsupportedSyntaxError(DicomError):
+    """A transfer syntax that no installed (nor installable) decoder of ours handles: convert the file."""
+
+
+class PixelBudgetError(ImageReadError):
+    """An image whose header claims more pixels than the budget (``data.max_pixels`` / ``--max-pixels``)."""
+
+
 class GeoTiffError(ImageReadError):
     """A GeoTIFF that cannot be read as asked (missing bands, bad window, ...)."""
 
@@ -109,6 +117,8 @@ class CheckpointError(ResnetAppsError):
 class TrainingDivergedError(ResnetAppsError):
     """Training produced a NaN or infinite loss; the last good checkpoint was kept."""
 
+    loss: float = float("nan")  # the offending loss value, set where it was computed
+
 
 # --- data fetching ------------------------------------------------------------------------------
 
@@ -128,6 +138,10 @@ class MetricsError(ResnetAppsError, ValueError):
     """Arrays given to a metric that have the wrong shape, range or labels."""
 
 
+class OutputWriteError(ResnetAppsError):
+    """An output folder or file that cannot be written: read-only, not a folder, or a full disk."""
+
+
 class ReportError(ResnetAppsError):
     """A metrics.json that is missing, invalid for its schema, or a report that cannot be written."""
 
@@ -137,3 +151,10 @@ class ReportError(ResnetAppsError):
 
 class ExportError(ResnetAppsError):
     """An exported model that cannot be written or whose outputs differ from PyTorch's beyond tolerance."""
+
+
+# --- PACS (DICOMweb) -------------------------------------------------------------------------------
+
+
+class DicomWebError(ResnetAppsError):
+    """A DICOMweb server that refused, failed (5xx) or dropped the connection after bounded retries."""

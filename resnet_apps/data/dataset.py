@@ -78,6 +78,7 @@ class RecordDataset(Dataset):
         self.root = Path(root)
         self.prep = preprocessing or Preprocessing()
         self.classes = list(classes)
+        self.source = source  # the data.source block (masks; named in errors about mask codes)
         self.transform = transform
         self.on_error = on_error
         self.seed = seed
@@ -97,6 +98,16 @@ class RecordDataset(Dataset):
             self.cache = ArrayCache(cache)
         else:
             self.cache = None
+        if self.cache is not None and not isinstance(cache, ArrayCache):
+            problem = self.cache.writable()
+            if problem is not None:  # a read-only or full cache folder costs speed, never the run
+                log.warning(
+                    "cache disabled: %s cannot be written (%s); set RESNET_APPS_CACHE_DIR to a writable "
+                    "folder, or data.cache: false",
+                    self.cache.arrays,
+                    problem,
+                )
+                self.cache = None
         self._mean = None if self.prep.mean is None else np.asarray(self.prep.mean, np.float32)[:, None, None]
         self._std = None if self.prep.std is None else np.asarray(self.prep.std, np.float32)[:, None, None]
 

@@ -59,12 +59,19 @@ def read_pixels(
         files = [root / p for p in record.band_paths]
         if prep.bands is not None:
             files = [files[_band_index(b, names, path)] for b in prep.bands]
-        image, geo = rio.read_geotiff(files)
+        image, geo = rio.read_geotiff(files, max_pixels=prep.max_pixels)
         return image, geo.valid, False
     if is_dicom_path(path):
-        pixels, dicom = rio.read_dicom(path, window=prep.dicom_window)
+        pixels, dicom = rio.read_dicom(
+            path, window=prep.dicom_window, frame=prep.dicom_frame, max_pixels=prep.max_pixels
+        )
         return pixels[None].astype(np.float32, copy=False), dicom.valid, True
-    image, meta = rio.read_image(path, bands=list(prep.bands) if prep.bands is not None else None)
+    image, meta = rio.read_image(
+        path,
+        bands=list(prep.bands) if prep.bands is not None else None,
+        dicom_frame=prep.dicom_frame,
+        max_pixels=prep.max_pixels,
+    )
     return image, meta.valid, getattr(meta, "kind", "") == "dicom"
 
 
@@ -90,12 +97,23 @@ def load_arrays(
         MaskMismatchError: mask and image sizes differ.
     """
     raw, read_valid, dicom = read_pixels(record, root, prep)
-    image = raw.astype(np.float32)
+    target = size_hw(prep.image_size)
+    if target is not None and target != raw.shape[1:] and not (prep.grayscale and raw.shape[0] == 3):
+        # one float32 copy, laid out channels-last as the resize wants it ([C, H, W] is a view of it):
+        # a 12000 x 12000 RGB film costs one 1.7 GB float copy, not two
+        hwc = np.empty((*raw.shape[1:], raw.shape[0]), dtype=np.float32)
+        hwc[...] = raw.transpose(1, 2, 0)
+        image = hwc.transpose(2, 0, 1)
+    else:
+        image = raw.astype(np.float32)
+    integer = raw.dtype.kind in "uib"
+    del raw  # the native copy is not needed any more
     if not dicom and prep.scale != 1.0:
         image *= np.float32(prep.scale)
     if prep.grayscale and image.shape[0] == 3:
         image = image.mean(axis=0, keepdims=True)
-    finite = np.isfinite(image).all(axis=0)
+    # integer pixels are always finite: skip a full-size boolean pass over them
+    finite = np.ones(image.shape[1:], dtype=bool) if integer else np.isfinite(image).all(axis=0)
     valid = np.asarray(finite if read_valid is None else (np.asarray(read_valid, dtype=bool) & finite))
     where = root / record.path
     if not valid.any():
@@ -120,7 +138,6 @@ def load_arrays(
             )
         mask[~valid] = IGNORE_INDEX
         arrays["mask"] = mask.astype(np.uint8)
-    target = size_hw(prep.image_size)
     if target is not None and target != image.shape[1:]:
         arrays = resize_arrays(arrays, target)
     return arrays

@@ -34,6 +34,10 @@ class Preprocessing:
         dicom_window: passed to ``read_dicom``.
         grayscale: average RGB into one band (chest films stored as R=G=B JPEG).
         in_chans: channels the model takes (checkpoints), or None (training: whatever the files hold).
+        dicom_frame: frame of multi-frame DICOM files (index or "first" / "middle" / "last"; None: a
+            multi-frame file is an error that names this setting).
+        max_pixels: pixel budget of one read in values (H x W x bands), checked from the header before
+            the decode (``io.budget``; None: its default 4.5e8). Not part of the cache key.
     """
 
     bands: tuple[str | int, ...] | None = None
@@ -44,12 +48,21 @@ class Preprocessing:
     dicom_window: DicomWindow = None
     grayscale: bool = False
     in_chans: int | None = None
+    dicom_frame: int | str | None = None
+    max_pixels: int | None = None
 
     def cache_params(self) -> dict[str, Any]:
         """Everything that shapes the cached (pre-normalisation) arrays."""
         params = asdict(self)
-        for name in ("mean", "std", "in_chans"):  # applied after the cache, or not a pixel setting
+        for name in (
+            "mean",
+            "std",
+            "in_chans",
+            "max_pixels",
+        ):  # applied after the cache, or not a pixel setting
             params.pop(name)
+        if params["dicom_frame"] is None:
+            params.pop("dicom_frame")  # keys of caches written before the field existed stay valid
         return params
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +77,7 @@ class Preprocessing:
             if isinstance(self.dicom_window, tuple)
             else self.dicom_window,
             "grayscale": self.grayscale,
+            "dicom_frame": self.dicom_frame,
         }
 
     @classmethod
@@ -72,7 +86,7 @@ class Preprocessing:
 
         Args:
             raw: the JSON block (``bands``, ``scale``, ``mean``, ``std``, ``image_size``, ``dicom_window``,
-                ``grayscale``; other keys such as ``normalize`` are informational and ignored).
+                ``grayscale``, ``dicom_frame``; other keys such as ``normalize`` are informational and ignored).
             in_chans: the model's input channels (``mean``/``std`` need one value each, or a single one).
             source: the file named in errors.
 
@@ -129,6 +143,9 @@ class Preprocessing:
         grayscale = raw.get("grayscale", False)
         if not isinstance(grayscale, bool | None):
             raise bad("grayscale", "true or false")
+        frame = raw.get("dicom_frame")
+        if not (frame is None or (_is_int(frame) and frame >= 0) or frame in ("first", "middle", "last")):
+            raise bad("dicom_frame", "null, a 0-based frame index, or first / middle / last")
         return cls(
             bands=bands,
             scale=float(scale),
@@ -138,6 +155,7 @@ class Preprocessing:
             dicom_window=window,
             grayscale=bool(grayscale),
             in_chans=in_chans,
+            dicom_frame=frame,
         )
 
     def band_indexes(self, descriptions: Sequence[str | None], path: str | Path) -> list[int]:

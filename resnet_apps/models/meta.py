@@ -137,16 +137,23 @@ class CheckpointMeta(Mapping[str, Any]):
     def coerce(
         cls, meta: CheckpointMeta | Mapping[str, Any], source: str = "checkpoint metadata"
     ) -> CheckpointMeta:
-        """``meta`` itself when already checked, else :meth:`from_dict` of the plain dict."""
-        return meta if isinstance(meta, CheckpointMeta) else cls.from_dict(meta, source=source)
+        """``meta`` itself when already checked, else :meth:`from_dict` of the plain dict.
+
+        A dict built in code (a caller's own model, tests) may leave out ``task`` (classification) and
+        ``model`` (one output per class); every field it gives is checked as in a file.
+        """
+        if isinstance(meta, CheckpointMeta):
+            return meta
+        return cls.from_dict(meta, source=source, strict=False)
 
     @classmethod
-    def from_dict(cls, raw: Any, source: str = "checkpoint metadata") -> CheckpointMeta:
+    def from_dict(cls, raw: Any, source: str = "checkpoint metadata", strict: bool = True) -> CheckpointMeta:
         """Check plain metadata (a loaded JSON) and return it typed.
 
-        Required: ``task`` and a ``model`` mapping. Optional fields take the defaults ``save_checkpoint``
-        writes. ``classes`` must have one name per output (two for one binary logit); a multi-label
-        ``operating_threshold`` is one number for all classes or a list with one per class.
+        Required: ``task`` and a ``model`` mapping (``strict=False``: classification and one output per
+        class when absent). Optional fields take the defaults ``save_checkpoint`` writes. ``classes`` must
+        have one name per output (two for one binary logit); a multi-label ``operating_threshold`` is one
+        number for all classes or a list with one per class.
 
         Raises:
             CheckpointError: naming ``source``, the field and the fix.
@@ -163,6 +170,10 @@ class CheckpointMeta(Mapping[str, Any]):
             value = _get(raw, name)
             return CheckpointError(f"{source}: field '{name}' = {_short(value)} is not {expected}; {fix}")
 
+        if not strict and ("task" not in raw or "model" not in raw):
+            names = raw.get("classes")
+            outputs = {"num_classes": len(names)} if isinstance(names, list) and names else {}
+            raw = {"task": "classification", "model": outputs, **raw}
         version = raw.get("format_version", FORMAT_VERSION)
         if not _is_int(version) or version < 1:
             raise bad("format_version", "a positive integer")

@@ -25,7 +25,7 @@ from torch import nn
 
 from resnet_apps.data.loading import load_arrays
 from resnet_apps.data.records import Record, hash_id
-from resnet_apps.errors import ImageReadError, RunDirError
+from resnet_apps.errors import BandError, ImageReadError, RunDirError
 from resnet_apps.io.tables import safe_row
 from resnet_apps.models.decision import Decision, format_probabilities
 from resnet_apps.models.meta import CheckpointMeta
@@ -114,19 +114,35 @@ def _open_csv(path: Path, columns: list[str]) -> tuple[IO[str], _SafeWriter]:
 
 
 class ImageLoader:
-    """Reads one file into a normalised tensor [C, S, S] the way the training data layer does."""
+    """Reads one file into a normalised tensor [C, S, S] the way the training data layer does.
 
-    def __init__(self, meta: CheckpointMeta | Mapping[str, Any]) -> None:
-        self.pre = CheckpointMeta.coerce(meta).require_preprocessing()
+    Args:
+        meta: checkpoint metadata (its ``preprocessing``; a plain dict is checked by :class:`CheckpointMeta`).
+        frame: multi-frame DICOM frame (index or first / middle / last); None: the checkpoint's
+            ``dicom_frame``.
+        max_pixels: pixel budget of one read (``io.budget``; None: its default).
+    """
+
+    def __init__(
+        self,
+        meta: CheckpointMeta | Mapping[str, Any],
+        frame: int | str | None = None,
+        max_pixels: int | None = None,
+    ) -> None:
+        pre = CheckpointMeta.coerce(meta).require_preprocessing()
+        self.pre = dataclasses.replace(
+            pre, dicom_frame=frame if frame is not None else pre.dicom_frame, max_pixels=max_pixels
+        )
         # bands such as ["gray"] recorded for DICOM do not exist in PNG/JPEG: those are read whole, then matched
         self.all_bands = dataclasses.replace(self.pre, bands=None)
 
     def __call__(self, path: Path) -> torch.Tensor:
         try:
             arrays = load_arrays(Record(path=path.name), path.parent, self.pre, None)
-        except ImageReadError:
+        except BandError:
             if self.pre.bands is None:
                 raise
+            # io checks bands against the header before decoding, so this costs one decode, not two
             arrays = load_arrays(Record(path=path.name), path.parent, self.all_bands, None)
         image = self.pre.match_channels(arrays["image"], path).astype(np.float32, copy=True)
         return torch.from_numpy(self.pre.standardise(image, arrays["valid"]))
@@ -147,6 +163,8 @@ def predict_folder(
     gradcam: bool = False,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    frame: int | str | None = None,
+    max_pixels: int | None = None,
 ) -> dict[str, Any]:
     """Classify every image under ``inputs`` into ``out_dir/predictions.csv`` (bad files: ``errors.csv``).
 
@@ -160,6 +178,8 @@ def predict_folder(
         gradcam: also write ``gradcam/<image_id>.png`` (Grad-CAM of the predicted class).
         device: where the model runs.
         progress: tqdm bar with files/s and ETA.
+        frame: multi-frame DICOM frame (``--frame``: index or first / middle / last).
+        max_pixels: pixel budget per file (``--max-pixels``); a larger file goes to ``errors.csv``.
 
     Returns:
         ``{"predicted", "errors", "skipped_done", "seconds", "files_per_s", "csv", "errors_csv"}``.
@@ -170,7 +190,7 @@ def predict_folder(
     out_dir.mkdir(parents=True, exist_ok=True)
     checked = CheckpointMeta.coerce(meta)
     decision = Decision.from_meta(checked)
-    loader = ImageLoader(checked)
+    loader = ImageLoader(checked, frame=frame, max_pixels=max_pixels)
     columns = ["image_id", "path"] + [f"p_{c}" for c in decision.columns()] + ["pred"]
     csv_path, err_path = out_dir / PREDICTIONS_CSV, out_dir / ERRORS_CSV
     done = _done_ids(csv_path) | _done_ids(err_path)

@@ -53,6 +53,7 @@ from resnet_apps.train.distributed import (
     is_main,
     shutdown,
 )
+from resnet_apps.train.diverged import loss_not_finite_error
 from resnet_apps.train.evaluate import evaluate_block, headline_value, predict
 from resnet_apps.train.finish import finish
 from resnet_apps.train.run import LoopState, Run, checkpoint_meta, eval_loader
@@ -90,7 +91,8 @@ def train(
     Raises:
         RecipeError, DatasetError, WeightsUnavailableError: bad input, before any training.
         RunDirError: ``out`` exists and is not being resumed.
-        TrainingDivergedError: NaN/inf loss; the last good checkpoint is kept.
+        TrainingDivergedError: NaN/inf loss (the last good checkpoint, if any, is kept); DatasetError
+            when the cause is a segmentation batch without a labelled pixel.
     """
     held: list[Path] = []  # the run directory whose lock this call took, released however it ends
     try:
@@ -320,11 +322,9 @@ def train_one_epoch(
         target = sample["mask"] if run.mode == "segmentation" else sample["label"]
         try:
             loss = train_step(net, criterion, optimizer, scaler, sample["image"], target, t, run.device)
-        except TrainingDivergedError as error:
-            raise TrainingDivergedError(
-                f"{run.run_dir}: {error} at epoch {epoch}, step {step + 1}; training stopped and the last "
-                f"good checkpoint is kept in {run.run_dir / 'checkpoints'}. Lower train.lr, set "
-                "train.grad_clip, or use precision fp32"
+        except TrainingDivergedError as error:  # an unlabelled batch or divergence: the error says which
+            raise loss_not_finite_error(
+                run.run_dir, error.loss, epoch, step, target, sample, train_set, run.recipe.task
             ) from None
         n = len(sample["image"])
         loop.loss_sum += loss * n

@@ -183,6 +183,7 @@ def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: An
             "image_size": r.data.image_size,
             "dicom_window": r.data.dicom_window,
             "grayscale": r.data.grayscale,
+            "dicom_frame": r.data.dicom_frame,
             "normalize": r.data.normalize,
         },
         "operating_threshold": threshold,

@@ -24,6 +24,7 @@ from torch import nn
 
 from resnet_apps.errors import CheckpointError
 from resnet_apps.io.atomic import atomic_write, atomic_write_text, clean_stale_temps
+from resnet_apps.io.writable import writing
 from resnet_apps.train.run import LoopState
 
 STATE_NAME = "last.state.safetensors"
@@ -38,7 +39,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    with writing(path, "checkpoint"):  # a full disk: typed, naming the checkpoint; the old one stays
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def _model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -61,7 +61,9 @@ def train_step(
     loss = criterion(logits.float(), target)
     value = float(loss.item())
     if not math.isfinite(value):
-        raise TrainingDivergedError(f"loss is {value}")
+        error = TrainingDivergedError(f"loss is {value}")
+        error.loss = value  # the caller's message (train.diverged) names it
+        raise error
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if settings.grad_clip > 0:

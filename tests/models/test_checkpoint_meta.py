@@ -189,3 +189,13 @@ def test_round_trip_keeps_thresholds_and_mapping_view(tmp_path: Path) -> None:
     assert meta.operating_threshold == (0.2, 0.5, 0.9) and meta["operating_threshold"] == [0.2, 0.5, 0.9]
     assert meta.model.multilabel and meta.model.num_classes == 3 and model.multilabel
     assert meta.require_preprocessing().std == (0.25, 0.25, 0.25)
+
+
+def test_dicts_built_in_code_may_leave_out_task_and_model() -> None:
+    """coerce (a caller's own dict) defaults them; from_dict / read (a checkpoint file) require them."""
+    meta = CheckpointMeta.coerce({"classes": ["NORMAL", "PNEUMONIA"], "operating_threshold": 0.6})
+    assert meta.task == "classification" and meta.model.num_classes == 2 and meta.thresholds() == (0.6,)
+    with pytest.raises(CheckpointError, match="'classes'"):  # what is given is still checked
+        CheckpointMeta.coerce({"classes": "NORMAL", "model": {"num_classes": 2}})
+    with pytest.raises(CheckpointError, match="lacks 'task'"):
+        CheckpointMeta.from_dict({"classes": ["NORMAL", "PNEUMONIA"]})
