@@ -16,9 +16,10 @@ import numpy as np
 from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.data.masks import MaskDecoder
 from resnet_apps.data.records import Record
-from resnet_apps.errors import BandError, DatasetError, MaskMismatchError, NoValidPixelsError
-
-_DICOM_SUFFIXES = (".dcm", ".dicom")
+from resnet_apps.errors import DatasetError, MaskMismatchError, NoValidPixelsError
+from resnet_apps.io.bands import select_bands
+from resnet_apps.io.image import band_names_of
+from resnet_apps.io.sniff import is_dicom_file
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Preprocessing:
     """How stored pixels become model input; saved with a checkpoint (ARCHITECTURE.md section 2).
 
     Attributes:
-        bands: band names or 0-based indices to read (None: all the file has).
+        bands: band names or 1-based band numbers to read (None: all the file has, alpha excepted).
         scale: raw -> physical factor applied to non-DICOM pixels (EuroSAT DN -> reflectance: 1e-4;
             8-bit: 1/255). DICOM is read as display values in [0, 1] by ``read_dicom`` and is not scaled.
         mean, std: per output band, applied after augmentation: ``(x - mean) / std``.
@@ -48,6 +49,8 @@ class Preprocessing:
         params = asdict(self)
         params.pop("mean")
         params.pop("std")
+        if any(isinstance(b, int) for b in self.bands or ()):
+            params["band_numbers"] = "1-based"  # integer bands were 0-based before: never reuse such a cache
         return params
 
 
@@ -62,15 +65,8 @@ def size_hw(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
 
 
 def is_dicom_path(path: Path) -> bool:
-    """DICOM by suffix or by the "DICM" magic after the 128-byte preamble."""
-    if path.suffix.lower() in _DICOM_SUFFIXES:
-        return True
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
-    return head[128:132] == b"DICM"
+    """DICOM by content (``io.sniff``: "DICM" at offset 128 wins over a TIFF-looking preamble)."""
+    return is_dicom_file(path)
 
 
 def read_pixels(
@@ -88,7 +84,7 @@ def read_pixels(
         names = list(record.band_names or ())
         files = [root / p for p in record.band_paths]
         if prep.bands is not None:
-            files = [files[_band_index(b, names, path)] for b in prep.bands]
+            files = [files[i] for i in select_bands(prep.bands, names, str(path))]
         image, geo = rio.read_geotiff(files)
         return image, geo.valid, False
     if is_dicom_path(path):
@@ -98,12 +94,24 @@ def read_pixels(
     return image, meta.valid, getattr(meta, "kind", "") == "dicom"
 
 
-def _band_index(band: str | int, names: list[str], where: Path) -> int:
-    if isinstance(band, int) and 0 <= band < len(names):
-        return band
-    if isinstance(band, str) and band in names:
-        return names.index(band)
-    raise BandError(f"{where}: band {band!r} asked but this stack has {names}; fix data.bands")
+def read_band_names(record: Record, root: Path, prep: Preprocessing) -> list[str]:
+    """Names of the bands ``prep`` selects from a record, as the reader names them (``bandN``, ``B04``, ...).
+
+    These names, not the recipe's numbers, go into the checkpoint: ``predict`` selects by them, and a
+    generic ``band3`` means band number 3 there as here (``io.bands.select_bands``).
+    """
+    import resnet_apps.io as rio
+
+    if prep.grayscale:
+        return ["gray"]
+    if record.band_paths:
+        names = list(record.band_names or ())
+        return [names[i] for i in select_bands(prep.bands, names, str(root / record.path))]
+    bands = list(prep.bands) if prep.bands is not None else None
+    _, meta = rio.read_image(
+        root / record.path, bands=bands, window=(0, 0, 1, 1), dicom_window=prep.dicom_window
+    )
+    return list(band_names_of(meta))
 
 
 def load_arrays(

@@ -24,10 +24,10 @@ from torch import nn
 
 from resnet_apps.data.records import hash_id
 from resnet_apps.errors import ImageReadError, RunDirError
+from resnet_apps.io.sniff import is_image_file
 from resnet_apps.models.decision import Decision, format_probabilities
 from resnet_apps.predict.preprocess import Preprocessing
 
-IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 PREDICTIONS_CSV = "predictions.csv"
 ERRORS_CSV = "errors.csv"
 ERROR_COLUMNS = ["image_id", "path", "reason"]
@@ -36,18 +36,6 @@ ERROR_COLUMNS = ["image_id", "path", "reason"]
 def image_id(relative: str) -> str:
     """Stable salted hash of a relative path (16 hex); the resume key and the CSV's id."""
     return hash_id("image:" + relative)
-
-
-def _is_image(path: Path) -> bool:
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return True
-    if path.suffix:
-        return False
-    try:  # PACS exports often have no suffix: DICOM by its magic
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
 
 
 def list_images(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
@@ -60,7 +48,7 @@ def list_images(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
     for item in map(Path, inputs):
         if item.is_dir():
             prefix = f"{item.name}/" if len(inputs) > 1 else ""
-            files = sorted(p for p in item.rglob("*") if p.is_file() and _is_image(p))
+            files = sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
             found += [(p, prefix + p.relative_to(item).as_posix()) for p in files]
         elif item.is_file():
             found.append((item, item.name))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from resnet_apps.errors import BandError, CheckpointError
+from resnet_apps.io.bands import band_number, select_bands
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,10 @@ class Preprocessing:
     def band_indexes(self, descriptions: Sequence[str | None], path: str | Path) -> list[int]:
         """0-based band indexes of a file, in model channel order.
 
-        Bands are matched by name against the file's band descriptions; a file without names whose band
-        count equals the model's channels is taken in file order (EuroSAT-style GeoTIFFs carry no names).
+        Bands are matched by name against the file's band names (``io.bands.select_bands``: generic names
+        ``band3`` mean band number 3, as training read them); a file without names whose band count equals
+        the model's channels is taken in file order. Alpha bands never reach here: io folds them into the
+        valid mask.
 
         Args:
             descriptions: the file's band descriptions (None where unnamed).
@@ -95,19 +98,20 @@ class Preprocessing:
                     "no band names (preprocessing.bands), so pass a file with exactly that many bands"
                 )
             return list(range(count))
-        # io names undescribed bands "band1", "band2", ...: those count as unnamed here
-        names = [
-            "" if not d or d.strip() == f"band{i + 1}" else d.strip() for i, d in enumerate(descriptions)
-        ]
-        lower = [n.lower() for n in names]
-        if all(b.lower() in lower for b in self.bands):
-            return [lower.index(b.lower()) for b in self.bands]
-        if not any(names) and count == len(self.bands):
-            return list(range(count))
-        missing = [b for b in self.bands if b not in names]
+        # io names undescribed bands "band1", "band2", ...; select_bands reads such a name as its number,
+        # so a model trained on bands 1-3 of undescribed RGBA files picks bands 1-3 of their siblings
+        names = [d or f"band{i + 1}" for i, d in enumerate(descriptions)]
+        try:
+            return select_bands(self.bands, names, str(path))
+        except BandError:
+            pass
+        unnamed = all(band_number(n) == i + 1 for i, n in enumerate(names))
+        if unnamed and count == len(self.bands):
+            return list(range(count))  # e.g. trained on named single-band stacks, given one unnamed file
+        missing = [b for b in self.bands if b.lower() not in {n.lower() for n in names}]
         raise BandError(
             f"{path}: bands {missing} of preprocessing.bands {list(self.bands)} are not among the file's "
-            f"{count} bands (descriptions {names}); give a file with these band names, or with exactly "
+            f"{count} bands {names}; give a file with these band names, or with exactly "
             f"{len(self.bands)} unnamed bands in that order"
         )
 
