@@ -18,6 +18,7 @@ from resnet_apps.data.masks import MaskDecoder
 from resnet_apps.data.records import Record
 from resnet_apps.errors import DatasetError, MaskMismatchError, NoValidPixelsError
 from resnet_apps.io.bands import select_bands
+from resnet_apps.io.dicom import DicomMeta
 from resnet_apps.io.image import band_names_of
 from resnet_apps.io.sniff import is_dicom_file
 
@@ -71,11 +72,11 @@ def is_dicom_path(path: Path) -> bool:
 
 def read_pixels(
     record: Record, root: Path, prep: Preprocessing
-) -> tuple[np.ndarray, np.ndarray | None, bool]:
+) -> tuple[np.ndarray, np.ndarray | None, DicomMeta | None]:
     """Raw pixels of a record through ``resnet_apps.io``.
 
     Returns:
-        (image [C, H, W] native dtype or float32, valid [H, W] bool or None, is_dicom).
+        (image [C, H, W] native dtype or float32, valid [H, W] bool or None, the DICOM meta or None).
     """
     import resnet_apps.io as rio  # looked up at call time, so tests can count read_dicom calls
 
@@ -86,12 +87,12 @@ def read_pixels(
         if prep.bands is not None:
             files = [files[i] for i in select_bands(prep.bands, names, str(path))]
         image, geo = rio.read_geotiff(files)
-        return image, geo.valid, False
+        return image, geo.valid, None
     if is_dicom_path(path):
         pixels, dicom = rio.read_dicom(path, window=prep.dicom_window)
-        return pixels[None].astype(np.float32, copy=False), dicom.valid, True
+        return pixels[None].astype(np.float32, copy=False), dicom.valid, dicom
     image, meta = rio.read_image(path, bands=list(prep.bands) if prep.bands is not None else None)
-    return image, meta.valid, getattr(meta, "kind", "") == "dicom"
+    return image, meta.valid, meta if isinstance(meta, DicomMeta) else None
 
 
 def read_band_names(record: Record, root: Path, prep: Preprocessing) -> list[str]:
@@ -115,9 +116,16 @@ def read_band_names(record: Record, root: Path, prep: Preprocessing) -> list[str
 
 
 def load_arrays(
-    record: Record, root: Path, prep: Preprocessing, decoder: MaskDecoder | None
+    record: Record,
+    root: Path,
+    prep: Preprocessing,
+    decoder: MaskDecoder | None,
+    facts: dict[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Decoded, scaled, resized arrays of one record (pre-augmentation, pre-normalisation).
+
+    ``facts``, when given, receives what prediction reports per DICOM file: ``modality``, ``body_part``,
+    ``window`` (center, width) and ``window_source`` (kept out of the arrays so that the cache stays arrays).
 
     Returns:
         ``image`` [C, H, W] float32 (0 where invalid), ``valid`` [H, W] bool and, for pairs,
@@ -128,8 +136,15 @@ def load_arrays(
         MaskMismatchError: mask and image sizes differ.
     """
     raw, read_valid, dicom = read_pixels(record, root, prep)
+    if facts is not None and dicom is not None:
+        facts.update(
+            modality=dicom.modality,
+            body_part=dicom.body_part,
+            window=dicom.window,
+            window_source=dicom.window_source,
+        )
     image = raw.astype(np.float32)
-    if not dicom and prep.scale != 1.0:
+    if dicom is None and prep.scale != 1.0:
         image *= np.float32(prep.scale)
     if prep.grayscale and image.shape[0] == 3:
         image = image.mean(axis=0, keepdims=True)

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from resnet_apps.data.dataset import RecordDataset
+from resnet_apps.data.seen import dicom_seen
 from resnet_apps.recipe import Recipe
 from resnet_apps.train.datasets import SplitData, collate
 
@@ -115,4 +116,16 @@ def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: An
         "recipe": r.to_dict(),
         "versions": versions(),
         "data_hash": data_hash(run.split),
+        "data_seen": _data_seen(run),
     }
+
+
+_SEEN: dict[str, dict[str, list[str]]] = {}
+
+
+def _data_seen(run: Run) -> dict[str, list[str]]:
+    """DICOM Modality / BodyPartExamined of the training files (read once per record index)."""
+    key = data_hash(run.split) + run.recipe.data.root
+    if key not in _SEEN:
+        _SEEN[key] = dicom_seen(run.split.train, run.recipe.data.root)
+    return _SEEN[key]
