@@ -37,6 +37,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="a data root laid out like the recipe's (evaluates all of it)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--out", help="output folder (default RUN_DIR/evaluate-<split|data>-<timestamp>)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --data: data.* / eval.* for the new collection (e.g. data.source.kind=csv, "
+        "data.source.group_pattern='(p\\d+)'); preprocessing stays the checkpoint's",
+    )
+    p.add_argument(
+        "--map",
+        dest="class_map",
+        action="append",
+        default=[],
+        metavar="THEIR=OURS|FILE",
+        help="with --data: their class name -> the model's (repeatable), or a YAML / two-column CSV file",
+    )
     p.set_defaults(handler=_evaluate)
 
     p = subparsers.add_parser("check", help="validate a recipe (keys, types, card, data root) without torch")
@@ -64,7 +81,14 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from resnet_apps.train.evaluate_run import evaluate_run
 
-    evaluate_run(args.run_dir, data=args.data, split=args.split, out=args.out)
+    evaluate_run(
+        args.run_dir,
+        data=args.data,
+        split=args.split,
+        out=args.out,
+        overrides=args.overrides,
+        class_map=args.class_map,
+    )
     return 0
 
 

@@ -28,6 +28,7 @@ def report_markdown(doc: dict[str, Any]) -> str:
         + (f" from {ev['n_groups']} groups" if ev.get("n_groups") else "")
         + ".",
         describe_bootstrap(ev),
+        *[f"\n{note}" for note in ev.get("notes") or []],
         "",
         "| Metric | Ours | 95 % CI | Published anchor |",
         "|---|---:|---:|---:|",

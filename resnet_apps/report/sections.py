@@ -82,7 +82,7 @@ def headline(doc: dict[str, Any]) -> str:
     intro = (
         f"<p>Split <strong>{esc(ev.get('split', 'test'))}</strong>: {ev.get('n_samples', 0):,} images"
         f"{esc(groups)}. {esc(describe_bootstrap(ev))}</p>"
-    )
+    ) + "".join(f'<p class="note">{esc(note)}</p>' for note in ev.get("notes") or [])
     rows = []
     for r in ev["headline"]:
         anchor_cell = fmt(anchor["value"]) if r["name"] == target and anchor.get("value") is not None else "–"
