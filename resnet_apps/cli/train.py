@@ -69,11 +69,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_demo)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from resnet_apps.train.loop import train
+def _offline_first(recipe_path: str, overrides: list[str]) -> None:
+    """Refuse an unobtainable ImageNet request in seconds, before torch, timm and the data are loaded."""
+    from resnet_apps.errors import WeightsUnavailableError
+    from resnet_apps.recipe import load_recipe
+    from resnet_apps.weights.hub import offline_early
 
+    recipe = load_recipe(recipe_path, overrides)
+    if recipe.model.on_missing_weights == "scratch":
+        return  # the run goes on from random weights and says so
+    message = offline_early(recipe.model.backbone, str(recipe.model.weights))
+    if message is not None:
+        raise WeightsUnavailableError(message)
+
+
+def _train(args: argparse.Namespace) -> int:
     if args.recipe is None and args.resume is None:
         raise SystemExit("resnet-apps train: give a RECIPE, or --resume RUN_DIR")
+    if args.recipe is not None:
+        _offline_first(args.recipe, args.overrides)
+    from resnet_apps.train.loop import train
+
     train(args.recipe, args.overrides, out=args.out, resume=args.resume, runs_root=args.runs_root)
     return 0
 
