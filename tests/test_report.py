@@ -207,3 +207,24 @@ def test_cli_in_a_subprocess_keeps_the_layer_rules(runs: dict[str, Path], tmp_pa
     assert "html:" in result.stdout
     html = (tmp_path / "report.html").read_text()
     assert "Missing (masked)" in html and "Macro AUROC" in html and html.count('class="sentence"') == 5
+
+
+def test_report_says_what_was_run_and_stays_quiet_without_anchor_or_groups(runs: dict[str, Path]) -> None:
+    doc = load_metrics(runs["binary"])
+    doc["run"].update(backbone="resnet18", image_size=128, epochs_run=3, best_epoch=2,
+                      overrides=["model.backbone=resnet18", "data.image_size=128"])  # fmt: skip
+    doc["reproducibility"].update(imagenet_weights_used=False, weights_source="none")
+    doc["anchor"] = {"metric": None, "value": None, "source": None, "protocol": None}
+    doc["split"].update(method="stratified", groups={})
+    doc["split"]["leakage"] = {"ok": True, "offending_groups": []}
+    html = sections.headline(doc) + sections.split(doc)
+    # the header names the backbone, size, weights, epochs and every --set, not just the recipe's name
+    assert "backbone resnet18; image size 128 px; weights: random init; 3 epoch(s) run, best epoch 2" in html
+    assert "--set model.backbone=resnet18 --set data.image_size=128" in html
+    # beside the headline numbers, before the table
+    assert html.index("ImageNet weights were NOT used") < html.index("<table")
+    assert "Anchor:" not in html and "names no published anchor" in html
+    assert "No groups" in html and "Leakage check passed" not in html
+    md = report_markdown(doc)
+    assert "Anchor:" not in md and "backbone resnet18" in md
+    assert md.index("ImageNet weights were NOT used") < md.index("| Metric |")

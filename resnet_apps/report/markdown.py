@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resnet_apps.report.sections import anchor_row, describe_bootstrap
+from resnet_apps.report.sections import anchor_row, describe_bootstrap, has_anchor, run_facts, weights_warning
 
 
 def _f(value: Any) -> str:
@@ -30,6 +30,9 @@ def report_markdown(doc: dict[str, Any]) -> str:
         describe_bootstrap(ev),
         *[f"\n{note}" for note in ev.get("notes") or []],
         "",
+        f"Run: {_cell('; '.join(run_facts(doc)))}.",
+        *([f"\n**{weights_warning(doc)}**"] if weights_warning(doc) else []),
+        "",
         "| Metric | Ours | 95 % CI | Published anchor |",
         "|---|---:|---:|---:|",
     ]
@@ -40,7 +43,7 @@ def report_markdown(doc: dict[str, Any]) -> str:
             f"| {_cell(r.get('label', r['name']))} | {_f(r['value'])} | {_f(r['ci_low'])} – "
             f"{_f(r['ci_high'])} | {ref} |"
         )
-    if anchor:
+    if has_anchor(anchor):
         lines += [
             "",
             f"Anchor: {anchor.get('metric')} = {_f(anchor.get('value'))} ({_cell(anchor.get('source'))}); "

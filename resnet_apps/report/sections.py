@@ -73,14 +73,55 @@ def _ci_cell(row: dict[str, Any]) -> str:
     return "–"
 
 
+def has_anchor(anchor: dict[str, Any]) -> bool:
+    """A recipe's anchor block counts only with a value (an empty block has metric/value/source None)."""
+    return anchor.get("value") is not None
+
+
+def run_facts(doc: dict[str, Any]) -> list[str]:
+    """What was run, for the top of the report: backbone, image size, weights, epochs, every --set override."""
+    run, repro = doc.get("run") or {}, doc.get("reproducibility") or {}
+    facts = []
+    if run.get("backbone"):
+        facts.append(f"backbone {run['backbone']}")
+    if run.get("image_size"):
+        facts.append(f"image size {run['image_size']} px")
+    used, source = repro.get("imagenet_weights_used"), repro.get("weights_source")
+    if used is True:
+        facts.append(f"weights: ImageNet ({source})")
+    elif used is False:
+        facts.append(f"weights: {'random init' if source in (None, '', 'none', 'scratch') else source}")
+    if run.get("epochs_run") is not None:
+        best = f", best epoch {run['best_epoch']}" if run.get("best_epoch") is not None else ""
+        facts.append(f"{run['epochs_run']} epoch(s) run{best}")
+    overrides = run.get("overrides") or []
+    facts.append("overrides: " + (" ".join(f"--set {o}" for o in overrides) if overrides else "none"))
+    return facts
+
+
+def weights_warning(doc: dict[str, Any]) -> str | None:
+    """The sentence that must sit beside the headline numbers when ImageNet weights were not used."""
+    repro = doc.get("reproducibility") or {}
+    if repro.get("imagenet_weights_used") is not False:
+        return None
+    return (
+        "ImageNet weights were NOT used: the backbone started from "
+        f"{repro.get('weights_source') or 'none'}; these numbers are not comparable with ImageNet-pretrained "
+        "anchors."
+    )
+
+
 def headline(doc: dict[str, Any]) -> str:
     ev = doc["evaluation"]
     anchor = doc.get("anchor") or {}
     target = anchor_row(ev, anchor)
     val = {r["name"]: r for r in (doc.get("validation") or {}).get("headline", [])}
     groups = f" from {ev['n_groups']:,} groups" if ev.get("n_groups") else ""
+    warning = weights_warning(doc)
     intro = (
-        f"<p>Split <strong>{esc(ev.get('split', 'test'))}</strong>: {ev.get('n_samples', 0):,} images"
+        f'<p class="note">Run: {esc("; ".join(run_facts(doc)))}.</p>'
+        + (f'<p class="bad box">{esc(warning)}</p>' if warning else "")
+        + f"<p>Split <strong>{esc(ev.get('split', 'test'))}</strong>: {ev.get('n_samples', 0):,} images"
         f"{esc(groups)}. {esc(describe_bootstrap(ev))}</p>"
     ) + "".join(f'<p class="note">{esc(note)}</p>' for note in ev.get("notes") or [])
     rows = []
@@ -98,7 +139,7 @@ def headline(doc: dict[str, Any]) -> str:
         rows.append(row)
     headers = ["Metric", "Ours (test)", "95 % CI", "Published anchor"] + (["Validation"] if val else [])
     out = intro + table(headers, rows, numeric=set(range(1, len(headers))), raw=True)
-    if anchor:
+    if has_anchor(anchor):
         label = next((r.get("label", r["name"]) for r in ev["headline"] if r["name"] == target), None)
         out += (
             f'<p class="note">Anchor: {esc(label or anchor.get("metric"))} = {fmt(anchor.get("value"))} from '
@@ -145,7 +186,12 @@ def split(doc: dict[str, Any]) -> str:
         + ".</p>"
     )
     leak = s.get("leakage") or {}
-    if leak.get("ok") is True:
+    if leak.get("ok") is True and not any((s.get("groups") or {}).values()):
+        out += (
+            '<p class="warn box">No groups: this split has no patient / tile ids, so no leakage check was '
+            "possible; images of one patient or scene may sit in different splits.</p>"
+        )
+    elif leak.get("ok") is True:
         out += (
             '<p class="ok box">Leakage check passed: no patient / tile group appears in more than one '
             "split.</p>"
