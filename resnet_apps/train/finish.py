@@ -181,7 +181,9 @@ def _gallery(
         if wanted and all(b in run.band_names for b in wanted)
         else None
     )
-    samples = (dataset[i] for i in range(len(dataset)))
+    # candidates spread over the whole split: a split sorted by class would otherwise offer only its first class
+    step = max(1, len(dataset) // (4 * n))
+    samples = (dataset[i] for i in range(0, len(dataset), step))
     try:
         items = save_gradcam_gallery(
             run.model.cpu(),
