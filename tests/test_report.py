@@ -228,3 +228,13 @@ def test_report_says_what_was_run_and_stays_quiet_without_anchor_or_groups(runs:
     md = report_markdown(doc)
     assert "Anchor:" not in md and "backbone resnet18" in md
     assert md.index("ImageNet weights were NOT used") < md.index("| Metric |")
+
+
+def test_intervals_from_few_units_are_flagged_in_the_table(runs: dict[str, Path]) -> None:
+    doc = load_metrics(runs["binary"])
+    doc["evaluation"]["bootstrap"].update(n_units=12, unit="group")
+    table_html = sections.headline(doc).split("<table", 1)[1]
+    assert "⚠ only 12 groups" in table_html
+    assert "⚠ only 12 groups |" in report_markdown(doc)
+    doc["evaluation"]["bootstrap"].update(n_units=80)
+    assert "⚠" not in sections.headline(doc) and "⚠" not in report_markdown(doc)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from resnet_apps.report.sections import anchor_row, describe_bootstrap, has_anchor, run_facts, weights_warning
+from resnet_apps.report.sections import (
+    anchor_row,
+    describe_bootstrap,
+    few_units,
+    has_anchor,
+    run_facts,
+    weights_warning,
+)
 
 
 def _f(value: Any) -> str:
@@ -37,11 +44,13 @@ def report_markdown(doc: dict[str, Any]) -> str:
         "|---|---:|---:|---:|",
     ]
     target = anchor_row(ev, anchor)
+    few = few_units(ev)
     for r in ev["headline"]:
         ref = _f(anchor.get("value")) if r["name"] == target else "–"
+        warn = f" ⚠ {few}" if few and r.get("ci_low") is not None else ""
         lines.append(
             f"| {_cell(r.get('label', r['name']))} | {_f(r['value'])} | {_f(r['ci_low'])} – "
-            f"{_f(r['ci_high'])} | {ref} |"
+            f"{_f(r['ci_high'])}{warn} | {ref} |"
         )
     if has_anchor(anchor):
         lines += [

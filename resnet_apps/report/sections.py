@@ -64,10 +64,23 @@ def anchor_row(ev: dict[str, Any], anchor: dict[str, Any]) -> str | None:
     return None
 
 
-def _ci_cell(row: dict[str, Any]) -> str:
-    """'low – high', or why there is no interval."""
+FEW_UNITS = 20  # a percentile bootstrap over fewer units than this gives intervals that mean little
+
+
+def few_units(ev: dict[str, Any]) -> str | None:
+    """'only 12 groups' when the bootstrap resampled fewer than FEW_UNITS units, else None."""
+    boot = ev.get("bootstrap") or {}
+    n = boot.get("n_units")
+    if not boot.get("n_boot") or not isinstance(n, int) or n >= FEW_UNITS:
+        return None
+    return f"only {n} {'groups' if boot.get('unit') == 'group' else 'images'}"
+
+
+def _ci_cell(row: dict[str, Any], few: str | None = None) -> str:
+    """'low – high' (with a warning when resampled from few units), or why there is no interval."""
     if row.get("ci_low") is not None and row.get("ci_high") is not None:
-        return f"{fmt(row['ci_low'])} – {fmt(row['ci_high'])}"
+        warn = f" ⚠ {few}" if few else ""
+        return f"{fmt(row['ci_low'])} – {fmt(row['ci_high'])}{esc(warn)}"
     if row.get("n_skipped") and not row.get("n_valid"):
         return "undefined in every resample"
     return "–"
@@ -125,13 +138,14 @@ def headline(doc: dict[str, Any]) -> str:
         f"{esc(groups)}. {esc(describe_bootstrap(ev))}</p>"
     ) + "".join(f'<p class="note">{esc(note)}</p>' for note in ev.get("notes") or [])
     rows = []
+    few = few_units(ev)
     for r in ev["headline"]:
         anchor_cell = fmt(anchor["value"]) if r["name"] == target and anchor.get("value") is not None else "–"
         lower = r["name"] in LOWER_IS_BETTER and "lower" not in r.get("label", "")
         row = [
             esc(r.get("label", r["name"])) + (" (lower is better)" if lower else ""),
             f"<strong>{fmt(r['value'])}</strong>",
-            _ci_cell(r),
+            _ci_cell(r, few),
             anchor_cell,
         ]
         if val:
