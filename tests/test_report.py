@@ -238,3 +238,24 @@ def test_intervals_from_few_units_are_flagged_in_the_table(runs: dict[str, Path]
     assert "⚠ only 12 groups |" in report_markdown(doc)
     doc["evaluation"]["bootstrap"].update(n_units=80)
     assert "⚠" not in sections.headline(doc) and "⚠" not in report_markdown(doc)
+
+
+def test_remote_sensing_section_from_a_trained_geotiff_run(tmp_path: Path) -> None:
+    """A user's view: train on generated GeoTIFF chips, then read the report's remote-sensing facts."""
+    from train_fixtures import make_geotiff_folder, write_recipe
+
+    data = make_geotiff_folder(tmp_path / "data", per_class=4, size=16)
+    recipe = write_recipe(tmp_path / "r.yaml", data, train={"epochs": 1}, eval={"bootstrap": 0})
+    run = tmp_path / "run"
+    assert main(["train", str(recipe), "--set", "data.image_size=16", "--out", str(run)]) == 0
+    doc = load_metrics(run)
+    geo = doc["geo"]
+    assert geo["crs"] == ["EPSG:32632"] and geo["resolution"] == [[10.0, 10.0]] and geo["units"] == "metre"
+    n_test = sum(doc["split"]["counts"]["test"].values())
+    assert geo["area_km2"] == pytest.approx(n_test * 16 * 16 * 100 / 1e6)
+    html = (run / "report.html").read_text()
+    assert "Remote sensing: grid, bands, area, legend" in html and "EPSG:32632" in html
+    assert (
+        "neighbouring chips may sit in different splits" in html
+    )  # a stratified split has no spatial groups
+    assert "Class map legend" in html and "background:rgb(228,26,28)" in html

@@ -308,3 +308,67 @@ def reproducibility(doc: dict[str, Any]) -> str:
     ]
     rows += [[f"version: {name}", version] for name, version in sorted((r.get("versions") or {}).items())]
     return out + table(["Item", "Value"], rows)
+
+
+def remote_sensing(doc: dict[str, Any]) -> str:
+    """CRS, ground resolution, area, bands with wavelengths, normalisation, the split's spatial check, legend."""
+    geo = doc.get("geo") or {}
+    norm = doc.get("normalisation") or {}
+    card_bands = ((doc.get("data_card") or {}).get("front_matter") or {}).get("bands") or []
+    wavelength = {
+        str(b.get("name")): b.get("wavelength_nm")
+        for b in card_bands
+        if isinstance(b, dict) and b.get("name")
+    }
+    units = geo.get("units") or "CRS units"
+    res = ", ".join(f"{x:g} x {y:g} {units}" for x, y in geo.get("resolution") or [])
+    area = geo.get("area_km2")
+    s = doc.get("split") or {}
+    spatial = s.get("method") in ("spatial", "group") and bool(s.get("groups"))
+    leak = (s.get("leakage") or {}).get("ok")
+    rows = [
+        ["CRS", ", ".join(geo.get("crs") or []) or "none (not georeferenced)"],
+        ["Ground resolution", res or "–"],
+        [
+            "Area evaluated",
+            f"{area:,.2f} km² over {geo.get('files', 0):,} files" if area is not None else "–",
+        ],
+        [
+            "Spatial split check",
+            (
+                f"{s.get('method')} split by tile / scene groups: leakage check {'passed' if leak else 'FAILED'}"
+            )
+            if spatial
+            else f"{s.get('method') or '?'} split without spatial groups: neighbouring chips may sit in "
+            "different splits, so scores can be optimistic",
+        ],
+    ]
+    out = table(["Fact", "Value"], rows)
+    bands = norm.get("bands") or []
+    if bands:
+        mean, std = norm.get("mean") or [], norm.get("std") or []
+        brows = [
+            [
+                b,
+                wavelength.get(str(b), "–"),
+                fmt(mean[i]) if i < len(mean) else "–",
+                fmt(std[i]) if i < len(std) else "–",
+            ]
+            for i, b in enumerate(bands)
+        ]
+        out += f"<h3>Bands and normalisation ({esc(norm.get('source', '?'))})</h3>" + table(
+            ["Band", "Wavelength (nm)", "Mean", "Std"], brows, numeric={1, 2, 3}
+        )
+    legend = geo.get("legend") or []
+    if legend:
+        box = "display:inline-block;width:1em;height:1em;background:rgb({})"
+        swatches = "".join(
+            f'<li><span style="{box.format(",".join(str(int(v)) for v in e["rgb"]))}"></span> '
+            f"{esc(e['class'])}</li>"
+            for e in legend
+        )
+        out += (
+            '<h3>Class map legend</h3><p class="note">The colours <code>resnet-apps predict</code> writes into '
+            f"class maps (GDAL colour table; QGIS shows them with these names).</p><ul>{swatches}</ul>"
+        )
+    return out

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnet_apps.data.geo_facts import geo_summary
 from resnet_apps.train.datasets import recipe_dataset
 from resnet_apps.train.distributed import is_main
 from resnet_apps.train.evaluate import evaluate_block, operating_threshold, predict
@@ -136,6 +137,7 @@ def metrics_json(
         "evaluation": evaluation,
         "validation": validation,
         "operating_threshold": threshold,
+        "geo": geo_summary(run.split.test or run.split.val, recipe.data.root, list(run.split.classes)),
         "normalisation": {
             "bands": run.band_names,
             "mean": run.norm[0],
