@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from resnet_apps.errors import ResnetAppsError
+from resnet_apps.io.bands import constant_bands
 from resnet_apps.io.dicom import DicomMeta, read_dicom, read_dicom_header
 from resnet_apps.io.geotiff import GeoMeta
 from resnet_apps.io.image import ImageMeta, read_image, sniff_format
@@ -74,6 +75,10 @@ def inspect_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if valid is not None:
         info["invalid_share"] = float(1.0 - valid.mean())
     info["percentiles"] = _percentiles(arr, valid)
+    names = info.get("band_names") or ["gray"] * arr.shape[0]
+    flat = constant_bands(arr, names, valid)
+    if flat and arr.shape[0] > 1:  # one grey band may well be flat (a blank film); among bands it is a hint
+        info["constant_bands"] = flat
     return info
 
 
@@ -139,6 +144,7 @@ def format_summary(info: dict[str, Any]) -> str:
         "band_names",
         "band_numbers",
         "alpha_band",
+        "constant_bands",
         "photometric",
         "modality",
         "view_position",

@@ -55,3 +55,30 @@ def test_train_on_rgba_then_predict_the_same_files(
     errors = out / "errors.csv"
     assert not errors.exists() or len(errors.read_text().splitlines()) <= 1
     assert {r["pred"] for r in rows} <= set(CLASSES)
+
+
+def test_a_constant_band_is_named_by_inspect_and_at_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bands: [1, 2] where band 2 is blank: `inspect` lists it and training warns, naming it."""
+    root = tmp_path / "data"
+    rng = np.random.default_rng(2)
+    for k, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True)
+        for n in range(4):
+            data = rng.integers(100, 3000, size=(3, 16, 16)).astype(np.uint16)
+            data[1] = 7  # a blank band (not 255/65535, so not alpha)
+            data[0] += 500 * k
+            with rasterio.open(
+                root / name / f"{n}.tif", "w", driver="GTiff", width=16, height=16, count=3, dtype="uint16",
+            ) as dst:  # fmt: skip
+                dst.write(data)
+    assert main(["inspect", "--json", str(root / "Crop" / "0.tif")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    info = info[0] if isinstance(info, list) else info
+    assert info["constant_bands"] == ["band2"] and info["alpha_band"] is None
+    recipe = write_recipe(tmp_path / "r.yaml", root, data={"image_size": 16}, eval={"bootstrap": 0})
+    with pytest.warns(UserWarning, match=r"\['band2'\] hold a single value.*1-based"):
+        code = main(["train", str(recipe), "--set", "data.bands=[1,2]", "--set", "train.epochs=1",
+                     "--out", str(tmp_path / "run")])  # fmt: skip
+    assert code == 0
