@@ -23,7 +23,7 @@ def task_mode(recipe: Recipe, num_classes: int) -> str:
     return "binary" if num_classes == 2 else "multiclass"
 
 
-def _rgb_positions(recipe: Recipe, band_names: list[str]) -> list[int]:
+def rgb_positions(recipe: Recipe, band_names: list[str]) -> list[int]:
     """Input channels of ``data.rgb_bands``: names, or 1-based band numbers as in ``data.bands``."""
     wanted = list(recipe.data.rgb_bands or [])
     chosen = list(recipe.data.bands or [])
@@ -60,7 +60,7 @@ def build_recipe_model(
     outputs = 1 if task_mode(recipe, num_classes) == "binary" else num_classes
     rgb = None
     if m.conv1_init == "rgb_bands":
-        rgb = _rgb_positions(recipe, band_names)
+        rgb = rgb_positions(recipe, band_names)
     kwargs = dict(
         in_chans=in_chans,
         num_classes=outputs,
