@@ -16,6 +16,7 @@ from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 
 from resnet_apps.data.loading import is_dicom_path
+from resnet_apps.data.records import build_records
 from resnet_apps.errors import BandError
 from resnet_apps.io import read_geotiff, read_image, sniff_format
 from resnet_apps.io.bands import constant_bands, select_bands
@@ -64,6 +65,10 @@ def test_dicom_magic_wins_over_a_tiff_preamble(tmp_path: Path) -> None:
     assert isinstance(meta, DicomMeta) and image.shape == (1, 8, 8)
     # predict's folder lister and the data layer take the suffix-less export as an image
     assert is_image_file(noext) and [rel for _, rel in list_images([tmp_path / "folder"])] == ["IM0001"]
+    dicom_with_tiff_preamble(tmp_path / "classes" / "CHEST" / "IM0002")
+    (tmp_path / "classes" / "CHEST" / "notes.txt").write_text("not an image")
+    records, classes = build_records("folder", tmp_path / "classes")
+    assert classes == ["CHEST"] and [r.path for r in records] == ["CHEST/IM0002"]
     # the user's view: inspect says dicom, and shows the modality
     result = _cli("inspect", "--json", str(path))
     assert result.returncode == 0, result.stderr
