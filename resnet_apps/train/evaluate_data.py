@@ -32,8 +32,9 @@ FIXED_BY_CHECKPOINT = (
     "dicom_window",
     "grayscale",
 )
-# the training collection's grouping and split columns: not applied to new data unless set again
+# the training collection's class list, grouping and split columns: not applied to new data unless set again
 TRAINING_ONLY = (
+    "data.classes",  # the training folders' names; theirs come from their folders / labels (then --map)
     "data.source.split_column",
     "data.source.group_pattern",
     "data.source.group_column",

@@ -83,6 +83,7 @@ def test_training_groups_and_split_column_are_not_forced_on_new_data(tmp_path: P
                 "task": "classification",
                 "data": {
                     "root": "x",
+                    "classes": ["NORMAL", "PNEUMONIA"],
                     "source": {"kind": "csv", "index": "i.csv", "split_column": "split",
                                "group_pattern": r"(patient\d+)"},
                 },
@@ -91,6 +92,7 @@ def test_training_groups_and_split_column_are_not_forced_on_new_data(tmp_path: P
     )  # fmt: skip
     fresh = new_data_recipe(recipe, tmp_path, [])
     assert fresh.data.source.group_pattern is None and fresh.data.source.split_column is None
+    assert fresh.data.classes is None  # their class names come from their data, then --map
     kept = new_data_recipe(recipe, tmp_path, [r"data.source.group_pattern=(p\d+)"])
     assert kept.data.source.group_pattern == r"(p\d+)" and kept.data.root == str(tmp_path.resolve())
     assert parse_class_map(["a=b", "c = d"]) == {"a": "b", "c": "d"}
