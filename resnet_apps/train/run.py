@@ -120,12 +120,26 @@ def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: An
     }
 
 
-_SEEN: dict[str, dict[str, list[str]]] = {}
+_SEEN: dict[str, dict[str, Any]] = {}
 
 
-def _data_seen(run: Run) -> dict[str, list[str]]:
-    """DICOM Modality / BodyPartExamined of the training files (read once per record index)."""
+def _data_seen(run: Run) -> dict[str, Any]:
+    """DICOM Modality / BodyPartExamined of the training files (read once per record index); when training saw
+    no DICOM, what the data card declares under ``dicom_seen`` (``source`` then names the card)."""
     key = data_hash(run.split) + run.recipe.data.root
     if key not in _SEEN:
-        _SEEN[key] = dicom_seen(run.split.train, run.recipe.data.root)
+        seen: dict[str, Any] = dict(dicom_seen(run.split.train, run.recipe.data.root))
+        if not any(seen.values()) and run.recipe.data.card:
+            # trained on exported JPEG/PNG films: the card may say what DICOM inputs must be (chest CR/DX)
+            from resnet_apps.cards import load_card
+            from resnet_apps.errors import ResnetAppsError
+
+            try:
+                declared = load_card(run.recipe.data.card).front_matter.get("dicom_seen") or {}
+            except ResnetAppsError:
+                declared = {}
+            if isinstance(declared, dict) and any(declared.values()):
+                seen = {k: [str(v).upper() for v in declared.get(k) or []] for k in ("modality", "body_part")}
+                seen["source"] = f"data card {run.recipe.data.card}"
+        _SEEN[key] = seen
     return _SEEN[key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,40 @@ def test_predict_csv_has_threshold_window_and_warning(tmp_path: Path) -> None:
     assert rows["chest.dcm"]["warning"] == ""
     assert rows["hip.dcm"]["warning"] == "BodyPartExamined HIP not seen in training (CHEST)"
     assert rows["knee_mr.dcm"]["warning"] == "Modality MR not seen in training (CR, DX)"
+
+
+def test_jpeg_trained_chest_model_flags_a_hip_dicom(tmp_path: Path) -> None:
+    """Trained on exported PNG films (no DICOM seen): the data card's dicom_seen (chest CR/DX) is the reference."""
+    from PIL import Image
+    from train_fixtures import write_recipe
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("NORMAL", "PNEUMONIA")):
+        (tmp_path / "films" / name).mkdir(parents=True)
+        for n in range(6):
+            Image.fromarray(rng.integers(0, 120 + 100 * k, (16, 16), dtype=np.uint8)).save(
+                tmp_path / "films" / name / f"{n}.png"
+            )
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        tmp_path / "films",
+        data={"card": "chest_xray_pneumonia_kermany", "grayscale": True, "scale": 1 / 255, "image_size": 16,
+              "normalize": "imagenet", "augment": "none"},
+        train={"epochs": 1},
+        eval={"bootstrap": 0, "metric": "auroc"},
+    )  # fmt: skip
+    run = tmp_path / "run"
+    assert main(["train", str(recipe), "--out", str(run)]) == 0
+    meta = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert (
+        meta["data_seen"]["body_part"] == ["CHEST"]
+        and "chest_xray_pneumonia_kermany" in meta["data_seen"]["source"]
+    )
+    _film(tmp_path / "pacs" / "hip.dcm", "CR", "HIP")
+    _film(tmp_path / "pacs" / "chest.dcm", "DX", "CHEST")
+    out = tmp_path / "out"
+    assert main(["predict", str(run), str(tmp_path / "pacs"), "--out", str(out), "--no-progress"]) == 0
+    with open(out / "predictions.csv", newline="") as handle:
+        rows = {r["path"]: r for r in csv.DictReader(handle)}
+    assert rows["hip.dcm"]["warning"] == "BodyPartExamined HIP not seen in training (CHEST)"
+    assert rows["chest.dcm"]["warning"] == ""
