@@ -52,6 +52,14 @@ class NoPixelDataError(DicomError):
     """A DICOM object without an image (structured report, presentation state, ...)."""
 
 
+class UnsupportedSyntaxError(DicomError):
+    """A transfer syntax that no installed (nor installable) decoder of ours handles: convert the file."""
+
+
+class PixelBudgetError(ImageReadError):
+    """An image whose header claims more pixels than the budget (``data.max_pixels`` / ``--max-pixels``)."""
+
+
 class GeoTiffError(ImageReadError):
     """A GeoTIFF that cannot be read as asked (missing bands, bad window, ...)."""
 
@@ -94,12 +102,22 @@ class RunDirError(ResnetAppsError):
     """A run directory that exists (and is not being resumed) or is not one of ours."""
 
 
+class RunLockedError(RunDirError):
+    """Another live process is training in this run directory (its lock file names the pid)."""
+
+
+class HashKeyError(ResnetAppsError):
+    """The secret key of the identifier hash cannot be read or created."""
+
+
 class CheckpointError(ResnetAppsError):
     """A checkpoint that is missing, incomplete or written by an incompatible version."""
 
 
 class TrainingDivergedError(ResnetAppsError):
     """Training produced a NaN or infinite loss; the last good checkpoint was kept."""
+
+    loss: float = float("nan")  # the offending loss value, set where it was computed
 
 
 # --- data fetching ------------------------------------------------------------------------------
@@ -109,11 +127,19 @@ class FetchError(ResnetAppsError):
     """A dataset or weights download that failed after its retries."""
 
 
+class ArchiveTooLargeError(FetchError):
+    """An archive that would expand beyond the size or compression-ratio cap (a decompression bomb)."""
+
+
 # --- metrics and reports (no torch) ------------------------------------------------------------
 
 
 class MetricsError(ResnetAppsError, ValueError):
     """Arrays given to a metric that have the wrong shape, range or labels."""
+
+
+class OutputWriteError(ResnetAppsError):
+    """An output folder or file that cannot be written: read-only, not a folder, or a full disk."""
 
 
 class ReportError(ResnetAppsError):
@@ -125,3 +151,10 @@ class ReportError(ResnetAppsError):
 
 class ExportError(ResnetAppsError):
     """An exported model that cannot be written or whose outputs differ from PyTorch's beyond tolerance."""
+
+
+# --- PACS (DICOMweb) -------------------------------------------------------------------------------
+
+
+class DicomWebError(ResnetAppsError):
+    """A DICOMweb server that refused, failed (5xx) or dropped the connection after bounded retries."""

@@ -20,19 +20,29 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 
 from resnet_apps.errors import RecipeError
 
 # --- the vocabulary -------------------------------------------------------------------------------
+
+# Choices typed as ``Literal``: the loader checks a value against the type's own list (``_coerce``), so the
+# allowed values are written once. The other string choices are listed in ``_CHOICES`` below.
+Task = Literal["classification", "segmentation"]
+Precision = Literal["fp32", "bf16", "fp16"]  # fp16 on CUDA only (bf16 autocast on CPU)
+Pooling = Literal["avg", "max", "avgmax"]
+# What a run predicts, derived from the task, ``model.multilabel`` and the number of classes
+# (``train.setup.task_mode``): binary is 2 classes with one logit; multilabel is K independent sigmoids.
+TaskMode = Literal["binary", "multiclass", "multilabel", "segmentation"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,10 @@ class DataConfig:
     on_error: str = "fail"  # fail | skip
     cache: bool = True
     classes: list[str] | None = None
+    # refuse files whose header claims more values (H x W x bands [x frames]) than this, before decoding:
+    # 4.5e8 = 1.5e8 px x 3 bands, 1.8 GB as float32 (resnet_apps.io.budget has the arithmetic)
+    max_pixels: int = 450_000_000
+    dicom_frame: int | str | None = None  # multi-frame DICOM: 0-based index, or first | middle | last
 
 
 @dataclass(frozen=True)
@@ -110,7 +124,7 @@ class ModelConfig:
     conv1_init: str = "timm"  # timm | rgb_bands
     multilabel: bool = False
     dropout: float = 0.0
-    pooling: str = "avg"
+    pooling: Pooling = "avg"
     fpn_channels: int = 256
 
 
@@ -131,7 +145,7 @@ class TrainConfig:
     class_weights: str | list[float] = "none"  # none | balanced | explicit list
     sampler: str = "none"  # none | weighted
     grad_clip: float = 0.0  # 0: off
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
+    precision: Precision = "fp32"
     channels_last: bool = False
     compile: bool = False
     early_stop_patience: int = 0  # 0: off
@@ -171,7 +185,7 @@ class Recipe:
     """A whole recipe. ``to_dict()`` gives the resolved plain-data form saved with every run."""
 
     name: str
-    task: str  # classification | segmentation
+    task: Task
     description: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -189,12 +203,12 @@ class Recipe:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The resolved recipe as YAML, never with anchors (``load_recipe`` refuses them)."""
+        return yaml.dump(self.to_dict(), Dumper=_NoAliasDumper, sort_keys=False)
 
 
 # allowed values of the string choices: field path -> allowed set (a literal table, checked after typing)
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "task": ("classification", "segmentation"),
     "data.source.kind": ("folder", "csv", "multilabel_csv", "pairs"),
     "data.source.mask_encoding": ("index", "rgb", "palette"),
     "data.normalize": ("card", "imagenet", "none"),
@@ -204,10 +218,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.on_error": ("fail", "skip"),
     "model.on_missing_weights": ("fail", "scratch"),
     "model.conv1_init": ("timm", "rgb_bands"),
-    "model.pooling": ("avg", "max", "avgmax"),
     "train.optimizer": ("adamw", "sgd"),
     "train.sampler": ("none", "weighted"),
-    "train.precision": ("fp32", "bf16", "fp16"),
     "eval.metric": ("accuracy", "balanced_accuracy", "kappa", "f1_macro", "auroc", "miou", "dice"),
     "eval.split": ("test", "val"),
 }
@@ -217,6 +229,39 @@ _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
 # --- loading ------------------------------------------------------------------------------------
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases.
+
+    A recipe never needs them, and nested aliases expand exponentially: a 1 KB "billion laughs" file
+    kept ``check`` busy for minutes. Refused at the first ``&anchor`` / ``*alias``, before any expansion.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102 - see the class docstring
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None) is not None:
+            event = self.peek_event()
+            mark = event.start_mark
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "YAML anchors and aliases (&name / *name) are not allowed in recipes; write the values "
+                "out in full",
+                mark,
+            )
+        return super().compose_node(parent, index)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that writes a repeated object out again instead of as ``&id`` / ``*id``."""
+
+    def ignore_aliases(self, data: Any) -> bool:  # noqa: D102 - see the class docstring
+        return True
+
+
+def safe_load_no_alias(text: str) -> Any:
+    """``yaml.safe_load`` without anchors or aliases (see ``_NoAliasLoader``)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
@@ -236,7 +281,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             f"{path}: recipe file not found (give the path to a .yaml file, e.g. recipes/demo.yaml)"
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load_no_alias(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise RecipeError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
@@ -256,10 +301,25 @@ def recipe_from_dict(
         _apply_override(raw, assignment, origin)
     recipe = _build(Recipe, raw, "", origin)
     _check_choices(recipe, origin)
+    _check_name(recipe.name, origin)
     root = _expand_env(recipe.data.root)
     root_path = Path(root) if Path(root).is_absolute() else (Path(base_dir) / root)
     data = dataclasses.replace(recipe.data, root=os.path.normpath(str(root_path)))
     return dataclasses.replace(recipe, data=data)
+
+
+_NAME = re.compile(r"\w([\w.+ -]{0,98}[\w.+-])?")  # \w: letters and digits of any script, and _
+
+
+def _check_name(name: str, origin: str) -> None:
+    """The name becomes a folder under --runs-root: no path separators, no '..', no leading dot."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise RecipeError(
+            f"{origin}: name = {name!r} cannot name a run folder under --runs-root (it must not hold '/', "
+            "'\\', '..', nor start with '.' or a space); fix: letters, digits, '.', '_', '-', '+' and inner "
+            "spaces only, at most 100 characters, e.g. "
+            "name: eurosat_ms_resnet50"
+        )
 
 
 def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
@@ -276,7 +336,7 @@ def _apply_override(raw: dict[str, Any], assignment: str, origin: str) -> None:
     key, _, text = assignment.partition("=")
     parts = [p for p in key.strip().split(".") if p]
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = safe_load_no_alias(text) if text.strip() else None
     except yaml.YAMLError:
         value = text  # a plain string with YAML-special characters
     cls: Any = Recipe
@@ -330,7 +390,7 @@ def _build(cls: type, raw: Any, where: str, origin: str) -> Any:
                 raise RecipeError(f"{origin}: missing required key {dotted!r}")
             continue
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             values[name] = _build(tp, raw[name] if raw[name] is not None else {}, dotted, origin)
         else:
             values[name] = _coerce(raw[name], tp, dotted, origin)
@@ -350,6 +410,10 @@ def _coerce(value: Any, tp: Any, where: str, origin: str) -> Any:
             except RecipeError:
                 continue
         raise RecipeError(f"{origin}: {where} = {value!r} has the wrong type (expected {_name(tp)})")
+    if origin_tp is Literal:
+        if value not in args or isinstance(value, bool):  # True == 1: a bool is never a choice
+            _not_allowed(value, args, where, origin)
+        return value
     if origin_tp is list:
         if not isinstance(value, list):
             raise RecipeError(f"{origin}: {where} must be a list (YAML [a, b]), got {value!r}")
@@ -377,6 +441,14 @@ def _name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
+def _not_allowed(value: Any, allowed: tuple[Any, ...], where: str, origin: str) -> typing.NoReturn:
+    hint = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+    fix = f"did you mean {hint[0]!r}? " if hint else ""
+    raise RecipeError(
+        f"{origin}: {where} = {value!r} is not allowed; {fix}choose one of {', '.join(map(str, allowed))}"
+    )
+
+
 def _check_choices(recipe: Recipe, origin: str) -> None:
     plain = recipe.to_dict()
     for dotted, allowed in _CHOICES.items():
@@ -384,11 +456,7 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
         for part in dotted.split("."):
             value = value[part]
         if value not in allowed:
-            hint = difflib.get_close_matches(str(value), allowed, n=1)
-            fix = f"did you mean {hint[0]!r}? " if hint else ""
-            raise RecipeError(
-                f"{origin}: {dotted} = {value!r} is not allowed; {fix}choose one of {', '.join(allowed)}"
-            )
+            _not_allowed(value, allowed, dotted, origin)
     if not _OPERATING_POINT.match(recipe.eval.operating_point):
         raise RecipeError(
             f"{origin}: eval.operating_point = {recipe.eval.operating_point!r}; "
@@ -403,6 +471,7 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
         raise RecipeError(f"{origin}: train.class_weights must be none, balanced or a list of numbers")
     if recipe.train.epochs < 1 or recipe.train.batch_size < 1:
         raise RecipeError(f"{origin}: train.epochs and train.batch_size must be at least 1")
+    _check_ranges(recipe, origin)
     if recipe.task == "segmentation" and recipe.eval.metric not in ("miou", "dice", "accuracy"):
         raise RecipeError(
             f"{origin}: eval.metric = {recipe.eval.metric!r} for segmentation; use miou or dice"
@@ -421,6 +490,57 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
         raise RecipeError(
             f"{origin}: data.split.method = group needs data.source.group_column or data.source.group_pattern"
         )
+
+
+# (dotted field, lowest, highest, lowest included, what it means): values train would die on or misuse
+_RANGES: tuple[tuple[str, float, float, bool, str], ...] = (
+    ("train.lr", 0.0, 10.0, False, "a learning rate above 0 (e.g. 1e-3)"),
+    ("train.weight_decay", 0.0, 10.0, True, "0 (off) or a small positive number (e.g. 0.05)"),
+    ("train.warmup_epochs", 0.0, 1e6, True, "0 (no warm-up) or a positive number of epochs"),
+    ("train.momentum", 0.0, 1.0, True, "a momentum in [0, 1]"),
+    ("train.label_smoothing", 0.0, 1.0, True, "a smoothing in [0, 1)"),
+    ("train.grad_clip", 0.0, 1e12, True, "0 (off) or a positive norm"),
+    ("train.backbone_lr_mult", 0.0, 1e6, True, "0 (frozen) or a positive multiplier"),
+    ("train.num_workers", 0, 256, True, "0 (load in the main process) or a positive worker count"),
+    ("train.freeze_backbone_epochs", 0, 1e6, True, "0 or a positive number of epochs"),
+    ("train.early_stop_patience", 0, 1e6, True, "0 (off) or a positive number of epochs"),
+    ("train.checkpoint_every_steps", 0, 1e12, True, "0 (epoch ends only) or a positive step count"),
+    ("train.max_steps_per_epoch", 0, 1e12, True, "0 (whole epoch) or a positive step count"),
+    ("model.dropout", 0.0, 1.0, True, "a dropout probability in [0, 1)"),
+    ("model.fpn_channels", 1, 65536, True, "a positive channel count (e.g. 256)"),
+    ("data.image_size", 1, 65536, True, "a positive side in pixels (e.g. 224)"),
+    ("data.scale", 0.0, 1e12, False, "a positive raw-to-physical factor (e.g. 1e-4 or 1/255)"),
+    ("data.max_pixels", 1, 1e15, True, "a positive number of values (default 450000000)"),
+    ("eval.bootstrap", 0, 1_000_000, True, "0 (no intervals) or a resample count (e.g. 1000)"),
+    ("eval.gradcam", 0, 256, True, "0 (no gallery) to 256 images"),
+)
+_OPEN_TOP = ("model.dropout", "train.label_smoothing")  # 1 itself is meaningless there
+
+
+def _check_ranges(recipe: Recipe, origin: str) -> None:
+    """Numbers that are the right type but impossible: NaN, negative, zero where train would divide."""
+    plain = recipe.to_dict()
+    for dotted, low, high, low_ok, meaning in _RANGES:
+        value: Any = plain
+        for part in dotted.split("."):
+            value = value[part]
+        number = float(value)
+        top_ok = dotted not in _OPEN_TOP
+        inside = (number >= low if low_ok else number > low) and (number <= high if top_ok else number < high)
+        if math.isnan(number) or not inside:
+            raise RecipeError(f"{origin}: {dotted} = {value!r} is out of range; fix: use {meaning}")
+    if recipe.data.resize is not None and recipe.data.resize < 1:
+        raise RecipeError(f"{origin}: data.resize = {recipe.data.resize!r}; fix: a positive side or null")
+    frame = recipe.data.dicom_frame
+    if isinstance(frame, str) and frame not in ("first", "middle", "last"):
+        raise RecipeError(
+            f"{origin}: data.dicom_frame = {frame!r}; fix: a 0-based frame index or first, middle, last"
+        )
+    if isinstance(frame, int) and frame < 0:
+        raise RecipeError(f"{origin}: data.dicom_frame = {frame}; fix: a 0-based frame index (0, 1, ...)")
+    weights = recipe.train.class_weights
+    if isinstance(weights, list) and any(math.isnan(w) or w < 0 for w in weights):
+        raise RecipeError(f"{origin}: train.class_weights = {weights}; fix: non-negative numbers")
 
 
 def _expand_env(text: str) -> str:

@@ -116,15 +116,23 @@ def test_every_shipped_recipe_states_its_aim_and_loads(path: Path) -> None:
     assert recipe.model.on_missing_weights == ("scratch" if recipe.name == "demo" else "fail")
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_shipped_recipe_says_where_its_data_is() -> None:
+    assert RECIPES, f"no recipe found in {REPO / 'recipes'}"
+    assert sorted(DATA_OF) == [p.stem for p in RECIPES], (
+        "add the new recipe to DATA_OF (None: no shared copy)"
+    )
+
+
+# a recipe with no copy of its data in shared/data is tested on generated files in tests/train/test_train.py
+ON_SHARED_DATA = [p for p in RECIPES if DATA_OF.get(p.stem) is not None or p.stem == "demo"]
+
+
+@pytest.mark.parametrize("path", ON_SHARED_DATA, ids=[p.stem for p in ON_SHARED_DATA])
 def test_shipped_recipes_build_their_records_on_shared_data(
     path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from resnet_apps.data.records import build_records
 
-    folder = DATA_OF[path.stem]
-    if folder is None and path.stem != "demo":
-        pytest.skip("no copy of this dataset in shared/data; tested on generated files in test_train.py")
     monkeypatch.setenv("RESNET_APPS_DATA", str(shared_data))
     recipe = load_recipe(path)
     records, classes = build_records(recipe.data.source, recipe.data.root, recipe.data.classes)
@@ -133,6 +141,7 @@ def test_shipped_recipes_build_their_records_on_shared_data(
         assert all(r.group for r in records), "a group split needs a group for every record"
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_check_command_validates_without_importing_torch(path: Path) -> None:
     code = (
@@ -165,6 +174,7 @@ def test_band_aware_conv1_needs_three_named_rgb_bands(tmp_path: Path) -> None:
     assert ok.data.rgb_bands == ["B04", "B03", "B02"]
 
 
+@pytest.mark.subprocess
 def test_float_fields_take_exponent_numbers_from_the_command_line(tmp_path: Path) -> None:
     # PyYAML (YAML 1.1) reads 1e-5 as the string "1e-5": the field's type (float) decides
     path = _write(tmp_path, BASE + "train: {weight_decay: 5e-4}\n")
@@ -184,3 +194,29 @@ def test_float_fields_take_exponent_numbers_from_the_command_line(tmp_path: Path
     )
     assert done.returncode in (0, 1), done.stderr  # 1: the data root of this stub recipe is absent
     assert "OK" in done.stdout and "expected float" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../x/name",  # would put the run directory outside --runs-root
+        "/abs/name",
+        "a\\b",
+        "..",
+        ".hidden",
+        " padded ",
+        "",
+    ],
+)
+def test_recipe_name_cannot_leave_the_runs_root(name: str) -> None:
+    from resnet_apps.recipe import recipe_from_dict
+
+    with pytest.raises(RecipeError, match=r"name = .* cannot name a run folder under --runs-root"):
+        recipe_from_dict({"name": name, "task": "classification", "data": {"root": "x"}})
+
+
+@pytest.mark.parametrize("name", ["eurosat_ms_resnet50", "demo", "v1.2-run+aug", "Lunge Röntgen"])
+def test_recipe_names_that_make_good_folders(name: str) -> None:
+    from resnet_apps.recipe import recipe_from_dict
+
+    assert recipe_from_dict({"name": name, "task": "classification", "data": {"root": "x"}}).name == name

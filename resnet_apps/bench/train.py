@@ -2,12 +2,15 @@
 
 ``resnet-apps bench train RECIPE [--steps 20] [--set model.backbone=resnet18]`` prints images/s of
 
-* ``pipeline``: our DataLoader (file reading, scaling, normalisation, augmentation) + our model's
-  forward/backward/optimiser step, exactly as ``train`` runs it;
-* ``bare timm``: ``timm.create_model(backbone, in_chans, num_classes)`` forward/backward/AdamW step on
-  the very batches the pipeline produced, already in memory (no loading at all);
+* ``pipeline``: our DataLoader (file reading, scaling, normalisation, augmentation) + our model, stepped
+  by ``resnet_apps.train.step.train_step``: the function the training loop calls for every batch
+  (transfer, ``channels_last``, autocast, loss, GradScaler, gradient clipping, optimiser step);
+* ``bare timm``: ``timm.create_model(backbone, in_chans, num_classes)`` with a plain AdamW, stepped by the
+  same ``train_step`` with the same settings, on the very batches the pipeline produced, already in
+  memory (no loading at all);
 
-and their ratio (the aim is >= 0.9 once the OS file cache is warm: a first pass over the batches warms it).
+and their ratio, which is then the cost of the data path and of our model's head and parameter groups
+(the aim is >= 0.9 once the OS file cache is warm: a first pass over the batches warms it).
 Weights do not change speed, so the model is built with ``weights: none`` (no network, no files).
 """
 
@@ -43,81 +46,74 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from resnet_apps.recipe import load_recipe
+    from resnet_apps.train import step as train_steps  # the loop's own step, looked up at call time
     from resnet_apps.train.datasets import collate, normalisation, recipe_dataset, split_records
-    from resnet_apps.train.setup import (
-        autocast_context,
-        build_loss,
-        build_optimizer,
-        build_recipe_model,
-        task_mode,
-    )
+    from resnet_apps.train.setup import build_loss, build_optimizer, build_recipe_model, task_mode
 
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = load_recipe(args.recipe, [*args.overrides, "model.weights=none"])
+    settings = recipe.train
     split = split_records(recipe)
     names, mean, std, _ = normalisation(recipe, split.train, split.classes)
     k = len(split.classes)
     mode = task_mode(recipe, k)
-    model, info = build_recipe_model(recipe, len(names), k, names, log=lambda *a: None)
-    criterion = build_loss(recipe, mode, None)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def quiet(*_: object) -> None:
+        return None
+
+    def place(net: torch.nn.Module) -> torch.nn.Module:
+        """On the device, in ``channels_last`` when the recipe says so (as ``train`` does)."""
+        net.to(device)
+        return net.to(memory_format=torch.channels_last) if settings.channels_last else net
+
+    model, info = build_recipe_model(recipe, len(names), k, names, log=quiet)
+    place(model)
+    criterion = build_loss(recipe, mode, None).to(device)
     optimizer = build_optimizer(recipe, model)
     dataset = recipe_dataset(split.train, recipe, (mean, std), split.classes, train=True)
-    batch = recipe.train.batch_size
+    batch = settings.batch_size
     needed = args.warmup + args.steps
     order = list(itertools.islice(itertools.cycle(range(len(dataset))), needed * batch))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    criterion.to(device)
+    key = "mask" if mode == "segmentation" else "label"
 
-    def step(
-        net: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, target: torch.Tensor
-    ) -> None:
-        images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
-        with autocast_context(recipe.train.precision, device):
-            logits = net(images)
-        loss = criterion(logits.float(), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()  # time the step, not its queueing
-
-    def loader() -> DataLoader:
+    def loader() -> DataLoader[Any]:
         return DataLoader(
             dataset,
             batch_size=batch,
             sampler=order,
-            num_workers=recipe.train.num_workers,
+            num_workers=settings.num_workers,
             collate_fn=collate,
             drop_last=True,
         )
 
-    batches = [
-        (b["image"], b["mask"] if mode == "segmentation" else b["label"]) for b in loader()
-    ]  # warms caches
+    batches = [(b["image"], b[key]) for b in loader()]  # also warms the OS file cache
+    bare: torch.nn.Module
     if mode == "segmentation":
         # timm has no FPN: the bare reference is our own segmentation model on in-memory tensors
-        bare, name = build_recipe_model(recipe, len(names), k, names, log=lambda *a: None)[0], "bare model"
+        bare, name = build_recipe_model(recipe, len(names), k, names, log=quiet)[0], "bare model"
     else:
         bare = timm.create_model(
             recipe.model.backbone, pretrained=False, in_chans=len(names), num_classes=info["num_classes"]
         )
         name = "bare timm"
-    bare.to(device).train()
+    place(bare).train()
     model.train()
-    bare_opt = torch.optim.AdamW(bare.parameters(), lr=recipe.train.lr)
+    bare_opt = torch.optim.AdamW(bare.parameters(), lr=settings.lr)
 
     def timed(source: Any, net: torch.nn.Module, opt: torch.optim.Optimizer) -> float:
+        scaler = train_steps.make_scaler(settings.precision, device)
         started = time.perf_counter()
         for i, (images, target) in enumerate(source):
             if i == args.warmup:
                 started = time.perf_counter()
-            step(net, opt, images, target)
+            train_steps.train_step(net, criterion, opt, scaler, images, target, settings, device)
+            if device.type == "cuda":
+                torch.cuda.synchronize()  # time the step, not its queueing
         return args.steps * batch / (time.perf_counter() - started)
 
     def pipeline_batches() -> Any:
-        key = "mask" if mode == "segmentation" else "label"
         return ((b["image"], b[key]) for b in loader())
 
     # alternate the two measurements and keep each one's best round: on a shared machine the load
@@ -129,9 +125,9 @@ def run(args: argparse.Namespace) -> int:
 
     shape = tuple(batches[0][0].shape)
     print(
-        f"recipe {recipe.name}: {recipe.model.backbone}, batch {shape} ({recipe.train.precision}), "
+        f"recipe {recipe.name}: {recipe.model.backbone}, batch {shape} ({settings.precision}), "
         f"{args.steps} timed steps, {torch.get_num_threads()} torch threads, "
-        f"{recipe.train.num_workers} loader workers, {device}"
+        f"{settings.num_workers} loader workers, {device}"
     )
     print(f"  pipeline (read + augment + step): {pipeline:8.1f} images/s")
     print(f"  {name} step on the same tensors:  {reference:8.1f} images/s")

@@ -43,6 +43,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.add_argument("name", nargs="?", metavar="NAME", help="dataset name (see --list)")
     fetch.add_argument("--root", default=".", help="folder to download into (default: current folder)")
     fetch.add_argument("--list", action="store_true", help="list the datasets that can be fetched")
+    fetch.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up after this long in total (every file, every retry); partial files are resumed "
+        "by the next fetch (default: no overall limit; each network read still times out after 60 s)",
+    )
+    fetch.add_argument(
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help="fetch every file from URL/<filename> instead (a mirror); checksums are verified as usual",
+    )
+    fetch.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="accept plain http:// downloads (refused by default: they can be altered in transit)",
+    )
     fetch.set_defaults(handler=_fetch)
 
 
@@ -68,7 +87,17 @@ def _fetch(args: argparse.Namespace) -> int:
     if args.name not in fetch.DATASETS:
         print(f"error: unknown dataset {args.name!r}; choose one of: {', '.join(names)}", file=sys.stderr)
         return 2
-    result = fetch.fetch_dataset(args.name, args.root)
+    if args.timeout is not None and args.timeout <= 0:
+        print(f"error: --timeout {args.timeout:g}: give a positive number of seconds", file=sys.stderr)
+        return 2
+    result = fetch.fetch_dataset(
+        args.name,
+        args.root,
+        base_url=args.base_url,
+        deadline=args.timeout,
+        allow_insecure=args.allow_insecure,
+        log=lambda line: print(line, file=sys.stderr),
+    )
     if result is not None:
         print(result)
     return 0

@@ -7,7 +7,13 @@ What each INPUT becomes:
   the whole name less ``.tif``; the class map carries a colour table and class names for QGIS) for
   segmentation models, and for classification models when it holds more than 2 x 2 chips (a class map at
   the chip stride); a chip-sized GeoTIFF is one CSV row;
-- any other image file (DICOM, PNG, JPEG): one CSV row.
+- any other image file (DICOM, PNG, JPEG): one CSV row;
+- a DICOMweb service, ``dicomweb+https://HOST[:PORT]/dicom-web``, with ``--study UID`` (repeatable)
+  and/or ``--query "ModalitiesInStudy=CR&StudyDate=20260101-"``: every image instance of those studies,
+  retrieved one by one (WADO-RS), is one CSV row (hashed UIDs only); ``--store`` writes a DICOM SR per
+  instance (+ a Grad-CAM secondary capture with ``--gradcam``) back into its study (STOW-RS); a rerun
+  skips what is stored. Auth: RESNET_APPS_DICOMWEB_TOKEN, or RESNET_APPS_DICOMWEB_USER / _PASSWORD, or
+  ~/.netrc (never on the command line); TLS is verified (REQUESTS_CA_BUNDLE for a private CA).
 Preprocessing (bands, scale, mean, std, size, DICOM window) always comes from the checkpoint.
 """
 
@@ -17,6 +23,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+from resnet_apps.cli.inspect import add_budget_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "run_dir", metavar="RUN_DIR", help="run directory (or checkpoint stem) from `resnet-apps train`"
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="GeoTIFF scenes, image files or folders")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="GeoTIFF scenes, image files or folders, or one dicomweb+http(s)://HOST/ROOT service",
+    )
     parser.add_argument(
         "--out", required=True, help="output folder (an existing one resumes folder predictions)"
     )
@@ -66,7 +79,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--which", default="best", choices=("best", "last"), help="checkpoint of the run (best)"
     )
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    pacs = parser.add_argument_group("DICOMweb (an INPUT dicomweb+http(s)://...)")
+    pacs.add_argument(
+        "--study", action="append", default=[], metavar="UID", help="Study Instance UID (repeatable)"
+    )
+    pacs.add_argument(
+        "--query", default=None, help='QIDO-RS study filters, e.g. "ModalitiesInStudy=CR&StudyDate=20260101-"'
+    )
+    pacs.add_argument(
+        "--store", action="store_true", help="store an SR per instance (+ Grad-CAM SC with --gradcam) back"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_budget_options(parser)
     parser.set_defaults(handler=_predict)
 
     export = subparsers.add_parser(
@@ -118,13 +142,22 @@ def _refuse_clashing_outputs(scenes: list[Path], out: Path) -> None:
 def _predict(args: argparse.Namespace) -> int:
     import torch
 
+    from resnet_apps.io.writable import check_writable, writing
     from resnet_apps.models.checkpoint import load_run
-    from resnet_apps.predict.folder import predict_folder
-    from resnet_apps.predict.scene import predict_scene
 
     if args.device != "cpu" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device here; use --device cpu")
+    dicomweb = any(str(p).startswith("dicomweb+") for p in args.inputs)
+    if dicomweb and len(args.inputs) != 1:
+        raise SystemExit("a dicomweb+http(s)://... INPUT is given alone; run files in another predict call")
+    if dicomweb and not args.study and not args.query:
+        raise SystemExit("DICOMweb: say which studies with --study UID and/or --query FILTERS")
+    if not dicomweb and (args.study or args.query or args.store):
+        raise SystemExit("--study, --query and --store need a dicomweb+http(s)://... INPUT")
+    check_writable(args.out, "predict --out")  # before the model is loaded or any file read
     model, meta = load_run(args.run_dir, which=args.which, map_location=args.device)
+    if dicomweb:
+        return _predict_dicomweb(args, model, meta)
     task = meta.get("task", "classification")
     image_size = (meta.get("preprocessing") or {}).get("image_size")
     out = Path(args.out)
@@ -133,6 +166,25 @@ def _predict(args: argparse.Namespace) -> int:
     if images and task != "classification":
         raise SystemExit(f"{images[0]}: a {task} model predicts GeoTIFF scenes only; pass .tif scenes")
     _refuse_clashing_outputs(scenes, out)
+    with writing(out, "predict --out", space_only=True):
+        results = _run_inputs(args, model, meta, scenes, images, out)
+    for result in results:
+        print(json.dumps(result, default=str))
+    return 0
+
+
+def _run_inputs(
+    args: argparse.Namespace,
+    model: Any,
+    meta: dict[str, Any],
+    scenes: list[Path],
+    images: list[str],
+    out: Path,
+) -> list[dict[str, Any]]:
+    """Predict every scene, then the images (one CSV); returns one summary dict per call."""
+    from resnet_apps.predict.folder import predict_folder
+    from resnet_apps.predict.scene import predict_scene
+
     results: list[dict[str, Any]] = []
     for scene in scenes:
         results.append(
@@ -162,10 +214,51 @@ def _predict(args: argparse.Namespace) -> int:
                 gradcam=args.gradcam,
                 device=args.device,
                 progress=not args.no_progress,
+                frame=args.frame,
+                max_pixels=args.max_pixels,
             )
         )
-    for result in results:
-        print(json.dumps(result, default=str))
+    return results
+
+
+def _predict_dicomweb(args: argparse.Namespace, model: Any, meta: dict[str, Any]) -> int:
+    """One DICOMweb INPUT, alone: query, retrieve, predict, optionally store back."""
+    import hashlib
+
+    from resnet_apps import __version__
+    from resnet_apps.models.checkpoint import find_checkpoint
+    from resnet_apps.predict.dicom_results import ModelInfo
+    from resnet_apps.predict.dicomweb import predict_dicomweb
+    from resnet_apps.predict.pacs import connect
+
+    if meta.get("task", "classification") != "classification":
+        raise SystemExit("DICOMweb: only classification runs predict from a PACS so far")
+    weights = find_checkpoint(args.run_dir, args.which).with_suffix(".safetensors")
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    backbone = (meta.get("model") or {}).get("backbone", "resnet")
+    info = ModelInfo(
+        name=f"resnet_apps classification {backbone}",
+        version=f"resnet_apps {__version__}, checkpoint {args.which}",
+        weights_sha256=digest.hexdigest(),
+    )
+    result = predict_dicomweb(
+        model,
+        meta,
+        connect(args.inputs[0]),
+        args.out,
+        model_info=info,
+        studies=args.study,
+        query=args.query,
+        store_results=args.store,
+        gradcam=args.gradcam,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(result, default=str))
     return 0
 
 

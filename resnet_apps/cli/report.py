@@ -38,12 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from resnet_apps.io.writable import check_writable, writing
     from resnet_apps.report import compare_runs, render_report
 
-    if args.run_b is None:
-        paths = render_report(args.run_dir, args.out)
-    else:
-        paths = compare_runs(args.run_dir, args.run_b, args.out, n_boot=args.n_boot, seed=args.seed)
+    out = args.out or (args.run_dir if args.run_b is None else args.run_b)
+    check_writable(out, "report --out")
+    with writing(out, "report --out", space_only=True):
+        if args.run_b is None:
+            paths = render_report(args.run_dir, args.out)
+        else:
+            paths = compare_runs(args.run_dir, args.run_b, args.out, n_boot=args.n_boot, seed=args.seed)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

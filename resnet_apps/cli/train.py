@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
+
+from resnet_apps.io.writable import check_writable, writing
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -86,25 +89,40 @@ def _offline_first(recipe_path: str, overrides: list[str]) -> None:
 def _train(args: argparse.Namespace) -> int:
     if args.recipe is None and args.resume is None:
         raise SystemExit("resnet-apps train: give a RECIPE, or --resume RUN_DIR")
-    if args.recipe is not None:
+    out, what = _train_output(args)
+    check_writable(out, what)  # a read-only or misplaced --out fails now, not after the data is read
+    if args.recipe is not None:  # before torch, timm and the data: seconds, not half a minute
         _offline_first(args.recipe, args.overrides)
     from resnet_apps.train.loop import train
 
-    train(args.recipe, args.overrides, out=args.out, resume=args.resume, runs_root=args.runs_root)
+    with writing(out, what, space_only=True):  # a full disk mid-run: typed, naming the folder
+        train(args.recipe, args.overrides, out=args.out, resume=args.resume, runs_root=args.runs_root)
     return 0
+
+
+def _train_output(args: argparse.Namespace) -> tuple[str, str]:
+    """The folder ``train`` writes to and the option that named it."""
+    if args.resume:
+        return args.resume, "train --resume"
+    if args.out:
+        return args.out, "train --out"
+    return args.runs_root, "train --runs-root"
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from resnet_apps.train.evaluate_run import evaluate_run
 
-    evaluate_run(
-        args.run_dir,
-        data=args.data,
-        split=args.split,
-        out=args.out,
-        overrides=args.overrides,
-        class_map=args.class_map,
-    )
+    out = args.out or args.run_dir
+    check_writable(out, "evaluate --out")
+    with writing(out, "evaluate --out", space_only=True):
+        evaluate_run(
+            args.run_dir,
+            data=args.data,
+            split=args.split,
+            out=args.out,
+            overrides=args.overrides,
+            class_map=args.class_map,
+        )
     return 0
 
 
@@ -126,9 +144,12 @@ def _check(args: argparse.Namespace) -> int:
             print(f"  data card: {card.name}")
         except ResnetAppsError as error:
             problems.append(f"data card: {error}")
+    problems += _check_backbone(recipe.model.backbone)
     root = Path(recipe.data.root)
     if root.is_dir():
         print(f"  data root: {root}")
+        if recipe.task == "segmentation":
+            problems += _check_masks(recipe)
     else:
         print(f"  data root: {root} (not found here: fetch the data or set RESNET_APPS_DATA)")
     if recipe.anchor.value is not None:
@@ -136,6 +157,60 @@ def _check(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"  problem: {problem}")
     return 1 if problems else 0
+
+
+def _check_backbone(name: str) -> list[str]:
+    """A backbone timm does not know (``resnet19``) is found here, not after the data is read.
+
+    The names come from the installed timm's source (``resnet_family_offline``): check stays torch-free.
+    Pretrained tags (``resnet50.a1_in1k``) are checked by ``train`` against timm itself.
+    """
+    import difflib
+
+    from resnet_apps.weights.locations import resnet_family_offline
+
+    family = resnet_family_offline()
+    arch = name.partition(".")[0]
+    if family is None or arch in family:
+        return []
+    close = difflib.get_close_matches(arch, family, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return [
+        f"model.backbone = {name!r} is not a ResNet-family model of timm; {hint}fix: a name "
+        "from resnet_apps.list_backbones() (resnet18/34/50/101/152, resnet50d, wide_resnet50_2, ...)"
+    ]
+
+
+def _check_masks(recipe: Any) -> list[str]:
+    """Sample a few masks: codes the recipe does not map, and masks with no labelled pixel at all."""
+    from resnet_apps.data.config import as_source_config
+    from resnet_apps.data.mask_check import sample_masks
+    from resnet_apps.data.records import build_records
+    from resnet_apps.errors import ResnetAppsError
+
+    try:
+        records, classes = build_records(recipe.data.source, recipe.data.root, recipe.data.classes)
+    except ResnetAppsError as error:
+        return [f"data: {error}"]
+    cfg = as_source_config(recipe.data.source)
+    found = sample_masks(records, recipe.data.root, cfg, len(classes))
+    problems = [f"mask: {error}" for error in found.errors]
+    declared = (
+        "data.source.mask_values" if cfg.mask_values is not None else f"data.classes (0..{len(classes) - 1})"
+    )
+    for path, codes in found.unmapped.items():
+        shown = "{" + ", ".join(map(str, codes[:12])) + (", ..." if len(codes) > 12 else "") + "}"
+        note = f"{path}: mask values {shown} are not among {declared}; those pixels are ignored"
+        if path in found.unlabelled:
+            problems.append(
+                f"{note}, and no pixel of it is labelled (training would find no labelled pixel); fix: "
+                "map the codes with data.source.mask_values (code: class index)"
+            )
+        else:
+            print(f"  note: {note}")
+    if found.files:
+        print(f"  masks: {found.files} sampled, {len(found.unlabelled)} without a labelled pixel")
+    return problems
 
 
 def demo_recipe_path() -> Path:
@@ -147,7 +222,9 @@ def _demo(args: argparse.Namespace) -> int:
     from resnet_apps.train.loop import train
 
     started = time.perf_counter()
-    run_dir = train(demo_recipe_path(), args.overrides, runs_root=args.runs_root)
+    check_writable(args.runs_root, "demo --runs-root")
+    with writing(args.runs_root, "demo --runs-root", space_only=True):
+        run_dir = train(demo_recipe_path(), args.overrides, runs_root=args.runs_root)
     report = run_dir / "report.html"
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     print(f"report: {report.resolve() if report.is_file() else run_dir / 'metrics.json'}")

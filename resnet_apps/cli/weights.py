@@ -59,7 +59,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from resnet_apps.weights.resolve import fetch_dir
+    from resnet_apps.weights.locations import fetch_dir
     from resnet_apps.weights.store import verify_weights
 
     folder = args.dir or fetch_dir()

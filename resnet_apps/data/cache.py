@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from resnet_apps.io.atomic import atomic_write_text
+
 _VERSION = "v1"
 
 
@@ -98,11 +100,29 @@ class ArrayCache:
         self.hits += 1
         return arrays
 
+    def writable(self) -> str | None:
+        """None when entries can be written here, else why not (read-only, full, a file in the way)."""
+        try:
+            self.arrays.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.arrays, prefix=".write-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as error:
+            return f"{type(error).__name__}: {error.strerror or error}"
+        return None
+
     def store(self, key: str, arrays: Mapping[str, np.ndarray]) -> None:
-        """Write the arrays atomically; a concurrent writer of the same key wins harmlessly."""
+        """Write the arrays atomically; a concurrent writer of the same key wins harmlessly.
+
+        A cache that cannot be written (full disk, read-only) is an optimisation lost, not an error:
+        nothing is raised and the arrays are simply decoded again next time.
+        """
         entry = self._entry(key)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:8]}-", dir=entry.parent))
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key[:8]}-", dir=entry.parent))
+        except OSError:
+            return
         try:
             for name, array in arrays.items():
                 np.save(tmp / f"{name}.npy", np.ascontiguousarray(array))
@@ -114,10 +134,6 @@ class ArrayCache:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     except OSError:
         pass  # the memo is an optimisation; hashing again next time is correct

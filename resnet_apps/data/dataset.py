@@ -16,7 +16,6 @@ Bad files (``on_error``):
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from resnet_apps.data.loading import Preprocessing, load_arrays
 from resnet_apps.data.masks import MaskDecoder
 from resnet_apps.data.records import Record, hash_id
 from resnet_apps.errors import DatasetError, ImageReadError, ResnetAppsError
+from resnet_apps.io.tables import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class RecordDataset(Dataset):
         self.root = Path(root)
         self.prep = preprocessing or Preprocessing()
         self.classes = list(classes)
+        self.source = source  # the data.source block (masks; named in errors about mask codes)
         self.transform = transform
         self.on_error = on_error
         self.seed = seed
@@ -96,6 +97,16 @@ class RecordDataset(Dataset):
             self.cache = ArrayCache(cache)
         else:
             self.cache = None
+        if self.cache is not None and not isinstance(cache, ArrayCache):
+            problem = self.cache.writable()
+            if problem is not None:  # a read-only or full cache folder costs speed, never the run
+                log.warning(
+                    "cache disabled: %s cannot be written (%s); set RESNET_APPS_CACHE_DIR to a writable "
+                    "folder, or data.cache: false",
+                    self.cache.arrays,
+                    problem,
+                )
+                self.cache = None
         self._mean = None if self.prep.mean is None else np.asarray(self.prep.mean, np.float32)[:, None, None]
         self._std = None if self.prep.std is None else np.asarray(self.prep.std, np.float32)[:, None, None]
 
@@ -229,8 +240,5 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 def write_skipped(skipped: Sequence[dict[str, str]], path: str | Path) -> None:
-    """Write the skip manifest as CSV (columns path, reason)."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "reason"])
-        writer.writeheader()
-        writer.writerows(skipped)
+    """Write the skip manifest as CSV (columns path, reason), atomically, formula-safe cells."""
+    write_csv(path, ["path", "reason"], skipped)

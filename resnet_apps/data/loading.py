@@ -35,6 +35,10 @@ class Preprocessing:
         image_size: side (or (H, W)) to resize to before caching; None keeps the file's size.
         dicom_window: passed to ``read_dicom`` (None: header window; "percentile"; (center, width)).
         grayscale: average RGB into one band (chest films stored as R=G=B JPEG).
+        dicom_frame: frame of multi-frame DICOM files (index or "first" / "middle" / "last"; None: a
+            multi-frame file is an error that names this setting).
+        max_pixels: pixel budget of one read in values (H x W x bands), checked from the header before
+            the decode (``io.budget``; None: its default 4.5e8). Not part of the cache key.
     """
 
     bands: tuple[str | int, ...] | None = None
@@ -44,12 +48,16 @@ class Preprocessing:
     image_size: int | tuple[int, int] | None = None
     dicom_window: Any = None
     grayscale: bool = False
+    dicom_frame: int | str | None = None
+    max_pixels: int | None = None
 
     def cache_params(self) -> dict[str, Any]:
         """Everything that shapes the cached (pre-normalisation) arrays."""
         params = asdict(self)
-        params.pop("mean")
-        params.pop("std")
+        for name in ("mean", "std", "max_pixels"):
+            params.pop(name)
+        if params["dicom_frame"] is None:
+            params.pop("dicom_frame")  # keys of caches written before the field existed stay valid
         if any(isinstance(b, int) for b in self.bands or ()):
             params["band_numbers"] = "1-based"  # integer bands were 0-based before: never reuse such a cache
         return params
@@ -86,12 +94,19 @@ def read_pixels(
         files = [root / p for p in record.band_paths]
         if prep.bands is not None:
             files = [files[i] for i in select_bands(prep.bands, names, str(path))]
-        image, geo = rio.read_geotiff(files)
+        image, geo = rio.read_geotiff(files, max_pixels=prep.max_pixels)
         return image, geo.valid, None
     if is_dicom_path(path):
-        pixels, dicom = rio.read_dicom(path, window=prep.dicom_window)
+        pixels, dicom = rio.read_dicom(
+            path, window=prep.dicom_window, frame=prep.dicom_frame, max_pixels=prep.max_pixels
+        )
         return pixels[None].astype(np.float32, copy=False), dicom.valid, dicom
-    image, meta = rio.read_image(path, bands=list(prep.bands) if prep.bands is not None else None)
+    image, meta = rio.read_image(
+        path,
+        bands=list(prep.bands) if prep.bands is not None else None,
+        dicom_frame=prep.dicom_frame,
+        max_pixels=prep.max_pixels,
+    )
     return image, meta.valid, meta if isinstance(meta, DicomMeta) else None
 
 
@@ -110,7 +125,12 @@ def read_band_names(record: Record, root: Path, prep: Preprocessing) -> list[str
         return [names[i] for i in select_bands(prep.bands, names, str(root / record.path))]
     bands = list(prep.bands) if prep.bands is not None else None
     _, meta = rio.read_image(
-        root / record.path, bands=bands, window=(0, 0, 1, 1), dicom_window=prep.dicom_window
+        root / record.path,
+        bands=bands,
+        window=(0, 0, 1, 1),
+        dicom_window=prep.dicom_window,
+        dicom_frame=prep.dicom_frame,
+        max_pixels=prep.max_pixels,
     )
     return list(band_names_of(meta))
 
@@ -143,12 +163,23 @@ def load_arrays(
             window=dicom.window,
             window_source=dicom.window_source,
         )
-    image = raw.astype(np.float32)
+    target = size_hw(prep.image_size)
+    if target is not None and target != raw.shape[1:] and not (prep.grayscale and raw.shape[0] == 3):
+        # one float32 copy, laid out channels-last as the resize wants it ([C, H, W] is a view of it):
+        # a 12000 x 12000 RGB film costs one 1.7 GB float copy, not two
+        hwc = np.empty((*raw.shape[1:], raw.shape[0]), dtype=np.float32)
+        hwc[...] = raw.transpose(1, 2, 0)
+        image = hwc.transpose(2, 0, 1)
+    else:
+        image = raw.astype(np.float32)
+    integer = raw.dtype.kind in "uib"
+    del raw  # the native copy is not needed any more
     if dicom is None and prep.scale != 1.0:
         image *= np.float32(prep.scale)
     if prep.grayscale and image.shape[0] == 3:
         image = image.mean(axis=0, keepdims=True)
-    finite = np.isfinite(image).all(axis=0)
+    # integer pixels are always finite: skip a full-size boolean pass over them
+    finite = np.ones(image.shape[1:], dtype=bool) if integer else np.isfinite(image).all(axis=0)
     valid = np.asarray(finite if read_valid is None else (np.asarray(read_valid, dtype=bool) & finite))
     where = root / record.path
     if not valid.any():
@@ -173,7 +204,6 @@ def load_arrays(
             )
         mask[~valid] = IGNORE_INDEX
         arrays["mask"] = mask.astype(np.uint8)
-    target = size_hw(prep.image_size)
     if target is not None and target != image.shape[1:]:
         arrays = resize_arrays(arrays, target)
     return arrays

@@ -19,7 +19,8 @@ import numpy as np
 
 from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.data.config import SourceConfig
-from resnet_apps.errors import DatasetError
+from resnet_apps.errors import DatasetError, PixelBudgetError
+from resnet_apps.io.budget import check_pixels
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
@@ -152,6 +153,7 @@ def read_mask_pixels(path: Path, rgb: bool) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
+            check_pixels(path, image.height, image.width, len(image.getbands()))  # before the decode
             if rgb:
                 return np.asarray(image.convert("RGB"))  # palette PNGs (Dubai tile 2) become RGB here
             if image.mode in ("RGB", "RGBA"):
@@ -160,6 +162,10 @@ def read_mask_pixels(path: Path, rgb: bool) -> np.ndarray:
                     "set mask_encoding: rgb with class_colors"
                 )
             return np.asarray(image)
+    except Image.DecompressionBombError as error:  # past 2 x Pillow's limit: refused at open
+        raise PixelBudgetError(
+            f"{path}: mask header claims more pixels than Pillow decodes ({error}); fix: tile the mask"
+        ) from error
     except UnidentifiedImageError:
         pass  # e.g. a TIFF layout Pillow does not decode: let rasterio try
     except OSError as error:
@@ -175,6 +181,7 @@ def _read_mask_rasterio(path: Path, rgb: bool) -> np.ndarray:
 
     try:
         with rasterio.open(path) as src:
+            check_pixels(path, src.height, src.width, src.count)
             data = src.read()
     except RasterioIOError as error:
         raise DatasetError(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import hashlib
 import math
 import os
 import re
@@ -22,6 +21,7 @@ from typing import Any
 
 from resnet_apps.data.config import SourceConfig, as_source_config
 from resnet_apps.errors import DatasetError
+from resnet_apps.io.identity import keyed_hash
 from resnet_apps.io.sniff import IMAGE_SUFFIXES, is_image_file
 
 # NIH ChestX-ray14 findings (Wang et al. 2017), in the order of the dataset's paper and torchxrayvision.
@@ -45,12 +45,11 @@ NIH_CHESTXRAY14_LABELS: tuple[str, ...] = (
 # Values of a per-class column (CheXpert style) that mean "not known": masked as NaN in the loss.
 _UNCERTAIN = {"", "-1", "-1.0", "uncertain", "nan", "na", "n/a"}
 
-_GROUP_SALT = "resnet_apps/group/v1:"
-
 
 def hash_id(value: str) -> str:
-    """Salted sha256 of an identifier, 16 hex characters (patients, tiles and file ids never travel raw)."""
-    return hashlib.sha256((_GROUP_SALT + value).encode("utf-8")).hexdigest()[:16]
+    """Keyed hash (HMAC-SHA256) of an identifier, 16 hex characters: patients, tiles and file ids never travel
+    raw, and without the key (``resnet_apps.io.identity``) a list of candidate ids cannot be hashed to match."""
+    return keyed_hash(value)
 
 
 @dataclass(frozen=True)

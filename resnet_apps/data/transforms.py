@@ -9,7 +9,7 @@ Presets know the domain:
   swaps right/left lung labels together with the pixels.
 - ``none``: nothing (evaluation; resizing happens before the cache, normalisation after augmentation).
 
-Checked for 13-band float32 (tests/test_data_transforms.py): flips, RandomRotate90, Affine and Resize
+Checked for 13-band float32 (tests/data/test_data_transforms.py): flips, RandomRotate90, Affine and Resize
 handle any channel count (albumentations chunks OpenCV calls past 4 channels). albumentations'
 RandomBrightnessContrast clips float images to [0, 1], which would cut reflectance above 1 (clouds, snow)
 and any normalised value, so :class:`UnclippedBrightnessContrast` keeps its sampling and skips the clip.

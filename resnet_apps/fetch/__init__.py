@@ -7,6 +7,11 @@ the files into ``root/<target>/`` as the recipes expect, then writes ``root/<tar
 call finds the marker and returns at once. ``base_url`` replaces each file's host and path by
 ``base_url/filename`` (a mirror, or a local test server).
 
+Trust: where the publisher gives a checksum (Zenodo's md5 for EuroSAT) the first download is checked
+against it. Elsewhere no publisher checksum exists and the first download is trusted as it arrives
+("trust on first use"): its sha256 is recorded and every later fetch must match it, and the log says so.
+Plain http:// is refused unless ``allow_insecure``; ``deadline`` bounds the whole fetch in seconds.
+
 A file you download yourself is used as is: place it at ``root/.downloads/<filename>`` and run the fetch.
 """
 
@@ -31,7 +36,7 @@ from resnet_apps.fetch.layout import (
     layout_nih,
     safe_extract,
 )
-from resnet_apps.fetch.transfer import download, record_checksum, recorded_checksums, sha256_file
+from resnet_apps.fetch.transfer import download, md5_file, record_checksum, recorded_checksums, sha256_file
 
 __all__ = ["DATASETS", "ChecksumError", "FetchError", "fetch_dataset", "list_datasets"]
 
@@ -53,8 +58,9 @@ _NIH_IDS = (
 )
 
 # name -> what to download and how to lay it out. sha256 None: not known for certain here; the first fetch
-# records it (root/.checksums.json) and later fetches verify against it. url None: no stable direct link
-# (download manually). auth "kaggle": needs KAGGLE_USERNAME and KAGGLE_KEY.
+# records it (root/.checksums.json, trust on first use) and later fetches verify against it. md5: the
+# publisher's own checksum, checked on every download. url None: no stable direct link (download
+# manually). auth "kaggle": needs KAGGLE_USERNAME and KAGGLE_KEY.
 DATASETS: dict[str, dict[str, Any]] = {
     "eurosat_ms": {
         "card": "eurosat_ms",
@@ -65,6 +71,7 @@ DATASETS: dict[str, dict[str, Any]] = {
             {
                 "filename": "EuroSAT_MS.zip",
                 "sha256": None,
+                "md5": "091174add3c8e680a49244acf185b9f0",  # published by Zenodo (2 065 402 329 bytes)
                 "url": "https://zenodo.org/records/7711810/files/EuroSAT_MS.zip",
             }
         ],
@@ -78,6 +85,7 @@ DATASETS: dict[str, dict[str, Any]] = {
             {
                 "filename": "EuroSAT_RGB.zip",
                 "sha256": None,
+                "md5": "f46e308c4d50d4bf32fedad2d3d62f3b",  # published by Zenodo (94 658 721 bytes)
                 "url": "https://zenodo.org/records/7711810/files/EuroSAT_RGB.zip",
             }
         ],
@@ -127,7 +135,7 @@ DATASETS: dict[str, dict[str, Any]] = {
             {
                 "filename": "38-Cloud.zip",
                 "sha256": None,
-                "url": "http://vault.sfu.ca/index.php/s/pymNqYF09JkM8Bp/download",
+                "url": "https://vault.sfu.ca/index.php/s/pymNqYF09JkM8Bp/download",
             }
         ],
     },
@@ -178,15 +186,19 @@ def _obtain(
     base_url: str | None,
     retries: int,
     timeout: float,
+    deadline_at: float | None = None,
+    allow_insecure: bool = False,
+    log: Callable[[str], None] = print,
 ) -> tuple[Path, str]:
     """Return a verified local copy of one file of a dataset and its sha256, downloading it if needed."""
     filename = entry["filename"]
     dest = root / ".downloads" / filename
     expected = entry.get("sha256") or recorded_checksums(root).get(filename)
+    md5 = entry.get("md5")
     if dest.is_file():
         digest = sha256_file(dest)
-        if expected is None:
-            record_checksum(root, filename, digest)  # a file placed by hand: its hash is recorded now
+        if expected is None and (md5 is None or md5_file(dest) == md5):
+            _record(root, filename, digest, md5, log, "placed by hand")  # its hash is recorded now
             return dest, digest
         if digest == expected:
             return dest, digest
@@ -199,14 +211,53 @@ def _obtain(
             f"place it at {dest}, then run the fetch again"
         )
     headers = _auth_headers(name, spec.get("auth"), base_url, dest, url)
-    digest = download(url, dest, sha256=expected, retries=retries, timeout=timeout, headers=headers)
+    left = None if deadline_at is None else deadline_at - time.monotonic()
+    if left is not None and left <= 0:
+        raise FetchError(
+            f"{name}: the --timeout ran out before {filename} could start; fix: allow more time "
+            "(--timeout SECONDS); the files already downloaded are kept"
+        )
+    digest = download(
+        url,
+        dest,
+        sha256=expected,
+        md5=md5,
+        retries=retries,
+        timeout=timeout,
+        headers=headers,
+        deadline=left,
+        allow_insecure=allow_insecure,
+    )
     if expected is None:
-        record_checksum(root, filename, digest)
+        _record(root, filename, digest, md5, log, f"downloaded from {url}")
     return dest, digest
 
 
+def _record(
+    root: Path, filename: str, digest: str, md5: str | None, log: Callable[[str], None], how: str
+) -> None:
+    """Pin a first copy's sha256, saying whether anything but the copy itself vouches for it."""
+    record_checksum(root, filename, digest)
+    if md5 is not None:
+        log(f"{filename}: {how}; matches the publisher's md5 {md5}; sha256 {digest} recorded")
+    else:
+        log(
+            f"{filename}: {how}; the publisher gives no checksum, so this first copy is trusted as it "
+            f"arrived (trust on first use): sha256 {digest} recorded in {root / '.checksums.json'} and "
+            "every later fetch must match it; compare it with a colleague's copy if the data matters"
+        )
+
+
 def fetch_dataset(
-    name: str, root: str | Path, *, base_url: str | None = None, retries: int = 3, timeout: float = 60.0
+    name: str,
+    root: str | Path,
+    *,
+    base_url: str | None = None,
+    retries: int = 3,
+    timeout: float = 60.0,
+    deadline: float | None = None,
+    allow_insecure: bool = False,
+    log: Callable[[str], None] = print,
 ) -> Path:
     """Download, verify, extract and lay out one dataset; return ``root/<target>``.
 
@@ -217,6 +268,10 @@ def fetch_dataset(
         retries: retries per file after the first attempt (interrupted downloads resume, corrupt
             ones restart).
         timeout: socket timeout in seconds for each connect / read.
+        deadline: seconds for all downloads of this call together (None: no limit); partial files are
+            kept and resumed by the next call.
+        allow_insecure: accept plain http:// to a host other than the loopback interface.
+        log: receives one line per file on how its checksum was established.
 
     Raises:
         FetchError: unknown name, network failure after the retries, missing credentials, unsafe archive.
@@ -236,7 +291,11 @@ def fetch_dataset(
             "delete that folder and run the fetch again"
         )
     root.mkdir(parents=True, exist_ok=True)
-    obtained = [_obtain(name, spec, entry, root, base_url, retries, timeout) for entry in spec["files"]]
+    deadline_at = None if deadline is None else time.monotonic() + deadline
+    obtained = [
+        _obtain(name, spec, entry, root, base_url, retries, timeout, deadline_at, allow_insecure, log)
+        for entry in spec["files"]
+    ]
     files = [path for path, _ in obtained]
     work = root / ".extract" / name
     shutil.rmtree(work, ignore_errors=True)

@@ -14,8 +14,14 @@ import tarfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
+from typing import IO
 
-from resnet_apps.errors import FetchError
+from resnet_apps.errors import ArchiveTooLargeError, FetchError
+
+# Caps on what an archive may expand to. The real datasets expand 1-3x (images are compressed already);
+# a decompression bomb expands 1000x (the probe's 1 MB zip wrote 1 GiB).
+MAX_RATIO = 100.0  # expanded bytes / archive bytes
+MAX_EXPANDED_BYTES = 256 << 30  # 256 GiB in one archive (the largest real one, 38-Cloud, is ~12 GB)
 
 EUROSAT_CLASSES = (
     "AnnualCrop",
@@ -50,13 +56,46 @@ def _target(base: Path, name: str, archive: Path) -> Path:
     return target
 
 
-def _extract_zip(archive: Path, base: Path) -> None:
+class _Budget:
+    """Bytes an archive may still expand to; checked on the declared sizes first, then on what is written."""
+
+    def __init__(self, archive: Path, max_bytes: int, max_ratio: float) -> None:
+        self.archive = archive
+        self.limit = int(min(max_bytes, max_ratio * max(archive.stat().st_size, 1)))
+        self.max_bytes, self.max_ratio, self.used = max_bytes, max_ratio, 0
+
+    def refuse(self, size: int, member: str) -> ArchiveTooLargeError:
+        return ArchiveTooLargeError(
+            f"{self.archive}: expands to more than {self.limit:,} bytes (at {member!r}: {size:,} bytes so "
+            f"far from a {self.archive.stat().st_size:,}-byte archive; caps: {self.max_ratio:g}x its size, "
+            f"{self.max_bytes:,} bytes at most); a decompression bomb or not the official archive: delete "
+            "it and download it again from the source"
+        )
+
+    def declare(self, sizes: Iterable[tuple[str, int]]) -> None:
+        total = 0
+        for member, size in sizes:
+            total += size
+            if total > self.limit:
+                raise self.refuse(total, member)
+
+    def copy(self, src: IO[bytes], out: IO[bytes], member: str) -> None:
+        """Copy like shutil.copyfileobj, counting bytes (a member may hold more than its header says)."""
+        while block := src.read(1 << 20):
+            self.used += len(block)
+            if self.used > self.limit:
+                raise self.refuse(self.used, member)
+            out.write(block)
+
+
+def _extract_zip(archive: Path, base: Path, budget: _Budget) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         for info in infos:  # check every member before writing any
             _target(base, info.filename, archive)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise FetchError(f"{archive}: member {info.filename!r} is a symbolic link; refusing it")
+        budget.declare((i.filename, i.file_size) for i in infos)
         for info in infos:
             path = _target(base, info.filename, archive)
             if info.is_dir():
@@ -64,16 +103,17 @@ def _extract_zip(archive: Path, base: Path) -> None:
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, path.open("wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+                budget.copy(src, out, info.filename)
 
 
-def _extract_tar(archive: Path, base: Path) -> None:
+def _extract_tar(archive: Path, base: Path, budget: _Budget) -> None:
     with tarfile.open(archive) as tf:
         members = tf.getmembers()
         for member in members:  # check every member before writing any
             _target(base, member.name, archive)
             if not (member.isfile() or member.isdir()):
                 raise FetchError(f"{archive}: member {member.name!r} is a link or special file; refusing it")
+        budget.declare((m.name, m.size) for m in members if m.isfile())
         for member in members:
             path = _target(base, member.name, archive)
             if member.isdir():
@@ -84,24 +124,34 @@ def _extract_tar(archive: Path, base: Path) -> None:
             if src is None:  # cannot happen for a regular file; checked above
                 raise FetchError(f"{archive}: member {member.name!r} has no data; download it again")
             with src, path.open("wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+                budget.copy(src, out, member.name)
 
 
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract a .zip or .tar(.gz) into ``dest``, refusing traversal, links and special files.
+def safe_extract(
+    archive: Path, dest: Path, max_bytes: int = MAX_EXPANDED_BYTES, max_ratio: float = MAX_RATIO
+) -> None:
+    """Extract a .zip or .tar(.gz) into ``dest``, refusing traversal, links, special files and bombs.
 
-    Every member is checked before any is written, so a refused archive leaves nothing behind.
+    Every member is checked before any is written, so a refused archive leaves nothing behind; the sizes
+    the members declare are checked against the caps before any write, and the bytes really written
+    are counted too (the caller removes ``dest`` when a member turns out larger than it said).
+
+    Args:
+        max_bytes: most bytes the archive may expand to.
+        max_ratio: most expanded bytes per archive byte.
 
     Raises:
+        ArchiveTooLargeError: the archive would expand beyond a cap.
         FetchError: an unsafe member or an unreadable archive (names the archive, the member and the fix).
     """
     dest.mkdir(parents=True, exist_ok=True)
     base = dest.resolve()
+    budget = _Budget(archive, max_bytes, max_ratio)
     try:
         if zipfile.is_zipfile(archive):
-            _extract_zip(archive, base)
+            _extract_zip(archive, base, budget)
         elif tarfile.is_tarfile(archive):
-            _extract_tar(archive, base)
+            _extract_tar(archive, base, budget)
         else:
             raise FetchError(f"{archive}: neither a zip nor a tar archive; delete it and download it again")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:

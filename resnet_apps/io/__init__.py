@@ -6,11 +6,38 @@ PIL only. See docs/ARCHITECTURE.md section 3 for the contracts.
 
 from __future__ import annotations
 
-from resnet_apps.io.dicom import DicomMeta, FrameRequiredError, hash_identifier, read_dicom, read_dicom_header
-from resnet_apps.io.geotiff import GeoMeta, read_geotiff
-from resnet_apps.io.geotiff_write import GeoTiffWriter, open_geotiff_writer, write_geotiff
-from resnet_apps.io.image import ImageMeta, read_image, read_mask, sniff_format
-from resnet_apps.io.inspect import format_summary, inspect_file
+from importlib import import_module
+from typing import Any
+
+# name -> submodule. Resolved on first use (PEP 562) so that the stdlib-only helpers (io.atomic,
+# io.identity, io.tables) do not pay for pydicom, rasterio and PIL: the fetcher needs none of them.
+_EXPORTS = {
+    "DicomMeta": "dicom",
+    "FrameRequiredError": "dicom",
+    "hash_identifier": "dicom",
+    "read_dicom": "dicom",
+    "read_dicom_header": "dicom",
+    "GeoMeta": "geotiff",
+    "read_geotiff": "geotiff",
+    "GeoTiffWriter": "geotiff_write",
+    "open_geotiff_writer": "geotiff_write",
+    "write_geotiff": "geotiff_write",
+    "ImageMeta": "image",
+    "read_image": "image",
+    "read_mask": "image",
+    "sniff_format": "image",
+    "format_summary": "inspect",
+    "inspect_file": "inspect",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
 
 __all__ = [
     "DicomMeta",

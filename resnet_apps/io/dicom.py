@@ -11,19 +11,21 @@ The chain follows the standard's order (PS3.3 C.11 and C.7.6.3):
 
 MONAI's ``PydicomReader`` stops after step 2 and torchxrayvision skips step 2; both are easy to get
 wrong, hence one function here. Patient names, IDs and birth dates are never kept: ``patient_hash``
-and ``study_hash`` are salted sha256 digests. No torch in this module.
+and ``study_hash`` are keyed HMAC-SHA256 digests (io.identity). No torch in this module.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import importlib.util
+import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pydicom
@@ -32,18 +34,59 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from resnet_apps.errors import DicomError, MissingCodecError, NoPixelDataError
+from resnet_apps.errors import DicomError, MissingCodecError, NoPixelDataError, UnsupportedSyntaxError
+from resnet_apps.io.budget import check_pixels
 from resnet_apps.io.dicom_voi import WindowArg, apply_voi_choice
+from resnet_apps.io.identity import keyed_hash
 from resnet_apps.io.sniff import sniff_bytes
 
-# Salt for patient/study hashes; set RESNET_APPS_HASH_SALT per site so hashes are not linkable across sites.
-DEFAULT_HASH_SALT = "resnet_apps/v1"
+# A frame of a multi-frame file: a 0-based index or a policy (data.dicom_frame, --frame)
+FrameArg: TypeAlias = int | Literal["first", "middle", "last"] | str | None
+FRAME_POLICIES = ("first", "middle", "last")
 
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 class FrameRequiredError(DicomError):
     """A multi-frame DICOM read without ``frame=``, or with a frame it does not have."""
+
+
+# pydicom's validation warnings quote header values ("Invalid value for VR UI: '1.2.3.abc'"), which may
+# be identifiers: quoted text in its log records and in the warnings our readers pass on is withheld
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _redact(text: str) -> str:
+    return _QUOTED.sub("'<value withheld>'", text)
+
+
+class _RedactFilter(logging.Filter):
+    """Rewrites pydicom log records so that no quoted header value reaches a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = _redact(record.getMessage())
+        record.args = None
+        return True
+
+
+_PYDICOM_LOG = logging.getLogger("pydicom")
+if not any(isinstance(f, _RedactFilter) for f in _PYDICOM_LOG.filters):
+    _PYDICOM_LOG.addFilter(_RedactFilter())
+
+
+@contextlib.contextmanager
+def _redacted_warnings(path: Path) -> Iterator[None]:
+    """Re-issue the warnings raised inside (pydicom's) with quoted values withheld and the file named."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for item in caught:
+        text = str(item.message)
+        if item.filename and "pydicom" in item.filename.replace(os.sep, "/"):
+            text = f"{path}: pydicom: {_redact(text)}"
+        warnings.warn(
+            text, item.category if issubclass(item.category, Warning) else UserWarning, stacklevel=3
+        )
 
 
 @dataclass
@@ -82,15 +125,15 @@ class DicomMeta:
 
 
 def hash_identifier(value: Any) -> str | None:
-    """Salted sha256 of an identifier, 16 hex chars; None for an empty value.
+    """Keyed hash of an identifier (``resnet_apps.io.identity.keyed_hash``), 16 hex chars; None when empty.
 
-    The salt comes from ``RESNET_APPS_HASH_SALT`` (a project default otherwise), so the same patient
-    gets the same hash within a site (for group splits) without the ID ever being stored.
+    The key is the machine's secret (``RESNET_APPS_HASH_KEY`` or the key file), so the same patient gets
+    the same hash within a site (for group splits) without the ID ever being stored, and the hash of a
+    patient ID here equals its hash as a group column value in an index CSV.
     """
     if value is None or str(value).strip() == "":
         return None
-    salt = os.environ.get("RESNET_APPS_HASH_SALT", DEFAULT_HASH_SALT)
-    return hashlib.sha256(f"{salt}\x00{str(value).strip()}".encode()).hexdigest()[:16]
+    return keyed_hash(str(value).strip())
 
 
 def is_dicom_bytes(head: bytes) -> bool:
@@ -103,7 +146,8 @@ def _read_dataset(path: Path, stop_before_pixels: bool) -> Dataset:
     if not path.is_file():
         raise DicomError(f"{path}: no such file; fix: check the path")
     try:
-        ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+        # elements over 64 KiB (the pixel data) are read on first access, after the pixel budget check
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels, defer_size="64 KB")
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, OverflowError) as error:
         raise DicomError(f"{path}: not a readable DICOM file ({type(error).__name__}: {error})") from error
     if len(ds) == 0:
@@ -126,7 +170,7 @@ def _spacing(ds: Dataset) -> tuple[float, float] | None:
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(keyword)
         try:
-            row, col = (float(v) for v in value)  # type: ignore[union-attr]
+            row, col = (float(v) for v in value)
         except (TypeError, ValueError):
             continue
         if row > 0 and col > 0:  # the WG04 files carry 0\0, which means "unknown"
@@ -168,7 +212,8 @@ def _meta_from_header(ds: Dataset, path: Path) -> DicomMeta:
 def read_dicom_header(path: str | os.PathLike[str]) -> DicomMeta:
     """Header-only metadata (no pixel decode): for grouping by ``patient_hash`` and for ``inspect``."""
     path = Path(path)
-    return _meta_from_header(_read_dataset(path, stop_before_pixels=True), path)
+    with _redacted_warnings(path):
+        return _meta_from_header(_read_dataset(path, stop_before_pixels=True), path)
 
 
 @contextlib.contextmanager
@@ -188,15 +233,37 @@ def _stderr_to_void() -> Iterator[None]:
         os.close(saved)
 
 
+# pip package -> importable module of the decoder plugins pydicom can use
+_PLUGINS = {
+    "pylibjpeg": "pylibjpeg",
+    "pylibjpeg-libjpeg": "libjpeg",
+    "pylibjpeg-openjpeg": "openjpeg",
+    "pylibjpeg-rle": "rle",
+    "pyjpegls": "jpeg_ls",
+    "python-gdcm": "gdcm",
+}
+
+
+def installed_plugins() -> list[str]:
+    """pip names of the decoder plugins importable here (so errors never ask to install those)."""
+    return [pip for pip, module in _PLUGINS.items() if importlib.util.find_spec(module) is not None]
+
+
+def missing_plugins() -> list[str]:
+    """pip names of the decoder plugins not installed here."""
+    have = set(installed_plugins())
+    return [pip for pip in _PLUGINS if pip not in have]
+
+
 def _decode_with_gdcm(path: Path, ds: Dataset, frame: int | None) -> np.ndarray:
     """Decode with GDCM's own reader (it has 12-bit JPEG that pydicom's GDCM plugin refuses)."""
     try:
-        import gdcm  # type: ignore[import-not-found]
+        import gdcm
     except ImportError as error:
         raise MissingCodecError(
             f"{path}: transfer syntax {ds.file_meta.TransferSyntaxUID.name} cannot be decoded by the "
-            "installed plugins; fix: pip install python-gdcm (or pylibjpeg pylibjpeg-libjpeg "
-            "pylibjpeg-openjpeg pylibjpeg-rle)"
+            f"installed plugins ({', '.join(installed_plugins()) or 'none'}); fix: pip install "
+            f"{' '.join(missing_plugins())}"
         ) from error
     # GDCM prints its first (8-bit libjpeg) attempt's complaints to stderr; our errors say enough
     gdcm.Trace.WarningOff()
@@ -237,9 +304,14 @@ def _decode(path: Path, ds: Dataset, frame: int | None) -> np.ndarray:
     try:
         arr = pixel_array(ds, index=frame)
     except NotImplementedError as error:
-        raise MissingCodecError(
-            f"{path}: no decoder for transfer syntax '{syntax.name}' ({syntax}); fix: pip install "
-            "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle python-gdcm"
+        # no decoder exists for this syntax in pydicom nor any plugin (MPEG2/4, HEVC, JPEG XL, private):
+        # installing packages does not help, converting the file does
+        name = syntax.name if syntax.is_transfer_syntax else "a private or unknown syntax"
+        raise UnsupportedSyntaxError(
+            f"{path}: transfer syntax '{name}' ({syntax}) has no pixel decoder in pydicom or its plugins "
+            f"(installed here: {', '.join(installed_plugins()) or 'none'}); fix: convert the file to an "
+            "uncompressed syntax with a tool that knows it, e.g. dcmtk `dcmconv +te in.dcm out.dcm` / "
+            "`dcmdjpeg`, `gdcmconv --raw in.dcm out.dcm`, or for video syntaxes extract frames with ffmpeg"
         ) from error
     except RuntimeError as error:
         # every pydicom plugin failed (e.g. 12-bit JPEG Extended): try GDCM's own reader
@@ -250,10 +322,12 @@ def _decode(path: Path, ds: Dataset, frame: int | None) -> np.ndarray:
         except MissingCodecError:
             raise
         except Exception as gdcm_error:
+            missing = missing_plugins()
+            install = f"pip install {' '.join(missing)}, or " if missing else ""
             raise MissingCodecError(
-                f"{path}: transfer syntax '{syntax.name}' ({syntax}) could not be decoded by pylibjpeg "
-                f"({error}) nor by GDCM ({gdcm_error}); fix: pip install python-gdcm or a 12-bit "
-                "capable pylibjpeg-libjpeg, or convert the file (e.g. gdcmconv --raw)"
+                f"{path}: transfer syntax '{syntax.name}' ({syntax}) could not be decoded by the installed "
+                f"plugins ({', '.join(installed_plugins()) or 'none'}: {error}) nor by GDCM ({gdcm_error}); "
+                f"fix: {install}convert the file (e.g. gdcmconv --raw in.dcm out.dcm)"
             ) from gdcm_error
     except (ValueError, AttributeError, KeyError, TypeError, EOFError) as error:
         raise DicomError(
@@ -295,10 +369,45 @@ def _to_grey(arr: np.ndarray, path: Path, photometric: str) -> np.ndarray:
     return arr.astype(np.float32) @ weights
 
 
+def resolve_frame(frame: FrameArg, frames: int, path: str | os.PathLike[str]) -> int | None:
+    """The 0-based frame to decode: an index, or a policy "first" / "middle" / "last"; None if single-frame.
+
+    Raises:
+        FrameRequiredError: a multi-frame file without a frame, a frame out of range or an unknown policy.
+    """
+    how = (
+        "pick one with data.dicom_frame in the recipe or --frame on predict / inspect: "
+        f"an index 0..{frames - 1} or first / middle / last"
+    )
+    if isinstance(frame, str) and not frame.lstrip("-").isdigit():
+        if frame not in FRAME_POLICIES:
+            raise FrameRequiredError(f"{path}: frame {frame!r} is neither an index nor a policy; {how}")
+        if frames <= 1:
+            return None
+        return {"first": 0, "middle": frames // 2, "last": frames - 1}[frame]
+    index = None if frame is None else int(frame)
+    if frames > 1:
+        if index is None:
+            raise FrameRequiredError(f"{path}: a multi-frame file ({frames} frames); {how}")
+        if not 0 <= index < frames:
+            raise FrameRequiredError(
+                f"{path}: frame {index} asked but the file has {frames} frames (0..{frames - 1}); {how}"
+            )
+        return index
+    if index not in (None, 0):
+        raise FrameRequiredError(
+            f"{path}: frame {index} asked of a single-frame file; fix: drop data.dicom_frame / --frame "
+            "or use first"
+        )
+    return None
+
+
 def read_dicom(
     path: str | os.PathLike[str],
     window: WindowArg = None,
-    frame: int | None = None,
+    frame: FrameArg = None,
+    *,
+    max_pixels: int | None = None,
 ) -> tuple[np.ndarray, DicomMeta]:
     """Read one DICOM image as display values, 0 black and 1 white, as a viewer shows it.
 
@@ -307,7 +416,10 @@ def read_dicom(
         window: None (the header's first window, else its VOI LUT, else a 0.5-99.5 percentile
             window), an int index of the header's windows, ``"voi_lut"``, ``"percentile"`` or an
             explicit ``(center, width)`` in modality units (after Rescale Slope/Intercept).
-        frame: 0-based frame of a multi-frame file (required there; ignored if single-frame and 0).
+        frame: 0-based frame of a multi-frame file, or a policy "first" / "middle" / "last" (required
+            there; a policy or 0 is accepted for a single-frame file).
+        max_pixels: pixel budget in values, Rows x Columns x frames x samples from the header, checked
+            before the pixel data is read (``io.budget``; None: the default).
 
     Returns:
         image [H, W] float32 in [0, 1] (H = Rows, W = Columns), and its ``DicomMeta`` whose
@@ -316,10 +428,19 @@ def read_dicom(
     Raises:
         NoPixelDataError: an object without an image (SR, presentation state, ...).
         FrameRequiredError: a multi-frame file without ``frame=`` or with a frame out of range.
+        PixelBudgetError: the header claims more than ``max_pixels`` values.
         MissingCodecError: no installed decoder for the transfer syntax (names the package).
+        UnsupportedSyntaxError: no decoder exists for the syntax (says how to convert).
         DicomError: unreadable, truncated or inconsistent file.
     """
     path = Path(path)
+    with _redacted_warnings(path):
+        return _read_dicom(path, window, frame, max_pixels)
+
+
+def _read_dicom(
+    path: Path, window: WindowArg, frame: FrameArg, max_pixels: int | None
+) -> tuple[np.ndarray, DicomMeta]:
     ds = _read_dataset(path, stop_before_pixels=False)
     meta = _meta_from_header(ds, path)
     if not meta.has_pixels:
@@ -327,19 +448,15 @@ def read_dicom(
             f"{path}: no pixel data (SOP class {meta.sop_class or 'unknown'}, modality "
             f"{meta.modality or 'unknown'}); it is not an image; fix: leave it out of image folders"
         )
-    if meta.number_of_frames > 1:
-        if frame is None:
-            raise FrameRequiredError(
-                f"{path}: {meta.number_of_frames} frames; fix: pass frame=0..{meta.number_of_frames - 1}"
-            )
-        if not 0 <= frame < meta.number_of_frames:
-            raise FrameRequiredError(
-                f"{path}: frame {frame} asked but the file has {meta.number_of_frames} frames "
-                f"(0..{meta.number_of_frames - 1})"
-            )
-    elif frame not in (None, 0):
-        raise FrameRequiredError(f"{path}: frame {frame} asked of a single-frame file; fix: frame=None")
-    meta.frame = frame if meta.number_of_frames > 1 else None
+    meta.frame = resolve_frame(frame, meta.number_of_frames, path)
+    check_pixels(
+        path,
+        meta.rows or 0,
+        meta.cols or 0,
+        meta.samples_per_pixel,
+        frames=meta.number_of_frames,
+        max_pixels=max_pixels,
+    )
 
     stored = _decode(path, ds, meta.frame)
     photometric = (meta.photometric or "MONOCHROME2").upper()

@@ -36,6 +36,7 @@ from rasterio.windows import Window
 from resnet_apps.constants import EUROSAT_MS_BANDS
 from resnet_apps.errors import GeoTiffError
 from resnet_apps.io.bands import select_bands
+from resnet_apps.io.budget import check_pixels
 
 # (row_off, col_off, height, width) in pixels, or a rasterio Window
 WindowArg: TypeAlias = None | tuple[int, int, int, int] | Window
@@ -194,6 +195,9 @@ def read_geotiff(
     path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     bands: BandArg = None,
     window: WindowArg = None,
+    *,
+    max_pixels: int | None = None,
+    out_shape: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, GeoMeta]:
     """Read bands of one GeoTIFF, or stack single-band GeoTIFFs, keeping their dtype.
 
@@ -201,6 +205,10 @@ def read_geotiff(
         path: a file, or a list of files of equal size stacked in order as bands.
         bands: None (all but alpha) or names / 1-based band numbers, in the order wanted.
         window: (row_off, col_off, height, width) or a rasterio ``Window``; only it is read.
+        max_pixels: budget in values (height x width x bands read), checked from the header before
+            any read (``io.budget``; None: the default 4.5e8).
+        out_shape: (height, width) to decimate the window to (nearest; rasterio uses overviews when the
+            file has them): a cheap preview, e.g. for ``inspect`` statistics.
 
     Returns:
         array [C, H, W] in the file's dtype, and ``GeoMeta`` (``valid`` [H, W] bool).
@@ -208,6 +216,7 @@ def read_geotiff(
     Raises:
         BandError: a band asked for that the file(s) do not have, or an alpha band.
         GeoTiffError: unreadable file, window outside the raster, stacked files that disagree.
+        PixelBudgetError: the read would hold more than ``max_pixels`` values.
     """
     paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
     if not paths:
@@ -246,7 +255,9 @@ def read_geotiff(
                 f"{where}: bands of different dtypes {sorted(dtypes)}; fix: read them separately"
             )
         win = as_window(window, first.width, first.height, where)
-        data = np.empty((len(chosen), int(win.height), int(win.width)), dtype=dtypes.pop())
+        shape = (int(win.height), int(win.width)) if out_shape is None else tuple(map(int, out_shape))
+        check_pixels(where, shape[0], shape[1], len(chosen), max_pixels=max_pixels)
+        data = np.empty((len(chosen), *shape), dtype=dtypes.pop())
         # one windowed read per source file, all its chosen bands at once, straight into `data`
         for k, src in enumerate(sources):
             slots = [j for j, plane in enumerate(chosen) if planes[plane][0] == k]
@@ -254,7 +265,7 @@ def read_geotiff(
                 continue
             indexes = [planes[chosen[j]][1] for j in slots]
             try:
-                block = src.read(indexes, window=win)
+                block = src.read(indexes, window=win, out_shape=(len(indexes), *shape))
             except RasterioIOError as error:
                 raise GeoTiffError(
                     f"{paths[k]}: bands {indexes} cannot be read ({error}); the file may be truncated"
@@ -270,7 +281,12 @@ def read_geotiff(
             path=where,
             crs=_crs_string(first.crs),
             # window origin shift, as rasterio's window_transform but without its deprecated `*` product
-            transform=tuple(first.transform @ rasterio.Affine.translation(win.col_off, win.row_off))[:6],  # type: ignore[arg-type]
+            # (a decimated read's pixels are larger: its transform is scaled by the decimation factor)
+            transform=tuple(
+                first.transform
+                @ rasterio.Affine.translation(win.col_off, win.row_off)
+                @ rasterio.Affine.scale(win.width / shape[1], win.height / shape[0])
+            )[:6],
             res=(float(first.res[0]), float(first.res[1])),
             nodata=nodata_chosen[0]
             if nodata_chosen and len(set(map(str, nodata_chosen))) == 1

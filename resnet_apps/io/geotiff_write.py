@@ -19,6 +19,7 @@ import rasterio.shutil
 from rasterio.errors import NotGeoreferencedWarning
 
 from resnet_apps.errors import GeoTiffError
+from resnet_apps.io.atomic import atomic_path, clean_stale_temps
 from resnet_apps.io.geotiff import GeoMeta, WindowArg, as_window
 
 # Creation options of the intermediate tiled GTiff that tiles are written into.
@@ -36,8 +37,9 @@ class GeoTiffWriter:
     """Context manager that writes a scene window by window, then turns it into a COG on exit.
 
     Tiles go into a tiled, deflate-compressed GTiff beside ``path`` (so a scene larger than memory
-    never sits in RAM); on a clean exit GDAL's COG driver copies it to ``path`` with overviews and
-    512x512 blocks, and the intermediate is removed. On an exception nothing is left at ``path``.
+    never sits in RAM); on a clean exit GDAL's COG driver copies it, with overviews and 512x512 blocks,
+    to a temporary name that is then renamed to ``path``, and the intermediate is removed. On an
+    exception or a kill nothing is left at ``path``.
     """
 
     def __init__(
@@ -68,6 +70,9 @@ class GeoTiffWriter:
 
     def __enter__(self) -> GeoTiffWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # leftovers of a writer of this same file that was killed: its temporaries and intermediate
+        clean_stale_temps(self.path.parent, self.path.name)
+        self._tmp.unlink(missing_ok=True)
         profile = dict(
             _TMP_PROFILE,
             width=self.width,
@@ -118,11 +123,14 @@ class GeoTiffWriter:
         self._dst = None
         try:
             if exc_type is None:
-                with warnings.catch_warnings():
+                # the COG goes to a temporary name and is renamed when complete: a SIGKILL during the
+                # conversion leaves no partial map under the final name (GDAL's own "<dst>.ovr.tmp"
+                # then sits beside the temporary, and the next writer of this name removes both)
+                with warnings.catch_warnings(), atomic_path(self.path) as cog:
                     warnings.simplefilter("ignore", NotGeoreferencedWarning)
                     rasterio.shutil.copy(
                         self._tmp,
-                        self.path,
+                        cog,
                         driver="COG",
                         compress="DEFLATE",
                         blocksize=512 if min(self.width, self.height) >= 512 else 256,

@@ -37,7 +37,8 @@ BINARY_HEADLINE = {
 }
 
 
-def _check_binary(y_true: np.ndarray, y_score: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+def check_binary(y_true: np.ndarray, y_score: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten 0/1 labels and finite scores to float arrays [N]; MetricsError naming ``where`` otherwise."""
     y_true = np.asarray(y_true, dtype=float).ravel()
     y_score = np.asarray(y_score, dtype=float).ravel()
     if y_true.shape != y_score.shape:
@@ -73,7 +74,7 @@ def choose_operating_point(y_true: np.ndarray, y_score: np.ndarray, method: str 
             known = ~np.isnan(y_true_arr[:, k])
             out.append(choose_operating_point(y_true_arr[known, k], scores[known, k], method))
         return out
-    y, s = _check_binary(y_true_arr, y_score, "choose_operating_point")
+    y, s = check_binary(y_true_arr, y_score, "choose_operating_point")
     if y.min() == y.max():
         raise MetricsError(
             "choose_operating_point: the validation labels hold one class only; a threshold needs both "
@@ -105,7 +106,8 @@ def choose_operating_point(y_true: np.ndarray, y_score: np.ndarray, method: str 
     return threshold if np.isfinite(threshold) else float(np.nextafter(s.max(), np.inf))
 
 
-def _safe_div(a: float, b: float) -> float:
+def safe_div(a: float, b: float) -> float:
+    """``a / b``, NaN when ``b`` is 0 (an undefined rate is reported as NaN, never as 0)."""
     return a / b if b else float("nan")
 
 
@@ -123,14 +125,14 @@ def confusion_at(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> d
 
 def rates(c: dict[str, int]) -> dict[str, float]:
     """Sensitivity, specificity, PPV, NPV, accuracy, balanced accuracy from counts (NaN when undefined)."""
-    sens = _safe_div(c["tp"], c["tp"] + c["fn"])
-    spec = _safe_div(c["tn"], c["tn"] + c["fp"])
+    sens = safe_div(c["tp"], c["tp"] + c["fn"])
+    spec = safe_div(c["tn"], c["tn"] + c["fp"])
     return {
         "sensitivity": sens,
         "specificity": spec,
-        "ppv": _safe_div(c["tp"], c["tp"] + c["fp"]),
-        "npv": _safe_div(c["tn"], c["tn"] + c["fn"]),
-        "accuracy": _safe_div(c["tp"] + c["tn"], sum(c.values())),
+        "ppv": safe_div(c["tp"], c["tp"] + c["fp"]),
+        "npv": safe_div(c["tn"], c["tn"] + c["fn"]),
+        "accuracy": safe_div(c["tp"] + c["tn"], sum(c.values())),
         "balanced_accuracy": (sens + spec) / 2,
     }
 

@@ -36,7 +36,7 @@ MULTICLASS_HEADLINE = {
 }
 
 
-def _multiclass_stats(y: np.ndarray, prob: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def multiclass_stats(y: np.ndarray, prob: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """MULTICLASS_HEADLINE metrics [7] on one (re)sample. NaN where undefined.
 
     Balanced accuracy and macro F1 are averaged over ``labels`` (the classes present in the full test set);
@@ -77,7 +77,7 @@ def _multiclass(
         raise MetricsError(f"evaluate_classification(multiclass): y_true holds labels outside 0..{k - 1}")
     present = np.unique(y)
     result = bootstrap(
-        lambda idx: _multiclass_stats(y[idx], prob[idx], present),
+        lambda idx: multiclass_stats(y[idx], prob[idx], present),
         len(y),
         groups=groups,
         n_boot=n_boot,
@@ -134,7 +134,7 @@ def _binary(
         raise MetricsError(
             f"evaluate_classification(binary): classes must be [negative, positive], got {classes}"
         )
-    y, s = B._check_binary(y_true, y_prob, "evaluate_classification(binary)")
+    y, s = B.check_binary(y_true, y_prob, "evaluate_classification(binary)")
     t = 0.5 if threshold is None else float(threshold)
     result = bootstrap(
         lambda idx: B.binary_stats(y[idx], s[idx], t), len(y), groups=groups, n_boot=n_boot, seed=seed, ci=ci
@@ -153,9 +153,9 @@ def _binary(
                 "class": name,
                 "support": support,
                 "predicted": predicted,
-                "precision": num(B._safe_div(tp, predicted)),
-                "recall": num(B._safe_div(tp, support)),
-                "f1": num(B._safe_div(2 * tp, predicted + support)),
+                "precision": num(B.safe_div(tp, predicted)),
+                "recall": num(B.safe_div(tp, support)),
+                "f1": num(B.safe_div(2 * tp, predicted + support)),
             }
         )
     per_class[1].update(

@@ -25,7 +25,7 @@ MULTILABEL_HEADLINE = {
 }
 
 
-def _stats(y: np.ndarray, p: np.ndarray, defined: np.ndarray) -> np.ndarray:
+def multilabel_stats(y: np.ndarray, p: np.ndarray, defined: np.ndarray) -> np.ndarray:
     """[4 + 2K]: the headline metrics, then per-label AUROC [K], then per-label AP [K]."""
     k = y.shape[1]
     aurocs, aps = np.full(k, np.nan), np.full(k, np.nan)
@@ -72,10 +72,15 @@ def evaluate_multilabel(
         )
     if not np.isin(y[~np.isnan(y)], (0.0, 1.0)).all():
         raise MetricsError("evaluate_classification(multilabel): y_true must hold 0, 1 or NaN (missing)")
-    full = _stats(y, p, np.ones(k, dtype=bool))
+    full = multilabel_stats(y, p, np.ones(k, dtype=bool))
     defined = np.isfinite(full[4 : 4 + k])
     result = bootstrap(
-        lambda idx: _stats(y[idx], p[idx], defined), len(y), groups=groups, n_boot=n_boot, seed=seed, ci=ci
+        lambda idx: multilabel_stats(y[idx], p[idx], defined),
+        len(y),
+        groups=groups,
+        n_boot=n_boot,
+        seed=seed,
+        ci=ci,
     )
     rows = headline_rows(list(MULTILABEL_HEADLINE), list(MULTILABEL_HEADLINE.values()), result)
     # statistics 4.. are per label: AUROC [K] then AP [K]

@@ -14,12 +14,10 @@ import numpy as np
 from resnet_apps.errors import MetricsError
 from resnet_apps.metrics import binary as B
 from resnet_apps.metrics.bootstrap import Resampler, bootstrap, summarize
-from resnet_apps.metrics.classification import MULTICLASS_HEADLINE, _multiclass_stats
+from resnet_apps.metrics.classification import MULTICLASS_HEADLINE, multiclass_stats
 from resnet_apps.metrics.common import num
-from resnet_apps.metrics.multilabel import MULTILABEL_HEADLINE
-from resnet_apps.metrics.multilabel import _stats as _multilabel_stats
-from resnet_apps.metrics.segmentation import SEGMENTATION_HEADLINE
-from resnet_apps.metrics.segmentation import _stats as _segmentation_stats
+from resnet_apps.metrics.multilabel import MULTILABEL_HEADLINE, multilabel_stats
+from resnet_apps.metrics.segmentation import SEGMENTATION_HEADLINE, segmentation_stats
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
@@ -56,10 +54,10 @@ def _named(metric: str, mode: str, y: np.ndarray, threshold: float | None) -> Ca
         return lambda idx, p: fn(y[idx], p[idx], t)
     if mode == "multiclass":
         present = np.unique(y)
-        return lambda idx, p: _multiclass_stats(y[idx], p[idx], present)[m]
+        return lambda idx, p: multiclass_stats(y[idx], p[idx], present)[m]
     # labels defined on the full set: both classes among the known (non-NaN) targets
     defined = (np.nansum(y == 1, axis=0) > 0) & (np.nansum(y == 0, axis=0) > 0)
-    return lambda idx, p: _multilabel_stats(y[idx], p[idx], defined)[m]
+    return lambda idx, p: multilabel_stats(y[idx], p[idx], defined)[m]
 
 
 def paired_difference(
@@ -159,8 +157,8 @@ def paired_headline_segmentation(
     ua, ub = units(ca), units(cb)
 
     def stat(counts: np.ndarray) -> np.ndarray:
-        a = _segmentation_stats((counts @ ua).reshape(k, k), defined["a"])[: len(names)]
-        b = _segmentation_stats((counts @ ub).reshape(k, k), defined["b"])[: len(names)]
+        a = segmentation_stats((counts @ ua).reshape(k, k), defined["a"])[: len(names)]
+        b = segmentation_stats((counts @ ub).reshape(k, k), defined["b"])[: len(names)]
         return np.concatenate([a, b, b - a])
 
     value = stat(np.ones(resampler.n_units, dtype=np.int64))
@@ -207,9 +205,9 @@ def _all_stats(
         return lambda idx, p: B.binary_stats(y[idx], p[idx], t)
     if mode == "multiclass":
         present = np.unique(y)
-        return lambda idx, p: _multiclass_stats(y[idx], p[idx], present)
+        return lambda idx, p: multiclass_stats(y[idx], p[idx], present)
     defined = (np.nansum(y == 1, axis=0) > 0) & (np.nansum(y == 0, axis=0) > 0)
-    return lambda idx, p: _multilabel_stats(y[idx], p[idx], defined)[:4]
+    return lambda idx, p: multilabel_stats(y[idx], p[idx], defined)[:4]
 
 
 def _prepare(

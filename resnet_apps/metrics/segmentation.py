@@ -77,7 +77,7 @@ def _per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return iou, dice
 
 
-def _stats(cm: np.ndarray, defined: np.ndarray) -> np.ndarray:
+def segmentation_stats(cm: np.ndarray, defined: np.ndarray) -> np.ndarray:
     """[3 + K]: mIoU, mean Dice, pixel accuracy, per-class IoU. Means over ``defined`` classes only."""
     iou, dice = _per_class(cm)
     total = cm.sum()
@@ -126,7 +126,7 @@ def evaluate_segmentation(
     total = cms.sum(axis=0)
     iou, dice = _per_class(total)
     defined = np.isfinite(iou)
-    value = _stats(total, defined)
+    value = segmentation_stats(total, defined)
     resampler = Resampler(n, groups, seed)
     unit_flat = (
         flat if resampler.members is None else np.stack([flat[m].sum(axis=0) for m in resampler.members])
@@ -134,7 +134,7 @@ def evaluate_segmentation(
     reps = np.full((max(n_boot, 0), value.size), np.nan)
     for b in range(max(n_boot, 0)):
         # a resample = multiplicity per image (or group); its matrix is the weighted sum
-        reps[b] = _stats((resampler.draw_counts() @ unit_flat).reshape(k, k), defined)
+        reps[b] = segmentation_stats((resampler.draw_counts() @ unit_flat).reshape(k, k), defined)
     result = summarize(value, reps, ci, resampler)
     rows = headline_rows(list(SEGMENTATION_HEADLINE), list(SEGMENTATION_HEADLINE.values()), result)
     class_rows = headline_rows([f"iou:{c}" for c in classes], [f"IoU {c}" for c in classes], result.part(3))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,13 @@ import torch
 from torch import nn
 
 from resnet_apps.errors import CheckpointError
+from resnet_apps.io.atomic import atomic_write
 
 FORMAT_VERSION = 1
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda tmp: write(str(tmp)))
 
 
 def _json_default(value: Any) -> Any:

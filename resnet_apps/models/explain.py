@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from resnet_apps.io.atomic import atomic_write
 from resnet_apps.models.decision import Decision
 
 
@@ -111,10 +112,8 @@ def save_overlay(
     base = display_image(image, rgb).astype(np.float32)
     colour = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3] * 255
     blended = ((1 - alpha) * base + alpha * colour).round().clip(0, 255).astype(np.uint8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(blended).save(path)
-    return path
+    # a temporary name, then os.replace: a kill mid-write leaves no truncated PNG under the final name
+    return atomic_write(Path(path), lambda tmp: Image.fromarray(blended).save(tmp, format="PNG"))
 
 
 def _true_label(label: Any, classes: Sequence[str]) -> str:

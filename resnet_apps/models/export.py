@@ -14,7 +14,6 @@ by the runtime rather than silently misaligned.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from resnet_apps.errors import ExportError
+from resnet_apps.io.atomic import atomic_write, atomic_write_json
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -41,15 +41,18 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: int
         warnings.simplefilter(
             "ignore"
         )  # tracer warnings about shape arithmetic become constants (see module doc)
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            dynamo=False,
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=opset,
+        atomic_write(
+            path,
+            lambda tmp: torch.onnx.export(
+                model,
+                (example,),
+                str(tmp),
+                dynamo=False,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=opset,
+            ),
         )
 
 
@@ -57,7 +60,7 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example)
-    traced.save(str(path))
+    atomic_write(path, lambda tmp: traced.save(str(tmp)))
 
 
 def run_exported(path: str | Path, fmt: str, x: torch.Tensor) -> np.ndarray:
@@ -273,7 +276,7 @@ def export_model(
         "versions": meta.get("versions"),
         "parity": check,
     }
-    out.with_name(out.name + ".json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    atomic_write_json(out.with_name(out.name + ".json"), info, indent=2, default=str)
     if not check["ok"]:
         raise ExportError(
             f"{out}: {fmt} outputs differ from PyTorch by up to {check['max_abs_diff']:.3g} (> atol {atol} + "

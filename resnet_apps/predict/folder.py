@@ -26,8 +26,9 @@ from torch import nn
 
 from resnet_apps.data.records import hash_id
 from resnet_apps.data.seen import outside_seen
-from resnet_apps.errors import ImageReadError, RunDirError
+from resnet_apps.errors import BandError, ImageReadError, RunDirError
 from resnet_apps.io.sniff import is_image_file
+from resnet_apps.io.tables import safe_row
 from resnet_apps.models.decision import Decision, format_probabilities
 from resnet_apps.predict.preprocess import Preprocessing
 
@@ -93,19 +94,29 @@ def _done_ids(path: Path) -> set[str]:
         return {row["image_id"] for row in csv.DictReader(handle) if row.get("image_id")}
 
 
-def _open_csv(path: Path, columns: list[str]) -> tuple[Any, csv.writer]:
+class _SafeWriter:
+    """A ``csv.writer`` whose cells pass through ``io.tables.safe_cell`` (file and class names from data)."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def writerow(self, row: Sequence[Any]) -> None:
+        self._writer.writerow(safe_row(row))
+
+
+def _open_csv(path: Path, columns: list[str]) -> tuple[Any, _SafeWriter]:
     """Append to ``path`` (header only when new); an existing file with other columns is refused."""
     exists = path.is_file() and path.stat().st_size > 0
     if exists:
         with open(path, newline="", encoding="utf-8") as handle:
             header = next(csv.reader(handle), [])
-        if header != columns:
+        if header != safe_row(columns):
             raise RunDirError(
                 f"{path}: its columns {header} differ from this run's {columns} (another checkpoint?); "
                 "fix: pass a new --out folder, or delete the file to start over"
             )
     handle = open(path, "a", newline="", encoding="utf-8")
-    writer = csv.writer(handle)
+    writer = _SafeWriter(csv.writer(handle))
     if not exists:
         writer.writerow(columns)
         handle.flush()
@@ -113,9 +124,18 @@ def _open_csv(path: Path, columns: list[str]) -> tuple[Any, csv.writer]:
 
 
 class ImageLoader:
-    """Reads one file into a normalised tensor [C, S, S] the way the training data layer does."""
+    """Reads one file into a normalised tensor [C, S, S] the way the training data layer does.
 
-    def __init__(self, meta: Mapping[str, Any]) -> None:
+    Args:
+        meta: checkpoint metadata (its ``preprocessing``).
+        frame: multi-frame DICOM frame (index or first / middle / last); None: the checkpoint's
+            ``dicom_frame``.
+        max_pixels: pixel budget of one read (``io.budget``; None: its default).
+    """
+
+    def __init__(
+        self, meta: Mapping[str, Any], frame: int | str | None = None, max_pixels: int | None = None
+    ) -> None:
         from resnet_apps.data.loading import Preprocessing as DataPreprocessing
 
         self.pre = Preprocessing.from_meta(meta)
@@ -126,6 +146,8 @@ class ImageLoader:
             image_size=self.pre.image_size,
             dicom_window=self.pre.dicom_window,
             grayscale=self.pre.grayscale,
+            dicom_frame=frame if frame is not None else raw.get("dicom_frame"),
+            max_pixels=max_pixels,
         )
 
     def __call__(self, path: Path, facts: dict[str, Any] | None = None) -> torch.Tensor:
@@ -135,10 +157,11 @@ class ImageLoader:
 
         try:
             arrays = load_arrays(Record(path=path.name), path.parent, self.data_pre, None, facts)
-        except ImageReadError:
+        except BandError:
             if self.data_pre.bands is None:
                 raise
-            # bands such as ["gray"] recorded for DICOM do not exist in PNG/JPEG: read all, then match
+            # bands such as ["gray"] recorded for DICOM do not exist in PNG/JPEG: read all, then match.
+            # io checks bands against the header before decoding, so this costs one decode, not two.
             arrays = load_arrays(
                 Record(path=path.name), path.parent, _replace_bands(self.data_pre), None, facts
             )
@@ -167,6 +190,8 @@ def predict_folder(
     gradcam: bool = False,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    frame: int | str | None = None,
+    max_pixels: int | None = None,
 ) -> dict[str, Any]:
     """Classify every image under ``inputs`` into ``out_dir/predictions.csv`` (bad files: ``errors.csv``).
 
@@ -179,6 +204,8 @@ def predict_folder(
         gradcam: also write ``gradcam/<image_id>.png`` (Grad-CAM of the predicted class).
         device: where the model runs.
         progress: tqdm bar with files/s and ETA.
+        frame: multi-frame DICOM frame (``--frame``: index or first / middle / last).
+        max_pixels: pixel budget per file (``--max-pixels``); a larger file goes to ``errors.csv``.
 
     Returns:
         ``{"predicted", "errors", "flagged", "skipped_done", "seconds", "files_per_s", "csv", "errors_csv"}``.
@@ -188,7 +215,7 @@ def predict_folder(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     decision = Decision.from_meta(meta)
-    loader = ImageLoader(meta)
+    loader = ImageLoader(meta, frame=frame, max_pixels=max_pixels)
     columns = ["image_id", "path"] + [f"p_{c}" for c in decision.columns()] + ["pred", *EXTRA_COLUMNS]
     threshold = threshold_text(meta)
     seen = meta.get("data_seen")  # optional: checkpoints before issue 12 lack it

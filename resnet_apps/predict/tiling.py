@@ -5,7 +5,7 @@ MONAI's ``sliding_window_inference`` over the read window lays its tiles on the 
 (multiples of the stride ``s``) that one whole-scene pass would use, and every tile that covers a core
 pixel in the whole-scene pass also lies inside that block's read window. Hence the streamed result equals
 one whole-scene MONAI pass over the zero-padded scene up to float rounding, block seams included
-(``tests/test_predict_tiling.py`` checks this with a non-pointwise predictor).
+(``tests/predict/test_predict_tiling.py`` checks this with a non-pointwise predictor).
 
 The arithmetic, per axis, for tile ``r`` and stride ``s = int(r * (1 - overlap))`` (MONAI's own rule):
 

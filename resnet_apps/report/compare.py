@@ -15,6 +15,7 @@ from resnet_apps.errors import ReportError
 from resnet_apps.report import plots
 from resnet_apps.report.document import load_metrics, write_text_atomic
 from resnet_apps.report.html import esc, figure, fmt, fmt_ci, page, table
+from resnet_apps.report.markdown import md_text
 from resnet_apps.report.sections import LOWER_IS_BETTER, describe_bootstrap
 
 
@@ -27,7 +28,8 @@ def _aligned(ev_a: dict[str, Any], ev_b: dict[str, Any]) -> tuple[list[int], lis
     if not ia:
         raise ReportError(
             "compare: the two runs share no test sample id; they were not evaluated on the same "
-            "test set (check data.split seed and method)"
+            "test set (check data.split seed and method), or on machines with different identifier hash "
+            "keys (sample ids are keyed hashes: see README 'Identifier hashes')"
         )
     note = ""
     if len(ia) < max(len(ids_a), len(ids_b)):
@@ -187,9 +189,14 @@ def compare_runs(
     html_path = write_text_atomic(
         out / "comparison.html", page(f"{name_b} vs {name_a}", f"{ev_a['kind']} ({ev_a['mode']})", sections)
     )
-    md = [f"# {name_b} vs {name_a}", "", "| " + " | ".join(headers) + " |", "|---|---:|---:|---:|---|"]
-    md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
-    md_path = write_text_atomic(out / "comparison.md", "\n".join(md + ["", note, ""]))
+    md = [
+        f"# {md_text(name_b)} vs {md_text(name_a)}",
+        "",
+        "| " + " | ".join(md_text(h) for h in headers) + " |",
+        "|---|---:|---:|---:|---|",
+    ]
+    md += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in rows]
+    md_path = write_text_atomic(out / "comparison.md", "\n".join(md + ["", md_text(note), ""]))
     json_path = write_text_atomic(
         out / "comparison.json",
         json.dumps(

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from resnet_apps.errors import ReportError
+from resnet_apps.io.atomic import atomic_write_text
 
 SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
@@ -175,13 +174,4 @@ def write_metrics(run_dir: str | Path, doc: dict[str, Any]) -> Path:
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write a text file atomically (reports are rewritten in place on re-render)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from resnet_apps.report.sections import (
@@ -18,9 +19,11 @@ def _f(value: Any) -> str:
     return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def _cell(value: Any) -> str:
-    """Table-cell text: pipes and newlines would break the Markdown table."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
+def md_text(value: Any) -> str:
+    """Text from a recipe or the data, safe in Markdown: HTML escaped (a Markdown viewer renders raw HTML,
+    so an anchor source ``<img src=x onerror=...>`` would run), pipes escaped and newlines joined (they
+    would break a table row)."""
+    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def report_markdown(doc: dict[str, Any]) -> str:
@@ -28,17 +31,17 @@ def report_markdown(doc: dict[str, Any]) -> str:
     run, ev = doc["run"], doc["evaluation"]
     anchor = doc.get("anchor") or {}
     lines = [
-        f"# {_cell(run['name'])}: evaluation report",
+        f"# {md_text(run['name'])}: evaluation report",
         "",
-        f"Task: {run['task']} ({ev.get('mode')}); "
+        f"Task: {md_text(run['task'])} ({md_text(ev.get('mode'))}); "
         f"split {ev.get('split', 'test')}: {ev.get('n_samples')} samples"
         + (f" from {ev['n_groups']} groups" if ev.get("n_groups") else "")
         + ".",
         describe_bootstrap(ev),
-        *[f"\n{note}" for note in ev.get("notes") or []],
+        *[f"\n{md_text(note)}" for note in ev.get("notes") or []],
         "",
-        f"Run: {_cell('; '.join(run_facts(doc)))}.",
-        *([f"\n**{weights_warning(doc)}**"] if weights_warning(doc) else []),
+        f"Run: {md_text('; '.join(run_facts(doc)))}.",
+        *([f"\n**{md_text(weights_warning(doc))}**"] if weights_warning(doc) else []),
         "",
         "| Metric | Ours | 95 % CI | Published anchor |",
         "|---|---:|---:|---:|",
@@ -49,18 +52,18 @@ def report_markdown(doc: dict[str, Any]) -> str:
         ref = _f(anchor.get("value")) if r["name"] == target else "–"
         warn = f" ⚠ {few}" if few and r.get("ci_low") is not None else ""
         lines.append(
-            f"| {_cell(r.get('label', r['name']))} | {_f(r['value'])} | {_f(r['ci_low'])} – "
+            f"| {md_text(r.get('label', r['name']))} | {_f(r['value'])} | {_f(r['ci_low'])} – "
             f"{_f(r['ci_high'])}{warn} | {ref} |"
         )
     if has_anchor(anchor):
         lines += [
             "",
-            f"Anchor: {anchor.get('metric')} = {_f(anchor.get('value'))} ({_cell(anchor.get('source'))}); "
-            f"protocol: {_cell(anchor.get('protocol', 'not stated'))}.",
+            f"Anchor: {md_text(anchor.get('metric'))} = {_f(anchor.get('value'))} ({md_text(anchor.get('source'))}); "
+            f"protocol: {md_text(anchor.get('protocol', 'not stated'))}.",
         ]
     points = [ev["operating_point"]] if ev.get("operating_point") else ev.get("operating_points") or []
     if points:
-        lines += ["", "## Operating point", ""] + [f"- {p['sentence']}" for p in points]
+        lines += ["", "## Operating point", ""] + [f"- {md_text(p['sentence'])}" for p in points]
     leak = (doc.get("split") or {}).get("leakage") or {}
     if leak.get("ok") is False:
         lines += [
@@ -72,13 +75,13 @@ def report_markdown(doc: dict[str, Any]) -> str:
     lines += ["", "## Reproducibility", ""]
     if repro.get("imagenet_weights_used") is False:
         lines.append(
-            f"- **ImageNet weights were NOT used** (backbone from {repro.get('weights_source') or 'none'})."
+            f"- **ImageNet weights were NOT used** (backbone from {md_text(repro.get('weights_source') or 'none')})."
         )
     elif repro.get("imagenet_weights_used") is True:
-        lines.append(f"- ImageNet weights used: {repro.get('weights_source')}.")
+        lines.append(f"- ImageNet weights used: {md_text(repro.get('weights_source'))}.")
     for key in ("git_commit", "recipe_hash", "data_hash", "seed"):
         if key in repro:
-            lines.append(f"- {key}: `{repro[key]}`")
+            lines.append(f"- {key}: `{md_text(repro[key])}`")
     skipped = doc.get("skipped") or []
     lines += [
         "",

@@ -158,6 +158,8 @@ def recipe_preprocessing(recipe: Recipe, norm: tuple[list[float], list[float]] |
         image_size=d.resize if recipe.task == "segmentation" else d.image_size,
         dicom_window=d.dicom_window,
         grayscale=d.grayscale,
+        dicom_frame=d.dicom_frame,
+        max_pixels=d.max_pixels,
     )
 
 

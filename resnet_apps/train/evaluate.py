@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from resnet_apps.recipe import Precision, TaskMode
 from resnet_apps.train.distributed import all_reduce_mean, gather
 from resnet_apps.train.setup import autocast_context
 
@@ -35,10 +36,10 @@ _HEADLINE = {
 def predict(
     model: nn.Module,
     loader: DataLoader,
-    mode: str,
+    mode: TaskMode,
     num_classes: int,
     device: torch.device,
-    precision: str = "fp32",
+    precision: Precision = "fp32",
     channels_last: bool = False,
     criterion: nn.Module | None = None,
 ) -> dict[str, Any]:
@@ -98,7 +99,7 @@ def predict(
 
 def evaluate_block(
     out: dict[str, Any],
-    mode: str,
+    mode: TaskMode,
     classes: list[str],
     *,
     threshold: Any = None,
@@ -174,7 +175,7 @@ def _evaluate_block(
     )
 
 
-def headline_value(block: dict[str, Any], metric: str, mode: str) -> float:
+def headline_value(block: dict[str, Any], metric: str, mode: TaskMode) -> float:
     """The recipe's domain metric from an evaluation block (NaN when undefined, e.g. one class present)."""
     name = _HEADLINE[metric]
     if mode == "multilabel" and name == "auroc":
@@ -185,7 +186,7 @@ def headline_value(block: dict[str, Any], metric: str, mode: str) -> float:
     raise KeyError(f"eval.metric {metric!r} is not reported for {mode} tasks")
 
 
-def operating_threshold(out: dict[str, Any], mode: str, method: str) -> Any:
+def operating_threshold(out: dict[str, Any], mode: TaskMode, method: str) -> Any:
     """Threshold chosen on validation predictions (binary: float, multilabel: list); None otherwise."""
     if mode not in ("binary", "multilabel"):
         return None

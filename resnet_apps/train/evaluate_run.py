@@ -17,11 +17,11 @@ from typing import Any
 import torch
 
 from resnet_apps.errors import RunDirError
-from resnet_apps.recipe import load_recipe
+from resnet_apps.recipe import TaskMode, load_recipe
 from resnet_apps.train.datasets import SplitData, recipe_dataset, split_info, split_records
 from resnet_apps.train.evaluate import evaluate_block, predict
 from resnet_apps.train.evaluate_data import new_data_recipe, new_data_records, parse_class_map
-from resnet_apps.train.run import Run, eval_loader
+from resnet_apps.train.run import LoopState, Run, eval_loader
 
 
 def evaluate_run(
@@ -74,7 +74,18 @@ def evaluate_run(
         split_data = split_records(recipe)
         saved = json.loads((run_dir / "split.json").read_text())["records"].get(split, [])
         current = [r.path for r in getattr(split_data, split)]
-        if current != [r["path"] for r in saved]:
+        wanted = [r["path"] for r in saved]
+        by_path = {r.path: r for part in (split_data.train, split_data.val, split_data.test) for r in part}
+        if current != wanted and wanted and all(path in by_path for path in wanted):
+            # same files, other groups: group hashes are keyed (io.identity), so a machine with another
+            # key (or a run from before keyed hashes) rebuilds another group split; the run's own wins
+            setattr(split_data, split, [by_path[path] for path in wanted])
+            log(
+                f"note: the {split} split rebuilt from the recipe differs from the run's split.json (another "
+                "identifier hash key than at training, see README 'Identifier hashes'); evaluating the "
+                f"run's own {split} split from split.json"
+            )
+        elif current != wanted:
             log(
                 f"note: the {split} split rebuilt from the recipe differs from the run's split.json "
                 "(the data folder changed since training)"
@@ -83,7 +94,7 @@ def evaluate_run(
     records = getattr(split_data, "test" if data is not None else split)
     if not records:
         raise RunDirError(f"{run_dir}: the {split} split is empty; choose another --split")
-    mode = (
+    mode: TaskMode = (
         "segmentation"
         if meta["task"] == "segmentation"
         else (
@@ -113,7 +124,7 @@ def evaluate_run(
         "checkpoint",
         model,
         info,
-        loop={"history": history, "best_epoch": meta.get("epoch")},
+        loop=LoopState(history=history, best_epoch=int(meta.get("epoch") or 0)),
     )
     run.run_dir.mkdir(parents=True, exist_ok=False)
     k = len(split_data.classes)

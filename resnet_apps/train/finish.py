@@ -6,7 +6,6 @@ unchanged to test. Bootstrap intervals resample whole groups (patients, tiles) w
 
 from __future__ import annotations
 
-import csv
 import platform
 import time
 from pathlib import Path
@@ -15,8 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnet_apps.data.dataset import write_skipped
 from resnet_apps.data.geo_facts import geo_summary
 from resnet_apps.errors import RecipeError
+from resnet_apps.io.atomic import atomic_path
 from resnet_apps.train.datasets import recipe_dataset
 from resnet_apps.train.distributed import is_main
 from resnet_apps.train.evaluate import evaluate_block, operating_threshold, predict
@@ -74,7 +75,7 @@ def finish(run: Run, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
     if not is_main():
         return None
     test_name = recipe.eval.split if recipe.eval.split in evals else "val"
-    best_epoch = run.loop.get("best_epoch", 0)
+    best_epoch = run.loop.best_epoch
     headline = {b["name"]: b["value"] for b in evals[test_name].get("headline", [])}
     meta = checkpoint_meta(run, best_epoch, {"val": _headline(evals["val"]), test_name: headline}, threshold)
     from resnet_apps.train.state import save_weights
@@ -82,10 +83,7 @@ def finish(run: Run, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
     save_weights(best, run.model, meta)
     gallery, overlays = _gallery(run, preds.get(test_name), threshold, log)
     if run.skipped:
-        with (run.run_dir / "skipped.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["path", "reason"])
-            writer.writeheader()
-            writer.writerows(run.skipped)
+        write_skipped(run.skipped, run.run_dir / "skipped.csv")  # formula-safe cells (io.tables)
     metrics = metrics_json(run, evals.get(test_name), evals.get("val"), gallery, overlays, threshold)
     save_metrics(run.run_dir, metrics)
     _summary(run, evals[test_name], test_name, log)
@@ -95,7 +93,7 @@ def finish(run: Run, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
 
 
 def metrics_json(
-    run: Any,
+    run: Run,
     evaluation: dict[str, Any] | None,
     validation: dict[str, Any] | None,
     gallery: list[dict[str, Any]],
@@ -126,8 +124,8 @@ def metrics_json(
             "backbone": recipe.model.backbone,
             "image_size": recipe.data.image_size,
             "overrides": list(run.overrides),
-            "best_epoch": run.loop.get("best_epoch"),
-            "epochs_run": len(run.loop.get("history", [])),
+            "best_epoch": run.loop.best_epoch,
+            "epochs_run": len(run.loop.history),
             "world_size": run.world,
             "device": str(run.device),
             "hardware": f"{platform.machine()}, torch threads {torch.get_num_threads()}",
@@ -135,7 +133,7 @@ def metrics_json(
         "anchor": recipe.to_dict()["anchor"],
         "data_card": card,
         "split": {k: v for k, v in run.split.info.items()},
-        "history": run.loop.get("history", []),
+        "history": run.loop.history,
         "evaluation": evaluation,
         "validation": validation,
         "operating_threshold": threshold,
@@ -213,7 +211,7 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
     from resnet_apps.models.explain import display_image
 
     dataset, out = pred
-    palette = (np.array(matplotlib.colormaps["tab10"].colors) * 255).astype(np.float32)
+    palette = (matplotlib.colormaps["tab10"](np.arange(10))[:, :3] * 255).astype(np.float32)  # RGBA -> RGB
     try:  # the same band selection as conv1 (names, or 1-based numbers); default: the first three channels
         rgb = rgb_positions(run.recipe, run.band_names) if run.recipe.data.rgb_bands else None
     except RecipeError:
@@ -232,10 +230,11 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
             panels.append(np.where(keep, 0.55 * base + 0.45 * colour, base))
         gap = np.full((base.shape[0], 4, 3), 255.0)
         path = run.run_dir / "gallery" / f"seg_{k + 1:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.concatenate([panels[0], gap, panels[1]], axis=1).round().astype(np.uint8)).save(
-            path
+        picture = Image.fromarray(
+            np.concatenate([panels[0], gap, panels[1]], axis=1).round().astype(np.uint8)
         )
+        with atomic_path(path) as tmp:  # no truncated PNG under the final name after a kill
+            picture.save(tmp, format="PNG")
         cm = out["confusions"][list(out["index"]).index(k)] if k in set(out["index"].tolist()) else None
         iou = ""
         if cm is not None:

@@ -1,10 +1,12 @@
 """The training loop: ``resnet-apps train RECIPE`` (and ``torchrun ... -m resnet_apps train RECIPE``).
 
-Reads top to bottom: set up (recipe, run directory, data, model, optimiser), loop over epochs (train
-steps, validation, checkpoints, early stopping), then finish (evaluate the best checkpoint on val and
-test, write metrics.json and the report; train_finish.py). Helpers live in train_setup.py (model,
-loss, optimiser, schedule), train_data.py (records, splits, datasets), train_state.py (checkpoints and
-the resume state), train_distributed.py (DDP) and evaluate.py (predictions -> metrics).
+Reads top to bottom: ``train`` sets up (recipe, run directory, data, model, optimiser), loops over
+epochs (``train_one_epoch``, validation, checkpoints, early stopping), then finishes (evaluate the best
+checkpoint on val and test, write metrics.json and the report; finish.py). Each batch is one call of
+``step.train_step``, the same function ``bench train`` times. Helpers live in setup.py (model, loss,
+optimiser, schedule), datasets.py (records, splits, datasets), state.py (checkpoints and the resume
+state), run.py (``Run`` and the loop position ``LoopState``), distributed.py (DDP) and evaluate.py
+(predictions -> metrics).
 
 Determinism: the learning rate is a function of the global step; each step reseeds torch from
 (seed, epoch, step) and each sample's augmentation from (seed, epoch, index); the shuffling of an
@@ -14,13 +16,16 @@ uninterrupted run would have (bit-for-bit with ``train.deterministic: true`` on 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -29,7 +34,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from resnet_apps.data.dataset import RecordDataset
 from resnet_apps.errors import TrainingDivergedError
-from resnet_apps.recipe import Recipe, load_recipe
+from resnet_apps.recipe import Recipe, TaskMode, load_recipe
 from resnet_apps.train.datasets import (
     SplitData,
     balanced_weights,
@@ -48,17 +53,19 @@ from resnet_apps.train.distributed import (
     is_main,
     shutdown,
 )
+from resnet_apps.train.diverged import loss_not_finite_error
 from resnet_apps.train.evaluate import evaluate_block, headline_value, predict
-from resnet_apps.train.run import Run, checkpoint_meta, eval_loader
+from resnet_apps.train.finish import finish
+from resnet_apps.train.run import LoopState, Run, checkpoint_meta, eval_loader
 from resnet_apps.train.rundir import (
     check_resumable,
     launch_overrides,
     new_run_dir,
     refuse_existing,
+    release_run_dir,
     write_json,
 )
 from resnet_apps.train.setup import (
-    autocast_context,
     build_loss,
     build_optimizer,
     build_recipe_model,
@@ -68,6 +75,7 @@ from resnet_apps.train.setup import (
     task_mode,
 )
 from resnet_apps.train.state import load_state, save_state, save_weights
+from resnet_apps.train.step import make_scaler, train_step
 
 
 def train(
@@ -76,19 +84,39 @@ def train(
     out: str | Path | None = None,
     resume: str | Path | None = None,
     runs_root: str | Path = "runs",
-    log: Any = print,
+    log: Callable[[str], object] = print,
 ) -> Path:
     """Train a recipe into a new run directory (or continue one); returns the run directory.
 
     Raises:
         RecipeError, DatasetError, WeightsUnavailableError: bad input, before any training.
         RunDirError: ``out`` exists and is not being resumed.
-        TrainingDivergedError: NaN/inf loss; the last good checkpoint is kept.
+        TrainingDivergedError: NaN/inf loss (the last good checkpoint, if any, is kept); DatasetError
+            when the cause is a segmentation batch without a labelled pixel.
     """
+    held: list[Path] = []  # the run directory whose lock this call took, released however it ends
+    try:
+        return _train(recipe_path, overrides, out, resume, runs_root, log, held)
+    finally:
+        for run_dir in held:  # a notebook or a test calling train() twice must not lock itself out
+            release_run_dir(run_dir)
+
+
+def _train(
+    recipe_path: str | Path | None,
+    overrides: list[str] | tuple[str, ...],
+    out: str | Path | None,
+    resume: str | Path | None,
+    runs_root: str | Path,
+    log: Callable[[str], object],
+    held: list[Path],
+) -> Path:
+    """The body of :func:`train`; appends the run directory to ``held`` once its lock is taken."""
     rank, world, device = init_distributed()
-    log = log if rank == 0 else (lambda *a, **k: None)
+    log = log if rank == 0 else (lambda *a, **k: None)  # only rank 0 speaks
     if resume is not None:
         run_dir = check_resumable(resume)
+        held.append(run_dir)
         recipe = load_recipe(run_dir / "recipe.yaml", overrides)
     else:
         if recipe_path is None:
@@ -105,6 +133,7 @@ def train(
     model, model_info = build_recipe_model(recipe, len(band_names), len(split.classes), band_names, log)
     if resume is None:  # a run that fails on its data or weights leaves no empty folder behind
         run_dir = Path(broadcast(str(new_run_dir(recipe.name, out, runs_root)) if is_main() else None))
+        held.append(run_dir)
     run = Run(
         recipe,
         run_dir,
@@ -136,26 +165,16 @@ def train(
     weights = _class_weights(recipe, split, mode)
     criterion = build_loss(recipe, mode, weights).to(device)
     optimizer = build_optimizer(recipe, model)
-    scaler = torch.amp.GradScaler("cuda", enabled=recipe.train.precision == "fp16" and device.type == "cuda")
+    scaler = make_scaler(recipe.train.precision, device)
     if recipe.train.precision == "fp16" and device.type != "cuda":
         log("note: fp16 needs CUDA; using bf16 autocast on CPU instead")
-    loop = {
-        "epoch": 1,
-        "step": 0,
-        "complete": False,
-        "history": [],
-        "best": None,
-        "best_epoch": 0,
-        "bad_epochs": 0,
-        "loss_sum": 0.0,
-        "loss_n": 0,
-        "seconds": 0.0,
-    }
+    loop = LoopState()
     if resume is not None:
         loop = load_state(run_dir / "checkpoints", model, optimizer, scaler)
-        if loop["complete"]:
-            loop.update(epoch=loop["epoch"] + 1, step=0, complete=False, loss_sum=0.0, loss_n=0, seconds=0.0)
-        log(f"resuming at epoch {loop['epoch']}, step {loop['step']}")
+        if loop.complete:  # saved at an epoch's end: the next one starts from its first step
+            loop.epoch += 1
+            loop.reset_epoch()
+        log(f"resuming at epoch {loop.epoch}, step {loop.step}")
     run.loop = loop
     net: nn.Module = model
     if world > 1:
@@ -163,88 +182,28 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if recipe.train.compile:
-        net = torch.compile(net)  # type: ignore[assignment]
+        net = cast(nn.Module, torch.compile(net))  # an OptimizedModule: an nn.Module that compiles on call
 
     train_set = recipe_dataset(split.train, recipe, (mean, std), split.classes, train=True)
     val_loader = eval_loader(recipe_dataset(split.val, recipe, (mean, std), split.classes, False), run)
+    n_order = len(_epoch_order(run, train_set, 1))
     batch = recipe.train.batch_size
-    n_order = len(_epoch_order(run, train_set, 1, world))
     # 30 images, batch 16 -> 2 steps; 33 -> still 2 (a last batch of one image is dropped: BatchNorm)
     per_epoch = n_order // batch + int(n_order % batch > 1)
     if recipe.train.max_steps_per_epoch:
         per_epoch = min(per_epoch, recipe.train.max_steps_per_epoch)
-    total_steps = per_epoch * recipe.train.epochs
-    warmup = int(round(recipe.train.warmup_epochs * per_epoch))
+    schedule = Schedule(
+        per_epoch, per_epoch * recipe.train.epochs, int(round(recipe.train.warmup_epochs * per_epoch))
+    )
     writer = _tensorboard(run) if is_main() else None
 
     # --- the loop ---------------------------------------------------------------------------------
-    stop = False
-    for epoch in range(loop["epoch"], recipe.train.epochs + 1):
-        loop["epoch"] = epoch  # a mid-epoch state names the epoch it is in
+    for epoch in range(loop.epoch, recipe.train.epochs + 1):
+        loop.epoch = epoch  # a mid-epoch state names the epoch it is in
         frozen = epoch <= recipe.train.freeze_backbone_epochs
         if world == 1:
             set_backbone_frozen(model, frozen)
-        train_set.set_epoch(epoch)
-        order = _epoch_order(run, train_set, epoch, world)[loop["step"] * batch :]
-        loader = DataLoader(
-            train_set,
-            batch_size=batch,
-            sampler=order,
-            num_workers=recipe.train.num_workers,
-            collate_fn=collate,
-            drop_last=len(order) % batch == 1,
-        )
-        net.train()
-        started, seen = time.perf_counter(), 0
-        epoch_start = started
-        bar = _progress(loader, epoch, recipe.train.epochs, per_epoch - loop["step"])
-        for step, sample in enumerate(bar, start=loop["step"]):
-            if step >= per_epoch:
-                break
-            torch.manual_seed(_step_seed(recipe.train.seed, epoch, step))
-            lr = set_lr(optimizer, lr_factor((epoch - 1) * per_epoch + step, total_steps, warmup))
-            if frozen:
-                for group in optimizer.param_groups:
-                    group["lr"] = 0.0 if group["backbone"] else group["lr"]
-            images = sample["image"].to(device, non_blocking=True)
-            if recipe.train.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            target = (sample["mask"] if mode == "segmentation" else sample["label"]).to(device)
-            with autocast_context(recipe.train.precision, device):
-                logits = net(images)
-            loss = criterion(logits.float(), target)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"{run_dir}: loss is {loss.item()} at epoch {epoch}, step {step + 1}; training stopped "
-                    f"and the last good checkpoint is kept in {run_dir / 'checkpoints'}. Lower train.lr, "
-                    "set train.grad_clip, or use precision fp32"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if recipe.train.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), recipe.train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            loop["loss_sum"] += float(loss.item()) * len(images)
-            loop["loss_n"] += len(images)
-            seen += len(images)
-            loop["step"] = step + 1
-            rate = seen / max(time.perf_counter() - epoch_start, 1e-9)  # this rank's images per second
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-            elif (step + 1) % max(1, per_epoch // 4) == 0 and step + 1 < per_epoch:
-                eta = (per_epoch - step - 1) * batch / max(rate, 1e-9)
-                log(
-                    f"  epoch {epoch} step {step + 1}/{per_epoch}  loss {loss.item():.4f}  "
-                    f"{rate * world:.1f} img/s  eta {eta:.0f} s"
-                )
-            every = recipe.train.checkpoint_every_steps
-            if every and loop["step"] % every == 0 and loop["step"] < per_epoch and is_main():
-                now = time.perf_counter()
-                loop["seconds"], started = loop["seconds"] + now - started, now
-                save_state(run_dir / "checkpoints", model, optimizer, dict(loop), scaler)
-        loop["seconds"] += time.perf_counter() - started
+        lr = train_one_epoch(run, net, train_set, criterion, optimizer, scaler, schedule, frozen, log)
 
         # validation, checkpoints, early stopping
         val = predict(
@@ -261,7 +220,7 @@ def train(
         block = evaluate_block(val, mode, split.classes, threshold=0.5 if mode == "binary" else None)
         metric = headline_value(block, recipe.eval.metric, mode)
         # the mean over every rank's images (equal shard sizes under DistributedSampler)
-        train_loss = all_reduce_mean(loop["loss_sum"] / max(loop["loss_n"], 1))
+        train_loss = all_reduce_mean(loop.loss_sum / max(loop.loss_n, 1))
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -269,44 +228,35 @@ def train(
             "val_metric": None if math.isnan(metric) else metric,
             "metric": recipe.eval.metric,
             "lr": lr,
-            "seconds": round(loop["seconds"], 3),
-            "images_per_s": round(loop["loss_n"] * world / max(loop["seconds"], 1e-9), 2),
+            "seconds": round(loop.seconds, 3),
+            "images_per_s": round(loop.loss_n * world / max(loop.seconds, 1e-9), 2),
             "backbone_frozen": frozen,
         }
-        improved = loop["best"] is None or (not math.isnan(metric) and metric > loop["best"])
-        if improved:
-            loop.update(best=None if math.isnan(metric) else metric, best_epoch=epoch, bad_epochs=0)
-        else:
-            loop["bad_epochs"] += 1
-        loop["history"].append(row)
-        loop.update(epoch=epoch, complete=True)
+        improved = loop.end_epoch(row, metric)
         if is_main():
             meta = checkpoint_meta(run, epoch, {"val": {recipe.eval.metric: row["val_metric"]}})
             if improved:
                 save_weights(run_dir / "checkpoints" / "best", model, meta)
             save_weights(run_dir / "checkpoints" / "last", model, meta)
-            save_state(run_dir / "checkpoints", model, optimizer, dict(loop), scaler)
-            write_json(run_dir / "history.json", loop["history"])
-            (run_dir / "history.jsonl").write_text("".join(_json_line(r) for r in loop["history"]))
+            save_state(run_dir / "checkpoints", model, optimizer, loop, scaler)
+            write_json(run_dir / "history.json", loop.history)
+            (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in loop.history))
             if writer is not None:
                 writer.add_scalar("loss/train", row["train_loss"], epoch)
                 writer.add_scalar(f"val/{recipe.eval.metric}", metric, epoch)
         log(
-            f"epoch {epoch}/{recipe.train.epochs}  train_loss {row['train_loss']:.4f}  "
+            f"epoch {epoch}/{recipe.train.epochs}  train_loss {train_loss:.4f}  "
             f"val_{recipe.eval.metric} {metric:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.1f} s"
             + ("  *best*" if improved else "")
         )
-        loop.update(step=0, loss_sum=0.0, loss_n=0, seconds=0.0, complete=False)
+        loop.reset_epoch()
         patience = recipe.train.early_stop_patience
-        stop = bool(patience and loop["bad_epochs"] >= patience)
-        if stop:
+        if patience and loop.bad_epochs >= patience:
             log(f"early stop: no improvement of val {recipe.eval.metric} for {patience} epochs")
             break
     barrier()
     if writer is not None:
         writer.close()
-
-    from resnet_apps.train.finish import finish
 
     finish(run, net, log)
     # leave the process group explicitly: a gloo group still alive at interpreter exit can abort a rank
@@ -314,6 +264,89 @@ def train(
     barrier()
     shutdown()
     return run_dir
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Steps of the run: the learning rate is a function of the global step ``(epoch - 1) * per_epoch + step``."""
+
+    per_epoch: int  # optimiser steps per epoch (per rank)
+    total: int  # per_epoch * epochs: where the cosine reaches 0
+    warmup: int  # linear warm-up steps
+
+
+def train_one_epoch(
+    run: Run,
+    net: nn.Module,
+    train_set: RecordDataset,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    schedule: Schedule,
+    frozen: bool,
+    log: Callable[[str], object],
+) -> float:
+    """Train the rest of epoch ``run.loop.epoch`` from step ``run.loop.step``; returns the last learning rate.
+
+    Updates ``run.loop`` (step, loss sums, seconds) after every step and, every
+    ``train.checkpoint_every_steps`` steps, saves the resume state mid-epoch.
+
+    Raises:
+        TrainingDivergedError: a NaN/inf loss, naming the epoch and step; the last good checkpoint stays.
+    """
+    loop, t = run.loop, run.recipe.train
+    epoch, batch, per_epoch = loop.epoch, t.batch_size, schedule.per_epoch
+    train_set.set_epoch(epoch)
+    order = _epoch_order(run, train_set, epoch)[loop.step * batch :]
+    loader = DataLoader(
+        train_set,
+        batch_size=batch,
+        sampler=order,
+        num_workers=t.num_workers,
+        collate_fn=collate,
+        drop_last=len(order) % batch == 1,
+    )
+    net.train()
+    lr = max(g["lr"] for g in optimizer.param_groups)
+    started = epoch_start = time.perf_counter()
+    seen = 0
+    bar = _progress(loader, epoch, t.epochs, per_epoch - loop.step)
+    for step, sample in enumerate(bar, start=loop.step):
+        if step >= per_epoch:
+            break
+        torch.manual_seed(_step_seed(t.seed, epoch, step))
+        lr = set_lr(optimizer, lr_factor((epoch - 1) * per_epoch + step, schedule.total, schedule.warmup))
+        if frozen:
+            for group in optimizer.param_groups:
+                group["lr"] = 0.0 if group["backbone"] else group["lr"]
+        target = sample["mask"] if run.mode == "segmentation" else sample["label"]
+        try:
+            loss = train_step(net, criterion, optimizer, scaler, sample["image"], target, t, run.device)
+        except TrainingDivergedError as error:  # an unlabelled batch or divergence: the error says which
+            raise loss_not_finite_error(
+                run.run_dir, error.loss, epoch, step, target, sample, train_set, run.recipe.task
+            ) from None
+        n = len(sample["image"])
+        loop.loss_sum += loss * n
+        loop.loss_n += n
+        seen += n
+        loop.step = step + 1
+        rate = seen / max(time.perf_counter() - epoch_start, 1e-9)  # this rank's images per second
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
+        elif (step + 1) % max(1, per_epoch // 4) == 0 and step + 1 < per_epoch:
+            eta = (per_epoch - step - 1) * batch / max(rate, 1e-9)
+            log(
+                f"  epoch {epoch} step {step + 1}/{per_epoch}  loss {loss:.4f}  "
+                f"{rate * run.world:.1f} img/s  eta {eta:.0f} s"
+            )
+        every = t.checkpoint_every_steps
+        if every and loop.step % every == 0 and loop.step < per_epoch and is_main():
+            now = time.perf_counter()
+            loop.seconds, started = loop.seconds + now - started, now
+            save_state(run.run_dir / "checkpoints", run.model, optimizer, loop, scaler)
+    loop.seconds += time.perf_counter() - started
+    return lr
 
 
 # --- small pieces of the loop ----------------------------------------------------------------------
@@ -333,12 +366,12 @@ def _step_seed(seed: int, epoch: int, step: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + step) % (2**63)
 
 
-def _epoch_order(run: Run, dataset: RecordDataset, epoch: int, world: int) -> list[int]:
+def _epoch_order(run: Run, dataset: RecordDataset, epoch: int) -> list[int]:
     """This rank's sample order for ``epoch``: a seeded permutation, or weighted draws (sampler: weighted)."""
-    n = len(dataset)
+    n, world = len(dataset), run.world
     t = run.recipe.train
     if world > 1 and t.sampler == "none":
-        sampler = DistributedSampler(dataset, shuffle=True, seed=t.seed)
+        sampler: DistributedSampler[int] = DistributedSampler(dataset, shuffle=True, seed=t.seed)
         sampler.set_epoch(epoch)
         return list(sampler)
     generator = torch.Generator().manual_seed(t.seed * 7919 + epoch)
@@ -355,7 +388,7 @@ def _epoch_order(run: Run, dataset: RecordDataset, epoch: int, world: int) -> li
     return order
 
 
-def _class_weights(recipe: Recipe, split: SplitData, mode: str) -> list[float] | None:
+def _class_weights(recipe: Recipe, split: SplitData, mode: TaskMode) -> list[float] | None:
     cw = recipe.train.class_weights
     if isinstance(cw, list):
         return [float(x) for x in cw]
@@ -364,7 +397,7 @@ def _class_weights(recipe: Recipe, split: SplitData, mode: str) -> list[float] |
     return None
 
 
-def _progress(loader: DataLoader, epoch: int, epochs: int, total: int) -> Any:
+def _progress(loader: DataLoader[Any], epoch: int, epochs: int, total: int) -> Any:
     """tqdm with loss, throughput and ETA on a terminal; the bare loader (plain epoch lines) otherwise."""
     if is_main() and sys.stderr.isatty():
         from tqdm import tqdm
@@ -385,12 +418,6 @@ def _tensorboard(run: Run) -> Any:
         )
         return None
     return SummaryWriter(str(run.run_dir / "tensorboard"))
-
-
-def _json_line(row: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(row) + "\n"
 
 
 def split_json(run: Run) -> dict[str, Any]:

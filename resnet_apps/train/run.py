@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,82 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from resnet_apps.data.dataset import RecordDataset
 from resnet_apps.data.seen import dicom_seen
-from resnet_apps.recipe import Recipe
+from resnet_apps.errors import CheckpointError
+from resnet_apps.recipe import Recipe, TaskMode
 from resnet_apps.train.datasets import SplitData, collate
+
+
+@dataclass
+class LoopState:
+    """Where the training loop stands: what the resume state stores and the final evaluation reads.
+
+    Mid-epoch (``complete`` False), ``epoch`` is the epoch in progress and ``step`` the steps done of it;
+    ``loss_sum``/``loss_n``/``seconds`` cover those steps. Once an epoch is finished and checkpointed,
+    ``complete`` is True and ``epoch`` names it. Nothing random is stored: the loop re-derives every
+    seed from (seed, epoch, step), so this position alone resumes a run exactly.
+    """
+
+    epoch: int = 1
+    step: int = 0  # optimiser steps done in ``epoch``
+    complete: bool = False  # ``epoch`` finished: validated, history row written, checkpoints saved
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per finished epoch
+    best: float | None = None  # best validation metric so far (None: none defined yet)
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the last improvement (early stopping)
+    loss_sum: float = 0.0  # sum over this epoch's images of the training loss
+    loss_n: int = 0  # images behind loss_sum
+    seconds: float = 0.0  # training time of this epoch so far (validation excluded)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (the ``loop`` entry of the resume state)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], origin: str = "resume state") -> LoopState:
+        """The inverse of :meth:`to_dict`; a missing or unknown key is a ``CheckpointError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing, unknown = names - set(data), set(data) - names
+        if missing or unknown:
+            raise CheckpointError(
+                f"{origin}: loop position has missing keys {sorted(missing)} and unknown keys "
+                f"{sorted(unknown)}; it was written by another version of resnet_apps (start the run anew)"
+            )
+        best = data["best"]
+        return cls(
+            epoch=int(data["epoch"]),
+            step=int(data["step"]),
+            complete=bool(data["complete"]),
+            history=[dict(row) for row in data["history"]],
+            best=None if best is None else float(best),
+            best_epoch=int(data["best_epoch"]),
+            bad_epochs=int(data["bad_epochs"]),
+            loss_sum=float(data["loss_sum"]),
+            loss_n=int(data["loss_n"]),
+            seconds=float(data["seconds"]),
+        )
+
+    def reset_epoch(self) -> None:
+        """Zero the per-epoch counters (a new epoch starts; ``epoch`` itself is set by the loop)."""
+        self.step, self.complete, self.loss_sum, self.loss_n, self.seconds = 0, False, 0.0, 0, 0.0
+
+    def end_epoch(self, row: dict[str, Any], metric: float) -> bool:
+        """Record a finished epoch's history row and validation ``metric``; returns whether it improved.
+
+        The first epoch always counts as an improvement; a NaN metric (undefined, e.g. one class in val)
+        never does after that, and is stored as ``best = None``.
+        """
+        improved = self.best is None or (not math.isnan(metric) and metric > self.best)
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = (
+                (None if math.isnan(metric) else metric),
+                row["epoch"],
+                0,
+            )
+        else:
+            self.bad_epochs += 1
+        self.history.append(row)
+        self.epoch, self.complete = row["epoch"], True
+        return improved
 
 
 @dataclass
@@ -28,20 +105,22 @@ class Run:
     device: torch.device
     world: int
     split: SplitData
-    mode: str
+    mode: TaskMode
     band_names: list[str]
     norm: tuple[list[float], list[float]]
     norm_source: str
     model: nn.Module
     model_info: dict[str, Any]
     skipped: list[dict[str, str]] = field(default_factory=list)
-    loop: dict[str, Any] = field(default_factory=dict)
+    loop: LoopState = field(default_factory=LoopState)
     overrides: list[str] = field(default_factory=list)  # the --set values that started the run
 
 
 def eval_loader(dataset: RecordDataset, run: Run) -> DataLoader:
     """A loader over ``dataset`` in file order: batch 1 for segmentation (whole images), sharded under DDP."""
-    sampler = DistributedSampler(dataset, shuffle=False) if run.world > 1 else None
+    sampler: DistributedSampler[int] | None = (
+        DistributedSampler(dataset, shuffle=False) if run.world > 1 else None
+    )
     batch = 1 if run.recipe.task == "segmentation" else run.recipe.train.batch_size
     return DataLoader(
         dataset,
@@ -105,6 +184,7 @@ def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: An
             "image_size": r.data.image_size,
             "dicom_window": r.data.dicom_window,
             "grayscale": r.data.grayscale,
+            "dicom_frame": r.data.dicom_frame,
             "normalize": r.data.normalize,
         },
         "operating_threshold": threshold,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,16 +13,47 @@ from torch import nn
 from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.errors import BandError, RecipeError, WeightsUnavailableError
 from resnet_apps.io.bands import select_bands
-from resnet_apps.recipe import Recipe
+from resnet_apps.models.heads import build_model
+from resnet_apps.recipe import Pooling, Precision, Recipe, Task, TaskMode
 
 
-def task_mode(recipe: Recipe, num_classes: int) -> str:
-    """ "multiclass", "binary" (2 classes, one logit) , "multilabel" or "segmentation"."""
+def task_mode(recipe: Recipe, num_classes: int) -> TaskMode:
+    """ "multiclass", "binary" (2 classes, one logit), "multilabel" or "segmentation"."""
     if recipe.task == "segmentation":
         return "segmentation"
     if recipe.model.multilabel:
         return "multilabel"
     return "binary" if num_classes == 2 else "multiclass"
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """What ``models.heads.build_model`` takes beside the task and the weights, resolved from a recipe."""
+
+    backbone: str  # timm name, e.g. "resnet50"
+    in_chans: int
+    num_classes: int  # outputs: 1 for binary (one logit)
+    multilabel: bool
+    dropout: float
+    pooling: Pooling
+    fpn_channels: int
+    conv1_init: str  # "timm" | "rgb_bands"
+    rgb_bands: list[int] | None  # indices of red, green, blue among the bands (conv1_init rgb_bands)
+
+    def build(self, task: Task, weights: str) -> nn.Module:
+        return build_model(
+            task,
+            backbone=self.backbone,
+            in_chans=self.in_chans,
+            num_classes=self.num_classes,
+            weights=weights,
+            multilabel=self.multilabel,
+            dropout=self.dropout,
+            pooling=self.pooling,
+            fpn_channels=self.fpn_channels,
+            conv1_init=self.conv1_init,
+            rgb_bands=self.rgb_bands,
+        )
 
 
 def rgb_positions(recipe: Recipe, band_names: list[str]) -> list[int]:
@@ -43,7 +76,11 @@ def rgb_positions(recipe: Recipe, band_names: list[str]) -> list[int]:
 
 
 def build_recipe_model(
-    recipe: Recipe, in_chans: int, num_classes: int, band_names: list[str], log: Any = print
+    recipe: Recipe,
+    in_chans: int,
+    num_classes: int,
+    band_names: list[str],
+    log: Callable[[str], object] = print,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The recipe's model, and where its weights came from.
 
@@ -54,14 +91,13 @@ def build_recipe_model(
         model and ``{"backbone", "in_chans", "num_classes", "multilabel", "dropout", "fpn_channels",
         "weights_source", "imagenet_weights_used", "weights_note"}``.
     """
-    from resnet_apps.models.heads import build_model
-
     m = recipe.model
     outputs = 1 if task_mode(recipe, num_classes) == "binary" else num_classes
     rgb = None
     if m.conv1_init == "rgb_bands":
         rgb = rgb_positions(recipe, band_names)
-    kwargs = dict(
+    args = ModelArgs(
+        backbone=m.backbone,
         in_chans=in_chans,
         num_classes=outputs,
         multilabel=m.multilabel,
@@ -73,7 +109,7 @@ def build_recipe_model(
     )
     note = ""
     try:
-        model = build_model(recipe.task, backbone=m.backbone, weights=m.weights, **kwargs)
+        model = args.build(recipe.task, m.weights)
     except WeightsUnavailableError as error:
         if m.on_missing_weights != "scratch":
             raise
@@ -82,7 +118,7 @@ def build_recipe_model(
             f"RANDOM weights (model.on_missing_weights: scratch). ({error})"
         )
         log(f"note: {note}")
-        model = build_model(recipe.task, backbone=m.backbone, weights="none", **kwargs)
+        model = args.build(recipe.task, "none")
     backbone = getattr(model, "backbone", model)
     info = {
         "backbone": m.backbone,
@@ -99,7 +135,7 @@ def build_recipe_model(
     return model, info
 
 
-def build_loss(recipe: Recipe, mode: str, class_weights: list[float] | None) -> nn.Module:
+def build_loss(recipe: Recipe, mode: TaskMode, class_weights: list[float] | None) -> nn.Module:
     """Cross-entropy (multiclass, segmentation with IGNORE_INDEX) or BCE (binary with pos_weight, multilabel).
 
     Multi-label targets may hold NaN (missing / uncertain): those terms are masked, never counted negative.
@@ -117,6 +153,8 @@ def build_loss(recipe: Recipe, mode: str, class_weights: list[float] | None) -> 
 
 class MaskedBCE(nn.Module):
     """BCE-with-logits over [B] or [B, K] targets; NaN targets are ignored; label smoothing towards 0.5."""
+
+    pos_weight: torch.Tensor | None  # a buffer, so that it moves with .to(device)
 
     def __init__(self, pos_weight: torch.Tensor | None, smoothing: float) -> None:
         super().__init__()
@@ -185,7 +223,7 @@ def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
         p.requires_grad_(not frozen)
 
 
-def autocast_context(precision: str, device: torch.device) -> Any:
+def autocast_context(precision: Precision, device: torch.device) -> torch.autocast:
     """bf16 autocast on CPU; fp16 or bf16 on CUDA; fp32: no autocast."""
     if precision == "fp32":
         return torch.autocast(device.type, enabled=False)

@@ -16,8 +16,6 @@ safetensors header while the run is being killed. No RNG state is stored: random
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,9 @@ import torch
 from torch import nn
 
 from resnet_apps.errors import CheckpointError
+from resnet_apps.io.atomic import atomic_write, atomic_write_text, clean_stale_temps
+from resnet_apps.io.writable import writing
+from resnet_apps.train.run import LoopState
 
 STATE_NAME = "last.state.safetensors"
 
@@ -38,22 +39,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    with writing(path, "checkpoint"):  # a full disk: typed, naming the checkpoint; the old one stays
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def _model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -67,7 +54,7 @@ def save_weights(stem: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     except ImportError:  # the checkpoint module is another layer's; this keeps the same file layout
         stem.parent.mkdir(parents=True, exist_ok=True)
         _atomic_save(_model_tensors(model), stem.with_suffix(".safetensors"), {"format": "pt"})
-        _atomic_text(stem.with_suffix(".json"), json.dumps(meta, indent=1, default=str))
+        atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=1, default=str))
         return
     save_checkpoint(stem, unwrap(model), meta)
 
@@ -76,8 +63,8 @@ def save_state(
     ckpt_dir: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    loop: dict[str, Any],
-    scaler: Any = None,
+    loop: LoopState,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
     """Write the resume state (model, optimiser, loop position) as one atomic safetensors file."""
     tensors = {f"model.{k}": v for k, v in _model_tensors(model).items()}
@@ -93,7 +80,7 @@ def save_state(
         {k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]
     ]
     meta = {
-        "loop": loop,
+        "loop": loop.to_dict(),
         "param_groups": groups,
         "scalars": scalars,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
@@ -102,12 +89,18 @@ def save_state(
 
 
 def load_state(
-    ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any = None
-) -> dict[str, Any]:
-    """Restore model and optimiser from the resume state; returns the loop dict (epoch, step, history...)."""
+    ckpt_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+) -> LoopState:
+    """Restore model, optimiser and GradScaler from the resume state; returns the loop position."""
     from safetensors import safe_open
 
     path = ckpt_dir / STATE_NAME
+    # a writer SIGKILLed mid-save leaves a temporary as big as the state; the run directory is locked
+    # (rundir.lock_run_dir), so nothing else is writing here now
+    clean_stale_temps(ckpt_dir)
     if not path.is_file():
         raise CheckpointError(
             f"{path}: no resume state; this run never finished a checkpoint (start it anew)"
@@ -128,7 +121,7 @@ def load_state(
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     if scaler is not None and meta.get("scaler"):
         scaler.load_state_dict(meta["scaler"])
-    return meta["loop"]
+    return LoopState.from_dict(meta["loop"], origin=str(path))
 
 
 def load_weights_into(model: nn.Module, stem: Path) -> None:

@@ -8,7 +8,9 @@ pretrained cfg names for the tag. Nothing here touches the network.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,20 @@ def resnet_family() -> tuple[str, ...]:
     import timm  # noqa: PLC0415 - timm's registry only when a name must be checked
 
     return tuple(name for name in timm.list_models(module="resnet") if not name.startswith("test_"))
+
+
+@functools.lru_cache(maxsize=1)
+def resnet_family_offline() -> tuple[str, ...] | None:
+    """``resnet_family()`` read from the installed timm's ``models/resnet.py`` source, without importing
+    timm (which imports torch): for ``resnet-apps check``, which stays torch-free. None: timm not found.
+    """
+    spec = importlib.util.find_spec("timm")  # locates the package; does not import it
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        source = Path(folder) / "models" / "resnet.py"
+        if source.is_file():
+            names = re.findall(r"@register_model\s*\ndef (\w+)\(", source.read_text(encoding="utf-8"))
+            return tuple(name for name in names if not name.startswith("test_")) or None
+    return None
 
 
 @dataclass

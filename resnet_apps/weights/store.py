@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from resnet_apps.errors import ChecksumError, FetchError, WeightsUnavailableError
+from resnet_apps.io.atomic import atomic_write, atomic_write_json
 from resnet_apps.weights.hub import hub_host, hub_reachable, unavailable_message
 from resnet_apps.weights.locations import fetch_dir, find_local, imagenet_tag, resnet_family
 
@@ -39,11 +39,7 @@ def read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=2, sort_keys=True)
 
 
 def fetch_weights(name: str, dest: Path | None = None) -> Path:
@@ -99,10 +95,8 @@ def fetch_weights(name: str, dest: Path | None = None) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{tag}.safetensors"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata={"source": source})
-    os.replace(tmp, target)
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    atomic_write(target, lambda tmp: save_file(tensors, str(tmp), metadata={"source": source}))
     manifest = read_manifest(folder)
     manifest[tag] = {
         "file": target.name,

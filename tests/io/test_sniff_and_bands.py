@@ -56,6 +56,7 @@ def rgba_tif(path: Path, rgb: np.ndarray, alpha: np.ndarray, flag_alpha: bool) -
     return path
 
 
+@pytest.mark.subprocess  # `inspect` runs as the user runs it
 def test_dicom_magic_wins_over_a_tiff_preamble(tmp_path: Path) -> None:
     path = dicom_with_tiff_preamble(tmp_path / "film.dcm")
     noext = dicom_with_tiff_preamble(tmp_path / "folder" / "IM0001")

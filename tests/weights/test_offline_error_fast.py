@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from train_fixtures import make_geotiff_folder, write_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,6 +22,7 @@ print(f"code={code} heavy={heavy} seconds={time.perf_counter() - start:.2f}")
 """
 
 
+@pytest.mark.subprocess  # a fresh interpreter: torch and timm must not be imported yet
 def test_offline_imagenet_request_fails_before_heavy_imports(tmp_path: Path) -> None:
     data = make_geotiff_folder(tmp_path / "data", per_class=2, size=8)
     recipe = write_recipe(tmp_path / "r.yaml", data)

@@ -175,7 +175,7 @@ def test_kermany_split_keeps_the_source_test_and_no_child_crosses_splits(
     from resnet_apps.train.datasets import split_records
 
     monkeypatch.setenv("RESNET_APPS_DATA", str(shared_data))
-    recipe_path = Path(__file__).resolve().parents[1] / "recipes" / "chest_xray_pneumonia_resnet50.yaml"
+    recipe_path = Path(__file__).resolve().parents[2] / "recipes" / "chest_xray_pneumonia_resnet50.yaml"
     split = split_records(load_recipe(recipe_path))
     # the source test split is whole (234 NORMAL + 390 PNEUMONIA); 1000 train images minus the 56 whose child
     # is also in test, then 15 % of the rest (by child) for validation

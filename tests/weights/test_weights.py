@@ -270,6 +270,7 @@ def test_none_never_touches_network(blocked_sockets) -> None:
     assert blocked_sockets == []
 
 
+@pytest.mark.subprocess
 def test_cli_fetch_offline(tmp_path: Path) -> None:
     start = time.perf_counter()
     result = subprocess.run(

@@ -11,6 +11,7 @@ import io
 import json
 import tarfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ class ServerState:
     corrupt_always: set[str] = field(default_factory=set)
     cut_next: dict[str, int] = field(default_factory=dict)  # close the connection after N bytes, once
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    drip: dict[str, float] = field(default_factory=dict)  # send one byte every N seconds
+    redirect: dict[str, str] = field(default_factory=dict)  # answer 302 to this location
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -49,6 +52,11 @@ class _Handler(BaseHTTPRequestHandler):
         name = self.path.lstrip("/")
         range_header = self.headers.get("Range")
         state.requests.append((name, range_header))
+        if name in state.redirect:
+            self.send_response(302)
+            self.send_header("Location", state.redirect[name])
+            self.end_headers()
+            return
         if name not in state.files:
             self.send_error(404)
             return
@@ -70,6 +78,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if name in state.drip:  # a stalled server: alive, never silent long enough to time out a read
+            try:
+                for i in range(len(payload)):
+                    self.wfile.write(payload[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(state.drip[name])
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up
+            return
         cut = state.cut_next.pop(name, None)
         if cut is not None:
             self.wfile.write(payload[:cut])  # then the handler returns and HTTP/1.0 closes the socket
@@ -97,6 +114,9 @@ def server() -> Iterator[tuple[str, ServerState]]:
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transfer_module, "BACKOFF_S", 0.0)
+    # the archives here are built by the tests, so the publisher's md5 of the real ones cannot match
+    for name in ("eurosat_ms", "eurosat_rgb"):
+        monkeypatch.setitem(fetch.DATASETS[name]["files"][0], "md5", None)
 
 
 # --- archives built in the test ------------------------------------------------------------------
@@ -319,7 +339,7 @@ def test_every_dataset_has_a_card_and_a_source() -> None:
     for name, spec in fetch.DATASETS.items():
         assert load_card(spec["card"]).name == spec["card"]
         for entry in spec["files"]:
-            assert entry["url"] is None or entry["url"].startswith(("http://", "https://")), name
+            assert entry["url"] is None or entry["url"].startswith("https://"), name  # no plain http
             assert entry["url"] is not None or entry.get("manual_from"), name
             assert entry["sha256"] is None or len(entry["sha256"]) == 64, name
 
@@ -397,3 +417,110 @@ def test_nih_archives_and_label_csv(tmp_path: Path, server: tuple[str, ServerSta
     assert state.requests == []
     # files placed by hand have their sha256 recorded, as downloads do
     assert len(json.loads((root / ".checksums.json").read_text())) == 13
+
+
+# --- deadlines, plain http, publisher checksums, decompression bombs (issue 11) -------------------
+
+
+def test_a_dripping_server_hits_the_overall_deadline(
+    tmp_path: Path, server: tuple[str, ServerState], eurosat_zip: bytes
+) -> None:
+    url, state = server
+    state.files["EuroSAT_MS.zip"] = eurosat_zip
+    state.drip["EuroSAT_MS.zip"] = 0.2  # one byte every 0.2 s: no single read ever waits 60 s
+    start = time.monotonic()
+    with pytest.raises(FetchError, match=r"not complete within the 1\.5 s deadline") as info:
+        fetch.fetch_dataset("eurosat_ms", tmp_path, base_url=url, deadline=1.5)
+    elapsed = time.monotonic() - start
+    assert elapsed < 4.0, elapsed  # the deadline holds (a per-read timeout alone never fires)
+    assert "--timeout" in str(info.value) and "--base-url" in str(info.value)
+    part = tmp_path / ".downloads" / "EuroSAT_MS.zip.part"
+    assert 0 < part.stat().st_size < 20  # what arrived is kept for the next fetch to resume
+    assert not (tmp_path / "eurosat_ms").exists()
+
+
+def test_cli_fetch_timeout_and_base_url(
+    tmp_path: Path, server: tuple[str, ServerState], eurosat_zip: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resnet_apps.cli import main
+
+    url, state = server
+    state.files["EuroSAT_MS.zip"] = eurosat_zip
+    state.drip["EuroSAT_MS.zip"] = 0.2
+    args = ["data", "fetch", "eurosat_ms", "--root", str(tmp_path), "--base-url", url]
+    assert main([*args, "--timeout", "1"]) == 2
+    assert "deadline" in capsys.readouterr().err
+    del state.drip["EuroSAT_MS.zip"]
+    assert main(args) == 0  # resumes the .part from the mirror
+    err = capsys.readouterr().err
+    assert "trust on first use" in err and hashlib.sha256(eurosat_zip).hexdigest() in err
+    assert (tmp_path / ".downloads" / "EuroSAT_MS.zip").read_bytes() == eurosat_zip
+
+
+def test_plain_http_is_refused_unless_allowed(tmp_path: Path, server: tuple[str, ServerState]) -> None:
+    # refused before any connection: the address below does not exist
+    with pytest.raises(FetchError, match=r"plain http://.*--allow-insecure"):
+        fetch.fetch_dataset("eurosat_ms", tmp_path, base_url="http://mirror.invalid/data")
+    url, state = server
+    # an https (here: loopback) URL redirected to plain http elsewhere is refused too
+    state.redirect["EuroSAT_MS.zip"] = "http://mirror.invalid/EuroSAT_MS.zip"
+    with pytest.raises(FetchError, match=r"redirected to http://mirror.invalid/EuroSAT_MS.zip"):
+        fetch.fetch_dataset("eurosat_ms", tmp_path, base_url=url, retries=0)
+
+
+def test_publisher_md5_is_checked_and_said(
+    tmp_path: Path, server: tuple[str, ServerState], eurosat_zip: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, state = server
+    state.files["EuroSAT_MS.zip"] = eurosat_zip
+    entry = fetch.DATASETS["eurosat_ms"]["files"][0]
+    lines: list[str] = []
+    monkeypatch.setitem(entry, "md5", "0" * 32)  # the publisher says otherwise: not this file
+    with pytest.raises(ChecksumError, match="publisher's"):
+        fetch.fetch_dataset("eurosat_ms", tmp_path / "bad", base_url=url, retries=1, log=lines.append)
+    assert not (tmp_path / "bad" / ".checksums.json").exists()  # nothing pinned
+    monkeypatch.setitem(entry, "md5", hashlib.md5(eurosat_zip).hexdigest())
+    fetch.fetch_dataset("eurosat_ms", tmp_path / "good", base_url=url, log=lines.append)
+    assert (
+        len(lines) == 1 and "matches the publisher's md5" in lines[0] and "trust on first use" not in lines[0]
+    )
+
+
+def test_real_eurosat_entries_carry_the_publishers_md5() -> None:
+    text = Path(fetch.__file__).read_text()  # the autouse fixture cleared them in DATASETS: read the source
+    for md5 in ("091174add3c8e680a49244acf185b9f0", "f46e308c4d50d4bf32fedad2d3d62f3b"):  # Zenodo's MS, RGB
+        assert f'"md5": "{md5}"' in text
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_decompression_bomb_is_refused_before_writing(tmp_path: Path, kind: str) -> None:
+    from resnet_apps.errors import ArchiveTooLargeError
+
+    zeros = bytes(32 << 20)  # 32 MiB of zeros compress about 1000x
+    archive = tmp_path / f"bomb.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("data/zeros.bin", zeros)
+    else:
+        with tarfile.open(archive, "w:gz") as tf:
+            info = tarfile.TarInfo("data/zeros.bin")
+            info.size = len(zeros)
+            tf.addfile(info, io.BytesIO(zeros))
+    assert archive.stat().st_size < 200_000
+    with pytest.raises(ArchiveTooLargeError, match=r"bomb\.(zip|tar\.gz): expands to more than .*100x"):
+        safe_extract(archive, tmp_path / "out")
+    assert not any(p.is_file() for p in (tmp_path / "out").rglob("*"))
+    # the cap is a parameter: a trusted archive may be extracted with a looser one
+    safe_extract(archive, tmp_path / "trusted", max_ratio=10_000)
+    assert (tmp_path / "trusted" / "data" / "zeros.bin").stat().st_size == len(zeros)
+
+
+def test_written_bytes_are_counted_too(tmp_path: Path) -> None:
+    from resnet_apps.errors import ArchiveTooLargeError
+    from resnet_apps.fetch.layout import _Budget
+
+    archive = tmp_path / "a.bin"
+    archive.write_bytes(b"x" * 10)
+    budget = _Budget(archive, max_bytes=1 << 30, max_ratio=100.0)  # 1 000 bytes
+    with pytest.raises(ArchiveTooLargeError):
+        budget.copy(io.BytesIO(bytes(2000)), io.BytesIO(), "member")  # more than its header declared

@@ -177,3 +177,27 @@ def test_evaluate_on_new_data_uses_every_image_and_the_checkpoint_threshold(tiny
     assert out.name.startswith(f"evaluate-data-{root.name}-")
     assert metrics["evaluation"]["n_samples"] == 24  # all 3 x 8 images, whatever split they had
     assert metrics["run"]["evaluated_run"] == tiny_run.name
+
+
+def test_evaluate_uses_the_runs_own_split_when_the_hash_key_changed(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups are keyed hashes: on a machine with another key the rebuilt split differs, and evaluate must
+    still score the run's own test images (split.json), not a new draw that may hold training images."""
+    import shutil
+
+    from resnet_apps.data.records import hash_id
+    from resnet_apps.train.evaluate_run import evaluate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("evaluate-*", ".train.lock"))
+    split = json.loads((run / "split.json").read_text())
+    # stand-in for "another key drew another split": the run's test split is what the recipe now calls val
+    split["records"]["test"] = split["records"]["val"]
+    (run / "split.json").write_text(json.dumps(split))
+    monkeypatch.setenv("RESNET_APPS_HASH_KEY", "the-other-machine-key-0123456789")
+    lines: list[str] = []
+    out = evaluate_run(run, split="test", log=lines.append)
+    ids = json.loads((out / "metrics.json").read_text())["evaluation"]["samples"]["ids"]
+    assert sorted(ids) == sorted(hash_id(r["path"]) for r in split["records"]["val"])
+    assert any("another identifier hash key" in line for line in lines)

@@ -166,7 +166,8 @@ def test_real_scenes_keep_crs_transform_and_nodata(
     shared_data: Path, tmp_path: Path, name: str, bands: int
 ) -> None:
     """A tiny random FPN resnet18 checkpoint over the real scenes: same CRS/transform, nodata stays nodata."""
-    heads = pytest.importorskip("resnet_apps.models.heads", reason="heads.py (build_model) not built yet")
+    from resnet_apps.models import heads
+
     scene = shared_data / "geotiff_scenes" / name
     torch.manual_seed(0)
     model = heads.build_model("segmentation", "resnet18", in_chans=bands, num_classes=3, fpn_channels=16)

@@ -31,6 +31,7 @@ def _loop_position(state: Path) -> dict | None:
         return None
 
 
+@pytest.mark.subprocess
 def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     # 48 images: 24 train, batch 4 -> 6 steps per epoch; a resume state after every step, so the
     # mid-epoch window the poller below must hit spans several steps even on a fast, idle machine

@@ -190,6 +190,7 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "metrics.json" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_cli_in_a_subprocess_keeps_the_layer_rules(runs: dict[str, Path], tmp_path: Path) -> None:
     # `resnet-apps report` end to end in a fresh interpreter: no torch, and matplotlib only once plotting
     code = (

@@ -1,7 +1,7 @@
 """Realistic run directories for the report tests, built with our own metric functions on synthetic data.
 
-Imported by the other test_report*.py files (pytest puts tests/ on sys.path); the tests at the bottom check
-that each fixture is a valid metrics document, so a broken builder fails here first.
+Imported by the other tests in tests/report/ (pytest puts a test file's folder on sys.path); the tests at
+the bottom check that each fixture is a valid metrics document, so a broken builder fails here first.
 """
 
 from __future__ import annotations

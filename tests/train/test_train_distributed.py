@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from train_fixtures import make_geotiff_folder, write_recipe  # noqa: I001
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+@pytest.mark.torchrun
+@pytest.mark.subprocess
 def test_ddp_two_processes_match_a_single_process_run(tmp_path: Path) -> None:
     # per-rank batch 2 x 2 ranks = the single run's batch 4, so both take 3 steps per epoch over 12 images
     data = make_geotiff_folder(tmp_path / "data")

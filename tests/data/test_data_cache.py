@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from dicom_fixtures import make_dicom
 
 import resnet_apps.io
 from resnet_apps.data import ArrayCache, Preprocessing, Record, RecordDataset, default_cache_dir
-
-sys.path.insert(0, str(Path(__file__).parent))
-from dicom_fixtures import make_dicom  # noqa: E402
 
 
 @pytest.fixture()

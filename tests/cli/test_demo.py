@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-DEMO = Path(__file__).resolve().parents[1] / "resnet_apps" / "demo_data"
+DEMO = Path(__file__).resolve().parents[2] / "resnet_apps" / "demo_data"
 
 
 def test_embedded_sample_is_byte_identical_to_its_listing() -> None:
@@ -53,11 +53,12 @@ def test_demo_recipe_is_the_packaged_one_and_checks_without_torch() -> None:
     recipe = load_recipe(demo_recipe_path())
     assert recipe.model.on_missing_weights == "scratch" and recipe.model.backbone == "resnet18"
     assert Path(recipe.data.root) == DEMO / "eurosat_ms_sample"
-    repo_copy = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"
+    repo_copy = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
     assert repo_copy.resolve() == demo_recipe_path()
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_demo_command_ends_with_the_report_path(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "resnet_apps", "demo", "--runs-root", str(tmp_path)],

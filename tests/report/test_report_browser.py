@@ -23,9 +23,10 @@ from test_report_fixtures import binary_run, multiclass_run
 from resnet_apps.report import render_report
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-pytestmark = pytest.mark.skipif(
-    BROWSER is None, reason="headless Chromium not installed (apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(BROWSER is None, reason="headless Chromium not installed (apt-get install chromium)"),
+]
 
 FLAGS = [
     "--headless",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from dicom_fixtures import make_dicom
 from PIL import Image
 
 from resnet_apps.constants import IGNORE_INDEX
@@ -23,9 +23,6 @@ from resnet_apps.errors import (
     NoPixelDataError,
     NoValidPixelsError,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-from dicom_fixtures import make_dicom  # noqa: E402  (the io engineer's DICOM generator)
 
 DUBAI_SOURCE = {
     "kind": "pairs",
