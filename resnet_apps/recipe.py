@@ -231,6 +231,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "eval.split": ("test", "val"),
 }
 _OPERATING_POINT = re.compile(r"^(youden|(sensitivity|specificity):(0(\.\d+)?|1(\.0+)?)|fixed:\d*\.?\d+)$")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
@@ -436,6 +437,9 @@ def _coerce(value: Any, tp: Any, where: str, origin: str) -> Any:
             _coerce(k, kt, where, origin): _coerce(v, vt, f"{where}.{k}", origin) for k, v in value.items()
         }
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        # YAML 1.1 (PyYAML) reads 1e-5 (no dot) as a string: a float field takes it by its type
         return float(value)
     if tp is int and isinstance(value, str) and re.fullmatch(r"-?\d+", value):
         return int(value)  # dict keys such as mask values arrive as strings from JSON round trips

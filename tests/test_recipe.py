@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -200,6 +201,28 @@ def test_data_source_has_one_definition_and_literal_choices() -> None:
     ):
         with pytest.raises(RecipeError, match=f"{dotted} = '{value}' is not allowed; {hint}"):
             recipe_from_dict(raw, overrides=[f"{dotted}={value}"])
+
+
+@pytest.mark.subprocess
+def test_float_fields_take_exponent_numbers_from_the_command_line(tmp_path: Path) -> None:
+    # PyYAML (YAML 1.1) reads 1e-5 as the string "1e-5": the field's type (float) decides
+    path = _write(tmp_path, BASE + "train: {weight_decay: 5e-4}\n")
+    r = load_recipe(path, ["train.lr=1e-5", "data.scale=1E-4"])
+    assert r.train.lr == 1e-5 and r.data.scale == 1e-4 and r.train.weight_decay == 5e-4
+    with pytest.raises(RecipeError, match="wrong type"):
+        load_recipe(path, ["train.lr=fast"])  # not a number: still refused
+    with pytest.raises(RecipeError, match="wrong type"):
+        load_recipe(path, ["train.epochs=1e-5"])  # an int field does not take a float
+    # the user's view: `resnet-apps check recipe --set train.lr=1e-5`
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet_apps", "check", str(path), "--set", "train.lr=1e-5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode in (0, 1), done.stderr  # 1: the data root of this stub recipe is absent
+    assert "OK" in done.stdout and "expected float" not in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(

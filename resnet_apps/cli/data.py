@@ -7,7 +7,7 @@ import sys
 
 
 def _band(text: str) -> str | int:
-    # "3" means the 0-based band index 3; anything else is a band name
+    # "3" means band number 3 (1-based, as GDAL and inspect count); anything else is a band name
     return int(text) if text.isdigit() else text
 
 
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         type=_band,
         default=None,
-        help="band names (B01 B02 ...) or 0-based indices; default: all bands",
+        help="band names (B01 B02 ...) or 1-based band numbers (as inspect shows: band1 is 1); default: all bands",
     )
     stats.add_argument(
         "--scale", type=float, default=1.0, help="raw -> physical factor, e.g. 0.0001 for EuroSAT"

@@ -3,7 +3,8 @@
 What each INPUT becomes:
 - a folder: every DICOM / PNG / JPEG / TIFF under it (recursively) is one CSV row in ``OUT/predictions.csv``
   (bad files in ``OUT/errors.csv``; rerunning with the same OUT resumes);
-- a GeoTIFF file: a scene, streamed block by block to ``OUT/<name>_class.tif`` (+ ``_prob.tif``) for
+- a GeoTIFF file: a scene, streamed block by block to ``OUT/<stem>_class.tif`` (+ ``_prob.tif``; the stem is
+  the whole name less ``.tif``; the class map carries a colour table and class names for QGIS) for
   segmentation models, and for classification models when it holds more than 2 x 2 chips (a class map at
   the chip stride); a chip-sized GeoTIFF is one CSV row;
 - any other image file (DICOM, PNG, JPEG): one CSV row;
@@ -126,6 +127,21 @@ def _is_scene(path: Path, task: str, image_size: int | None) -> bool:
     return meta.height > 2 * chip or meta.width > 2 * chip
 
 
+def _refuse_clashing_outputs(scenes: list[Path], out: Path) -> None:
+    """Two scenes of one call must not write the same ``OUT/<stem>_class.tif`` (the second would replace it)."""
+    from resnet_apps.predict.scene import scene_stem
+
+    first: dict[str, Path] = {}
+    for scene in scenes:
+        stem = scene_stem(scene)
+        if stem in first:
+            raise SystemExit(
+                f"{scene} and {first[stem]} would both write {out / (stem + '_class.tif')}; fix: rename one, "
+                "or predict them in separate calls with different --out folders"
+            )
+        first[stem] = scene
+
+
 def _predict(args: argparse.Namespace) -> int:
     import torch
 
@@ -153,6 +169,7 @@ def _predict(args: argparse.Namespace) -> int:
     images = [p for p in args.inputs if Path(p) not in scenes]
     if images and task != "classification":
         raise SystemExit(f"{images[0]}: a {task} model predicts GeoTIFF scenes only; pass .tif scenes")
+    _refuse_clashing_outputs(scenes, out)
     with writing(out, "predict --out", space_only=True):
         results = _run_inputs(args, model, meta, scenes, images, out)
     for result in results:

@@ -40,6 +40,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="a data root laid out like the recipe's (evaluates all of it)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--out", help="output folder (default RUN_DIR/evaluate-<split|data>-<timestamp>)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --data: data.* / eval.* for the new collection (e.g. data.source.kind=csv, "
+        "data.source.group_pattern='(p\\d+)'); preprocessing stays the checkpoint's",
+    )
+    p.add_argument(
+        "--map",
+        dest="class_map",
+        action="append",
+        default=[],
+        metavar="THEIR=OURS|FILE",
+        help="with --data: their class name -> the model's (repeatable), or a YAML / two-column CSV file",
+    )
     p.set_defaults(handler=_evaluate)
 
     p = subparsers.add_parser("check", help="validate a recipe (keys, types, card, data root) without torch")
@@ -55,13 +72,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_demo)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from resnet_apps.train.loop import train
+def _offline_first(recipe_path: str, overrides: list[str]) -> None:
+    """Refuse an unobtainable ImageNet request in seconds, before torch, timm and the data are loaded."""
+    from resnet_apps.errors import WeightsUnavailableError
+    from resnet_apps.recipe import load_recipe
+    from resnet_apps.weights.hub import offline_early
 
+    recipe = load_recipe(recipe_path, overrides)
+    if recipe.model.on_missing_weights == "scratch":
+        return  # the run goes on from random weights and says so
+    message = offline_early(recipe.model.backbone, str(recipe.model.weights))
+    if message is not None:
+        raise WeightsUnavailableError(message)
+
+
+def _train(args: argparse.Namespace) -> int:
     if args.recipe is None and args.resume is None:
         raise SystemExit("resnet-apps train: give a RECIPE, or --resume RUN_DIR")
     out, what = _train_output(args)
     check_writable(out, what)  # a read-only or misplaced --out fails now, not after the data is read
+    if args.recipe is not None:  # before torch, timm and the data: seconds, not half a minute
+        _offline_first(args.recipe, args.overrides)
+    from resnet_apps.train.loop import train
+
     with writing(out, what, space_only=True):  # a full disk mid-run: typed, naming the folder
         train(args.recipe, args.overrides, out=args.out, resume=args.resume, runs_root=args.runs_root)
     return 0
@@ -82,7 +115,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = args.out or args.run_dir
     check_writable(out, "evaluate --out")
     with writing(out, "evaluate --out", space_only=True):
-        evaluate_run(args.run_dir, data=args.data, split=args.split, out=args.out)
+        evaluate_run(
+            args.run_dir,
+            data=args.data,
+            split=args.split,
+            out=args.out,
+            overrides=args.overrides,
+            class_map=args.class_map,
+        )
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,9 +17,11 @@ from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.data.masks import MaskDecoder
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.data.records import Record
-from resnet_apps.errors import BandError, DatasetError, MaskMismatchError, NoValidPixelsError
-
-_DICOM_SUFFIXES = (".dcm", ".dicom")
+from resnet_apps.errors import DatasetError, MaskMismatchError, NoValidPixelsError
+from resnet_apps.io.bands import select_bands
+from resnet_apps.io.dicom import DicomMeta
+from resnet_apps.io.image import band_names_of
+from resnet_apps.io.sniff import is_dicom_file
 
 
 def size_hw(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -32,24 +35,17 @@ def size_hw(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
 
 
 def is_dicom_path(path: Path) -> bool:
-    """DICOM by suffix or by the "DICM" magic after the 128-byte preamble."""
-    if path.suffix.lower() in _DICOM_SUFFIXES:
-        return True
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
-    return head[128:132] == b"DICM"
+    """DICOM by content (``io.sniff``: "DICM" at offset 128 wins over a TIFF-looking preamble)."""
+    return is_dicom_file(path)
 
 
 def read_pixels(
     record: Record, root: Path, prep: Preprocessing
-) -> tuple[np.ndarray, np.ndarray | None, bool]:
+) -> tuple[np.ndarray, np.ndarray | None, DicomMeta | None]:
     """Raw pixels of a record through ``resnet_apps.io``.
 
     Returns:
-        (image [C, H, W] native dtype or float32, valid [H, W] bool or None, is_dicom).
+        (image [C, H, W] native dtype or float32, valid [H, W] bool or None, the DICOM meta or None).
     """
     import resnet_apps.io as rio  # looked up at call time, so tests can count read_dicom calls
 
@@ -58,35 +54,59 @@ def read_pixels(
         names = list(record.band_names or ())
         files = [root / p for p in record.band_paths]
         if prep.bands is not None:
-            files = [files[_band_index(b, names, path)] for b in prep.bands]
+            files = [files[i] for i in select_bands(prep.bands, names, str(path))]
         image, geo = rio.read_geotiff(files, max_pixels=prep.max_pixels)
-        return image, geo.valid, False
+        return image, geo.valid, None
     if is_dicom_path(path):
         pixels, dicom = rio.read_dicom(
             path, window=prep.dicom_window, frame=prep.dicom_frame, max_pixels=prep.max_pixels
         )
-        return pixels[None].astype(np.float32, copy=False), dicom.valid, True
+        return pixels[None].astype(np.float32, copy=False), dicom.valid, dicom
     image, meta = rio.read_image(
         path,
         bands=list(prep.bands) if prep.bands is not None else None,
         dicom_frame=prep.dicom_frame,
         max_pixels=prep.max_pixels,
     )
-    return image, meta.valid, getattr(meta, "kind", "") == "dicom"
+    return image, meta.valid, meta if isinstance(meta, DicomMeta) else None
 
 
-def _band_index(band: str | int, names: list[str], where: Path) -> int:
-    if isinstance(band, int) and 0 <= band < len(names):
-        return band
-    if isinstance(band, str) and band in names:
-        return names.index(band)
-    raise BandError(f"{where}: band {band!r} asked but this stack has {names}; fix data.bands")
+def read_band_names(record: Record, root: Path, prep: Preprocessing) -> list[str]:
+    """Names of the bands ``prep`` selects from a record, as the reader names them (``bandN``, ``B04``, ...).
+
+    These names, not the recipe's numbers, go into the checkpoint: ``predict`` selects by them, and a
+    generic ``band3`` means band number 3 there as here (``io.bands.select_bands``).
+    """
+    import resnet_apps.io as rio
+
+    if prep.grayscale:
+        return ["gray"]
+    if record.band_paths:
+        names = list(record.band_names or ())
+        return [names[i] for i in select_bands(prep.bands, names, str(root / record.path))]
+    bands = list(prep.bands) if prep.bands is not None else None
+    _, meta = rio.read_image(
+        root / record.path,
+        bands=bands,
+        window=(0, 0, 1, 1),
+        dicom_window=prep.dicom_window,
+        dicom_frame=prep.dicom_frame,
+        max_pixels=prep.max_pixels,
+    )
+    return list(band_names_of(meta))
 
 
 def load_arrays(
-    record: Record, root: Path, prep: Preprocessing, decoder: MaskDecoder | None
+    record: Record,
+    root: Path,
+    prep: Preprocessing,
+    decoder: MaskDecoder | None,
+    facts: dict[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Decoded, scaled, resized arrays of one record (pre-augmentation, pre-normalisation).
+
+    ``facts``, when given, receives what prediction reports per DICOM file: ``modality``, ``body_part``,
+    ``window`` (center, width) and ``window_source`` (kept out of the arrays so that the cache stays arrays).
 
     Returns:
         ``image`` [C, H, W] float32 (0 where invalid), ``valid`` [H, W] bool and, for pairs,
@@ -97,6 +117,13 @@ def load_arrays(
         MaskMismatchError: mask and image sizes differ.
     """
     raw, read_valid, dicom = read_pixels(record, root, prep)
+    if facts is not None and dicom is not None:
+        facts.update(
+            modality=dicom.modality,
+            body_part=dicom.body_part,
+            window=dicom.window,
+            window_source=dicom.window_source,
+        )
     target = size_hw(prep.image_size)
     if target is not None and target != raw.shape[1:] and not (prep.grayscale and raw.shape[0] == 3):
         # one float32 copy, laid out channels-last as the resize wants it ([C, H, W] is a view of it):
@@ -108,7 +135,7 @@ def load_arrays(
         image = raw.astype(np.float32)
     integer = raw.dtype.kind in "uib"
     del raw  # the native copy is not needed any more
-    if not dicom and prep.scale != 1.0:
+    if dicom is None and prep.scale != 1.0:
         image *= np.float32(prep.scale)
     if prep.grayscale and image.shape[0] == 3:
         image = image.mean(axis=0, keepdims=True)

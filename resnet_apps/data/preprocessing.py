@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from resnet_apps.errors import BandError, CheckpointError
+from resnet_apps.io.bands import band_number, select_bands
 
 # None: the header's window; "percentile" / "voi_lut"; an index into the header's windows; (center, width)
 DicomWindow = str | int | tuple[float, float] | None
@@ -26,7 +27,8 @@ class Preprocessing:
     """What a model expects of its input.
 
     Attributes:
-        bands: band names or 0-based indices to read, in model channel order (None: all the file has).
+        bands: band names or 1-based band numbers to read, in model channel order (``io.bands``; None: all
+            the file has, alpha excepted).
         scale: raw -> physical factor applied to non-DICOM pixels (EuroSAT DN -> reflectance: 1e-4;
             8-bit: 1/255). DICOM is read as display values in [0, 1] by ``read_dicom`` and is not scaled.
         mean, std: per output band, applied after augmentation: ``(x - mean) / std`` (None: not normalised).
@@ -63,6 +65,8 @@ class Preprocessing:
             params.pop(name)
         if params["dicom_frame"] is None:
             params.pop("dicom_frame")  # keys of caches written before the field existed stay valid
+        if any(isinstance(b, int) for b in self.bands or ()):
+            params["band_numbers"] = "1-based"  # integer bands were 0-based before: never reuse such a cache
         return params
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,9 +165,10 @@ class Preprocessing:
     def band_indexes(self, descriptions: Sequence[str | None], path: str | Path) -> list[int]:
         """0-based band indexes of a file, in model channel order.
 
-        Bands are matched by name against the file's band descriptions (indices are taken as they are);
-        a file without names whose band count equals the model's channels is taken in file order
-        (EuroSAT-style GeoTIFFs carry no names).
+        Bands are matched by name against the file's band names (``io.bands.select_bands``: generic names
+        ``band3`` mean band number 3, as training read them; ints are 1-based band numbers); a file without
+        names whose band count equals the model's channels is taken in file order. Alpha bands never reach
+        here: io folds them into the valid mask.
 
         Args:
             descriptions: the file's band descriptions (None where unnamed).
@@ -180,28 +185,21 @@ class Preprocessing:
                     "no band names (preprocessing.bands), so pass a file with exactly that many bands"
                 )
             return list(range(count))
-        if all(isinstance(b, int) for b in self.bands):
-            if all(0 <= int(b) < count for b in self.bands):
-                return [int(b) for b in self.bands]
-            raise BandError(
-                f"{path}: preprocessing.bands {list(self.bands)} asks for band indices beyond the file's "
-                f"{count} bands; give a file with at least {max(int(b) for b in self.bands) + 1} bands"
-            )
-        wanted = [str(b) for b in self.bands]
-        # io names undescribed bands "band1", "band2", ...: those count as unnamed here
-        names = [
-            "" if not d or d.strip() == f"band{i + 1}" else d.strip() for i, d in enumerate(descriptions)
-        ]
-        lower = [n.lower() for n in names]
-        if all(b.lower() in lower for b in wanted):
-            return [lower.index(b.lower()) for b in wanted]
-        if not any(names) and count == len(wanted):
-            return list(range(count))
-        missing = [b for b in wanted if b not in names]
+        # io names undescribed bands "band1", "band2", ...; select_bands reads such a name as its number,
+        # so a model trained on bands 1-3 of undescribed RGBA files picks bands 1-3 of their siblings
+        names = [d or f"band{i + 1}" for i, d in enumerate(descriptions)]
+        try:
+            return select_bands(self.bands, names, str(path))
+        except BandError:
+            pass
+        unnamed = all(band_number(n) == i + 1 for i, n in enumerate(names))
+        if unnamed and count == len(self.bands):
+            return list(range(count))  # e.g. trained on named single-band stacks, given one unnamed file
+        missing = [b for b in self.bands if str(b).lower() not in {n.lower() for n in names}]
         raise BandError(
-            f"{path}: bands {missing} of preprocessing.bands {wanted} are not among the file's "
-            f"{count} bands (descriptions {names}); give a file with these band names, or with exactly "
-            f"{len(wanted)} unnamed bands in that order"
+            f"{path}: bands {missing} of preprocessing.bands {list(self.bands)} are not among the file's "
+            f"{count} bands {names}; give a file with these band names, or with exactly "
+            f"{len(self.bands)} unnamed bands in that order"
         )
 
     def normalise(

@@ -22,8 +22,7 @@ from typing import Any
 from resnet_apps.data.config import SourceConfig, as_source_config
 from resnet_apps.errors import DatasetError
 from resnet_apps.io.identity import keyed_hash
-
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp")
+from resnet_apps.io.sniff import IMAGE_SUFFIXES, is_image_file
 
 # NIH ChestX-ray14 findings (Wang et al. 2017), in the order of the dataset's paper and torchxrayvision.
 NIH_CHESTXRAY14_LABELS: tuple[str, ...] = (
@@ -155,7 +154,7 @@ def _folder_records(root: Path, classes: Sequence[str] | None) -> tuple[list[Rec
 
 def _image_files(folder: Path) -> list[Path]:
     try:
-        files = [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        files = [p for p in folder.rglob("*") if p.is_file() and is_image_file(p)]
     except OSError as error:
         raise DatasetError(f"{folder}: folder cannot be read ({error}); check its permissions") from error
     return sorted(files, key=lambda p: _natural_key(p.as_posix()))

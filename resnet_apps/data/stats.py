@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from resnet_apps.errors import DatasetError
+from resnet_apps.io.sniff import is_image_file
 
 _RESERVOIR = 1_000_000
 _INT_OFFSET = 32768  # int16 values shifted into 0..65535 for the histogram
@@ -107,7 +108,7 @@ def compute_band_stats(
 
     Args:
         paths: image files (any format ``resnet_apps.io.read_image`` reads); streamed one at a time.
-        bands: names or 0-based indices to read (None: all bands of the files).
+        bands: names or 1-based band numbers to read (None: all bands of the files).
         scale: raw -> physical factor (EuroSAT DN -> reflectance: 0.0001).
 
     Returns:
@@ -167,13 +168,11 @@ def compute_band_stats(
 
 def find_images(folder: str | Path, pattern: str | None = None) -> list[Path]:
     """Image files under ``folder`` (recursive), or those matching a glob ``pattern`` relative to it."""
-    from resnet_apps.data.records import IMAGE_SUFFIXES
-
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"{root}: folder not found; give the dataset folder")
     files = (
-        root.glob(pattern) if pattern else (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        root.glob(pattern) if pattern else (p for p in root.rglob("*") if p.is_file() and is_image_file(p))
     )
     found = sorted(p for p in files if p.is_file())
     if not found:

@@ -38,6 +38,7 @@ from resnet_apps.errors import DicomError, MissingCodecError, NoPixelDataError, 
 from resnet_apps.io.budget import check_pixels
 from resnet_apps.io.dicom_voi import WindowArg, apply_voi_choice
 from resnet_apps.io.identity import keyed_hash
+from resnet_apps.io.sniff import sniff_bytes
 
 # A frame of a multi-frame file: a 0-based index or a policy (data.dicom_frame, --frame)
 FrameArg: TypeAlias = int | Literal["first", "middle", "last"] | str | None
@@ -136,23 +137,8 @@ def hash_identifier(value: Any) -> str | None:
 
 
 def is_dicom_bytes(head: bytes) -> bool:
-    """True for a Part 10 file ("DICM" at 128) or an old ACR-NEMA stream starting with group 0008/0002.
-
-    ACR-NEMA files (e.g. CR-MONO1-10-chest) have no preamble: the first element tag is (0008,xxxx) or
-    (0002,xxxx), little endian, followed by either a 4-byte length (implicit VR) or two upper-case
-    VR letters (explicit VR).
-    """
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return True
-    if len(head) < 8:
-        return False
-    group = int.from_bytes(head[0:2], "little")
-    if group not in (0x0008, 0x0002):
-        return False
-    vr = head[4:6]
-    if vr.isalpha() and vr.isupper():
-        return True
-    return int.from_bytes(head[4:8], "little") < 0x10000
+    """True for a Part 10 file ("DICM" at 128, whatever its preamble) or an ACR-NEMA stream (``io.sniff``)."""
+    return sniff_bytes(head) == "dicom"
 
 
 def _read_dataset(path: Path, stop_before_pixels: bool) -> Dataset:

@@ -3,7 +3,10 @@
 ``read_geotiff(path | [paths], bands=None, window=None) -> ([C, H, W] native dtype, GeoMeta)``
 
 - Bands are chosen by name (``"B04"``; names come from the band descriptions, else EuroSAT's order
-  for a 13-band file without descriptions, else ``"band1"``...) or by **0-based** int index.
+  for a 13-band file without descriptions, else ``"band1"``...) or by **1-based** band number, as GDAL
+  and rasterio count (``io.bands.select_bands``).
+- An alpha band (colour interpretation alpha, or a constant 255/65535 last band of an RGBA file) is
+  never returned (asking for it is a BandError): it is folded into ``meta.valid`` (alpha 0 = invalid).
 - A list of single-band files (38-Cloud's ``red``/``green``/``blue``/``nir`` folders) is stacked
   in list order; each band is named by its description or else by its file's stem.
 - The dtype is kept (uint16 reflectance stays uint16): scaling belongs to the data card.
@@ -26,16 +29,19 @@ from typing import TypeAlias
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from resnet_apps.constants import EUROSAT_MS_BANDS
-from resnet_apps.errors import BandError, GeoTiffError
+from resnet_apps.errors import GeoTiffError
+from resnet_apps.io.bands import select_bands
 from resnet_apps.io.budget import check_pixels
 
 # (row_off, col_off, height, width) in pixels, or a rasterio Window
 WindowArg: TypeAlias = None | tuple[int, int, int, int] | Window
 BandArg: TypeAlias = None | Sequence[str | int]
+_ALPHA_SEEN: dict[tuple[str, int, int], list[int]] = {}
 
 
 @dataclass
@@ -61,6 +67,8 @@ class GeoMeta:
     georeferenced: bool = True
     valid: np.ndarray | None = field(default=None, repr=False)
     kind: str = "geotiff"
+    band_numbers: list[int] = field(default_factory=list)  # 1-based file (stack) numbers of the bands read
+    alpha_band: int | None = None  # 1-based number of the alpha band folded into ``valid``
 
 
 def _crs_string(crs: rasterio.crs.CRS | None) -> str | None:
@@ -87,30 +95,34 @@ def file_band_names(src: rasterio.io.DatasetReader, fallback: str | None = None)
     return [d or f"band{i + 1}" for i, d in enumerate(descriptions)]
 
 
-def _resolve_bands(bands: BandArg, names: list[str], where: str) -> list[int]:
-    """0-based indices of the asked bands; BandError naming the file, the bands present and the fix."""
-    if bands is None:
-        return list(range(len(names)))
-    if isinstance(bands, (str, int)):
-        bands = [bands]
-    indices = []
-    lower = [n.lower() for n in names]
-    for band in bands:
-        if isinstance(band, (int, np.integer)) and not isinstance(band, bool):
-            if not 0 <= int(band) < len(names):
-                raise BandError(
-                    f"{where}: band index {band} asked but it has {len(names)} band(s) {names} "
-                    f"(indices are 0-based); fix: ask for 0..{len(names) - 1} or drop the band"
-                )
-            indices.append(int(band))
-        elif isinstance(band, str) and band.lower() in lower:
-            indices.append(lower.index(band.lower()))
-        else:
-            raise BandError(
-                f"{where}: band {band!r} asked but it has {len(names)} band(s) {names}; fix: ask for "
-                "bands it has (by these names or 0-based index) or use files that carry the band"
-            )
-    return indices
+def alpha_planes(src: rasterio.io.DatasetReader) -> list[int]:
+    """0-based alpha bands of an open file: GDAL colour interpretation alpha, else a constant-max last band.
+
+    The second rule catches RGBA files written without the TIFF ExtraSamples tag: the last of 2 or 4
+    undescribed 8/16-bit bands that holds only 255 (65535) on a <= 64 x 64 decimated read (cheap even for
+    a scene: GDAL reads overviews or strides) is an alpha band with every pixel opaque.
+    """
+    interp = list(src.colorinterp)
+    flagged = [i for i, ci in enumerate(interp) if ci == ColorInterp.alpha]
+    if flagged or src.count not in (2, 4) or src.descriptions[-1]:
+        return flagged
+    top = {"uint8": 255, "uint16": 65535}.get(src.dtypes[-1])
+    if top is None:
+        return []
+    try:  # scene prediction reads one window at a time: sample each file once
+        stat = os.stat(src.name)
+        key = (src.name, stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _ALPHA_SEEN:
+        return _ALPHA_SEEN[key]
+    sample = src.read(src.count, out_shape=(min(src.height, 64), min(src.width, 64)))
+    found = [src.count - 1] if int(sample.min()) == top else []
+    if key is not None:
+        if len(_ALPHA_SEEN) > 1024:
+            _ALPHA_SEEN.clear()
+        _ALPHA_SEEN[key] = found
+    return found
 
 
 def as_window(window: WindowArg, width: int, height: int, where: str) -> Window:
@@ -191,7 +203,7 @@ def read_geotiff(
 
     Args:
         path: a file, or a list of files of equal size stacked in order as bands.
-        bands: None (all) or names / 0-based indices, in the order wanted.
+        bands: None (all but alpha) or names / 1-based band numbers, in the order wanted.
         window: (row_off, col_off, height, width) or a rasterio ``Window``; only it is read.
         max_pixels: budget in values (height x width x bands read), checked from the header before
             any read (``io.budget``; None: the default 4.5e8).
@@ -202,7 +214,7 @@ def read_geotiff(
         array [C, H, W] in the file's dtype, and ``GeoMeta`` (``valid`` [H, W] bool).
 
     Raises:
-        BandError: a band asked for that the file(s) do not have.
+        BandError: a band asked for that the file(s) do not have, or an alpha band.
         GeoTiffError: unreadable file, window outside the raster, stacked files that disagree.
         PixelBudgetError: the read would hold more than ``max_pixels`` values.
     """
@@ -226,7 +238,9 @@ def read_geotiff(
         nodatas: list[float | None] = []
         band_dtypes: list[str] = []
         fallbacks = _stack_names(paths)
+        alpha: list[int] = []
         for k, src in enumerate(sources):
+            alpha += [len(planes) + b for b in alpha_planes(src)]
             fallback = fallbacks[k] if len(paths) > 1 else None
             src_nodata, src_dtypes = src.nodatavals, src.dtypes
             for b, name in enumerate(file_band_names(src, fallback)):
@@ -234,7 +248,7 @@ def read_geotiff(
                 names.append(name)
                 nodatas.append(src_nodata[b])
                 band_dtypes.append(src_dtypes[b])
-        chosen = _resolve_bands(bands, names, where)
+        chosen = select_bands(bands, names, where, alpha=alpha)
         dtypes = {band_dtypes[i] for i in chosen}
         if len(dtypes) > 1:
             raise GeoTiffError(
@@ -258,6 +272,10 @@ def read_geotiff(
                 ) from error
             data[slots] = block
         nodata_chosen = [nodatas[i] for i in chosen]
+        valid = _valid_mask(data, nodata_chosen)
+        for plane in alpha:  # alpha 0 = transparent = no data, in training and prediction alike
+            k, b = planes[plane]
+            valid &= sources[k].read(b, window=win) != 0
         georeferenced = first.crs is not None or not first.transform.is_identity
         meta = GeoMeta(
             path=where,
@@ -279,7 +297,9 @@ def read_geotiff(
             height=int(first.height),
             window=(int(win.row_off), int(win.col_off), int(win.height), int(win.width)),
             georeferenced=georeferenced,
-            valid=_valid_mask(data, nodata_chosen),
+            valid=valid,
+            band_numbers=[i + 1 for i in chosen],
+            alpha_band=alpha[0] + 1 if alpha else None,
         )
         return data, meta
     finally:

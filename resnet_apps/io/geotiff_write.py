@@ -11,6 +11,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -51,6 +52,7 @@ class GeoTiffWriter:
         band_names: Sequence[str] | None = None,
         height: int | None = None,
         width: int | None = None,
+        legend: Sequence[str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.height = int(height if height is not None else like.window[2])
@@ -62,6 +64,7 @@ class GeoTiffWriter:
             )
         self.band_names = list(band_names) if band_names is not None else None
         self.like = like
+        self.legend = list(legend) if legend is not None else None
         self._tmp = self.path.with_name(f".{self.path.name}.partial.tif")
         self._dst: rasterio.io.DatasetWriter | None = None
 
@@ -90,6 +93,10 @@ class GeoTiffWriter:
         if self.band_names:
             for i, name in enumerate(self.band_names, start=1):
                 self._dst.set_band_description(i, name)
+        if self.legend is not None:
+            # a colour table (GDAL palette, copied into the COG) and class names as band metadata
+            self._dst.write_colormap(1, class_colormap(len(self.legend), self.nodata))
+            self._dst.update_tags(1, **{f"CLASS_{k}": name for k, name in enumerate(self.legend)})
         return self
 
     def write(self, array: np.ndarray, window: WindowArg = None) -> None:
@@ -130,8 +137,43 @@ class GeoTiffWriter:
                         overviews="AUTO",
                         bigtiff="IF_SAFER",
                     )
+            if exc_type is None and self.legend is not None:
+                write_category_names(self.path, self.legend)
         finally:
             self._tmp.unlink(missing_ok=True)
+
+
+# a qualitative palette (ColorBrewer Set1 then Dark2, then tab20's pastel half): distinct on a map
+PALETTE = (
+    (228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0), (255, 255, 51),
+    (166, 86, 40), (247, 129, 191), (153, 153, 153), (27, 158, 119), (217, 95, 2), (117, 112, 179),
+    (231, 41, 138), (102, 166, 30), (230, 171, 2), (166, 118, 29), (174, 199, 232), (255, 187, 120),
+    (152, 223, 138), (255, 152, 150),
+)  # fmt: skip
+
+
+def class_colormap(num_classes: int, nodata: float | None) -> dict[int, tuple[int, int, int, int]]:
+    """GDAL colour table {value: (r, g, b, a)} for class indices 0..K-1; nodata transparent."""
+    table = {k: (*PALETTE[k % len(PALETTE)], 255) for k in range(num_classes)}
+    if nodata is not None and not np.isnan(nodata):
+        table[int(nodata)] = (0, 0, 0, 0)
+    return table
+
+
+def write_category_names(path: Path, names: Sequence[str]) -> None:
+    """GDAL category names of band 1 in the PAM sidecar ``path.aux.xml`` (GDAL, QGIS and ArcGIS read it).
+
+    rasterio exposes no SetCategoryNames; the sidecar is what GDAL itself writes for a GTiff.
+    """
+    categories = "".join(f"      <Category>{escape(str(n))}</Category>\n" for n in names)
+    text = (
+        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n'
+        f"{categories}    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
+    )
+    sidecar = path.with_name(path.name + ".aux.xml")
+    tmp = sidecar.with_name(f".{sidecar.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, sidecar)
 
 
 def open_geotiff_writer(
@@ -141,13 +183,16 @@ def open_geotiff_writer(
     dtype: str | np.dtype,
     nodata: float | None = None,
     band_names: Sequence[str] | None = None,
+    legend: Sequence[str] | None = None,
 ) -> GeoTiffWriter:
     """Incremental COG writer over the grid of ``like`` (its CRS, transform and window size).
 
     Usage: ``with open_geotiff_writer(out, like=meta, count=1, dtype="uint8", nodata=255) as w:
-    w.write(tile[C, h, w], (row_off, col_off, h, w))``. Unwritten areas hold nodata (or 0).
+    w.write(tile[C, h, w], (row_off, col_off, h, w))``. Unwritten areas hold nodata (or 0). ``legend``
+    (class names, one band of class indices) adds a GDAL colour table, ``CLASS_k`` band tags and GDAL
+    category names (``.aux.xml``), so QGIS shows the classes by name and colour.
     """
-    return GeoTiffWriter(path, like, count, dtype, nodata, band_names)
+    return GeoTiffWriter(path, like, count, dtype, nodata, band_names, legend=legend)
 
 
 def write_geotiff(

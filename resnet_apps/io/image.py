@@ -28,15 +28,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from rasterio.windows import Window
 
-from resnet_apps.errors import BandError, ImageReadError
+from resnet_apps.errors import ImageReadError
+from resnet_apps.io.bands import select_bands
 from resnet_apps.io.budget import check_pixels
-from resnet_apps.io.dicom import DicomMeta, FrameArg, is_dicom_bytes, read_dicom
+from resnet_apps.io.dicom import DicomMeta, FrameArg, read_dicom
 from resnet_apps.io.dicom_voi import WindowArg as DicomWindowArg
 from resnet_apps.io.geotiff import BandArg, GeoMeta, WindowArg, read_geotiff
-
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
+from resnet_apps.io.sniff import sniff_format
 
 
 @dataclass
@@ -52,26 +50,6 @@ class ImageMeta:
     height: int
     valid: np.ndarray | None = field(default=None, repr=False)
     kind: str = "image"
-
-
-def sniff_format(path: str | os.PathLike[str]) -> str:
-    """ "dicom", "tiff", "png", "jpeg" or "unknown", from the first 132 bytes."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-    except OSError as error:
-        raise ImageReadError(
-            f"{path}: cannot be opened ({error}); fix: check the path and permissions"
-        ) from error
-    if head.startswith(_PNG_MAGIC):
-        return "png"
-    if head.startswith(_JPEG_MAGIC):
-        return "jpeg"
-    if head[:4] in _TIFF_MAGIC:
-        return "tiff"
-    if is_dicom_bytes(head):
-        return "dicom"
-    return "unknown"
 
 
 # Pillow's own bomb check (DecompressionBombError past 2 x 89.5 Mpx) is replaced by our budget, which
@@ -152,17 +130,7 @@ def _pil_to_array(image: Image.Image, path: Path) -> tuple[np.ndarray, list[str]
 def _select(arr: np.ndarray, names: list[str], bands: BandArg, where: str) -> tuple[np.ndarray, list[str]]:
     if bands is None:
         return arr, names
-    picked = []
-    for band in [bands] if isinstance(bands, (str, int)) else bands:
-        if isinstance(band, (int, np.integer)) and 0 <= int(band) < len(names):
-            picked.append(int(band))
-        elif isinstance(band, str) and band.lower() in names:
-            picked.append(names.index(band.lower()))
-        else:
-            raise BandError(
-                f"{where}: band {band!r} asked but it has {len(names)} band(s) {names}; "
-                "fix: ask for these names or 0-based indices"
-            )
+    picked = select_bands(bands, names, where)
     return arr[picked], [names[i] for i in picked]
 
 
@@ -193,8 +161,8 @@ def read_image(
 
     Args:
         path: the file; its format is taken from its magic bytes.
-        bands: names or 0-based indices (GeoTIFF band names, or "red"/"green"/"blue"/"gray"); checked
-            against the header before any decode, so a wrong band costs no decode.
+        bands: names or 1-based band numbers (GeoTIFF band names, or "red"/"green"/"blue"/"gray");
+            checked against the header before any decode, so a wrong band costs no decode.
         window: (row_off, col_off, height, width); for TIFF only the window is read from disk.
         dicom_window: ``window=`` of ``read_dicom`` (None, index, "percentile", (center, width)).
         dicom_frame: ``frame=`` of ``read_dicom`` (an index, or "first" / "middle" / "last").

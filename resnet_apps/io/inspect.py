@@ -20,6 +20,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
 from resnet_apps.errors import ResnetAppsError
+from resnet_apps.io.bands import constant_bands
 from resnet_apps.io.dicom import DicomMeta, FrameArg, read_dicom, read_dicom_header
 from resnet_apps.io.geotiff import GeoMeta, read_geotiff
 from resnet_apps.io.image import ImageMeta, read_image, sniff_format
@@ -101,6 +102,10 @@ def inspect_file(
     if valid is not None:
         info["invalid_share"] = float(1.0 - valid.mean())
     info["percentiles"] = _percentiles(arr, valid)
+    names = info.get("band_names") or ["gray"] * arr.shape[0]
+    flat = constant_bands(arr, names, valid)
+    if flat and arr.shape[0] > 1:  # one grey band may well be flat (a blank film); among bands it is a hint
+        info["constant_bands"] = flat
     return info
 
 
@@ -183,6 +188,8 @@ def _geo_facts(meta: GeoMeta) -> dict[str, Any]:
         "transform": meta.transform,
         "nodata": meta.nodata,
         "band_names": meta.band_names,
+        "band_numbers": meta.band_numbers,
+        "alpha_band": meta.alpha_band,
         "width": meta.width,
         "height": meta.height,
         "georeferenced": meta.georeferenced,
@@ -215,6 +222,9 @@ def format_summary(info: dict[str, Any]) -> str:
         "shape",
         "dtype",
         "band_names",
+        "band_numbers",
+        "alpha_band",
+        "constant_bands",
         "photometric",
         "modality",
         "view_position",

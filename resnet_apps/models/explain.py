@@ -153,8 +153,10 @@ def save_gradcam_gallery(
         rgb: channels shown as RGB (default: the first three).
 
     Returns:
-        ``[{"image": "gallery/0001.png", "true": "PNEUMONIA", "pred": "NORMAL", "prob": 0.31, "correct": False}]``;
-        ``prob`` is the positive-class probability for binary models, else that of the predicted class.
+        ``[{"image": "gallery/0001.png", "true": "PNEUMONIA", "pred": "NORMAL", "prob": 0.31,
+        "score_of": "PNEUMONIA", "correct": False}]``; ``prob`` is the probability of ``score_of``: the positive
+        class for binary models, else the predicted class. Wrong and right cases alternate, each round-robin
+        over the true classes.
     """
     out_dir = Path(out_dir)
     num_outputs = 1 if len(classes) == 2 and _num_outputs(model) == 1 else len(classes)
@@ -175,16 +177,19 @@ def save_gradcam_gallery(
         pred_index = decision.label_indices(prob)[0]
         pred, true = decision.labels(prob)[0], _true_label(sample["label"], classes)
         p = decision.positive_probability(prob)[0] if decision.binary else prob[0, pred_index]
+        # say whose probability the score is: p(PNEUMONIA) 0.89 beside "predicted NORMAL" is not a contradiction
+        score_of = decision.classes[decision.positive_index] if decision.binary else pred
         candidates.append(
             (
                 sample,
                 pred_index,
-                {"true": true, "pred": pred, "prob": round(float(p), 4), "correct": pred == true},
+                {"true": true, "pred": pred, "prob": round(float(p), 4), "score_of": score_of,
+                 "correct": pred == true},
             )
-        )
-    wrong = [c for c in candidates if not c[2]["correct"]]
-    right = [c for c in candidates if c[2]["correct"]]
-    chosen: list[tuple[Mapping[str, Any], int, dict[str, Any]]] = []
+        )  # fmt: skip
+    wrong = _by_true_class([c for c in candidates if not c[2]["correct"]])
+    right = _by_true_class([c for c in candidates if c[2]["correct"]])
+    chosen: list[Any] = []
     while len(chosen) < n and (wrong or right):
         for group in (wrong, right):
             if group and len(chosen) < n:
@@ -196,6 +201,19 @@ def save_gradcam_gallery(
         save_overlay(sample["image"], heat, out_dir / name, rgb=rgb)
         entries.append({"image": f"{out_dir.name}/{name}", **entry})
     return entries
+
+
+def _by_true_class(items: list[Any]) -> list[Any]:
+    """Round-robin over true classes, so a gallery of 8 shows positive cases too, not 8 of the first class."""
+    queues: dict[str, list[Any]] = {}
+    for item in items:
+        queues.setdefault(str(item[2]["true"]), []).append(item)
+    out: list[Any] = []
+    while any(queues.values()):
+        for queue in queues.values():
+            if queue:
+                out.append(queue.pop(0))
+    return out
 
 
 def _num_outputs(model: nn.Module) -> int:

@@ -3,8 +3,10 @@
 Pixels are read exactly as in training (``data.loading.load_arrays``: the DICOM chain, scale, grey,
 resize) and standardised with the checkpoint's statistics. One CSV row per image:
 ``image_id`` (salted hash of the relative path), ``path`` (relative to the input folder),
-``p_<class>`` ..., ``pred`` (at the checkpoint's operating threshold). No DICOM header value is ever
-written: the only identifiers are the hash and the path the user gave.
+``p_<class>`` ..., ``pred`` (at the checkpoint's operating threshold), ``threshold`` (that threshold, or
+``argmax``), ``dicom_window`` (center/width and its source, DICOM only) and ``warning`` (a DICOM whose
+Modality or BodyPartExamined is outside ``meta["data_seen"]``, what the model was trained on). No
+identifying DICOM value is ever written: the only identifiers are the hash and the path the user gave.
 
 Resume: ``predictions.csv`` and ``errors.csv`` are appended batch by batch (flushed); a rerun reads the
 ids already in either file and skips them, so an interrupted run continues where it stopped.
@@ -25,32 +27,43 @@ from torch import nn
 
 from resnet_apps.data.loading import load_arrays
 from resnet_apps.data.records import Record, hash_id
+from resnet_apps.data.seen import outside_seen
 from resnet_apps.errors import BandError, ImageReadError, RunDirError
+from resnet_apps.io.sniff import is_image_file
 from resnet_apps.io.tables import safe_row
 from resnet_apps.models.decision import Decision, format_probabilities
 from resnet_apps.models.meta import CheckpointMeta
 
-IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 PREDICTIONS_CSV = "predictions.csv"
 ERRORS_CSV = "errors.csv"
 ERROR_COLUMNS = ["image_id", "path", "reason"]
+# after pred: the decision rule, the DICOM window (center/width and source), a DICOM outside what training saw
+EXTRA_COLUMNS = ["threshold", "dicom_window", "warning"]
+
+
+def threshold_text(meta: CheckpointMeta | Mapping[str, Any]) -> str:
+    """The rule behind ``pred``: the operating threshold on the positive (or each, "|"-joined) probability,
+    or argmax."""
+    checked = CheckpointMeta.coerce(meta)
+    threshold = checked.operating_threshold
+    if isinstance(threshold, tuple):
+        return "|".join(f"{t:.4g}" for t in threshold)
+    if threshold is not None:
+        return f"{threshold:.4g}"
+    return "0.5" if checked.model.multilabel or len(checked.classes) == 2 else "argmax"
+
+
+def window_text(facts: Mapping[str, Any]) -> str:
+    """``"1600/3200 (header[0])"``: the DICOM window (center/width) used and where it came from; "" otherwise."""
+    window, source = facts.get("window"), facts.get("window_source")
+    if window is None:
+        return source or ""
+    return f"{float(window[0]):.6g}/{float(window[1]):.6g} ({source})"
 
 
 def image_id(relative: str) -> str:
     """Stable salted hash of a relative path (16 hex); the resume key and the CSV's id."""
     return hash_id("image:" + relative)
-
-
-def _is_image(path: Path) -> bool:
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return True
-    if path.suffix:
-        return False
-    try:  # PACS exports often have no suffix: DICOM by its magic
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False
 
 
 def list_images(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
@@ -63,7 +76,7 @@ def list_images(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
     for item in map(Path, inputs):
         if item.is_dir():
             prefix = f"{item.name}/" if len(inputs) > 1 else ""
-            files = sorted(p for p in item.rglob("*") if p.is_file() and _is_image(p))
+            files = sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
             found += [(p, prefix + p.relative_to(item).as_posix()) for p in files]
         elif item.is_file():
             found.append((item, item.name))
@@ -136,14 +149,15 @@ class ImageLoader:
         # bands such as ["gray"] recorded for DICOM do not exist in PNG/JPEG: those are read whole, then matched
         self.all_bands = dataclasses.replace(self.pre, bands=None)
 
-    def __call__(self, path: Path) -> torch.Tensor:
+    def __call__(self, path: Path, facts: dict[str, Any] | None = None) -> torch.Tensor:
+        """[C, S, S] float32; ``facts`` receives a DICOM's modality, body part and window (see load_arrays)."""
         try:
-            arrays = load_arrays(Record(path=path.name), path.parent, self.pre, None)
+            arrays = load_arrays(Record(path=path.name), path.parent, self.pre, None, facts)
         except BandError:
             if self.pre.bands is None:
                 raise
             # io checks bands against the header before decoding, so this costs one decode, not two
-            arrays = load_arrays(Record(path=path.name), path.parent, self.all_bands, None)
+            arrays = load_arrays(Record(path=path.name), path.parent, self.all_bands, None, facts)
         image = self.pre.match_channels(arrays["image"], path).astype(np.float32, copy=True)
         return torch.from_numpy(self.pre.standardise(image, arrays["valid"]))
 
@@ -182,7 +196,7 @@ def predict_folder(
         max_pixels: pixel budget per file (``--max-pixels``); a larger file goes to ``errors.csv``.
 
     Returns:
-        ``{"predicted", "errors", "skipped_done", "seconds", "files_per_s", "csv", "errors_csv"}``.
+        ``{"predicted", "errors", "flagged", "skipped_done", "seconds", "files_per_s", "csv", "errors_csv"}``.
     """
     from tqdm.auto import tqdm
 
@@ -191,14 +205,16 @@ def predict_folder(
     checked = CheckpointMeta.coerce(meta)
     decision = Decision.from_meta(checked)
     loader = ImageLoader(checked, frame=frame, max_pixels=max_pixels)
-    columns = ["image_id", "path"] + [f"p_{c}" for c in decision.columns()] + ["pred"]
+    columns = ["image_id", "path"] + [f"p_{c}" for c in decision.columns()] + ["pred", *EXTRA_COLUMNS]
+    threshold = threshold_text(checked)
+    seen = checked.get("data_seen")  # optional: checkpoints before issue 12 lack it
     csv_path, err_path = out_dir / PREDICTIONS_CSV, out_dir / ERRORS_CSV
     done = _done_ids(csv_path) | _done_ids(err_path)
     todo = [(p, rel) for p, rel in list_images(inputs) if image_id(rel) not in done]
     skipped = len(done)
     device = torch.device(device)
     model = model.to(device).eval()
-    counts = {"predicted": 0, "errors": 0}
+    counts = {"predicted": 0, "errors": 0, "flagged": 0}
     start = time.perf_counter()
     handle, writer = _open_csv(csv_path, columns)
     err_handle, err_writer = _open_csv(err_path, ERROR_COLUMNS)
@@ -207,11 +223,14 @@ def predict_folder(
             total=len(todo), unit="file", desc="predict", disable=not progress, dynamic_ncols=True
         ) as bar:
             for batch in _batches(todo, batch_size):
-                images, kept = [], []
+                images, kept, notes = [], [], []
                 for path, rel in batch:
+                    facts: dict[str, Any] = {}
                     try:
-                        images.append(loader(path))
+                        images.append(loader(path, facts))
                         kept.append(rel)
+                        notes.append([window_text(facts), outside_seen(facts, seen)])
+                        counts["flagged"] += bool(notes[-1][1])
                     except Exception as error:  # noqa: BLE001 - any unreadable file is recorded, the rest goes on
                         err_writer.writerow([image_id(rel), rel, f"{type(error).__name__}: {error}"])
                         counts["errors"] += 1
@@ -221,7 +240,8 @@ def predict_folder(
                         prob = decision.probabilities(model(x)).cpu()
                     labels = decision.labels(prob)
                     for k, (rel, label) in enumerate(zip(kept, labels, strict=True)):
-                        writer.writerow([image_id(rel), rel, *format_probabilities(prob[k].tolist()), label])
+                        probs = format_probabilities(prob[k].tolist())
+                        writer.writerow([image_id(rel), rel, *probs, label, threshold, *notes[k]])
                     if gradcam:
                         _write_gradcams(model, decision, x, prob, kept, out_dir / "gradcam")
                     counts["predicted"] += len(kept)

@@ -27,7 +27,8 @@ class SceneReader:
         self.path = Path(path)
         self.pre = pre
         _, probe = read_geotiff(self.path, window=(0, 0, 1, 1))  # header facts without reading the scene
-        self.indexes = pre.band_indexes(probe.band_names, self.path)
+        # 1-based file band numbers (alpha bands are not among probe.band_names: io folds them into valid)
+        self.indexes = [probe.band_numbers[i] for i in pre.band_indexes(probe.band_names, self.path)]
         self.height, self.width = probe.height, probe.width
         self.meta: GeoMeta = dataclasses.replace(probe, window=(0, 0, probe.height, probe.width), valid=None)
 

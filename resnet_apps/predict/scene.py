@@ -195,7 +195,7 @@ def predict_scene(
             raise ValueError(f"{src}: meta['task'] is {task!r}; expected 'segmentation' or 'classification'")
         shape = (reader.height, reader.width)
     seconds = time.perf_counter() - start
-    stem = src.name.split(".")[0]
+    stem = scene_stem(src)
     return {
         "class_path": out_dir / f"{stem}_class.tif",
         "prob_path": out_dir / f"{stem}_prob.tif" if probabilities else None,
@@ -213,10 +213,18 @@ def _open_writers(
     reader: SceneReader, out_dir: Path, scale: int, probabilities: str | None, decision: Decision
 ) -> tuple[GeoTiffWriter, GeoTiffWriter | None]:
     """Class (and probability) COG writers on the scene's grid, or one ``scale`` times coarser."""
-    stem = reader.path.name.split(".")[0]
+    stem = scene_stem(reader.path)
     like = reader.output_like(scale)
     dtype, nodata = class_dtype(len(decision.classes))
-    cls = open_geotiff_writer(out_dir / f"{stem}_class.tif", like=like, count=1, dtype=dtype, nodata=nodata)
+    cls = open_geotiff_writer(
+        out_dir / f"{stem}_class.tif",
+        like=like,
+        count=1,
+        dtype=dtype,
+        nodata=nodata,
+        band_names=["class"],
+        legend=list(decision.classes),
+    )
     prob = None
     if probabilities:
         names = decision.columns()
@@ -229,6 +237,14 @@ def _open_writers(
             band_names=names,
         )
     return cls, prob
+
+
+def scene_stem(path: str | Path) -> str:
+    """Output name stem of a scene: its name without the last suffix (``scene.v1.tif`` -> ``scene.v1``).
+
+    The whole stem, so that ``scene.v1.tif`` and ``scene.v2.tif`` never write the same ``_class.tif``.
+    """
+    return Path(path).stem
 
 
 def _encode_probabilities(prob: np.ndarray, fmt: str, valid: np.ndarray) -> np.ndarray:

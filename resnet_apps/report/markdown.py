@@ -5,7 +5,14 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from resnet_apps.report.sections import anchor_row, describe_bootstrap
+from resnet_apps.report.sections import (
+    anchor_row,
+    describe_bootstrap,
+    few_units,
+    has_anchor,
+    run_facts,
+    weights_warning,
+)
 
 
 def _f(value: Any) -> str:
@@ -31,18 +38,24 @@ def report_markdown(doc: dict[str, Any]) -> str:
         + (f" from {ev['n_groups']} groups" if ev.get("n_groups") else "")
         + ".",
         describe_bootstrap(ev),
+        *[f"\n{md_text(note)}" for note in ev.get("notes") or []],
+        "",
+        f"Run: {md_text('; '.join(run_facts(doc)))}.",
+        *([f"\n**{md_text(weights_warning(doc))}**"] if weights_warning(doc) else []),
         "",
         "| Metric | Ours | 95 % CI | Published anchor |",
         "|---|---:|---:|---:|",
     ]
     target = anchor_row(ev, anchor)
+    few = few_units(ev)
     for r in ev["headline"]:
         ref = _f(anchor.get("value")) if r["name"] == target else "–"
+        warn = f" ⚠ {few}" if few and r.get("ci_low") is not None else ""
         lines.append(
             f"| {md_text(r.get('label', r['name']))} | {_f(r['value'])} | {_f(r['ci_low'])} – "
-            f"{_f(r['ci_high'])} | {ref} |"
+            f"{_f(r['ci_high'])}{warn} | {ref} |"
         )
-    if anchor:
+    if has_anchor(anchor):
         lines += [
             "",
             f"Anchor: {md_text(anchor.get('metric'))} = {_f(anchor.get('value'))} ({md_text(anchor.get('source'))}); "

@@ -18,6 +18,11 @@ def report_html(doc: dict[str, Any], run_dir: Path) -> str:
         ("headline", "Headline results", sections.headline(doc)),
         ("data-card", "Data card", sections.data_card(doc)),
         ("split", "Split, leakage check and class counts", sections.split(doc)),
+        *(
+            [("remote-sensing", "Remote sensing: grid, bands, area, legend", sections.remote_sensing(doc))]
+            if doc.get("geo")
+            else []
+        ),
         ("training", "Training curves", sections.training(doc)),
         ("confusion", "Confusion matrix", results.confusion(ev)),
     ]

@@ -240,14 +240,19 @@ def gradcam(doc: dict[str, Any], run_dir: Path) -> str:
 
     def caption(item: dict[str, Any]) -> str:
         verdict = "right" if item.get("correct") else "wrong"
-        prob = f", score {item['prob']:.2f}" if isinstance(item.get("prob"), (int, float)) else ""
+        prob = ""
+        if isinstance(item.get("prob"), (int, float)):
+            whose = item.get("score_of")
+            prob = f", p({whose}) {item['prob']:.2f}" if whose else f", score {item['prob']:.2f}"
         return f"{verdict}: true {item.get('true', '?')}, predicted {item.get('pred', '?')}{prob}"
 
     right = [i for i in items if i.get("correct")]
     wrong = [i for i in items if not i.get("correct")]
     out = (
         '<p class="note">Grad-CAM heat maps (MONAI GradCAM on the last ResNet stage): red areas raised the '
-        "score of the predicted class. They show where the model looked, not why it is right.</p>"
+        "score of the predicted class. They show where the model looked, not why it is right. "
+        "p(CLASS) is the model's probability of that class (binary: of the positive class, whatever was "
+        "predicted at the operating threshold).</p>"
     )
     if right:
         out += "<h3>Right</h3>" + _gallery(run_dir, right, caption)

@@ -64,13 +64,64 @@ def anchor_row(ev: dict[str, Any], anchor: dict[str, Any]) -> str | None:
     return None
 
 
-def _ci_cell(row: dict[str, Any]) -> str:
-    """'low – high', or why there is no interval."""
+FEW_UNITS = 20  # a percentile bootstrap over fewer units than this gives intervals that mean little
+
+
+def few_units(ev: dict[str, Any]) -> str | None:
+    """'only 12 groups' when the bootstrap resampled fewer than FEW_UNITS units, else None."""
+    boot = ev.get("bootstrap") or {}
+    n = boot.get("n_units")
+    if not boot.get("n_boot") or not isinstance(n, int) or n >= FEW_UNITS:
+        return None
+    return f"only {n} {'groups' if boot.get('unit') == 'group' else 'images'}"
+
+
+def _ci_cell(row: dict[str, Any], few: str | None = None) -> str:
+    """'low – high' (with a warning when resampled from few units), or why there is no interval."""
     if row.get("ci_low") is not None and row.get("ci_high") is not None:
-        return f"{fmt(row['ci_low'])} – {fmt(row['ci_high'])}"
+        warn = f" ⚠ {few}" if few else ""
+        return f"{fmt(row['ci_low'])} – {fmt(row['ci_high'])}{esc(warn)}"
     if row.get("n_skipped") and not row.get("n_valid"):
         return "undefined in every resample"
     return "–"
+
+
+def has_anchor(anchor: dict[str, Any]) -> bool:
+    """A recipe's anchor block counts only with a value (an empty block has metric/value/source None)."""
+    return anchor.get("value") is not None
+
+
+def run_facts(doc: dict[str, Any]) -> list[str]:
+    """What was run, for the top of the report: backbone, image size, weights, epochs, every --set override."""
+    run, repro = doc.get("run") or {}, doc.get("reproducibility") or {}
+    facts = []
+    if run.get("backbone"):
+        facts.append(f"backbone {run['backbone']}")
+    if run.get("image_size"):
+        facts.append(f"image size {run['image_size']} px")
+    used, source = repro.get("imagenet_weights_used"), repro.get("weights_source")
+    if used is True:
+        facts.append(f"weights: ImageNet ({source})")
+    elif used is False:
+        facts.append(f"weights: {'random init' if source in (None, '', 'none', 'scratch') else source}")
+    if run.get("epochs_run") is not None:
+        best = f", best epoch {run['best_epoch']}" if run.get("best_epoch") is not None else ""
+        facts.append(f"{run['epochs_run']} epoch(s) run{best}")
+    overrides = run.get("overrides") or []
+    facts.append("overrides: " + (" ".join(f"--set {o}" for o in overrides) if overrides else "none"))
+    return facts
+
+
+def weights_warning(doc: dict[str, Any]) -> str | None:
+    """The sentence that must sit beside the headline numbers when ImageNet weights were not used."""
+    repro = doc.get("reproducibility") or {}
+    if repro.get("imagenet_weights_used") is not False:
+        return None
+    return (
+        "ImageNet weights were NOT used: the backbone started from "
+        f"{repro.get('weights_source') or 'none'}; these numbers are not comparable with ImageNet-pretrained "
+        "anchors."
+    )
 
 
 def headline(doc: dict[str, Any]) -> str:
@@ -79,18 +130,22 @@ def headline(doc: dict[str, Any]) -> str:
     target = anchor_row(ev, anchor)
     val = {r["name"]: r for r in (doc.get("validation") or {}).get("headline", [])}
     groups = f" from {ev['n_groups']:,} groups" if ev.get("n_groups") else ""
+    warning = weights_warning(doc)
     intro = (
-        f"<p>Split <strong>{esc(ev.get('split', 'test'))}</strong>: {ev.get('n_samples', 0):,} images"
+        f'<p class="note">Run: {esc("; ".join(run_facts(doc)))}.</p>'
+        + (f'<p class="bad box">{esc(warning)}</p>' if warning else "")
+        + f"<p>Split <strong>{esc(ev.get('split', 'test'))}</strong>: {ev.get('n_samples', 0):,} images"
         f"{esc(groups)}. {esc(describe_bootstrap(ev))}</p>"
-    )
+    ) + "".join(f'<p class="note">{esc(note)}</p>' for note in ev.get("notes") or [])
     rows = []
+    few = few_units(ev)
     for r in ev["headline"]:
         anchor_cell = fmt(anchor["value"]) if r["name"] == target and anchor.get("value") is not None else "–"
         lower = r["name"] in LOWER_IS_BETTER and "lower" not in r.get("label", "")
         row = [
             esc(r.get("label", r["name"])) + (" (lower is better)" if lower else ""),
             f"<strong>{fmt(r['value'])}</strong>",
-            _ci_cell(r),
+            _ci_cell(r, few),
             anchor_cell,
         ]
         if val:
@@ -98,7 +153,7 @@ def headline(doc: dict[str, Any]) -> str:
         rows.append(row)
     headers = ["Metric", "Ours (test)", "95 % CI", "Published anchor"] + (["Validation"] if val else [])
     out = intro + table(headers, rows, numeric=set(range(1, len(headers))), raw=True)
-    if anchor:
+    if has_anchor(anchor):
         label = next((r.get("label", r["name"]) for r in ev["headline"] if r["name"] == target), None)
         out += (
             f'<p class="note">Anchor: {esc(label or anchor.get("metric"))} = {fmt(anchor.get("value"))} from '
@@ -145,7 +200,12 @@ def split(doc: dict[str, Any]) -> str:
         + ".</p>"
     )
     leak = s.get("leakage") or {}
-    if leak.get("ok") is True:
+    if leak.get("ok") is True and not any((s.get("groups") or {}).values()):
+        out += (
+            '<p class="warn box">No groups: this split has no patient / tile ids, so no leakage check was '
+            "possible; images of one patient or scene may sit in different splits.</p>"
+        )
+    elif leak.get("ok") is True:
         out += (
             '<p class="ok box">Leakage check passed: no patient / tile group appears in more than one '
             "split.</p>"
@@ -248,3 +308,67 @@ def reproducibility(doc: dict[str, Any]) -> str:
     ]
     rows += [[f"version: {name}", version] for name, version in sorted((r.get("versions") or {}).items())]
     return out + table(["Item", "Value"], rows)
+
+
+def remote_sensing(doc: dict[str, Any]) -> str:
+    """CRS, ground resolution, area, bands with wavelengths, normalisation, the split's spatial check, legend."""
+    geo = doc.get("geo") or {}
+    norm = doc.get("normalisation") or {}
+    card_bands = ((doc.get("data_card") or {}).get("front_matter") or {}).get("bands") or []
+    wavelength = {
+        str(b.get("name")): b.get("wavelength_nm")
+        for b in card_bands
+        if isinstance(b, dict) and b.get("name")
+    }
+    units = geo.get("units") or "CRS units"
+    res = ", ".join(f"{x:g} x {y:g} {units}" for x, y in geo.get("resolution") or [])
+    area = geo.get("area_km2")
+    s = doc.get("split") or {}
+    spatial = s.get("method") in ("spatial", "group") and bool(s.get("groups"))
+    leak = (s.get("leakage") or {}).get("ok")
+    rows = [
+        ["CRS", ", ".join(geo.get("crs") or []) or "none (not georeferenced)"],
+        ["Ground resolution", res or "–"],
+        [
+            "Area evaluated",
+            f"{area:,.2f} km² over {geo.get('files', 0):,} files" if area is not None else "–",
+        ],
+        [
+            "Spatial split check",
+            (
+                f"{s.get('method')} split by tile / scene groups: leakage check {'passed' if leak else 'FAILED'}"
+            )
+            if spatial
+            else f"{s.get('method') or '?'} split without spatial groups: neighbouring chips may sit in "
+            "different splits, so scores can be optimistic",
+        ],
+    ]
+    out = table(["Fact", "Value"], rows)
+    bands = norm.get("bands") or []
+    if bands:
+        mean, std = norm.get("mean") or [], norm.get("std") or []
+        brows = [
+            [
+                b,
+                wavelength.get(str(b), "–"),
+                fmt(mean[i]) if i < len(mean) else "–",
+                fmt(std[i]) if i < len(std) else "–",
+            ]
+            for i, b in enumerate(bands)
+        ]
+        out += f"<h3>Bands and normalisation ({esc(norm.get('source', '?'))})</h3>" + table(
+            ["Band", "Wavelength (nm)", "Mean", "Std"], brows, numeric={1, 2, 3}
+        )
+    legend = geo.get("legend") or []
+    if legend:
+        box = "display:inline-block;width:1em;height:1em;background:rgb({})"
+        swatches = "".join(
+            f'<li><span style="{box.format(",".join(str(int(v)) for v in e["rgb"]))}"></span> '
+            f"{esc(e['class'])}</li>"
+            for e in legend
+        )
+        out += (
+            '<h3>Class map legend</h3><p class="note">The colours <code>resnet-apps predict</code> writes into '
+            f"class maps (GDAL colour table; QGIS shows them with these names).</p><ul>{swatches}</ul>"
+        )
+    return out

@@ -11,6 +11,7 @@ deterministic resume test relies on.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,11 @@ import torch.nn.functional as F
 
 from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.data.dataset import RecordDataset
+from resnet_apps.data.loading import read_band_names
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.data.records import Record, build_records
-from resnet_apps.errors import DatasetError
+from resnet_apps.errors import DatasetError, ResnetAppsError
+from resnet_apps.io.bands import constant_bands
 from resnet_apps.recipe import Recipe
 
 
@@ -212,6 +215,7 @@ def normalisation(
     first = probe.arrays(0)["image"]
     channels = first.shape[0]
     names = _band_names(recipe, records[0], channels)
+    _warn_constant(probe, names, channels)
     if recipe.data.normalize == "none":
         return names, [0.0] * channels, [1.0] * channels, "none"
     if recipe.data.normalize == "imagenet":
@@ -238,13 +242,32 @@ def normalisation(
 
 
 def _band_names(recipe: Recipe, record: Record, channels: int) -> list[str]:
-    if recipe.data.bands is not None:
-        return [str(b) for b in recipe.data.bands]
-    if record.band_names:
-        return list(record.band_names)
+    """The reader's names of the bands read (``band1``..., ``B04``, ``red``): what predict selects by."""
+    try:
+        names = read_band_names(record, Path(recipe.data.root), recipe_preprocessing(recipe, None))
+    except ResnetAppsError:
+        names = []
+    if len(names) == channels:
+        return names
     if recipe.data.grayscale or channels == 1:
         return ["gray"]
     return ["red", "green", "blue"] if channels == 3 else [f"band{i + 1}" for i in range(channels)]
+
+
+def _warn_constant(probe: RecordDataset, names: list[str], channels: int) -> None:
+    """Warn (once, naming the bands) when a selected band holds one value over up to 8 images."""
+    seen = [probe.arrays(i) for i in range(min(len(probe), 8))]
+    image = np.concatenate([np.asarray(a["image"]).reshape(channels, 1, -1) for a in seen], axis=2)
+    valid = np.concatenate([np.asarray(a["valid"]).reshape(1, -1) for a in seen], axis=1)
+    flat = constant_bands(image, names, valid)
+    if flat:
+        warnings.warn(
+            f"data.bands: band(s) {flat} hold a single value in the first {len(seen)} training images: "
+            "such a band carries no information (an alpha channel? a band number off by one? numbers are "
+            "1-based like GDAL: band1 is 1); check data.bands against `resnet-apps inspect FILE`",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def class_counts(records: list[Record], num_classes: int) -> np.ndarray:

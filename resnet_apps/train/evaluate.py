@@ -7,6 +7,8 @@ duplicates that DistributedSampler pads with are dropped by sample index.
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -106,7 +108,45 @@ def evaluate_block(
     n_boot: int = 0,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """metrics.evaluate_classification / evaluate_segmentation on ``predict``'s output."""
+    """metrics.evaluate_classification / evaluate_segmentation on ``predict``'s output.
+
+    Warnings raised while scoring (scikit-learn's UndefinedMetricWarning once per bootstrap resample when a
+    class is absent: a thousand lines) are collected and printed once per kind with their count.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        block = _evaluate_block(out, mode, classes, threshold, groups, ids, n_boot, seed)
+    for key, line in summarise_warnings(caught):
+        if key not in _SHOWN:  # per-epoch validation repeats the same kinds: say each once per process
+            _SHOWN.add(key)
+            print(f"note: {line}")
+    return block
+
+
+_SHOWN: set[tuple[str, str]] = set()
+
+
+def summarise_warnings(caught: list[warnings.WarningMessage]) -> list[tuple[tuple[str, str], str]]:
+    """``((category, message), line)`` per kind of warning, with how often it was raised, most frequent first."""
+    counts = Counter(
+        (w.category.__name__, str(w.message).splitlines()[0] if str(w.message) else "") for w in caught
+    )
+    return [
+        ((cat, msg), f"{n:,} x {cat}: {msg}" if n > 1 else f"{cat}: {msg}")
+        for (cat, msg), n in counts.most_common()
+    ]
+
+
+def _evaluate_block(
+    out: dict[str, Any],
+    mode: str,
+    classes: list[str],
+    threshold: Any,
+    groups: list[str | None] | None,
+    ids: list[str] | None,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
     from resnet_apps.metrics.classification import evaluate_classification
     from resnet_apps.metrics.segmentation import evaluate_segmentation
 

@@ -8,9 +8,9 @@ is judged exactly as the run's own test split was. Results go to a new folder in
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from resnet_apps.errors import RunDirError
 from resnet_apps.recipe import TaskMode, load_recipe
 from resnet_apps.train.datasets import SplitData, recipe_dataset, split_info, split_records
 from resnet_apps.train.evaluate import evaluate_block, predict
+from resnet_apps.train.evaluate_data import new_data_recipe, new_data_records, parse_class_map
 from resnet_apps.train.run import LoopState, Run, eval_loader
 
 
@@ -29,25 +30,44 @@ def evaluate_run(
     split: str = "test",
     out: str | Path | None = None,
     log: Any = print,
+    overrides: Sequence[str] = (),
+    class_map: Sequence[str] = (),
 ) -> Path:
-    """Evaluate a run's best checkpoint; returns the folder holding metrics.json and the report."""
-    from resnet_apps.data.records import build_records, hash_id
+    """Evaluate a run's best checkpoint; returns the folder holding metrics.json and the report.
+
+    Args:
+        run_dir: the run.
+        data: a new collection (``train.evaluate_data``: its own layout, class names, no groups needed).
+        split: the run's split to evaluate when ``data`` is None.
+        out: output folder (default ``RUN_DIR/evaluate-<split|data-NAME>-<timestamp>``).
+        log: console printer.
+        overrides: ``data.*`` / ``eval.*`` assignments for the new data (``--set``).
+        class_map: ``their=ours`` items or mapping files (``--map``).
+    """
+    from resnet_apps.data.records import hash_id
     from resnet_apps.models.checkpoint import load_run
     from resnet_apps.train.finish import metrics_json, render, save_metrics
 
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.yaml").is_file():
         raise RunDirError(f"{run_dir}: not a resnet_apps run directory (no recipe.yaml)")
+    if data is None and (overrides or class_map):
+        raise RunDirError("evaluate: --set and --map describe new data; give it with --data DIR")
     recipe = load_recipe(run_dir / "recipe.yaml")
     model, meta = load_run(run_dir, "best")
     pre = meta.require_preprocessing()
     classes = list(meta.classes)
+    notes: list[str] = []
     if data is not None:
-        # new data laid out like the recipe's: every record is evaluated (split columns ignored)
-        recipe = dataclasses.replace(
-            recipe, data=dataclasses.replace(recipe.data, root=str(Path(data).resolve()))
+        # every record of the new data is evaluated; its own split column and groups are not forced on it
+        recipe = new_data_recipe(run_dir / "recipe.yaml", data, overrides)
+        records, notes = new_data_records(
+            recipe,
+            classes,
+            meta.task,
+            meta.model.multilabel,
+            parse_class_map(class_map),
         )
-        records, _ = build_records(recipe.data.source, recipe.data.root, classes)
         split_data = SplitData([], [], records, classes)
         split_data.info = split_info({"train": [], "val": [], "test": records}, split_data.classes, recipe)
         name = f"data-{Path(data).name}"
@@ -112,6 +132,7 @@ def evaluate_run(
     threshold = list(meta.thresholds()) if meta.model.multilabel else meta.operating_threshold
     block = {
         "split": name,
+        **({"notes": notes} if notes else {}),
         **evaluate_block(
             outputs,
             mode,
@@ -128,5 +149,7 @@ def evaluate_run(
     save_metrics(run.run_dir, metrics)
     rows = block.get("headline", [])[:3]
     log(f"{name}: " + ", ".join(f"{r['label']} {r['value']:.4f}" for r in rows if r["value"] is not None))
+    for note in notes:
+        log(f"note: {note}")
     render(run.run_dir, log)
     return run.run_dir

@@ -15,12 +15,15 @@ import torch
 from torch import nn
 
 from resnet_apps.data.dataset import write_skipped
+from resnet_apps.data.geo_facts import geo_summary
+from resnet_apps.errors import RecipeError
 from resnet_apps.io.atomic import atomic_path
 from resnet_apps.train.datasets import recipe_dataset
 from resnet_apps.train.distributed import is_main
 from resnet_apps.train.evaluate import evaluate_block, operating_threshold, predict
 from resnet_apps.train.run import Run, checkpoint_meta, data_hash, eval_loader, versions
 from resnet_apps.train.rundir import git_commit, write_json
+from resnet_apps.train.setup import rgb_positions
 
 
 def finish(run: Run, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
@@ -134,6 +137,7 @@ def metrics_json(
         "evaluation": evaluation,
         "validation": validation,
         "operating_threshold": threshold,
+        "geo": geo_summary(run.split.test or run.split.val, recipe.data.root, list(run.split.classes)),
         "normalisation": {
             "bands": run.band_names,
             "mean": run.norm[0],
@@ -173,13 +177,13 @@ def _gallery(
     from resnet_apps.models.explain import save_gradcam_gallery
 
     dataset, _ = pred
-    wanted = [str(b) for b in (run.recipe.data.rgb_bands or [])]
-    rgb = (
-        [run.band_names.index(b) for b in wanted]
-        if wanted and all(b in run.band_names for b in wanted)
-        else None
-    )
-    samples = (dataset[i] for i in range(len(dataset)))
+    try:  # the same band selection as conv1 (names, or 1-based numbers); default: the first three channels
+        rgb = rgb_positions(run.recipe, run.band_names) if run.recipe.data.rgb_bands else None
+    except RecipeError:
+        rgb = None
+    # candidates spread over the whole split: a split sorted by class would otherwise offer only its first class
+    step = max(1, len(dataset) // (4 * n))
+    samples = (dataset[i] for i in range(0, len(dataset), step))
     try:
         items = save_gradcam_gallery(
             run.model.cpu(),
@@ -208,12 +212,10 @@ def _overlays(run: Any, pred: Any, n: int, log: Any) -> list[dict[str, Any]]:
 
     dataset, out = pred
     palette = (matplotlib.colormaps["tab10"](np.arange(10))[:, :3] * 255).astype(np.float32)  # RGBA -> RGB
-    wanted = [str(b) for b in (run.recipe.data.rgb_bands or [])]
-    rgb = (
-        [run.band_names.index(b) for b in wanted]
-        if wanted and all(b in run.band_names for b in wanted)
-        else None
-    )
+    try:  # the same band selection as conv1 (names, or 1-based numbers); default: the first three channels
+        rgb = rgb_positions(run.recipe, run.band_names) if run.recipe.data.rgb_bands else None
+    except RecipeError:
+        rgb = None
     model = run.model.cpu().eval()
     items = []
     for k in range(min(n, len(dataset))):

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from resnet_apps.data.dataset import RecordDataset
+from resnet_apps.data.seen import dicom_seen
 from resnet_apps.errors import CheckpointError
 from resnet_apps.recipe import Recipe, TaskMode
 from resnet_apps.train.datasets import SplitData, collate
@@ -195,4 +196,30 @@ def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: An
         "recipe": r.to_dict(),
         "versions": versions(),
         "data_hash": data_hash(run.split),
+        "data_seen": _data_seen(run),
     }
+
+
+_SEEN: dict[str, dict[str, Any]] = {}
+
+
+def _data_seen(run: Run) -> dict[str, Any]:
+    """DICOM Modality / BodyPartExamined of the training files (read once per record index); when training saw
+    no DICOM, what the data card declares under ``dicom_seen`` (``source`` then names the card)."""
+    key = data_hash(run.split) + run.recipe.data.root
+    if key not in _SEEN:
+        seen: dict[str, Any] = dict(dicom_seen(run.split.train, run.recipe.data.root))
+        if not any(seen.values()) and run.recipe.data.card:
+            # trained on exported JPEG/PNG films: the card may say what DICOM inputs must be (chest CR/DX)
+            from resnet_apps.cards import load_card
+            from resnet_apps.errors import ResnetAppsError
+
+            try:
+                declared = load_card(run.recipe.data.card).front_matter.get("dicom_seen") or {}
+            except ResnetAppsError:
+                declared = {}
+            if isinstance(declared, dict) and any(declared.values()):
+                seen = {k: [str(v).upper() for v in declared.get(k) or []] for k in ("modality", "body_part")}
+                seen["source"] = f"data card {run.recipe.data.card}"
+        _SEEN[key] = seen
+    return _SEEN[key]

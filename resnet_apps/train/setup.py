@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from resnet_apps.constants import IGNORE_INDEX
-from resnet_apps.errors import RecipeError, WeightsUnavailableError
+from resnet_apps.errors import BandError, RecipeError, WeightsUnavailableError
+from resnet_apps.io.bands import select_bands
 from resnet_apps.models.heads import build_model
 from resnet_apps.recipe import Pooling, Precision, Recipe, Task, TaskMode
 
@@ -55,6 +56,25 @@ class ModelArgs:
         )
 
 
+def rgb_positions(recipe: Recipe, band_names: list[str]) -> list[int]:
+    """Input channels of ``data.rgb_bands``: names, or 1-based band numbers as in ``data.bands``."""
+    wanted = list(recipe.data.rgb_bands or [])
+    chosen = list(recipe.data.bands or [])
+    # a number listed in data.bands means that input channel; otherwise it is the file's band number
+    named = [band_names[chosen.index(b)] if isinstance(b, int) and b in chosen else b for b in wanted]
+    try:
+        positions = select_bands(named, band_names, "model.conv1_init: rgb_bands")
+    except BandError as error:
+        raise RecipeError(
+            f"model.conv1_init: rgb_bands needs data.rgb_bands naming 3 of the bands {band_names} ({error})"
+        ) from error
+    if len(positions) != 3:
+        raise RecipeError(
+            f"model.conv1_init: rgb_bands needs data.rgb_bands naming 3 of the bands {band_names}"
+        )
+    return positions
+
+
 def build_recipe_model(
     recipe: Recipe,
     in_chans: int,
@@ -75,12 +95,7 @@ def build_recipe_model(
     outputs = 1 if task_mode(recipe, num_classes) == "binary" else num_classes
     rgb = None
     if m.conv1_init == "rgb_bands":
-        wanted = [str(b) for b in (recipe.data.rgb_bands or [])]
-        if len(wanted) != 3 or not all(b in band_names for b in wanted):
-            raise RecipeError(
-                f"model.conv1_init: rgb_bands needs data.rgb_bands naming 3 of the bands {band_names}"
-            )
-        rgb = [band_names.index(b) for b in wanted]
+        rgb = rgb_positions(recipe, band_names)
     args = ModelArgs(
         backbone=m.backbone,
         in_chans=in_chans,

@@ -57,9 +57,44 @@ def unavailable_message(tag: str, reason: str) -> str:
     """The offline error text: the file expected, where to put it, how to get it."""
     dirs = ", ".join(str(d) for d in search_dirs())
     env = os.environ.get("RESNET_APPS_WEIGHTS_DIR") or "unset"
+    # an untagged name gets timm's default tag at fetch time (resnet50 -> resnet50.a1_in1k)
+    file = f"`{tag}.safetensors`" if "." in tag else f"the `{tag}.<tag>.safetensors` file it writes"
     return (
         f"ImageNet weights {tag!r} are not available: {reason}. Looked in {dirs}, the Hugging Face cache "
         f"({hf_cache_dir()}) and the torch hub cache ({torch_hub_checkpoints()}). Fix: on a connected "
-        f"machine run `resnet-apps weights fetch {tag}`, then copy `{tag}.safetensors` into the folder "
-        f"named by RESNET_APPS_WEIGHTS_DIR (now {env}) here; or pass weights='none' to train from scratch."
+        f"machine run `resnet-apps weights fetch {tag}`, then copy {file} into the folder "
+        f"named by RESNET_APPS_WEIGHTS_DIR (now {env}) here; or train from scratch: `--set model.weights=none` "
+        "on the command line (recipe: model.weights: none; Python: weights='none'), or let a recipe fall back "
+        "with model.on_missing_weights: scratch."
     )
+
+
+def _any_local_copy(arch: str) -> bool:
+    """Whether any file that could hold ``arch`` weights is on disk (a loose, timm-free look)."""
+    patterns = [f"{arch}.*", f"{arch}_*", f"timm/{arch}.*", f"models--timm--{arch}.*"]
+    places = [*search_dirs(), hf_cache_dir(), torch_hub_checkpoints()]
+    return any(next(place.glob(pattern), None) is not None for place in places for pattern in patterns)
+
+
+def offline_early(backbone: str, weights: str) -> str | None:
+    """The offline error message, decided before torch and timm are imported (they take 5-20 s cold).
+
+    A ``train`` that asks for ImageNet weights used to build its records, read its statistics and import
+    torch and timm before the resolver said "offline": 17 s on a busy machine. This look needs only the
+    file system and the bounded probe. None means "no verdict": a local copy may exist (the full resolver
+    decides) or the hub answers.
+
+    Args:
+        backbone: the recipe's ``model.backbone`` ("resnet50", "resnet50.a1_in1k").
+        weights: the recipe's ``model.weights``.
+    """
+    if weights == "none" or os.sep in weights or weights.endswith((".safetensors", ".pth", ".bin")):
+        return None
+    if os.path.exists(weights):
+        return None
+    arch = backbone.split(".")[0]
+    if _any_local_copy(arch) or hub_reachable():
+        return None
+    tag = backbone if "." in backbone else (f"{arch}.{weights}" if weights != "imagenet" else arch)
+    reason = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else f"{hub_host()} is unreachable"
+    return unavailable_message(tag, reason)

@@ -176,7 +176,8 @@ def imagenet_tag(name: str) -> str:
     if cfg is None or not (cfg.hf_hub_id or cfg.url):
         raise WeightsUnavailableError(
             f"timm has no pretrained weights for {name!r}; pick a tagged name from "
-            "`resnet-apps weights list` or use weights='none'"
+            "`resnet-apps weights list`, or train from scratch with `--set model.weights=none` (Python: "
+            "weights='none')"
         )
     arch = name.split(".")[0]
     return f"{arch}.{cfg.tag}" if cfg.tag else arch

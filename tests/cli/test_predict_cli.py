@@ -85,7 +85,17 @@ def test_predict_images_scene_and_gradcam(tmp_path: Path, capsys) -> None:
     with open(out / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["path"] for r in rows] == ["im0.png", "im1.png", "im2.png"]
-    assert list(rows[0]) == ["image_id", "path", "p_cat", "p_dog", "pred"]
+    assert list(rows[0]) == [
+        "image_id",
+        "path",
+        "p_cat",
+        "p_dog",
+        "pred",
+        "threshold",
+        "dicom_window",
+        "warning",
+    ]
+    assert rows[0]["threshold"] == "0.5" and rows[0]["dicom_window"] == "" and rows[0]["warning"] == ""
     for row in rows:
         assert abs(float(row["p_cat"]) + float(row["p_dog"]) - 1) < 1e-5
         assert row["pred"] == ("dog" if float(row["p_dog"]) >= 0.5 else "cat")

@@ -33,8 +33,9 @@ def test_normalise_and_band_choice() -> None:
     # band 0: (4 * 0.5 - 1) / 2 = 0.5; band 1: (12 * 0.5 - 2) / 4 = 1; the invalid pixel is 0
     np.testing.assert_allclose(pre.normalise(raw, valid), [[[0.5, 0.0]], [[1.0, 0.0]]])
     assert pre.band_indexes(["red", "green", "NIR"], "s.tif") == [2, 0]  # by name, case-insensitive
-    assert Preprocessing(bands=(2, 0), in_chans=2).band_indexes([None, None, None], "s.tif") == [2, 0]
+    # ints are 1-based band numbers (io.bands, as GDAL counts): 3 and 1 are positions 2 and 0
+    assert Preprocessing(bands=(3, 1), in_chans=2).band_indexes([None, None, None], "s.tif") == [2, 0]
     with pytest.raises(BandError, match=r"s.tif: bands \['nir'\]"):
         pre.band_indexes(["red", "green"], "s.tif")
-    with pytest.raises(BandError, match="beyond the file's 2 bands"):
-        Preprocessing(bands=(0, 5)).band_indexes([None, None], "s.tif")
+    with pytest.raises(BandError, match="are not among the file's 2 bands"):
+        Preprocessing(bands=(1, 5, 6)).band_indexes([None, None], "s.tif")

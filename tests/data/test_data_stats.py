@@ -151,13 +151,26 @@ def test_cli_data_fetch_dispatches(
     calls: list[tuple[str, str]] = []
     fake = types.ModuleType("resnet_apps.fetch")
     fake.DATASETS = {"eurosat_ms": {}, "kermany": {}}  # type: ignore[attr-defined]
-    fake.fetch_dataset = lambda name, root: calls.append((name, str(root))) or Path(root) / name  # type: ignore[attr-defined]
+    options: list[dict[str, object]] = []
+
+    def fake_fetch(name: str, root: str, **kwargs: object) -> Path:
+        calls.append((name, str(root)))
+        options.append(kwargs)
+        return Path(root) / name
+
+    fake.fetch_dataset = fake_fetch  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "resnet_apps.fetch", fake)
     import resnet_apps
 
     monkeypatch.setattr(resnet_apps, "fetch", fake, raising=False)
     assert main(["data", "fetch", "eurosat_ms", "--root", str(tmp_path)]) == 0
     assert calls == [("eurosat_ms", str(tmp_path))]
+    # the CLI passes its download options through: no mirror, no overall deadline, https only by default
+    assert {k: options[0][k] for k in ("base_url", "deadline", "allow_insecure")} == {
+        "base_url": None,
+        "deadline": None,
+        "allow_insecure": False,
+    }
     assert main(["data", "fetch", "imagenet"]) == 2
     assert "choose one of: eurosat_ms, kermany" in capsys.readouterr().err
     assert main(["data", "fetch", "--list"]) == 0

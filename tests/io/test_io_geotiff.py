@@ -54,8 +54,8 @@ def test_eurosat_chip_band_names_and_uint16(shared_data: Path) -> None:
     with rasterio.open(path) as src:
         np.testing.assert_array_equal(picked, src.read([4, 3, 2, 13]))
     assert pmeta.band_names == ["B04", "B03", "B02", "B8A"]
-    # 0-based int indices and case-insensitive names agree
-    np.testing.assert_array_equal(read_geotiff(path, bands=[3, "b03"])[0], picked[:2])
+    # 1-based band numbers (GDAL's, rasterio's) and case-insensitive names agree
+    np.testing.assert_array_equal(read_geotiff(path, bands=[4, "b03"])[0], picked[:2])
     # cirrus B10 holds tiny values (about 5-10): a check that the plane order is EuroSAT's
     assert read_geotiff(path, bands=["B10"])[0].max() < 50
 
@@ -121,8 +121,10 @@ def test_fewer_bands_than_asked_is_band_error(tmp_path: Path) -> None:
     path = make_tif(tmp_path / "three.tif", np.zeros((3, 8, 8), np.uint16), names=["B02", "B03", "B04"])
     with pytest.raises(BandError, match=r"three.tif.*'B08'.*\['B02', 'B03', 'B04'\].*fix"):
         read_geotiff(path, bands=["B04", "B08"])
-    with pytest.raises(BandError, match="index 3"):
-        read_geotiff(path, bands=[3])
+    with pytest.raises(BandError, match="band number 4.*1-based"):
+        read_geotiff(path, bands=[4])
+    with pytest.raises(BandError, match="band number 0"):
+        read_geotiff(path, bands=[0])
 
 
 def test_nan_and_nodata_make_invalid(tmp_path: Path) -> None:

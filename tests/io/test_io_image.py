@@ -56,7 +56,7 @@ def test_rgba_drops_alpha_and_palette_expands(tmp_path: Path) -> None:
 
 
 def test_bands_and_window_on_png(tmp_path: Path) -> None:
-    arr, meta = read_image(save(tmp_path / "rgb.png", RGB), bands=["blue", 0], window=(1, 2, 2, 3))
+    arr, meta = read_image(save(tmp_path / "rgb.png", RGB), bands=["blue", 1], window=(1, 2, 2, 3))
     np.testing.assert_array_equal(arr, RGB[1:3, 2:5][:, :, [2, 0]].transpose(2, 0, 1))
     assert meta.band_names == ["blue", "red"]
     with pytest.raises(BandError, match="nir"):

@@ -63,7 +63,8 @@ def test_gallery_entries_for_the_report(tmp_path: Path) -> None:
     entries = save_gradcam_gallery(model, samples, ["NORMAL", "PNEUMONIA"], tmp_path / "gallery", n=4)
     assert len(entries) == 4
     for i, entry in enumerate(entries, start=1):
-        assert set(entry) == {"image", "true", "pred", "prob", "correct"}
+        assert set(entry) == {"image", "true", "pred", "prob", "score_of", "correct"}
+        assert entry["score_of"] == "PNEUMONIA"  # binary: the score is p(positive), whatever was predicted
         assert entry["image"] == f"gallery/{i:04d}.png" and (tmp_path / entry["image"]).is_file()
         assert 0.0 <= entry["prob"] <= 1.0
         # binary: prob is p(PNEUMONIA); the label follows the 0.5 threshold
@@ -76,3 +77,16 @@ def test_gallery_entries_for_the_report(tmp_path: Path) -> None:
     kinds = [e["correct"] for e in entries]
     if 0 < sum(kinds) < len(kinds):
         assert kinds[0] is False and kinds[1] is True
+
+
+def test_gallery_shows_every_true_class_and_says_whose_score(tmp_path: Path) -> None:
+    """A test split sorted by class (8 NORMAL, then 8 PNEUMONIA) still gives positive cases in the gallery."""
+    from resnet_apps.report import results
+
+    torch.manual_seed(1)
+    model = build_model("classification", "resnet18", in_chans=3, num_classes=1).eval()
+    samples = [{"image": torch.randn(3, 32, 32), "label": torch.tensor(k // 8)} for k in range(16)]
+    entries = save_gradcam_gallery(model, samples, ["NORMAL", "PNEUMONIA"], tmp_path / "gallery", n=4)
+    assert {e["true"] for e in entries} == {"NORMAL", "PNEUMONIA"}
+    html = results.gradcam({"gradcam": entries}, tmp_path)
+    assert "p(PNEUMONIA) " in html and "score " not in html.split("</p>", 1)[1]

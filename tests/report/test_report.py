@@ -208,3 +208,55 @@ def test_cli_in_a_subprocess_keeps_the_layer_rules(runs: dict[str, Path], tmp_pa
     assert "html:" in result.stdout
     html = (tmp_path / "report.html").read_text()
     assert "Missing (masked)" in html and "Macro AUROC" in html and html.count('class="sentence"') == 5
+
+
+def test_report_says_what_was_run_and_stays_quiet_without_anchor_or_groups(runs: dict[str, Path]) -> None:
+    doc = load_metrics(runs["binary"])
+    doc["run"].update(backbone="resnet18", image_size=128, epochs_run=3, best_epoch=2,
+                      overrides=["model.backbone=resnet18", "data.image_size=128"])  # fmt: skip
+    doc["reproducibility"].update(imagenet_weights_used=False, weights_source="none")
+    doc["anchor"] = {"metric": None, "value": None, "source": None, "protocol": None}
+    doc["split"].update(method="stratified", groups={})
+    doc["split"]["leakage"] = {"ok": True, "offending_groups": []}
+    html = sections.headline(doc) + sections.split(doc)
+    # the header names the backbone, size, weights, epochs and every --set, not just the recipe's name
+    assert "backbone resnet18; image size 128 px; weights: random init; 3 epoch(s) run, best epoch 2" in html
+    assert "--set model.backbone=resnet18 --set data.image_size=128" in html
+    # beside the headline numbers, before the table
+    assert html.index("ImageNet weights were NOT used") < html.index("<table")
+    assert "Anchor:" not in html and "names no published anchor" in html
+    assert "No groups" in html and "Leakage check passed" not in html
+    md = report_markdown(doc)
+    assert "Anchor:" not in md and "backbone resnet18" in md
+    assert md.index("ImageNet weights were NOT used") < md.index("| Metric |")
+
+
+def test_intervals_from_few_units_are_flagged_in_the_table(runs: dict[str, Path]) -> None:
+    doc = load_metrics(runs["binary"])
+    doc["evaluation"]["bootstrap"].update(n_units=12, unit="group")
+    table_html = sections.headline(doc).split("<table", 1)[1]
+    assert "⚠ only 12 groups" in table_html
+    assert "⚠ only 12 groups |" in report_markdown(doc)
+    doc["evaluation"]["bootstrap"].update(n_units=80)
+    assert "⚠" not in sections.headline(doc) and "⚠" not in report_markdown(doc)
+
+
+def test_remote_sensing_section_from_a_trained_geotiff_run(tmp_path: Path) -> None:
+    """A user's view: train on generated GeoTIFF chips, then read the report's remote-sensing facts."""
+    from train_fixtures import make_geotiff_folder, write_recipe
+
+    data = make_geotiff_folder(tmp_path / "data", per_class=4, size=16)
+    recipe = write_recipe(tmp_path / "r.yaml", data, train={"epochs": 1}, eval={"bootstrap": 0})
+    run = tmp_path / "run"
+    assert main(["train", str(recipe), "--set", "data.image_size=16", "--out", str(run)]) == 0
+    doc = load_metrics(run)
+    geo = doc["geo"]
+    assert geo["crs"] == ["EPSG:32632"] and geo["resolution"] == [[10.0, 10.0]] and geo["units"] == "metre"
+    n_test = sum(doc["split"]["counts"]["test"].values())
+    assert geo["area_km2"] == pytest.approx(n_test * 16 * 16 * 100 / 1e6)
+    html = (run / "report.html").read_text()
+    assert "Remote sensing: grid, bands, area, legend" in html and "EPSG:32632" in html
+    assert (
+        "neighbouring chips may sit in different splits" in html
+    )  # a stratified split has no spatial groups
+    assert "Class map legend" in html and "background:rgb(228,26,28)" in html

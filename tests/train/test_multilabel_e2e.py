@@ -132,7 +132,8 @@ def test_multilabel_train_evaluate_predict_export(tmp_path: Path) -> None:
     _cli("predict", str(run), str(data / "images"), "--out", str(tmp_path / "pred"), "--no-progress")
     with (tmp_path / "pred" / "predictions.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["image_id", "path", "p_Effusion", "p_Mass", "pred"]
+    assert list(rows[0])[:5] == ["image_id", "path", "p_Effusion", "p_Mass", "pred"]
+    assert {row["threshold"] for row in rows} == {"|".join(f"{t:.4g}" for t in thresholds)}
     assert len(rows) == 24 and not (tmp_path / "pred" / "errors.csv").read_text().strip().count("\n")
     checked = 0
     for row in rows:
