@@ -112,6 +112,7 @@ class ModelConfig:
     dropout: float = 0.0
     pooling: str = "avg"
     fpn_channels: int = 256
+    head: str = "linear"  # linear | residual_mlp (pre-norm residual MLP blocks before the classifier)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.on_missing_weights": ("fail", "scratch"),
     "model.conv1_init": ("timm", "rgb_bands"),
     "model.pooling": ("avg", "max", "avgmax"),
+    "model.head": ("linear", "residual_mlp"),
     "train.optimizer": ("adamw", "sgd"),
     "train.sampler": ("none", "weighted"),
     "train.precision": ("fp32", "bf16", "fp16"),

@@ -55,6 +55,7 @@ def build_recipe_model(
         fpn_channels=m.fpn_channels,
         conv1_init=m.conv1_init,
         rgb_bands=rgb,
+        head=m.head,
     )
     note = ""
     try:
@@ -77,6 +78,7 @@ def build_recipe_model(
         "dropout": m.dropout,
         "fpn_channels": m.fpn_channels,
         "pooling": m.pooling,
+        "head": m.head,
         "weights_source": str(getattr(backbone, "weights_source", m.weights if not note else "none")),
         "imagenet_weights_used": bool(getattr(backbone, "imagenet_weights_used", False)),
         "weights_note": note,
