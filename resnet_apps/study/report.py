@@ -154,6 +154,21 @@ def ordering_html(doc: dict[str, Any]) -> str:
     return table(headers, rows, numeric={2, 3, 4})
 
 
+def shortcut_html(doc: dict[str, Any]) -> str:
+    """Residual minus plain at the same depth (same seeds): what the shortcuts alone change."""
+    rows = []
+    for row in doc["summary"].get("shortcut_effect", []):
+        interval = (
+            "–" if row.get("ci_low") is None else f"{100 * row['ci_low']:+.2f} – {100 * row['ci_high']:+.2f}"
+        )
+        mean = "–" if row.get("mean") is None else f"{100 * row['mean']:+.2f}"
+        rows.append([f"{row['residual']} − {row['plain']}", row["metric"], len(row["seeds"]), mean, interval])
+    if not rows:
+        return ""
+    headers = ["difference", "final metric", "seeds", "mean (points)", "95 % t interval"]
+    return "<h3>Shortcuts at equal depth and parameter count</h3>" + table(headers, rows, numeric={2, 3, 4})
+
+
 def claim_sentence(doc: dict[str, Any]) -> str:
     """The ordering found on the primary metric (clean final training error), in words."""
     parts = []
@@ -194,7 +209,7 @@ def report_html(doc: dict[str, Any], fig6: bytes, grads: bytes) -> str:
         (
             "claim",
             "The claim, tested",
-            f'<p class="sentence">{esc(claim_sentence(doc))}</p>{ordering_html(doc)}{honest}',
+            f'<p class="sentence">{esc(claim_sentence(doc))}</p>{ordering_html(doc)}{shortcut_html(doc)}{honest}',
         ),
         (
             "fig6",

@@ -7,8 +7,8 @@ Layout of the output folder::
     OUT/study.json                     every record, the summary over seeds, the ordering found
     OUT/report.html, fig6.png, gradnorm.png
 
-``timing.wall_seconds`` in study.json runs from the first start (config.json) to the last write, so it
-counts every session of a resumed study and the pauses between them.
+``timing.wall_seconds`` in study.json runs from the first start (config.json) to the last saved epoch, so
+it counts every session of a resumed study and the pauses between them.
 
 With one job, runs go seed by seed (seed 0 of every network first), so a study stopped early still
 holds complete comparisons. ``jobs > 1`` trains that many runs at once in separate processes (``threads``
@@ -34,7 +34,7 @@ import torch
 
 from resnet_apps.errors import RunDirError
 from resnet_apps.study.data import load_study_data
-from resnet_apps.study.degradation import Protocol, RunSpec, load_record, train_run
+from resnet_apps.study.degradation import STATE_FILE, Protocol, RunSpec, load_record, train_run
 from resnet_apps.study.summary import summarize
 
 DATA_FILE = "data.safetensors"
@@ -219,12 +219,18 @@ def write_study(config: StudyConfig, out: Path, data_meta: dict[str, Any], sessi
 
 
 def _elapsed_since_start(out: Path) -> float | None:
-    """Seconds from the study's first start (config.json) to now: every session of a resumed study, and pauses."""
+    """Seconds from the study's first start (config.json) to its last saved epoch.
+
+    Counts every session of a resumed study and the pauses between them; re-writing study.json later
+    does not change it (the end is the newest run state's modification time).
+    """
     try:
         raw = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
-        return (datetime.now(timezone.utc) - datetime.fromisoformat(raw["started"])).total_seconds()
+        started = datetime.fromisoformat(raw["started"]).timestamp()
+        ends = [p.stat().st_mtime for p in (out / "runs").glob(f"*/{STATE_FILE}")]
     except (OSError, KeyError, ValueError):
         return None
+    return max(ends) - started if ends else None
 
 
 def _cpu_name() -> str:

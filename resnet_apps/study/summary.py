@@ -96,6 +96,34 @@ def ordering(networks: dict[str, Any], epochs: int, key: str = "train_error_clea
     return rows
 
 
+def shortcut_effect(
+    networks: dict[str, Any], epochs: int, key: str = "train_error_clean"
+) -> list[dict[str, Any]]:
+    """Residual minus plain at each depth on the final ``key``: per-seed differences and their interval."""
+    rows = []
+    for depth in sorted({n["depth"] for n in networks.values()}):
+        plain, residual = f"plain-{depth}", f"resnet-{depth}"
+        if plain not in networks or residual not in networks:
+            continue
+        a, b = _finals(networks[plain], key, epochs), _finals(networks[residual], key, epochs)
+        seeds = sorted(set(a) & set(b), key=int)
+        diffs = [b[s] - a[s] for s in seeds]
+        stats = mean_interval(diffs)
+        rows.append(
+            {
+                "depth": depth,
+                "metric": key,
+                "plain": plain,
+                "residual": residual,
+                "seeds": seeds,
+                "differences": diffs,
+                **stats,
+                "found": _verdict(stats, expect_positive=False).replace("deeper", "residual"),
+            }
+        )
+    return rows
+
+
 def summarize(networks: dict[str, Any], epochs: int) -> dict[str, Any]:
     """Per network: final metrics over seeds (mean, std, t interval); the ordering; gradient norms by depth."""
     table = {}
@@ -114,6 +142,8 @@ def summarize(networks: dict[str, Any], epochs: int) -> dict[str, Any]:
         "ordering": ordering(networks, epochs, "train_error_clean")
         + ordering(networks, epochs, "train_error"),
         "ordering_test": ordering(networks, epochs, "test_error"),
+        "shortcut_effect": shortcut_effect(networks, epochs, "train_error_clean")
+        + shortcut_effect(networks, epochs, "test_error"),
         "gradient_norm_by_depth": gradient_summary(networks),
         "interval": "Student-t 95 % interval of the mean over seeds",
     }

@@ -52,6 +52,8 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             "0,1",
             "--epochs",
             "2",
+            "--jobs",  # two worker processes: the resume test compares the in-process path against them
+            "2",
             "--out",
             str(out),
         ]
@@ -97,6 +99,15 @@ def test_study_json_holds_every_network_seed_and_epoch(smoke: tuple[Path, Path])
         assert row["deep"].endswith("-14") and row["shallow"].endswith("-8")
         assert len(row["differences"]) == 2
         assert row["found"]  # a verdict in words, whatever it is
+    effect = {(r["residual"], r["metric"]): r for r in doc["summary"]["shortcut_effect"]}
+    assert set(effect) == {(f"resnet-{d}", m) for d in (8, 14) for m in ("train_error_clean", "test_error")}
+    finals = {
+        n: [doc["networks"][n]["seeds"][s]["history"][-1]["test_error"] for s in ("0", "1")]
+        for n in ("plain-14", "resnet-14")
+    }
+    want = [r - p for r, p in zip(finals["resnet-14"], finals["plain-14"], strict=True)]
+    assert effect[("resnet-14", "test_error")]["differences"] == pytest.approx(want)
+    assert doc["timing"]["wall_seconds"] > 0 and doc["timing"]["jobs"] == 2
     grads = doc["summary"]["gradient_norm_by_depth"]["plain-14"]["points"]["first step"]
     assert grads["seeds"] == 2 and len(grads["by_layer"]) == 13
 
