@@ -109,3 +109,22 @@ def test_recipe_field() -> None:
     assert load_recipe(RECIPE).model.head == "linear"
     with pytest.raises(RecipeError, match="model.head"):
         load_recipe(RECIPE, overrides=["model.head=mlp"])
+
+
+def test_train_records_the_head_and_load_run_rebuilds_it(tmp_path: Path) -> None:
+    """`model.head: residual_mlp` in a recipe reaches the checkpoint's model block through train()."""
+    from train_fixtures import make_geotiff_folder, write_recipe
+
+    from resnet_apps.train.loop import train
+
+    torch.set_num_threads(1)
+    recipe = write_recipe(
+        tmp_path / "tiny.yaml",
+        make_geotiff_folder(tmp_path / "data", per_class=4),
+        model={"head": "residual_mlp", "dropout": 0.1},
+        train={"epochs": 1},
+    )
+    run = train(recipe, out=tmp_path / "run")
+    model, meta = load_run(run)
+    assert meta["model"]["head"] == "residual_mlp" and model.head == "residual_mlp"
+    assert any(isinstance(m, ResidualMLPBlock) for m in model.modules())
