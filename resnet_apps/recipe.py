@@ -40,6 +40,7 @@ from resnet_apps.errors import RecipeError
 Task = Literal["classification", "segmentation"]
 Precision = Literal["fp32", "bf16", "fp16"]  # fp16 on CUDA only (bf16 autocast on CPU)
 Pooling = Literal["avg", "max", "avgmax"]
+Head = Literal["linear", "residual_mlp"]  # residual_mlp: pre-norm residual MLP blocks before the classifier
 # What a run predicts, derived from the task, ``model.multilabel`` and the number of classes
 # (``train.setup.task_mode``): binary is 2 classes with one logit; multilabel is K independent sigmoids.
 TaskMode = Literal["binary", "multiclass", "multilabel", "segmentation"]
@@ -126,6 +127,7 @@ class ModelConfig:
     dropout: float = 0.0
     pooling: Pooling = "avg"
     fpn_channels: int = 256
+    head: Head = "linear"
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,7 @@ def load_run(
         meta["task"],
         backbone=config["backbone"],
         weights="none",
+        head=str(config.get("head", "linear")),  # checkpoints before the head option are linear
         **{k: config[k] for k in keys if k in config},
     )
     state = load_file(str(stem.with_suffix(".safetensors")), device=str(map_location))
