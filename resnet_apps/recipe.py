@@ -40,6 +40,7 @@ from resnet_apps.errors import RecipeError
 # allowed values are written once. The other string choices are listed in ``_CHOICES`` below. ``Task`` and
 # ``Pooling`` live in constants.py (the models and the checkpoint reader use them too) and are re-exported here.
 Precision = Literal["fp32", "bf16", "fp16"]  # fp16 on CUDA only (bf16 autocast on CPU)
+Head = Literal["linear", "residual_mlp"]  # residual_mlp: pre-norm residual MLP blocks before the classifier
 # What a run predicts, derived from the task, ``model.multilabel`` and the number of classes
 # (``train.setup.task_mode``): binary is 2 classes with one logit; multilabel is K independent sigmoids.
 TaskMode = Literal["binary", "multiclass", "multilabel", "segmentation"]
@@ -135,6 +136,7 @@ class ModelConfig:
     dropout: float = 0.0
     pooling: Pooling = "avg"
     fpn_channels: int = 256
+    head: Head = "linear"
 
 
 @dataclass(frozen=True)

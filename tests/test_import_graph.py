@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "models": 3,
     "predict": 4,
     "train": 4,
+    "study": 4,
     "bench": 5,
     "cli": 5,
     "demo_data": 5,

@@ -16,7 +16,7 @@ from resnet_apps import __version__
 from resnet_apps.errors import ResnetAppsError
 
 # sub-command modules, in the order their commands appear in --help
-_COMMAND_MODULES = ("train", "weights", "inspect", "data", "report", "results", "predict", "bench")
+_COMMAND_MODULES = ("train", "weights", "inspect", "data", "report", "results", "predict", "bench", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:

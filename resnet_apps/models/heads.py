@@ -22,11 +22,43 @@ from torch import nn
 from resnet_apps.constants import POOLINGS, TASKS, Pooling, Task
 from resnet_apps.models.backbones import create_backbone
 
-__all__ = ["POOLINGS", "TASKS", "ClassificationModel", "FPNDecoder", "SegmentationModel", "build_model"]
+HEADS = ("linear", "residual_mlp")
+RESIDUAL_MLP_BLOCKS = 2  # pre-norm residual blocks of the residual_mlp head
+RESIDUAL_MLP_EXPANSION = 0.25  # hidden width / pooled width (2048 -> 512 on resnet50)
+
+
+class ResidualMLPBlock(nn.Module):
+    """x + Dropout(Linear(Dropout(GELU(Linear(LayerNorm(x)))))): a pre-norm residual MLP block.
+
+    The second linear layer starts at zero, so the block starts as the identity and the head as the
+    linear one: the shortcut, not the MLP, carries the features until training finds a use for the MLP.
+    """
+
+    def __init__(self, width: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+        self.dropout = nn.Dropout(dropout)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, D] -> [B, D]."""
+        return x + self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(self.norm(x))))))
+
+
+def residual_mlp(width: int, dropout: float, blocks: int = RESIDUAL_MLP_BLOCKS) -> nn.Sequential:
+    """``blocks`` pre-norm residual MLP blocks over pooled features of ``width``."""
+    hidden = max(1, int(width * RESIDUAL_MLP_EXPANSION))
+    return nn.Sequential(*(ResidualMLPBlock(width, hidden, dropout) for _ in range(blocks)))
 
 
 class ClassificationModel(nn.Module):
-    """Backbone -> global pooling of the last map -> dropout -> linear.
+    """Backbone -> global pooling of the last map -> [residual MLP blocks] -> dropout -> linear.
+
+    ``head="linear"``: the classifier sits on the pooled features. ``head="residual_mlp"``: the pooled
+    features first pass :data:`RESIDUAL_MLP_BLOCKS` pre-norm residual MLP blocks (:class:`ResidualMLPBlock`).
 
     Multi-class: K logits (softmax over them). Binary: ``num_classes=1`` gives one logit (sigmoid).
     Multi-label: K independent logits (sigmoid each). ``output_activation`` names which.
@@ -39,17 +71,23 @@ class ClassificationModel(nn.Module):
         multilabel: bool = False,
         dropout: float = 0.0,
         pooling: Pooling = "avg",
+        head: str = "linear",
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.backbone = backbone
         self.pool = SelectAdaptivePool2d(pool_type=pooling, flatten=True)
         self.dropout = nn.Dropout(dropout)
         in_features = _feature_info(backbone).channels()[-1] * self.pool.feat_mult()
+        # nn.Identity has no parameters: linear-head checkpoints keep their keys
+        self.mlp = residual_mlp(in_features, dropout) if head == "residual_mlp" else nn.Identity()
         self.fc = nn.Linear(in_features, num_classes)
+        self.head = head
         self.num_classes = num_classes
         self.multilabel = multilabel
         self.output_activation = "sigmoid" if multilabel or num_classes == 1 else "softmax"
@@ -60,7 +98,7 @@ class ClassificationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] -> logits [B, K]."""
-        return self.fc(self.dropout(self.pool(self.backbone(x)[-1])))
+        return self.fc(self.dropout(self.mlp(self.pool(self.backbone(x)[-1]))))
 
 
 def _feature_info(backbone: nn.Module) -> Any:
@@ -177,6 +215,7 @@ def build_model(
     fpn_channels: int = 256,
     conv1_init: str = "timm",
     rgb_bands: Sequence[int] | None = None,
+    head: str = "linear",
 ) -> nn.Module:
     """A classification or segmentation model on a ResNet backbone.
 
@@ -192,9 +231,12 @@ def build_model(
         pooling: "avg", "max", "avgmax" or "catavgmax" (classification).
         fpn_channels: FPN width (segmentation).
         conv1_init, rgb_bands: see :func:`resnet_apps.models.backbones.create_backbone`.
+        head: "linear" or "residual_mlp" (classification; see :class:`ClassificationModel`).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if head not in HEADS or (task == "segmentation" and head != "linear"):
+        raise ValueError(f"head must be one of {HEADS} (segmentation: linear), got {head!r} for {task}")
     if isinstance(backbone, nn.Module):
         module = backbone
         if not hasattr(module, "feature_info"):
@@ -210,7 +252,7 @@ def build_model(
     model: Any  # gets the plain attributes task and model_config
     if task == "classification":
         model = ClassificationModel(
-            module, num_classes, multilabel=multilabel, dropout=dropout, pooling=pooling
+            module, num_classes, multilabel=multilabel, dropout=dropout, pooling=pooling, head=head
         )
     else:
         model = SegmentationModel(module, num_classes, fpn_channels=fpn_channels, dropout=dropout)
@@ -224,5 +266,6 @@ def build_model(
         "pooling": pooling,
         "fpn_channels": int(fpn_channels),
         "conv1_init": conv1_init,
+        "head": head,
     }
     return model

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,10 @@ from typing import Any
 from resnet_apps.constants import POOLINGS, TASKS, Pooling, Task
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.errors import CheckpointError
-from resnet_apps.recipe import TaskMode
+from resnet_apps.recipe import Head, TaskMode
 
 FORMAT_VERSION = 1
+HEADS: tuple[Head, ...] = typing.get_args(Head)
 # a checkpoint JSON is a few kB; anything this large is not one (and would be read whole into memory)
 MAX_JSON_BYTES = 64 << 20
 
@@ -40,6 +42,8 @@ class ModelSpec:
         dropout: before the classifier.
         pooling: classification pooling.
         fpn_channels: FPN width (segmentation).
+        head: classification head before the classifier ("linear" for checkpoints written before the
+            option existed).
     """
 
     backbone: str = ""
@@ -49,6 +53,7 @@ class ModelSpec:
     dropout: float = 0.0
     pooling: Pooling = "avg"
     fpn_channels: int = 256
+    head: Head = "linear"
 
     def build_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``build_model`` besides task, backbone and weights."""
@@ -59,6 +64,7 @@ class ModelSpec:
             "dropout": self.dropout,
             "pooling": self.pooling,
             "fpn_channels": self.fpn_channels,
+            "head": self.head,
         }
 
 
@@ -313,6 +319,10 @@ def _model_spec(raw: Mapping[str, Any], bad: Any) -> ModelSpec:
     pooling = "avg" if pooling is None else pooling
     if pooling not in POOLINGS:
         raise bad("model.pooling", f"one of {list(POOLINGS)}")
+    head = block.get("head", "linear")
+    head = "linear" if head is None else head
+    if head not in HEADS:
+        raise bad("model.head", f"one of {list(HEADS)}")
     return ModelSpec(
         backbone=backbone,
         in_chans=ints["in_chans"],
@@ -321,6 +331,7 @@ def _model_spec(raw: Mapping[str, Any], bad: Any) -> ModelSpec:
         dropout=float(dropout),
         pooling=pooling,
         fpn_channels=ints["fpn_channels"],
+        head=head,
     )
 
 

@@ -173,6 +173,7 @@ def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: An
                 "dropout",
                 "fpn_channels",
                 "pooling",
+                "head",
             )
         },
         "classes": run.split.classes,

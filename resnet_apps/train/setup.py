@@ -14,7 +14,7 @@ from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.errors import BandError, RecipeError, WeightsUnavailableError
 from resnet_apps.io.bands import select_bands
 from resnet_apps.models.heads import build_model
-from resnet_apps.recipe import Pooling, Precision, Recipe, Task, TaskMode
+from resnet_apps.recipe import Head, Pooling, Precision, Recipe, Task, TaskMode
 
 
 def task_mode(recipe: Recipe, num_classes: int) -> TaskMode:
@@ -39,6 +39,7 @@ class ModelArgs:
     fpn_channels: int
     conv1_init: str  # "timm" | "rgb_bands"
     rgb_bands: list[int] | None  # indices of red, green, blue among the bands (conv1_init rgb_bands)
+    head: Head = "linear"  # classification head: linear, or residual MLP blocks before it
 
     def build(self, task: Task, weights: str) -> nn.Module:
         return build_model(
@@ -53,6 +54,7 @@ class ModelArgs:
             fpn_channels=self.fpn_channels,
             conv1_init=self.conv1_init,
             rgb_bands=self.rgb_bands,
+            head=self.head,
         )
 
 
@@ -106,6 +108,7 @@ def build_recipe_model(
         fpn_channels=m.fpn_channels,
         conv1_init=m.conv1_init,
         rgb_bands=rgb,
+        head=m.head,
     )
     note = ""
     try:
@@ -128,6 +131,7 @@ def build_recipe_model(
         "dropout": m.dropout,
         "fpn_channels": m.fpn_channels,
         "pooling": m.pooling,
+        "head": m.head,
         "weights_source": str(getattr(backbone, "weights_source", m.weights if not note else "none")),
         "imagenet_weights_used": bool(getattr(backbone, "imagenet_weights_used", False)),
         "weights_note": note,
