@@ -151,7 +151,7 @@ def grey_run(tmp_path: Path) -> Path:
             "normalize": "none",
             "image_size": 32,
             "augment": "none",
-            "cache": False,
+            "cache": True,  # evaluate from DICOMweb must not cache the retrieved images anyway
         },
         "model": {"backbone": "resnet18", "weights": "none"},
         "train": {"epochs": 1, "batch_size": 4, "num_workers": 0, "seed": 0},

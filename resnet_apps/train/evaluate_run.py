@@ -80,7 +80,8 @@ def evaluate_run(
                 f"{run_dir}: labelled instances carry one class each; this {meta['task']} run "
                 f"{'(multi-label) ' if meta['model'].get('multilabel') else ''}cannot be evaluated on them"
             )
-        recipe = new_data_recipe(run_dir / "recipe.yaml", indexed.root, overrides)
+        # no array cache: decoded images of retrieved instances must not outlive their temporary folder
+        recipe = new_data_recipe(run_dir / "recipe.yaml", indexed.root, [*overrides, "data.cache=false"])
         records, notes = labelled_records(
             indexed.records, indexed.classes, list(meta["classes"]), parse_class_map(class_map)
         )

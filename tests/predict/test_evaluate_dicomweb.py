@@ -87,12 +87,16 @@ def test_evaluate_from_dicomweb_matches_the_folder_evaluation(
     run = grey_run(tmp_path)
     monkeypatch.setenv("RESNET_APPS_DICOMWEB_USER", USER)
     monkeypatch.setenv("RESNET_APPS_DICOMWEB_PASSWORD", PASSWORD)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RESNET_APPS_CACHE_DIR", str(cache))
 
     out = tmp_path / "eval-pacs"
     argv = ["evaluate", str(run), "--data", orthanc.source, "--labels", str(labels), "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr()
     assert "retrieved 8 labelled instance(s) of 2 study(ies) in" in printed.out
+    # the run's recipe caches arrays, but nothing decoded from the PACS outlives the temporary folder
+    assert not [p for p in cache.rglob("*.npy")]
     pacs = _metrics(out)
 
     # the same labelled files as a folder of class folders, evaluated and predicted the folder way
@@ -103,6 +107,7 @@ def test_evaluate_from_dicomweb_matches_the_folder_evaluation(
         shutil.copy(path, local / label / path.name)
     assert main(["evaluate", str(run), "--data", str(local), "--out", str(tmp_path / "eval-local")]) == 0
     folder = _metrics(tmp_path / "eval-local")
+    assert [p for p in cache.rglob("*.npy")]  # (the same recipe does cache a folder's arrays)
     assert main(["predict", str(run), str(local), "--out", str(tmp_path / "pred"), "--no-progress"]) == 0
     with open(tmp_path / "pred" / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
