@@ -12,7 +12,8 @@ What each INPUT becomes:
   and/or ``--query "ModalitiesInStudy=CR&StudyDate=20260101-"``: every image instance of those studies,
   retrieved one by one (WADO-RS), is one CSV row (hashed UIDs only); ``--store`` writes a DICOM SR per
   instance (+ a Grad-CAM secondary capture with ``--gradcam``) back into its study (STOW-RS); a rerun
-  skips what is stored. Auth: RESNET_APPS_DICOMWEB_TOKEN, or RESNET_APPS_DICOMWEB_USER / _PASSWORD, or
+  skips what is stored. A segmentation run writes OUT/masks/<image_id>.png class maps and stores a
+  DICOM SEG per instance. Auth: RESNET_APPS_DICOMWEB_TOKEN, or RESNET_APPS_DICOMWEB_USER / _PASSWORD, or
   ~/.netrc (never on the command line); TLS is verified (REQUESTS_CA_BUNDLE for a private CA).
 Preprocessing (bands, scale, mean, std, size, DICOM window) always comes from the checkpoint.
 """
@@ -231,8 +232,6 @@ def _predict_dicomweb(args: argparse.Namespace, model: Any, meta: dict[str, Any]
     from resnet_apps.predict.dicomweb import predict_dicomweb
     from resnet_apps.predict.pacs import connect
 
-    if meta.get("task", "classification") != "classification":
-        raise SystemExit("DICOMweb: only classification runs predict from a PACS so far")
     weights = find_checkpoint(args.run_dir, args.which).with_suffix(".safetensors")
     digest = hashlib.sha256()
     with open(weights, "rb") as handle:
@@ -240,7 +239,7 @@ def _predict_dicomweb(args: argparse.Namespace, model: Any, meta: dict[str, Any]
             digest.update(chunk)
     backbone = (meta.get("model") or {}).get("backbone", "resnet")
     info = ModelInfo(
-        name=f"resnet_apps classification {backbone}",
+        name=f"resnet_apps {meta.get('task', 'classification')} {backbone}",
         version=f"resnet_apps {__version__}, checkpoint {args.which}",
         weights_sha256=digest.hexdigest(),
     )
