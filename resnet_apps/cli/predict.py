@@ -12,7 +12,8 @@ What each INPUT becomes:
   and/or ``--query "ModalitiesInStudy=CR&StudyDate=20260101-"``: every image instance of those studies,
   retrieved one by one (WADO-RS), is one CSV row (hashed UIDs only); ``--store`` writes a DICOM SR per
   instance (+ a Grad-CAM secondary capture with ``--gradcam``) back into its study (STOW-RS); a rerun
-  skips what is stored. Auth: RESNET_APPS_DICOMWEB_TOKEN, or RESNET_APPS_DICOMWEB_USER / _PASSWORD, or
+  skips what is stored. A segmentation run writes OUT/masks/<image_id>.png class maps and stores a
+  DICOM SEG per instance. Auth: RESNET_APPS_DICOMWEB_TOKEN, or RESNET_APPS_DICOMWEB_USER / _PASSWORD, or
   ~/.netrc (never on the command line); TLS is verified (REQUESTS_CA_BUNDLE for a private CA).
 Preprocessing (bands, scale, mean, std, size, DICOM window) always comes from the checkpoint.
 """
@@ -234,11 +235,9 @@ def _predict_dicomweb(args: argparse.Namespace, model: Any, meta: CheckpointMeta
     from resnet_apps.predict.dicomweb import predict_dicomweb
     from resnet_apps.predict.pacs import connect
 
-    if meta.task != "classification":
-        raise SystemExit("DICOMweb: only classification runs predict from a PACS so far")
     weights = find_checkpoint(args.run_dir, args.which).with_suffix(".safetensors")
     info = ModelInfo(
-        name=f"resnet_apps classification {meta.model.backbone or 'resnet'}",
+        name=f"resnet_apps {meta.task} {meta.model.backbone or 'resnet'}",
         version=f"resnet_apps {__version__}, checkpoint {args.which}",
         weights_sha256=sha256_file(weights),
     )

@@ -37,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("evaluate", help="evaluate a run's best checkpoint on a split or on new data")
     p.add_argument("run_dir")
-    p.add_argument("--data", help="a data root laid out like the recipe's (evaluates all of it)")
+    p.add_argument(
+        "--data",
+        help="a data root laid out like the recipe's (evaluates all of it), or a DICOMweb service "
+        "dicomweb+http(s)://HOST/ROOT with --labels",
+    )
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--out", help="output folder (default RUN_DIR/evaluate-<split|data>-<timestamp>)")
     p.add_argument(
@@ -56,6 +60,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="THEIR=OURS|FILE",
         help="with --data: their class name -> the model's (repeatable), or a YAML / two-column CSV file",
+    )
+    pacs = p.add_argument_group("DICOMweb (--data dicomweb+http(s)://...; auth as for predict)")
+    pacs.add_argument(
+        "--labels",
+        metavar="LABELS.csv",
+        help="class of each instance or study: columns label and SOPInstanceUID and/or StudyInstanceUID",
+    )
+    pacs.add_argument(
+        "--study", action="append", default=[], metavar="UID", help="Study Instance UID (repeatable)"
+    )
+    pacs.add_argument("--query", default=None, help='QIDO-RS study filters, e.g. "ModalitiesInStudy=CR"')
+    pacs.add_argument(
+        "--group-by",
+        choices=("patient", "study"),
+        default="patient",
+        help="confidence intervals resample patients (PatientID; the study when absent) or studies",
     )
     p.set_defaults(handler=_evaluate)
 
@@ -110,10 +130,21 @@ def _train_output(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from resnet_apps.errors import DicomWebError
     from resnet_apps.train.evaluate_run import evaluate_run
 
+    dicomweb = str(args.data or "").startswith("dicomweb+")
+    if dicomweb != (args.labels is not None) or (not dicomweb and (args.study or args.query)):
+        raise DicomWebError(
+            "evaluate: --labels, --study and --query go with --data dicomweb+http(s)://..., and a "
+            "DICOMweb --data needs --labels LABELS.csv"
+        )
     out = args.out or args.run_dir
     check_writable(out, "evaluate --out")
+    if dicomweb:
+        with writing(out, "evaluate --out", space_only=True):
+            _evaluate_dicomweb(args)
+        return 0
     with writing(out, "evaluate --out", space_only=True):
         evaluate_run(
             args.run_dir,
@@ -124,6 +155,51 @@ def _evaluate(args: argparse.Namespace) -> int:
             class_map=args.class_map,
         )
     return 0
+
+
+def _evaluate_dicomweb(args: argparse.Namespace) -> None:
+    """Retrieve the labelled instances into a temporary folder, evaluate them as a new collection."""
+    import json
+    import tempfile
+
+    from resnet_apps.errors import RunDirError
+    from resnet_apps.models.checkpoint import find_checkpoint
+    from resnet_apps.predict.dicomweb_labels import read_labels, retrieve_labelled
+    from resnet_apps.predict.pacs import connect
+    from resnet_apps.train.evaluate_data import IndexedData
+    from resnet_apps.train.evaluate_run import evaluate_run
+
+    meta = json.loads(find_checkpoint(args.run_dir, "best").with_suffix(".json").read_text())
+    if meta.get("task", "classification") != "classification" or (meta.get("model") or {}).get("multilabel"):
+        raise RunDirError(
+            f"{args.run_dir}: evaluate from DICOMweb takes single-label classification runs (one class per "
+            "instance or study in --labels)"
+        )
+    labels = read_labels(args.labels)  # before any request: a bad CSV fails in a second
+    client = connect(args.data)
+    with tempfile.TemporaryDirectory(prefix="resnet_apps_evaluate_dicomweb_") as tmp:
+        retrieved = retrieve_labelled(
+            client,
+            tmp,
+            labels,
+            studies=args.study,
+            query=args.query,
+            group_by=args.group_by,
+            progress=False,
+        )
+        print(
+            f"retrieved {len(retrieved.records)} labelled instance(s) of {retrieved.studies} study(ies) in "
+            f"{retrieved.seconds:.1f} s ({retrieved.seconds / max(retrieved.studies, 1):.2f} s per study)"
+        )
+        evaluate_run(
+            args.run_dir,
+            out=args.out,
+            overrides=args.overrides,
+            class_map=args.class_map,
+            indexed=IndexedData(
+                Path(tmp), retrieved.records, retrieved.classes, "dicomweb", retrieved.notes()
+            ),
+        )
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -87,6 +87,8 @@ class ResultUids:
     sr_instance: str
     sc_series: str
     sc_instance: str
+    seg_series: str
+    seg_instance: str
 
     @classmethod
     def for_source(cls, study_uid: str, sop_uid: str, result_key: str) -> ResultUids:
@@ -96,6 +98,8 @@ class ResultUids:
             sr_instance=derived_uid("sr", result_key, sop_uid),
             sc_series=derived_uid("sc-series", result_key, study_uid),
             sc_instance=derived_uid("sc", result_key, sop_uid),
+            seg_series=derived_uid("seg-series", result_key, study_uid),
+            seg_instance=derived_uid("seg", result_key, sop_uid),
         )
 
 

@@ -42,7 +42,9 @@ from resnet_apps.predict.dicom_results import (
     build_sr,
     describe_threshold,
 )
+from resnet_apps.predict.dicom_seg import build_seg
 from resnet_apps.predict.folder import ERROR_COLUMNS, ERRORS_CSV, PREDICTIONS_CSV, predict_folder
+from resnet_apps.predict.masks import MASKS_DIR, predict_masks
 from resnet_apps.predict.pacs import (
     InstanceRef,
     ServerErrors,
@@ -128,29 +130,34 @@ class _Run:
     batch_size: int
     device: str
     decision: Decision
+    segmentation: bool  # a class map per instance, stored as a DICOM SEG (else a finding, as an SR)
     known: dict[str, dict[str, str]]  # image id -> predictions.csv row
     failed: set[str]  # image ids in errors.csv
     times: Timings = field(default_factory=Timings)
     counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("instances", "predicted", "errors", "skipped_done", "stored_sr", "stored_sc"), 0
+            ("instances", "predicted", "errors", "skipped_done", "stored_sr", "stored_sc", "stored_seg"), 0
         )
     )
 
     def todo(self, study: str) -> list[InstanceRef]:
-        """The study's instances without a stored SR (``store``) or a CSV row, and not failed before."""
+        """The study's instances without a stored SR / SEG (``store``) or a CSV row, and not failed before."""
         tick = time.perf_counter()
         refs = list_instances(self.client, study)
         key = self.model_info.result_key(self.decision.threshold)
         stored: set[str] = set()
         if self.store_results:
-            stored = stored_instances(self.client, study, ResultUids.for_source(study, "", key).sr_series)
+            series = ResultUids.for_source(study, "", key)
+            stored = stored_instances(
+                self.client, study, series.seg_series if self.segmentation else series.sr_series
+            )
         self.times.query += time.perf_counter() - tick
         self.counts["instances"] += len(refs)
         todo = []
         for ref in refs:
             if self.store_results:
-                finished = ResultUids.for_source(study, ref.sop, key).sr_instance in stored
+                uids = ResultUids.for_source(study, ref.sop, key)
+                finished = (uids.seg_instance if self.segmentation else uids.sr_instance) in stored
             else:
                 finished = ref.image_id in self.known
             if finished or ref.image_id in self.failed:
@@ -176,7 +183,11 @@ class _Run:
             self.times.retrieve += time.perf_counter() - tick
             tick = time.perf_counter()
             offsets = _size(pred_csv), _size(err_csv)
-            if any(image_id not in self.known for image_id in headers):
+            if any(image_id not in self.known for image_id in headers) and self.segmentation:
+                result = predict_masks(self.model, self.meta, tmp, self.out, device=self.device)
+                self.counts["predicted"] += result["predicted"]
+                self.counts["errors"] += result["errors"]
+            elif any(image_id not in self.known for image_id in headers):
                 result = predict_folder(
                     self.model,
                     self.meta,
@@ -196,7 +207,10 @@ class _Run:
             tick = time.perf_counter()
             gradcam_dir = self.out / "gradcam" if self.gradcam else None
             for ref in batch:
-                if ref.image_id in headers and ref.image_id in self.known:
+                if self.segmentation and ref.image_id in headers and ref.image_id in self.known:
+                    _store_seg(self.client, ref, headers[ref.image_id], self.out, self.meta, self.model_info)
+                    self.counts["stored_seg"] += 1
+                elif ref.image_id in headers and ref.image_id in self.known:
                     row = self.known[ref.image_id]
                     with_sc = _store_one(
                         self.client,
@@ -227,10 +241,13 @@ def predict_dicomweb(
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Classify the studies' image instances into ``out_dir`` CSVs and, optionally, store SR/SC back.
+    """Classify (or segment) the studies' image instances into ``out_dir`` and, optionally, store results back.
+
+    A segmentation run writes ``masks/<image_id>.png`` and per-class pixel fractions
+    (:func:`~resnet_apps.predict.masks.predict_masks`) and stores one DICOM SEG per instance.
 
     Args:
-        model: classification model ([B, C, S, S] -> [B, K] logits), from ``load_run``.
+        model: classification ([B, C, S, S] -> [B, K]) or segmentation ([B, K, S, S]) model, from ``load_run``.
         meta: its checkpoint metadata.
         client: from :func:`resnet_apps.predict.pacs.connect`.
         out_dir: output folder (predictions.csv, errors.csv, gradcam/); an existing one resumes.
@@ -244,10 +261,13 @@ def predict_dicomweb(
         progress: a tqdm bar of instances (studies are counted as they are listed).
 
     Returns:
-        Counts (studies, instances, predicted, errors, skipped_done, stored_sr, stored_sc) and timings
+        Counts (studies, instances, predicted, errors, skipped_done, stored_sr, stored_sc, stored_seg) and timings
         in seconds (total, per stage, per study and per instance).
     """
     decision = Decision.from_meta(meta)
+    segmentation = meta.get("task", "classification") == "segmentation"
+    if segmentation and gradcam:
+        raise DicomWebError("--gradcam explains classification runs; drop it for a segmentation run")
     if store_results and decision.multilabel:
         raise DicomWebError(
             "--store writes one finding per instance; a multi-label model is not supported yet"
@@ -265,6 +285,7 @@ def predict_dicomweb(
         batch_size=batch_size,
         device=device,
         decision=decision,
+        segmentation=segmentation,
         known=_rows_after(out / PREDICTIONS_CSV, 0),
         failed=set(_rows_after(out / ERRORS_CSV, 0)),
     )
@@ -297,6 +318,27 @@ def predict_dicomweb(
         "csv": out / PREDICTIONS_CSV,
         "errors_csv": out / ERRORS_CSV,
     }
+
+
+def _store_seg(
+    client: DICOMwebClient,
+    ref: InstanceRef,
+    header: Dataset,
+    out: Path,
+    meta: Mapping[str, Any],
+    model_info: ModelInfo,
+) -> None:
+    """STOW one DICOM SEG of the instance's class map (``out/masks/<image_id>.png``)."""
+    from PIL import Image
+
+    uids = ResultUids.for_source(
+        ref.study, ref.sop, model_info.result_key(Decision.from_meta(meta).threshold)
+    )
+    mask = np.asarray(Image.open(out / MASKS_DIR / f"{ref.image_id}.png"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # highdicom quotes the patient's name in warnings
+        seg = build_seg(header, mask, [str(c) for c in meta.get("classes") or []], model_info, uids)
+    store(client, [seg], ref.study)
 
 
 def _store_one(

@@ -118,6 +118,25 @@ def map_records(
     return [dataclasses.replace(r, label=target[r.label]) if r.label is not None else r for r in records]
 
 
+@dataclasses.dataclass(frozen=True)
+class IndexedData:
+    """A new collection indexed by its caller (e.g. instances retrieved from a PACS), not by ``data.source``.
+
+    Attributes:
+        root: the folder ``records`` paths are relative to.
+        records: single-label records; ``Record.label`` indexes ``classes``.
+        classes: their class names (mapped onto the model's with ``--map``).
+        name: the evaluation folder is ``evaluate-<name>-<timestamp>``.
+        notes: where the data came from, what was left out (for metrics.json and the report).
+    """
+
+    root: Path
+    records: list[Record]
+    classes: list[str]
+    name: str
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
 def new_data_records(
     recipe: Recipe, classes: list[str], task: str, multilabel: bool, mapping: dict[str, str]
 ) -> tuple[list[Record], list[str]]:
@@ -129,6 +148,13 @@ def new_data_records(
         records, _ = build_records(recipe.data.source, recipe.data.root, classes)
         return records, []
     records, their = build_records(recipe.data.source, recipe.data.root, recipe.data.classes)
+    return labelled_records(records, their, classes, mapping)
+
+
+def labelled_records(
+    records: list[Record], their: list[str], classes: list[str], mapping: dict[str, str]
+) -> tuple[list[Record], list[str]]:
+    """Single-label records relabelled from ``their`` classes to the model's ``classes``, and the notes."""
     records = map_records(records, their, classes, mapping)
     notes = []
     if mapping:

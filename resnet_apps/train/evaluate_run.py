@@ -18,9 +18,21 @@ import torch
 
 from resnet_apps.errors import RunDirError
 from resnet_apps.recipe import TaskMode, load_recipe
-from resnet_apps.train.datasets import SplitData, recipe_dataset, split_info, split_records
+from resnet_apps.train.datasets import (
+    SplitData,
+    drop_unreadable,
+    recipe_dataset,
+    split_info,
+    split_records,
+)
 from resnet_apps.train.evaluate import evaluate_block, predict
-from resnet_apps.train.evaluate_data import new_data_recipe, new_data_records, parse_class_map
+from resnet_apps.train.evaluate_data import (
+    IndexedData,
+    labelled_records,
+    new_data_recipe,
+    new_data_records,
+    parse_class_map,
+)
 from resnet_apps.train.run import LoopState, Run, eval_loader
 
 
@@ -32,6 +44,7 @@ def evaluate_run(
     log: Any = print,
     overrides: Sequence[str] = (),
     class_map: Sequence[str] = (),
+    indexed: IndexedData | None = None,
 ) -> Path:
     """Evaluate a run's best checkpoint; returns the folder holding metrics.json and the report.
 
@@ -43,6 +56,8 @@ def evaluate_run(
         log: console printer.
         overrides: ``data.*`` / ``eval.*`` assignments for the new data (``--set``).
         class_map: ``their=ours`` items or mapping files (``--map``).
+        indexed: new data already indexed (instances retrieved from a PACS), instead of ``data``;
+            its unreadable files are left out and counted in the notes.
     """
     from resnet_apps.data.records import hash_id
     from resnet_apps.models.checkpoint import load_run
@@ -51,14 +66,34 @@ def evaluate_run(
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.yaml").is_file():
         raise RunDirError(f"{run_dir}: not a resnet_apps run directory (no recipe.yaml)")
-    if data is None and (overrides or class_map):
+    if data is not None and indexed is not None:
+        raise RunDirError("evaluate: give new data as a folder or as indexed records, not both")
+    if data is None and indexed is None and (overrides or class_map):
         raise RunDirError("evaluate: --set and --map describe new data; give it with --data DIR")
     recipe = load_recipe(run_dir / "recipe.yaml")
     model, meta = load_run(run_dir, "best")
     pre = meta.require_preprocessing()
     classes = list(meta.classes)
     notes: list[str] = []
-    if data is not None:
+    if indexed is not None:
+        if meta["task"] != "classification" or meta["model"].get("multilabel"):
+            raise RunDirError(
+                f"{run_dir}: labelled instances carry one class each; this {meta['task']} run "
+                f"{'(multi-label) ' if meta['model'].get('multilabel') else ''}cannot be evaluated on them"
+            )
+        # no array cache: decoded images of retrieved instances must not outlive their temporary folder
+        recipe = new_data_recipe(run_dir / "recipe.yaml", indexed.root, [*overrides, "data.cache=false"])
+        records, notes = labelled_records(
+            indexed.records, indexed.classes, list(meta["classes"]), parse_class_map(class_map)
+        )
+        split_data = SplitData([], [], records, list(meta["classes"]))
+        # one undecodable instance never stops the evaluation: read each once, leave the bad ones out
+        skipped = drop_unreadable(split_data, recipe, log=lambda _message: None)
+        notes = [*indexed.notes, *notes]
+        if skipped:
+            notes.append(f"{len(skipped)} instance(s) could not be decoded: left out.")
+        name = f"data-{indexed.name}"
+    elif data is not None:
         # every record of the new data is evaluated; its own split column and groups are not forced on it
         recipe = new_data_recipe(run_dir / "recipe.yaml", data, overrides)
         records, notes = new_data_records(
@@ -92,7 +127,7 @@ def evaluate_run(
                 "(the data folder changed since training)"
             )
         name = split
-    records = getattr(split_data, "test" if data is not None else split)
+    records = getattr(split_data, "test" if data is not None or indexed is not None else split)
     if not records:
         raise RunDirError(f"{run_dir}: the {split} split is empty; choose another --split")
     mode: TaskMode = meta.mode

@@ -183,6 +183,7 @@ def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: An
             "mean": run.norm[0],
             "std": run.norm[1],
             "image_size": r.data.image_size,
+            "resize": r.data.resize,  # segmentation: the side whole images are resized to (None: native)
             "dicom_window": r.data.dicom_window,
             "grayscale": r.data.grayscale,
             "dicom_frame": r.data.dicom_frame,

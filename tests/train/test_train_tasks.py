@@ -79,6 +79,9 @@ def test_segmentation_pairs_with_value_map_and_odd_sizes(tmp_path: Path) -> None
     assert len(metrics["overlays"]) == 2 and "mean IoU of this image" in metrics["overlays"][0]["caption"]
     png = Image.open(tmp_path / "run" / metrics["overlays"][0]["image"])
     assert png.size == (2 * 44 + 4, 40)
+    # the checkpoint says whether whole images were resized (predict on DICOM resizes to it, else image_size)
+    meta = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
+    assert meta["preprocessing"]["resize"] is None and meta["preprocessing"]["image_size"] == 32
 
 
 def test_multilabel_nih_layout_with_patient_groups(tmp_path: Path) -> None:
