@@ -5,10 +5,12 @@ per access; a shard is opened once and a batch is one fancy-index gather (``imag
 cached data path runs at memory speed.
 
 Stored dtype (decided on the first record, escalated when a later one does not fit):
-- ``uint8`` / ``uint16`` when every cached image is ``raw * scale`` with integer ``raw`` in range (8- and
-  16-bit sources such as EuroSAT DN with ``data.scale: 1e-4``): the shard holds ``raw`` exactly and the
-  consumer multiplies by ``scale`` in float32 on the device, which gives the very float32 values the
+- ``uint8`` / ``int16`` / ``uint16`` when every cached image is ``raw * scale`` with integer ``raw`` in
+  range (8- and 16-bit sources such as EuroSAT DN with ``data.scale: 1e-4``): the shard holds ``raw``
+  exactly and the consumer multiplies by ``scale`` in float32, which gives the float32 values the
   per-sample path computes (``float32(raw) * float32(scale)``), at a half or a quarter of the bytes.
+  16-bit data below 32768 (EuroSAT's DN) is stored as ``int16``, same bytes as ``uint16``: torch's
+  ``uint16`` is a shell dtype without most kernels, ``int16`` has them all.
 - ``float16`` when the values are not such integers (windowed DICOM display values in [0, 1], images
   averaged to grey, resized images): spacing 2**-11 in [0.5, 1), finer than an 8-bit display and about
   half a grey level of a 12-bit window, at half the bytes of float32.
@@ -47,7 +49,7 @@ from resnet_apps.io.atomic import atomic_write_text
 log = logging.getLogger(__name__)
 
 _VERSION = "v1"
-_DTYPES = ("uint8", "uint16", "float16", "float32")
+_DTYPES = ("uint8", "int16", "uint16", "float16", "float32")
 
 
 @dataclass
@@ -59,6 +61,8 @@ class Shard:
         valid: ``[N, H, W]`` bool.
         mask: ``[N, H, W]`` uint8 (segmentation) or None.
         label: ``[N]`` int64 (class) or ``[N, K]`` float32 (multi-label, NaN unknown) or None.
+        mean: ``[N]`` float64, each image's mean over (C, H, W) in float values (brightness changes are
+            relative to it; flips and rotations keep it).
         scale: factor from stored integers to float values (1.0 for float dtypes).
         key: the shard's cache key.
     """
@@ -67,6 +71,7 @@ class Shard:
     valid: np.ndarray
     mask: np.ndarray | None
     label: np.ndarray | None
+    mean: np.ndarray
     scale: float
     key: str
 
@@ -78,23 +83,20 @@ class Shard:
 
         Returns:
             ``image`` [B, C, H, W] (stored dtype), ``valid`` [B, H, W] bool, ``index`` [B] int64 and
-            ``mask`` [B, H, W] uint8 and/or ``label`` [B] | [B, K]; pinned when ``pin`` (for a
+            ``mean`` [B] float64 and ``mask`` [B, H, W] uint8 and/or ``label`` [B] | [B, K]; pinned when ``pin`` (for a
             ``non_blocking`` copy to a GPU).
         """
         idx = np.asarray(indices, dtype=np.int64)
-        order = np.argsort(idx, kind="stable")  # sorted reads walk the memory map forwards
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        sorted_idx = idx[order]
-        out = {
-            "image": torch.from_numpy(self.image[sorted_idx][inverse]),
-            "valid": torch.from_numpy(self.valid[sorted_idx][inverse]),
+        out = {  # one copy per array: rows straight from the memory map (the page cache) into the batch
+            "image": torch.from_numpy(self.image[idx]),
+            "valid": torch.from_numpy(self.valid[idx]),
             "index": torch.from_numpy(idx.copy()),
         }
         if self.mask is not None:
-            out["mask"] = torch.from_numpy(self.mask[sorted_idx][inverse])
+            out["mask"] = torch.from_numpy(self.mask[idx])
         if self.label is not None:
             out["label"] = torch.from_numpy(self.label[idx])
+        out["mean"] = torch.from_numpy(self.mean[idx])
         if pin:
             out = {k: v.pin_memory() for k, v in out.items()}
         return out
@@ -132,14 +134,21 @@ def open_shard(directory: Path, key: str) -> Shard | None:
     entry = directory / key[:2] / key
     try:
         meta = json.loads((entry / "meta.json").read_text())
-        arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
+        # plain ndarray views of the maps: np.memmap's __getitem__ wrapping costs more than a batch's copy
+        arrays = {name: np.asarray(np.load(entry / f"{name}.npy", mmap_mode="r")) for name in meta["arrays"]}
     except (OSError, ValueError, KeyError):
         return None
     n = meta["n"]
     if any(a.shape[0] != n for a in arrays.values()):
         return None  # truncated file: rebuild
     return Shard(
-        arrays["image"], arrays["valid"], arrays.get("mask"), arrays.get("label"), meta["scale"], key
+        arrays["image"],
+        arrays["valid"],
+        arrays.get("mask"),
+        arrays.get("label"),
+        np.asarray(arrays["mean"]),
+        meta["scale"],
+        key,
     )
 
 
@@ -206,9 +215,9 @@ def _decoded(dataset: RecordDataset, workers: int, progress: bool) -> Iterator[d
 
 def _fits(image: np.ndarray, dtype: str, scale: float) -> np.ndarray | None:
     """``image`` as stored in ``dtype`` when that holds it exactly (integers) or in range (floats)."""
-    if dtype in ("uint8", "uint16"):
+    if dtype in ("uint8", "int16", "uint16"):
         raw = np.rint(image / np.float32(scale))
-        top = 255 if dtype == "uint8" else 65535
+        top = {"uint8": 255, "int16": 32767, "uint16": 65535}[dtype]
         if raw.min(initial=0) < 0 or raw.max(initial=0) > top:
             return None
         if not np.array_equal(raw.astype(np.float32) * np.float32(scale), image):
@@ -261,13 +270,14 @@ def _write(
                 raise _Escalate(_DTYPES[_DTYPES.index(dtype) + 1])
             files["image"][i] = stored
             files["valid"][i] = arrays["valid"]
+            files["mean"][i] = image.mean(dtype=np.float64)
             if "mask" in files:
                 files["mask"][i] = arrays["mask"]
         _fill_labels(files, dataset, tmp)
         for array in files.values():
             if isinstance(array, np.memmap):
                 array.flush()
-        meta = {"n": n, "arrays": sorted(files), "dtype": dtype, "scale": scale if dtype[0] == "u" else 1.0}
+        meta = {"n": n, "arrays": sorted(files), "dtype": dtype, "scale": scale if dtype[0] in "ui" else 1.0}
         del files  # close the maps before the rename
         atomic_write_text(tmp / "meta.json", json.dumps(meta))  # the completion marker, written last
         _install(tmp, entry)
@@ -319,6 +329,7 @@ def _allocate(
         files["mask"] = fmt.open_memmap(
             tmp / "mask.npy", mode="w+", dtype=np.uint8, shape=(n, *image.shape[1:])
         )
+    files["mean"] = np.zeros(n, np.float64)
     if dataset.records[0].labels is not None:
         files["label"] = np.zeros((n, len(dataset.records[0].labels or ())), np.float32)
     elif dataset.records[0].label is not None:
@@ -327,6 +338,7 @@ def _allocate(
 
 
 def _fill_labels(files: dict[str, np.ndarray], dataset: RecordDataset, tmp: Path) -> None:
+    np.save(tmp / "mean.npy", files["mean"])
     if "label" not in files:
         return
     if files["label"].ndim == 2:

@@ -49,8 +49,8 @@ def test_shard_is_written_once_and_reused(tmp_path: Path, decodes: list[str]) ->
     records, root = _chips(tmp_path)
     shard = shard_for(_dataset(records, root, tmp_path / "cache"))
     assert shard is not None and len(decodes) == len(records) == 9
-    assert shard.image.dtype == np.uint16 and shard.image.shape == (9, 4, 16, 16)  # integers: stored raw
-    assert isinstance(shard.image, np.memmap) and not shard.image.flags.writeable
+    assert shard.image.dtype == np.int16 and shard.image.shape == (9, 4, 16, 16)  # integers < 32768: raw
+    assert isinstance(shard.image.base, np.memmap) and not shard.image.flags.writeable  # a read-only map
     assert shard.scale == pytest.approx(1e-4)
     again = shard_for(_dataset(records, root, tmp_path / "cache"))  # a new run: opened, not decoded
     assert again is not None and len(decodes) == 9 and again.key == shard.key
