@@ -59,6 +59,8 @@ class BatchSource:
         mean, std: per-band normalisation ``[C]`` (None: not normalised).
         device: the training device.
         segmentation: batches carry ``mask`` (int64) rather than ``label``.
+        numpy_convert: convert with numpy before the transfer (default: on a CPU device, where numpy's
+            16-bit-integer-to-float kernels beat torch's); else torch on the device after the transfer.
     """
 
     shard: Shard
@@ -67,6 +69,7 @@ class BatchSource:
     std: Sequence[float] | None
     device: torch.device
     segmentation: bool = False
+    numpy_convert: bool | None = None
 
     def __post_init__(self) -> None:
         self._pin = self.device.type == "cuda"
@@ -119,7 +122,7 @@ class BatchSource:
         mul = (alpha[:, None] * scale / std_c[None, :]).float()[:, :, None, None]  # [B, C, 1, 1]
         add = (((beta * raw["mean"])[:, None] - mean_c[None, :]) / std_c[None, :]).float()[:, :, None, None]
         spans = _spans(codes)
-        if self.device.type == "cpu":
+        if self.numpy_convert if self.numpy_convert is not None else self.device.type == "cpu":
             image, valid, mask = self._convert_cpu(raw, spans, mul, add)
         else:
             image, valid, mask = self._convert_device(raw, spans, mul, add)

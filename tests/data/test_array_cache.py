@@ -143,3 +143,29 @@ def test_images_of_different_sizes_use_the_per_sample_path(tmp_path: Path) -> No
     assert shard_for(ds) is None
     directory = shard_dir(ds)
     assert directory is not None and not list(directory.rglob("meta.json"))
+
+
+@pytest.mark.subprocess
+def test_cli_data_cache_writes_the_shard_train_reads(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from train_fixtures import write_recipe
+
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        make_geotiff_folder(tmp_path / "data", per_class=4, size=16),
+        data={"image_size": 16},
+    )
+    env = {**os.environ, "RESNET_APPS_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "resnet_apps", "data", "cache", str(recipe), "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tiny: 6 training images [4, 16, 16] as int16" in done.stdout
+    assert len(list((tmp_path / "cache" / "shards").rglob("meta.json"))) == 1

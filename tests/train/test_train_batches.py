@@ -96,3 +96,31 @@ def test_fused_flips_rotations_match_the_per_sample_images(tmp_path: Path) -> No
     assert moved >= 4
     again = source.batch(indices, seed=123)  # the same (seed, epoch, step): the same batch (resume)
     assert torch.equal(again["image"], batch["image"]) and torch.equal(again["index"], batch["index"])
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint16", "float16"])
+def test_torch_conversion_path_equals_the_numpy_one(tmp_path: Path, dtype: str) -> None:
+    """The path a GPU takes (transfer the stored dtype, convert with torch) gives the CPU path's batch."""
+    from resnet_apps.data.array_cache import Shard
+    from resnet_apps.data.batch_augment import batch_augment
+
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 40000 if dtype == "uint16" else 30000, (6, 3, 8, 8)).astype(dtype)
+    valid = np.ones((6, 8, 8), bool)
+    valid[2, :2] = False
+    scale = 1.0 if dtype == "float16" else 1e-4
+    mean = raw.astype(np.float32).reshape(6, -1).mean(1).astype(np.float64) * scale
+    shard = Shard(raw, valid, None, np.arange(6), mean, scale, "k")
+    cpu = torch.device("cpu")
+    fast = BatchSource(
+        shard, batch_augment("nadir"), (0.1, 0.2, 0.3), (2.0, 3.0, 4.0), cpu, numpy_convert=True
+    )
+    slow = BatchSource(
+        shard, batch_augment("nadir"), (0.1, 0.2, 0.3), (2.0, 3.0, 4.0), cpu, numpy_convert=False
+    )
+    a, b = fast.batch([5, 1, 2, 0, 4, 3], 9), slow.batch([5, 1, 2, 0, 4, 3], 9)
+    assert torch.equal(a["index"], b["index"]) and torch.equal(a["valid"], b["valid"])
+    torch.testing.assert_close(a["image"], b["image"], rtol=1e-5, atol=1e-5)
+    assert float(a["image"][a["index"].tolist().index(2)].abs().sum()) > 0
+    row = a["index"].tolist().index(2)
+    assert torch.all(a["image"][row][:, ~a["valid"][row]] == 0)  # invalid pixels are 0 after normalising
