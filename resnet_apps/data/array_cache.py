@@ -136,20 +136,20 @@ def open_shard(directory: Path, key: str) -> Shard | None:
         meta = json.loads((entry / "meta.json").read_text())
         # plain ndarray views of the maps: np.memmap's __getitem__ wrapping costs more than a batch's copy
         arrays = {name: np.asarray(np.load(entry / f"{name}.npy", mmap_mode="r")) for name in meta["arrays"]}
-    except (OSError, ValueError, KeyError):
+        n, scale = int(meta["n"]), float(meta["scale"])
+        if any(a.shape[0] != n for a in arrays.values()):
+            return None  # truncated file: rebuild
+        return Shard(
+            arrays["image"],
+            arrays["valid"],
+            arrays.get("mask"),
+            arrays.get("label"),
+            arrays["mean"],
+            scale,
+            key,
+        )
+    except (OSError, ValueError, KeyError, TypeError):  # damaged, or a layout without an array: rebuild
         return None
-    n = meta["n"]
-    if any(a.shape[0] != n for a in arrays.values()):
-        return None  # truncated file: rebuild
-    return Shard(
-        arrays["image"],
-        arrays["valid"],
-        arrays.get("mask"),
-        arrays.get("label"),
-        np.asarray(arrays["mean"]),
-        meta["scale"],
-        key,
-    )
 
 
 def shard_for(dataset: RecordDataset, workers: int = 0, progress: bool = False) -> Shard | None:

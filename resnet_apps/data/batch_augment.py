@@ -210,17 +210,43 @@ def _affine(
     zoom = torch.rand(b, generator=gen) * 0.2 + 0.9
     angle, zoom = torch.where(on, angle, 0.0), torch.where(on, zoom, 1.0)
     shift = torch.where(on[:, None], shift, 0.0)
-    # affine_grid maps output to input coordinates in [-1, 1]: the inverse of rotate-scale-shift
+    if not bool(on.any()):
+        return image, valid, mask
+    # the sampling grid maps output to input coordinates in [-1, 1]: the inverse of rotate-scale-shift
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [torch.stack([cos, -sin, -shift[:, 0] * 2], 1), torch.stack([sin, cos, -shift[:, 1] * 2], 1)], 1
     ).to(image.device, image.dtype)
-    grid = F.affine_grid(theta, list(image.shape), align_corners=False)
-    image = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    inside = F.grid_sample(valid[:, None].to(image.dtype), grid, mode="nearest", align_corners=False)
-    valid = inside[:, 0] > 0.5  # pixels from outside the image come out invalid
+    sel = on.to(image.device)  # only the samples that move: the others stay bit-for-bit
+    grid = affine_sampling_grid(theta[sel], image.shape[-2], image.shape[-1])
+    image, valid = image.clone(), valid.clone()
+    image[sel] = F.grid_sample(image[sel], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if bool(valid[sel].all()):  # nearest-neighbour validity of an all-valid image: inside the frame or not
+        h, w = image.shape[-2], image.shape[-1]
+        col = torch.round(((grid[..., 0] + 1) * w - 1) / 2)
+        row = torch.round(((grid[..., 1] + 1) * h - 1) / 2)
+        valid[sel] = (col >= 0) & (col <= w - 1) & (row >= 0) & (row <= h - 1)
+    else:
+        inside = F.grid_sample(valid[sel][:, None].to(image.dtype), grid, mode="nearest", align_corners=False)
+        valid[sel] = inside[:, 0] > 0.5  # pixels from outside the image come out invalid
     if mask is not None:  # shift by one so that the zero padding reads as IGNORE_INDEX
-        moved = F.grid_sample((mask[:, None].to(image.dtype) + 1), grid, mode="nearest", align_corners=False)
+        mask = mask.clone()
+        moved = F.grid_sample(
+            mask[sel][:, None].to(image.dtype) + 1, grid, mode="nearest", align_corners=False
+        )
         labels = moved[:, 0].round().long() - 1
-        mask = torch.where(labels < 0, IGNORE_INDEX, labels).to(mask.dtype)
+        mask[sel] = torch.where(labels < 0, IGNORE_INDEX, labels).to(mask.dtype)
     return image, valid, mask
+
+
+def affine_sampling_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (B, 1, h, w), align_corners=False)`` by broadcasting: [B, h, w, 2].
+
+    affine_grid runs a batched matrix product over every pixel, several times slower on a CPU.
+    """
+    xs = (torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1
+    t = theta[:, :, :, None, None]  # [B, 2, 3, 1, 1]
+    gx = t[:, 0, 0] * xs + t[:, 0, 1] * ys[:, None] + t[:, 0, 2]
+    gy = t[:, 1, 0] * xs + t[:, 1, 1] * ys[:, None] + t[:, 1, 2]
+    return torch.stack([gx, gy], dim=-1)

@@ -112,3 +112,11 @@ def test_crop_and_brightness() -> None:
         steps = row[1:] - row[:-1]
         assert torch.allclose(steps, steps[0].expand_as(steps), atol=1e-3)
         assert 0.89 <= float(steps[0]) <= 1.11  # the input steps by 1 along a row
+
+
+def test_affine_grid_by_broadcasting_equals_torch() -> None:
+    from resnet_apps.data.batch_augment import affine_sampling_grid
+
+    theta = torch.tensor([[[0.9, -0.2, 0.05], [0.2, 0.9, -0.03]], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    want = torch.nn.functional.affine_grid(theta, [2, 1, 12, 10], align_corners=False)
+    torch.testing.assert_close(affine_sampling_grid(theta, 12, 10), want, rtol=1e-6, atol=1e-6)
