@@ -162,7 +162,9 @@ class TrainConfig:
     early_stop_patience: int = 0  # 0: off
     seed: int = 0
     deterministic: bool = False
-    num_workers: int = 2
+    num_workers: int | Literal["auto"] = (
+        "auto"  # auto: 0 from the array cache, min(4, cpus - 1) when decoding
+    )
     checkpoint_every_steps: int = 0  # 0: checkpoint only at epoch ends; >0: also every N steps (resume)
     max_steps_per_epoch: int = 0  # 0: whole epoch; >0: cap (smoke runs)
     tensorboard: bool = False
@@ -514,7 +516,7 @@ _RANGES: tuple[tuple[str, float, float, bool, str], ...] = (
     ("train.label_smoothing", 0.0, 1.0, True, "a smoothing in [0, 1)"),
     ("train.grad_clip", 0.0, 1e12, True, "0 (off) or a positive norm"),
     ("train.backbone_lr_mult", 0.0, 1e6, True, "0 (frozen) or a positive multiplier"),
-    ("train.num_workers", 0, 256, True, "0 (load in the main process) or a positive worker count"),
+    ("train.num_workers", 0, 256, True, "auto, 0 (load in the main process) or a positive worker count"),
     ("train.freeze_backbone_epochs", 0, 1e6, True, "0 or a positive number of epochs"),
     ("train.early_stop_patience", 0, 1e6, True, "0 (off) or a positive number of epochs"),
     ("train.checkpoint_every_steps", 0, 1e12, True, "0 (epoch ends only) or a positive step count"),
@@ -537,6 +539,8 @@ def _check_ranges(recipe: Recipe, origin: str) -> None:
         value: Any = plain
         for part in dotted.split("."):
             value = value[part]
+        if dotted == "train.num_workers" and value == "auto":
+            continue
         number = float(value)
         top_ok = dotted not in _OPEN_TOP
         inside = (number >= low if low_ok else number > low) and (number <= high if top_ok else number < high)

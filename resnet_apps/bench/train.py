@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     from resnet_apps.recipe import load_recipe
     from resnet_apps.train import step as train_steps  # the loop's own step, looked up at call time
+    from resnet_apps.train.batches import choose_workers, epoch_batches, train_batch_source
     from resnet_apps.train.datasets import collate, normalisation, recipe_dataset, split_records
     from resnet_apps.train.setup import build_loss, build_optimizer, build_recipe_model, task_mode
 
@@ -78,12 +79,17 @@ def run(args: argparse.Namespace) -> int:
     order = list(itertools.islice(itertools.cycle(range(len(dataset))), needed * batch))
     key = "mask" if mode == "segmentation" else "label"
 
-    def loader() -> DataLoader[Any]:
+    source = train_batch_source(recipe, dataset, device, log=quiet)
+    workers, why = choose_workers(settings.num_workers, source is not None)
+
+    def loader() -> Any:
+        if source is not None:  # the loop's own path: array cache gathers, augmentation on the device
+            return epoch_batches(dataset, order, batch, 0, source, settings.seed, 1, 0)
         return DataLoader(
             dataset,
             batch_size=batch,
             sampler=order,
-            num_workers=settings.num_workers,
+            num_workers=workers,
             collate_fn=collate,
             drop_last=True,
         )
@@ -127,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"recipe {recipe.name}: {recipe.model.backbone}, batch {shape} ({settings.precision}), "
         f"{args.steps} timed steps, {torch.get_num_threads()} torch threads, "
-        f"{settings.num_workers} loader workers, {device}"
+        f"{workers} loader workers ({why}), {device}"
     )
     print(f"  pipeline (read + augment + step): {pipeline:8.1f} images/s")
     print(f"  {name} step on the same tensors:  {reference:8.1f} images/s")

@@ -1,4 +1,4 @@
-"""``resnet-apps bench io|train|predict``: speed and memory figures, never part of the test suite."""
+"""``resnet-apps bench io|train|predict|data``: speed and memory figures, never part of the test suite."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import importlib
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="measure throughput and memory (io, train, predict)")
+    parser = subparsers.add_parser("bench", help="measure throughput and memory (io, train, predict, data)")
     benches = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    for name in ("io", "train", "predict"):
+    for name in ("io", "train", "predict", "data"):
         # each benchmark module defines add_arguments(parser) and run(args) -> int
         module = importlib.import_module(f"resnet_apps.bench.{name}")
         sub = benches.add_parser(

@@ -1,4 +1,4 @@
-"""``resnet-apps data stats DIR`` (per-band statistics for a data card) and ``data fetch NAME``."""
+"""``resnet-apps data stats DIR`` (band statistics for a data card), ``data fetch NAME``, ``data cache RECIPE``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ def _band(text: str) -> str | int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``data`` group (``stats``, ``fetch``) to the top-level parser."""
-    parser = subparsers.add_parser("data", help="dataset utilities: band statistics, downloads")
+    """Add the ``data`` group (``stats``, ``fetch``, ``cache``) to the top-level parser."""
+    parser = subparsers.add_parser("data", help="dataset utilities: band statistics, downloads, array cache")
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     stats = sub.add_parser(
@@ -64,6 +64,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fetch.set_defaults(handler=_fetch)
 
+    cache = sub.add_parser(
+        "cache",
+        help="decode a recipe's training images into the array cache, in parallel, before training",
+        description="Writes the one memory-mapped array the training loop gathers its batches from "
+        "(data.array_cache), decoding across processes with a progress bar. A later train finds it.",
+    )
+    cache.add_argument("recipe", help="recipe YAML")
+    cache.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    cache.add_argument(
+        "--workers", type=int, default=None, help="decode processes (default: min(4, cpus - 1))"
+    )
+    cache.set_defaults(handler=_cache)
+
 
 def _stats(args: argparse.Namespace) -> int:
     from resnet_apps.data.stats import compute_band_stats, find_images, stats_yaml
@@ -74,6 +87,35 @@ def _stats(args: argparse.Namespace) -> int:
     stats = compute_band_stats(files, bands=args.bands, scale=args.scale)
     print(f"# resnet-apps data stats {args.dir}: {len(files)} files, scale {args.scale}, valid pixels only")
     print(stats_yaml(stats), end="")
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    import time
+
+    from resnet_apps.data.array_cache import shard_for
+    from resnet_apps.recipe import load_recipe
+    from resnet_apps.train.batches import decode_workers
+    from resnet_apps.train.datasets import normalisation, recipe_dataset, split_records
+
+    recipe = load_recipe(args.recipe, [*args.overrides, "data.cache=true"])
+    split = split_records(recipe)
+    _, mean, std, _ = normalisation(recipe, split.train, split.classes)
+    dataset = recipe_dataset(split.train, recipe, (mean, std), split.classes, train=True)
+    workers = decode_workers() if args.workers is None else args.workers
+    started = time.perf_counter()
+    shard = shard_for(dataset, workers, progress=sys.stderr.isatty())
+    if shard is None:
+        print(
+            f"error: {recipe.name}: the training images do not form one array (sizes differ, or the cache "
+            "folder cannot be written); training reads them one by one",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"{recipe.name}: {len(shard)} training images {list(shard.image.shape[1:])} as {shard.image.dtype} "
+        f"in the array cache ({shard.key[:12]}, {time.perf_counter() - started:.1f} s, {workers} process(es))"
+    )
     return 0
 
 

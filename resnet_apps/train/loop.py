@@ -22,7 +22,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -30,16 +30,16 @@ from typing import Any, cast
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 from resnet_apps.data.dataset import RecordDataset
 from resnet_apps.errors import TrainingDivergedError
 from resnet_apps.recipe import Recipe, TaskMode, load_recipe
+from resnet_apps.train.batches import BatchSource, choose_workers, epoch_batches, train_batch_source
 from resnet_apps.train.datasets import (
     SplitData,
     balanced_weights,
     class_counts,
-    collate,
     drop_unreadable,
     normalisation,
     recipe_dataset,
@@ -185,6 +185,7 @@ def _train(
         net = cast(nn.Module, torch.compile(net))  # an OptimizedModule: an nn.Module that compiles on call
 
     train_set = recipe_dataset(split.train, recipe, (mean, std), split.classes, train=True)
+    batches = train_batch_source(recipe, train_set, device, log)
     val_loader = eval_loader(recipe_dataset(split.val, recipe, (mean, std), split.classes, False), run)
     n_order = len(_epoch_order(run, train_set, 1))
     batch = recipe.train.batch_size
@@ -203,7 +204,9 @@ def _train(
         frozen = epoch <= recipe.train.freeze_backbone_epochs
         if world == 1:
             set_backbone_frozen(model, frozen)
-        lr = train_one_epoch(run, net, train_set, criterion, optimizer, scaler, schedule, frozen, log)
+        lr = train_one_epoch(
+            run, net, train_set, criterion, optimizer, scaler, schedule, frozen, log, batches
+        )
 
         # validation, checkpoints, early stopping
         val = predict(
@@ -285,8 +288,12 @@ def train_one_epoch(
     schedule: Schedule,
     frozen: bool,
     log: Callable[[str], object],
+    batches: BatchSource | None = None,
 ) -> float:
     """Train the rest of epoch ``run.loop.epoch`` from step ``run.loop.step``; returns the last learning rate.
+
+    Batches come from ``batches`` (the array cache, augmented on the device) when given, else from a
+    ``DataLoader`` over ``train_set`` (per-sample decoding and albumentations).
 
     Updates ``run.loop`` (step, loss sums, seconds) after every step and, every
     ``train.checkpoint_every_steps`` steps, saves the resume state mid-epoch.
@@ -298,14 +305,8 @@ def train_one_epoch(
     epoch, batch, per_epoch = loop.epoch, t.batch_size, schedule.per_epoch
     train_set.set_epoch(epoch)
     order = _epoch_order(run, train_set, epoch)[loop.step * batch :]
-    loader = DataLoader(
-        train_set,
-        batch_size=batch,
-        sampler=order,
-        num_workers=t.num_workers,
-        collate_fn=collate,
-        drop_last=len(order) % batch == 1,
-    )
+    workers, _ = choose_workers(t.num_workers, batches is not None)
+    loader = epoch_batches(train_set, order, batch, workers, batches, t.seed, epoch, loop.step)
     net.train()
     lr = max(g["lr"] for g in optimizer.param_groups)
     started = epoch_start = time.perf_counter()
@@ -397,7 +398,7 @@ def _class_weights(recipe: Recipe, split: SplitData, mode: TaskMode) -> list[flo
     return None
 
 
-def _progress(loader: DataLoader[Any], epoch: int, epochs: int, total: int) -> Any:
+def _progress(loader: Iterable[Any], epoch: int, epochs: int, total: int) -> Any:
     """tqdm with loss, throughput and ETA on a terminal; the bare loader (plain epoch lines) otherwise."""
     if is_main() and sys.stderr.isatty():
         from tqdm import tqdm

@@ -20,6 +20,7 @@ from resnet_apps.data.dataset import RecordDataset
 from resnet_apps.data.seen import dicom_seen
 from resnet_apps.errors import CheckpointError
 from resnet_apps.recipe import Recipe, TaskMode
+from resnet_apps.train.batches import choose_workers
 from resnet_apps.train.datasets import SplitData, collate
 
 
@@ -126,7 +127,7 @@ def eval_loader(dataset: RecordDataset, run: Run) -> DataLoader:
         dataset,
         batch_size=batch,
         sampler=sampler,
-        num_workers=run.recipe.train.num_workers,
+        num_workers=choose_workers(run.recipe.train.num_workers, cached=False)[0],
         collate_fn=collate,
     )
 

@@ -32,18 +32,23 @@ def _loop_position(state: Path) -> dict | None:
 
 
 @pytest.mark.subprocess
-def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cache", [False, True], ids=["per-sample", "array-cache"])
+def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path: Path, cache: bool) -> None:
     # 48 images: 24 train, batch 4 -> 6 steps per epoch; a resume state after every step, so the
-    # mid-epoch window the poller below must hit spans several steps even on a fast, idle machine
+    # mid-epoch window the poller below must hit spans several steps even on a fast, idle machine.
+    # cache: False reads per sample (albumentations per sample); True gathers batches from the array
+    # cache and augments them per batch (train.batches), seeded from (seed, epoch, step)
+    env = {**ENV, "RESNET_APPS_CACHE_DIR": str(tmp_path / "cache")}
     recipe = write_recipe(
         tmp_path / "r.yaml",
         make_geotiff_folder(tmp_path / "data", per_class=16),
+        data={"cache": cache},
         train={"epochs": 3, "deterministic": True, "checkpoint_every_steps": 1},
         eval={"bootstrap": 20, "gradcam": 0, "report": False},
     )
     whole = subprocess.run(
         _train(str(recipe), "--out", str(tmp_path / "whole")),
-        env=ENV,
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,
@@ -53,7 +58,7 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path: P
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         _train(str(recipe), "--out", str(killed)),
-        env=ENV,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -74,7 +79,7 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path: P
     assert landed is not None and not landed["complete"], f"the kill landed on an epoch boundary: {landed}"
 
     resumed = subprocess.run(
-        _train("--resume", str(killed)), env=ENV, capture_output=True, text=True, timeout=600
+        _train("--resume", str(killed)), env=env, capture_output=True, text=True, timeout=600
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming at epoch {landed['epoch']}, step {landed['step']}" in resumed.stdout

@@ -1,0 +1,287 @@
+"""Training batches from the array cache: gather, transfer the compact dtype, then convert and augment on
+the device.
+
+A batch is one fancy-index gather from the memory-mapped shard (``data.array_cache``) in the stored dtype
+(uint16 EuroSAT chips: 6.8 MB for 64 of them, half of float32), pinned and copied ``non_blocking`` to the
+training device, where it becomes float32 (``* scale``), is augmented as a whole
+(``data.batch_augment``, seeded from (seed, epoch, step)), normalised ``(x - mean) / std`` and zeroed where
+invalid (masks: ``IGNORE_INDEX``) -- the same order of operations as ``RecordDataset`` per sample.
+
+``train.num_workers: auto`` (:func:`choose_workers`): 0 when batches come from the shard (the main
+thread gathers faster than worker processes can hand batches over), else ``min(4, cpus - 1)`` for
+decoding.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from resnet_apps.constants import IGNORE_INDEX
+from resnet_apps.data.array_cache import Shard, shard_for
+from resnet_apps.data.batch_augment import BatchAugment, Draws, batch_augment, dihedral, dihedral_np
+from resnet_apps.data.dataset import RecordDataset
+from resnet_apps.recipe import Recipe
+from resnet_apps.train.datasets import collate
+from resnet_apps.train.distributed import barrier, is_main
+
+
+def decode_workers() -> int:
+    """Processes for decoding: ``min(4, cpus - 1)``, at least 0 (leave a core to the main process)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cpus - 1))
+
+
+def choose_workers(setting: int | str, cached: bool) -> tuple[int, str]:
+    """``train.num_workers`` as a count, and why (for the log)."""
+    if setting != "auto":
+        return int(setting), "train.num_workers"
+    if cached:
+        return 0, "auto: batches are gathered from the array cache in the main process"
+    n = decode_workers()
+    return n, f"auto: min(4, cpus - 1) = {n} worker(s) decode the images"
+
+
+@dataclass
+class BatchSource:
+    """The training split's batches from its shard.
+
+    Attributes:
+        shard: the split's memory-mapped arrays.
+        augment: the recipe's batch augmentation, or None.
+        mean, std: per-band normalisation ``[C]`` (None: not normalised).
+        device: the training device.
+        segmentation: batches carry ``mask`` (int64) rather than ``label``.
+        numpy_convert: convert with numpy before the transfer (default: on a CPU device, where numpy's
+            16-bit-integer-to-float kernels beat torch's); else torch on the device after the transfer.
+    """
+
+    shard: Shard
+    augment: BatchAugment | None
+    mean: Sequence[float] | None
+    std: Sequence[float] | None
+    device: torch.device
+    segmentation: bool = False
+    numpy_convert: bool | None = None
+
+    def __post_init__(self) -> None:
+        self._pin = self.device.type == "cuda"
+        self._mean = (
+            None if self.mean is None else torch.tensor(self.mean, dtype=torch.float32, device=self.device)
+        )
+        self._std = (
+            None if self.std is None else torch.tensor(self.std, dtype=torch.float32, device=self.device)
+        )
+        self._mean_cpu = None if self.mean is None else torch.tensor(self.mean, dtype=torch.float64)
+        self._std_cpu = None if self.std is None else torch.tensor(self.std, dtype=torch.float64)
+
+    def batch(self, indices: Sequence[int], seed: int) -> dict[str, Any]:
+        """One training batch on the device.
+
+        With flips, rotations and brightness only (``nadir``, ``none``) the batch is put in order of its
+        draws (samples sharing a flip/rotation are neighbours: the loss and BatchNorm do not depend on the
+        order, and ``index`` says which record each row is), so each group is converted with one fused
+        ``raw * (alpha * scale / std) + (beta * mean - m) / std`` over a flipped/rotated view: one pass.
+
+        Args:
+            indices: dataset indices (one gather).
+            seed: augmentation seed, a function of (seed, epoch, step) only.
+
+        Returns:
+            ``image`` [B, C, H, W] float32 normalised, ``valid`` [B, H, W] bool, ``index`` [B] (CPU),
+            ``label`` [B] int64 | [B, K] float32 or ``mask`` [B, H, W] int64, all but ``index`` on the device.
+        """
+        if self.augment is not None and not self.augment.dihedral_only:
+            return self._general(indices, seed)
+        b = len(indices)
+        square = self.shard.image.shape[-1] == self.shard.image.shape[-2]
+        if self.augment is None:
+            draws = Draws(
+                torch.zeros(b, dtype=torch.int64),
+                torch.zeros(b, dtype=torch.bool),
+                torch.ones(b),
+                torch.zeros(b),
+            )
+        else:
+            draws = self.augment.draw(b, torch.Generator().manual_seed(seed), square)
+        order = torch.argsort(draws.codes, stable=True)
+        codes = draws.codes[order].tolist()
+        raw = self.shard.gather(np.asarray(indices, dtype=np.int64)[order.numpy()], pin=self._pin)
+        channels = raw["image"].shape[1]
+        mean_c = self._mean_cpu if self._mean_cpu is not None else torch.zeros(channels, dtype=torch.float64)
+        std_c = self._std_cpu if self._std_cpu is not None else torch.ones(channels, dtype=torch.float64)
+        alpha, beta = draws.alpha[order].double(), draws.beta[order].double()
+        scale = torch.as_tensor(self.shard.scale, dtype=torch.float64)
+        mul = (alpha[:, None] * scale / std_c[None, :]).float()[:, :, None, None]  # [B, C, 1, 1]
+        add = (((beta * raw["mean"])[:, None] - mean_c[None, :]) / std_c[None, :]).float()[:, :, None, None]
+        spans = _spans(codes)
+        if self.numpy_convert if self.numpy_convert is not None else self.device.type == "cpu":
+            image, valid, mask = self._convert_cpu(raw, spans, mul, add)
+        else:
+            image, valid, mask = self._convert_device(raw, spans, mul, add)
+        if not bool(valid.all()):
+            image = torch.where(valid[:, None], image, 0.0)  # invalid pixels are 0, as per sample
+        out: dict[str, Any] = {"image": image, "valid": valid, "index": raw["index"]}
+        if mask is not None:
+            out["mask"] = torch.where(valid, mask.long(), IGNORE_INDEX)
+        if "label" in raw:
+            out["label"] = raw["label"].to(self.device, non_blocking=True)
+        return out
+
+    def _convert_cpu(
+        self,
+        raw: dict[str, torch.Tensor],
+        spans: list[tuple[int, int, int]],
+        mul: torch.Tensor,
+        add: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        # numpy converts 16-bit integers to float32 several times faster than torch's CPU kernels do
+        src, m, a = raw["image"].numpy(), mul.numpy(), add.numpy()
+        image = np.empty(src.shape, np.float32)
+        valid = np.empty(raw["valid"].shape, bool)
+        mask = np.empty(raw["mask"].shape, np.uint8) if "mask" in raw else None
+        for code, start, stop in spans:
+            part = slice(start, stop)
+            np.multiply(dihedral_np(src[part], code), m[part], out=image[part])
+            valid[part] = dihedral_np(raw["valid"].numpy()[part], code)
+            if mask is not None:
+                mask[part] = dihedral_np(raw["mask"].numpy()[part], code)
+        np.add(image, a, out=image)
+        return (
+            torch.from_numpy(image),
+            torch.from_numpy(valid),
+            None if mask is None else torch.from_numpy(mask),
+        )
+
+    def _convert_device(
+        self,
+        raw: dict[str, torch.Tensor],
+        spans: list[tuple[int, int, int]],
+        mul: torch.Tensor,
+        add: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        src = raw["image"]
+        if src.dtype == torch.uint16:  # few kernels for uint16 on the device: widen after the transfer
+            src = src.to(self.device, non_blocking=True).to(torch.int32)
+        else:
+            src = src.to(self.device, non_blocking=True)
+        valid_in = raw["valid"].to(self.device, non_blocking=True)
+        mask_in = raw["mask"].to(self.device, non_blocking=True) if "mask" in raw else None
+        image = torch.empty(src.shape, dtype=torch.float32, device=self.device)
+        valid, mask = torch.empty_like(valid_in), None if mask_in is None else torch.empty_like(mask_in)
+        for code, start, stop in spans:
+            image[start:stop] = dihedral(src[start:stop], code)
+            valid[start:stop] = dihedral(valid_in[start:stop], code)
+            if mask is not None and mask_in is not None:
+                mask[start:stop] = dihedral(mask_in[start:stop], code)
+        image = torch.addcmul(add.to(self.device), image, mul.to(self.device), out=image)
+        return image, valid, mask
+
+    def _general(self, indices: Sequence[int], seed: int) -> dict[str, Any]:
+        """Crops and affines (segmentation, chest films): float32 on the device, then the batch augmentation."""
+        raw = self.shard.gather(indices, pin=self._pin)
+        image = self.shard.to_float(raw["image"].to(self.device, non_blocking=True))
+        valid = raw["valid"].to(self.device, non_blocking=True)
+        mask = raw["mask"].to(self.device, non_blocking=True) if "mask" in raw else None
+        if self.augment is not None:
+            image, valid, mask = self.augment(image, valid, mask, seed)
+        if self._mean is not None and self._std is not None:
+            image = (image - self._mean[:, None, None]) / self._std[:, None, None]
+        image = torch.where(valid[:, None], image, 0.0)  # invalid pixels are 0, as per sample
+        out: dict[str, Any] = {"image": image, "valid": valid, "index": raw["index"]}
+        if mask is not None:
+            out["mask"] = torch.where(valid, mask.long(), IGNORE_INDEX)
+        if "label" in raw:
+            out["label"] = raw["label"].to(self.device, non_blocking=True)
+        return out
+
+
+def _spans(codes: list[int]) -> list[tuple[int, int, int]]:
+    """(code, start, stop) of each run of equal codes in a sorted list."""
+    spans: list[tuple[int, int, int]] = []
+    start = 0
+    for i in range(1, len(codes) + 1):
+        if i == len(codes) or codes[i] != codes[start]:
+            spans.append((codes[start], start, i))
+            start = i
+    return spans
+
+
+def train_batch_source(
+    recipe: Recipe, train_set: RecordDataset, device: torch.device, log: Callable[[str], object] = print
+) -> BatchSource | None:
+    """The training split's :class:`BatchSource` when it can come from the array cache, else None.
+
+    The shard is written once (rank 0 first under DDP; decoding spread over :func:`decode_workers`
+    processes) and opened by every later run. Logs which path feeds the loop and the worker count.
+    """
+    shard = None
+    if recipe.data.cache and train_set.cache is not None:
+        progress = is_main() and sys.stderr.isatty()
+        if is_main():
+            shard = shard_for(train_set, decode_workers(), progress)
+        barrier()
+        if not is_main():
+            shard = shard_for(train_set, decode_workers(), False)
+    workers, why = choose_workers(recipe.train.num_workers, shard is not None)
+    if shard is None:
+        log(f"data: per-sample loading, {workers} loader worker(s) ({why})")
+        return None
+    crop = recipe.data.image_size if recipe.task == "segmentation" else None
+    augment = batch_augment(recipe.data.augment, crop=crop)
+    log(
+        f"data: array cache {shard.image.dtype} {list(shard.image.shape)} ({shard.key[:12]}), "
+        f"augmentation on {device} per batch, {workers} loader worker(s) ({why})"
+    )
+    prep = train_set.prep
+    return BatchSource(shard, augment, prep.mean, prep.std, device, recipe.task == "segmentation")
+
+
+def epoch_batches(
+    train_set: Dataset[Any],
+    order: list[int],
+    batch_size: int,
+    workers: int,
+    source: BatchSource | None,
+    seed: int,
+    epoch: int,
+    start_step: int,
+) -> Iterable[dict[str, Any]]:
+    """The rest of an epoch's batches from ``start_step`` (``order`` already starts there).
+
+    From the shard when ``source`` is given (one gather per batch, augmented on the device, seeded from
+    (seed, epoch, step)), else a ``DataLoader`` over the per-sample path. A last batch of one image is
+    dropped either way (BatchNorm).
+    """
+    if source is None:
+        return DataLoader(
+            train_set,
+            batch_size=batch_size,
+            sampler=order,
+            num_workers=workers,
+            collate_fn=collate,
+            drop_last=len(order) % batch_size == 1,
+        )
+    return _shard_batches(source, order, batch_size, seed, epoch, start_step)
+
+
+def _shard_batches(
+    source: BatchSource, order: list[int], batch_size: int, seed: int, epoch: int, start_step: int
+) -> Iterator[dict[str, Any]]:
+    for n, start in enumerate(range(0, len(order), batch_size)):
+        chunk = order[start : start + batch_size]
+        if len(chunk) == 1 and len(order) % batch_size == 1:  # as DataLoader(drop_last=...) above
+            return
+        yield source.batch(chunk, batch_seed(seed, epoch, start_step + n))
+
+
+def batch_seed(seed: int, epoch: int, step: int) -> int:
+    """A 32-bit augmentation seed that depends on (seed, epoch, step) only."""
+    return int(np.random.SeedSequence([seed, epoch, step, 0xB47C]).generate_state(1)[0])
