@@ -162,3 +162,40 @@ def predict_window(
     )
     assert isinstance(out, torch.Tensor)
     return out.as_tensor() if hasattr(out, "as_tensor") else out
+
+
+def tile_origins(height: int, width: int, grid: TileGrid) -> list[tuple[int, int]]:
+    """Top-left corners of MONAI's tiles over a read window, row-major (``dense_patch_slices``' order).
+
+    Positions are multiples of the stride, the last one clamped to ``length - tile`` as MONAI does (read
+    windows from :func:`iter_blocks` are ``n * stride + tile`` long, so nothing is clamped there).
+    """
+
+    def along(length: int) -> list[int]:
+        return [min(i * grid.stride, max(length - grid.tile, 0)) for i in range(grid.tiles_along(length))]
+
+    return [(r, c) for r in along(height) for c in along(width)]
+
+
+def blend_weights(grid: TileGrid, blend: str, device: torch.device) -> torch.Tensor:
+    """MONAI's importance map for one tile [tile, tile] float32 on ``device`` (allocated once per scene).
+
+    The same map ``sliding_window_inference`` uses (gaussian sigma 0.125 of the tile, zeros raised to the
+    smallest non-zero weight), so blending tile outputs with it reproduces MONAI's result.
+    """
+    if blend not in BLEND_MODES:
+        raise ValueError(f"blend must be one of {BLEND_MODES}, got {blend!r}")
+    from monai.data.utils import compute_importance_map
+
+    weights = compute_importance_map(
+        (grid.tile, grid.tile), mode=blend, sigma_scale=0.125, device=device, dtype=torch.float32
+    )
+    return torch.as_tensor(weights, dtype=torch.float32, device=device)
+
+
+def redundant_tile_factor(tiles: int, tile: int, height: int, width: int) -> float:
+    """Tile pixels forwarded per scene pixel: ``tiles * tile**2 / (height * width)``.
+
+    1.0 means every pixel went through the model once; overlap and block halos raise it (see module doc).
+    """
+    return tiles * tile * tile / max(height * width, 1)
