@@ -1,10 +1,14 @@
 """Whole GeoTIFF scenes to georeferenced class (and probability) maps, block by block in bounded memory.
 
-Segmentation models: each block (see :mod:`resnet_apps.predict.tiling`) is read with its halo, normalised
-with the checkpoint's preprocessing, blended by MONAI's ``sliding_window_inference`` and its core written
-at once, so peak memory depends on the block size, never on the scene. Classification models: the scene
-is cut into chips of the training ``image_size`` centred on cells of ``stride`` pixels, and the class of
-each chip is written as one pixel of a map whose transform is the input's scaled by the stride.
+Segmentation models: each block (see :mod:`resnet_apps.predict.tiling`) is read with its halo; its tiles
+(MONAI's grid) go through the model in batches that may span two blocks, normalised with the checkpoint's
+preprocessing on the model's device, and are blended over the block's core with MONAI's importance map
+(the same result as ``sliding_window_inference`` on the zero-padded scene), so peak memory depends on the
+block size, never on the scene. Classification models: the scene is cut into chips of the training
+``image_size`` centred on cells of ``stride`` pixels, and the class of each chip is written as one pixel of
+a map whose transform is the input's scaled by the stride. Reading and writing run in threads beside the
+forward pass (:mod:`resnet_apps.predict.pipeline`, which states the memory bound); ``pipeline=False`` runs
+the same stages in series.
 
 Outputs are tiled, DEFLATE-compressed Cloud-Optimised GeoTIFFs (written block-wise to a temporary
 GeoTIFF, then copied by GDAL's COG driver, which streams) with the input's CRS, transform and nodata
@@ -13,7 +17,6 @@ pixels kept as nodata.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack
@@ -44,6 +47,8 @@ from resnet_apps.predict.tiling import (
     Block,
     TileGrid,
     blend_weights,
+    cell_validity,
+    chip_blocks,
     count_tiles,
     iter_blocks,
     plan_grid,
@@ -157,7 +162,7 @@ def predict_scene(
                 bar = stack.enter_context(_progress(total, progress, reader.path.name))
                 _segment(run, writers, bar, grid, blend)
             else:
-                cells = _cell_blocks(reader, size, overlap, block)
+                cells = chip_blocks(reader.height, reader.width, size, overlap, block)
                 total = sum((i1 - i0) * (j1 - j0) for (i0, i1, j0, j1), _ in cells)
                 bar = stack.enter_context(_progress(total, progress, reader.path.name))
                 _classify(run, writers, bar, size, scale, cells)
@@ -368,28 +373,6 @@ def _segment(run: _Run, writers: _Writers, bar: Any, grid: TileGrid, blend: str)
     run.run(blocks, read, Task(t, start, accept, finish), write)
 
 
-def _cell_blocks(
-    reader: SceneReader, tile: int, overlap: float, block: int
-) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
-    """Classification blocks: (cells ``(i0, i1, j0, j1)`` of the map, read window in scene pixels)."""
-    stride = max(int(tile * (1 - overlap)), 1)
-    offset = (stride - tile) // 2  # chips are centred on their cell (offset <= 0 when chips overlap)
-    out_h, out_w = math.ceil(reader.height / stride), math.ceil(reader.width / stride)
-    cells = max(block // stride, 1)  # cells per block side
-    blocks = []
-    for i0 in range(0, out_h, cells):
-        for j0 in range(0, out_w, cells):
-            i1, j1 = min(i0 + cells, out_h), min(j0 + cells, out_w)
-            read = (
-                i0 * stride + offset,
-                (i1 - 1) * stride + offset + tile,
-                j0 * stride + offset,
-                (j1 - 1) * stride + offset + tile,
-            )
-            blocks.append(((i0, i1, j0, j1), read))
-    return blocks
-
-
 def _classify(
     run: _Run,
     writers: _Writers,
@@ -409,7 +392,7 @@ def _classify(
         raw, valid = run.read(window)
         origins = np.array([(a * stride, b * stride) for a in range(ni) for b in range(nj)], dtype=np.int64)
         offset = window[0] - i0 * stride
-        cell_valid = _cell_validity(valid, run.reader, cells, stride, offset)
+        cell_valid = cell_validity(valid, run.reader.height, run.reader.width, cells, stride, offset)
         return BlockJob(
             span=cells, raw=raw, valid=valid, origins=origins.reshape(-1, 2), keep=cell_valid.reshape(-1)
         )
@@ -433,22 +416,3 @@ def _classify(
         run.written(job, bar)
 
     run.run(blocks, read, Task(tile, start, accept, finish), write)
-
-
-def _cell_validity(
-    valid: np.ndarray, reader: SceneReader, cells: tuple[int, int, int, int], stride: int, offset: int
-) -> np.ndarray:
-    """A cell is valid when at least half of its in-scene pixels are valid input pixels: [ni, nj] bool."""
-    i0, i1, j0, j1 = cells
-    ni, nj = i1 - i0, j1 - j0
-    # the read window starts at cell origin + offset, so the cells start at -offset inside it
-    area = np.zeros((ni * stride, nj * stride), dtype=bool)
-    inside = np.zeros_like(area)
-    src = valid[-offset:, -offset:][: ni * stride, : nj * stride]
-    area[: src.shape[0], : src.shape[1]] = src
-    rows = min(reader.height - i0 * stride, ni * stride)
-    cols = min(reader.width - j0 * stride, nj * stride)
-    inside[:rows, :cols] = True
-    valid_count = area.reshape(ni, stride, nj, stride).sum(axis=(1, 3))
-    inside_count = inside.reshape(ni, stride, nj, stride).sum(axis=(1, 3))
-    return valid_count * 2 >= np.maximum(inside_count, 1)
