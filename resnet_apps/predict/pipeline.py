@@ -127,7 +127,9 @@ class DeviceNormaliser:
     def __call__(self, raw: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         """raw [b, C, t, t] (file dtype), valid [b, t, t] bool -> [b, C, t, t] float32 on the device."""
         non_blocking = self.device.type == "cuda"
-        x = torch.from_numpy(raw).to(self.device, non_blocking=non_blocking).to(torch.float32)
+        x = torch.from_numpy(raw).to(self.device, non_blocking=non_blocking)
+        # on the CPU a float32 tile would still share ``raw``'s memory: copy, never normalise the caller's array
+        x = x.to(torch.float32, copy=self.device.type == "cpu")
         v = torch.from_numpy(valid).to(self.device, non_blocking=non_blocking)
         if self.scale != 1.0:
             x *= torch.tensor(self.scale, dtype=torch.float32, device=self.device)

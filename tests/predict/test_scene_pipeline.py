@@ -172,3 +172,20 @@ def test_blocks_in_flight_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
         pipeline=False,
     )  # fmt: skip
     assert serial["max_blocks_in_flight"] <= 2  # read, forwarded, written one after the other (MAX_OPEN)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_device_normalisation_equals_host_normalisation(dtype: str) -> None:
+    """Tiles cross to the device in the file's dtype; normalising there gives the host's float32 values."""
+    from resnet_apps.predict.pipeline import DeviceNormaliser
+
+    rng = np.random.default_rng(2)
+    raw = (rng.random((3, 2, 16, 16)) * 250).astype(dtype)
+    if dtype == "float32":
+        raw[0, 1, 3, 4] = np.nan  # float nodata must become 0, as on the host
+    valid = rng.random((3, 16, 16)) > 0.2
+    pre = Preprocessing.from_meta(_meta("segmentation"))
+    on_device = DeviceNormaliser(pre, torch.device("cpu"))(raw, valid).numpy()
+    on_host = np.stack([pre.normalise(raw[k], valid[k]) for k in range(3)])
+    assert on_device.dtype == np.float32
+    np.testing.assert_array_equal(on_device, on_host)
