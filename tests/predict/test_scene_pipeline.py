@@ -135,7 +135,7 @@ def test_thread_error_is_typed_and_leaves_no_map(
             calls[0] += 1
             if calls[0] == 2:
                 raise OSError("no space left on device")
-            original_write(*args)  # type: ignore[arg-type]
+            original_write(*args)
 
         monkeypatch.setattr(scene_mod, "_write", failing_write)
     out = tmp_path / "out"
@@ -157,7 +157,7 @@ def test_blocks_in_flight_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
 
     def slow_write(*args: object) -> None:
         gate.wait(0.05)  # never set: each write waits, so reads pile up behind it
-        original_write(*args)  # type: ignore[arg-type]
+        original_write(*args)
 
     monkeypatch.setattr(scene_mod, "_write", slow_write)
     result = predict_scene(
@@ -189,3 +189,32 @@ def test_device_normalisation_equals_host_normalisation(dtype: str) -> None:
     on_host = np.stack([pre.normalise(raw[k], valid[k]) for k in range(3)])
     assert on_device.dtype == np.float32
     np.testing.assert_array_equal(on_device, on_host)
+
+
+def test_model_error_stops_the_threads_and_leaves_no_map(tmp_path: Path) -> None:
+    """An error in the caller's thread (the forward) is raised as it is; reader and writer stop, no map."""
+    path = tmp_path / "s.tif"
+    _scene(path, height=200, width=200)
+    calls = [0]
+
+    class Failing(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _conv_net()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls[0] += 1
+            if calls[0] == 4:
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return self.net(x)
+
+    model = Failing()
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="simulated"):
+        predict_scene(
+            model, _meta("segmentation"), path, out, tile=32, block=24, batch_size=2, progress=False
+        )
+    assert calls[0] == 4 and sorted(p.name for p in out.iterdir()) == []
+    import threading
+
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("scene-")]
