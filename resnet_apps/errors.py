@@ -142,6 +142,11 @@ class OutputWriteError(ResnetAppsError):
     """An output folder or file that cannot be written: read-only, not a folder, or a full disk."""
 
 
+class ScenePredictionError(ResnetAppsError):
+    """The reader or writer thread of scene prediction failed; the cause is chained and no map is left
+    under its final name."""
+
+
 class ReportError(ResnetAppsError):
     """A metrics.json that is missing, invalid for its schema, or a report that cannot be written."""
 

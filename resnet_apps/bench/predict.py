@@ -9,7 +9,12 @@ FPN resnet18 checkpoint, and predicts each scene in a fresh subprocess that repo
 - ``bare_tiles_per_s``: ``model(x)`` alone on ``--forward-tiles`` tiles read from the same scene at the same
   size and batch, in the same process, after the pass; ``ratio`` = tiles_per_s / bare_tiles_per_s;
 - ``peak_rss_mb``: the subprocess's VmHWM from ``/proc/self/status`` (its own peak, not a sum);
-- ``redundant_tile_factor``: tiles run / tiles a whole-scene pass would run (the cost of the halos).
+- ``redundant_tile_factor``: tile pixels run / scene pixels (``tiles * tile**2 / area``: overlap and block
+  halos; 1.0 = each pixel through the model once); ``halo_factor``: tiles run / tiles of one whole-scene pass;
+- ``split``: seconds per stage (read, forward, blend, write); with the threaded pipeline read and write run
+  beside the forward, so ``forward_share`` = forward seconds / wall seconds is what tells an idle model.
+
+``--max-seconds 0`` (or leaving it out) runs every scene to completion; ``--serial`` measures the serial path.
 
 By default every scene is predicted in full and no figure is extrapolated. On 2 shared CPU cores the
 10 000 px scene takes hours; ``--size`` makes a quicker run, and ``--max-seconds`` stops each scene after
@@ -61,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stop each scene after the block passing this time; the report then says "
         "complete: false and gives the full-scene time only as an EXTRAPOLATED figure",
+    )
+    parser.add_argument(
+        "--serial", action="store_true", help="run the serial path (no reader/writer threads), for comparison"
     )
     parser.add_argument("--child", nargs=3, metavar=("RUN", "SCENE", "OUT"), help=argparse.SUPPRESS)
 
@@ -140,7 +148,8 @@ def _child(args: argparse.Namespace) -> int:
         probabilities=args.probabilities,
         device=args.device,
         progress=sys.stderr.isatty(),
-        max_seconds=args.max_seconds,
+        max_seconds=args.max_seconds or None,  # 0: to completion
+        pipeline=not args.serial,
     )
     rss_after_predict = _peak_rss_mb()
     # bare forward: the same tile size and batch, tiles read from the scene (first rows of the grid)
@@ -177,10 +186,14 @@ def _child(args: argparse.Namespace) -> int:
         "seconds": round(result["seconds"], 2),
         "tiles_per_s": round(result["tiles_per_s"], 3),
         "forward_share": round(result["forward_seconds"] / result["seconds"], 3),
+        "split": {k: round(v, 2) for k, v in result["split"].items()},
+        "pipeline": not args.serial,
+        "max_blocks_in_flight": result["max_blocks_in_flight"],
         "bare_tiles": len(tiles),
         "bare_tiles_per_s": round(len(tiles) / bare, 3),
         "ratio": round(result["tiles_per_s"] / (len(tiles) / bare), 3),
-        "redundant_tile_factor": round(result["tiles_total"] / whole, 3),
+        "redundant_tile_factor": round(result["tiles_total"] * args.tile**2 / (height * width), 3),
+        "halo_factor": round(result["tiles_total"] / whole, 3),
         "peak_rss_mb": round(rss_after_predict, 1),
         "peak_rss_mb_incl_bare_forward": round(_peak_rss_mb(), 1),
         "torch_threads": torch.get_num_threads(),
@@ -236,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
                 "device",
                 "probabilities",
                 "max_seconds",
+                "serial",
             )
         },
         "cpu_count": os.cpu_count(),
@@ -280,11 +294,21 @@ def run(args: argparse.Namespace) -> int:
             command += ["--probabilities", args.probabilities]
         if args.max_seconds:
             command += ["--max-seconds", str(args.max_seconds)]
+        if args.serial:
+            command.append("--serial")
         print(f"predicting {scene.name} in a fresh process ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         report["scenes"].append(figures)
         print(json.dumps(figures), flush=True)
+        split = figures["split"]
+        print(
+            f"{figures['scene']}: ratio to a bare forward {figures['ratio']:.3f}, forward share of wall time "
+            f"{figures['forward_share']:.3f}, split (s) read {split['read']}, forward {split['forward']}, "
+            f"blend {split['blend']}, write {split['write']}; redundant tile factor "
+            f"{figures['redundant_tile_factor']}",
+            flush=True,
+        )
     if len(report["scenes"]) == 2:
         small, large = report["scenes"]
         report["rss_ratio_large_to_small"] = round(large["peak_rss_mb"] / small["peak_rss_mb"], 3)
@@ -293,6 +317,10 @@ def run(args: argparse.Namespace) -> int:
             f"{large['peak_rss_mb']:.0f} MiB (x{report['rss_ratio_large_to_small']})",
             flush=True,
         )
+    if report["scenes"]:  # the last (largest) scene's headline figures at the top level
+        last = report["scenes"][-1]
+        for key in ("tiles_per_s", "ratio", "split", "forward_share", "peak_rss_mb", "redundant_tile_factor"):
+            report[key] = last[key]
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if tmp is not None:

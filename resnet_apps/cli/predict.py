@@ -77,6 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how overlapping tiles are blended (MONAI sliding_window_inference mode)",
     )
     parser.add_argument(
+        "--no-pipeline",
+        action="store_true",
+        help="scenes: read and write in series with the forward pass (no threads; same maps, slower)",
+    )
+    parser.add_argument(
         "--gradcam", action="store_true", help="images: also write OUT/gradcam/<image_id>.png"
     )
     parser.add_argument(
@@ -206,6 +211,7 @@ def _run_inputs(
                 probabilities=args.probabilities,
                 device=args.device,
                 progress=not args.no_progress,
+                pipeline=not getattr(args, "no_pipeline", False),
             )
         )
     if images:

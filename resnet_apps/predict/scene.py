@@ -1,10 +1,14 @@
 """Whole GeoTIFF scenes to georeferenced class (and probability) maps, block by block in bounded memory.
 
-Segmentation models: each block (see :mod:`resnet_apps.predict.tiling`) is read with its halo, normalised
-with the checkpoint's preprocessing, blended by MONAI's ``sliding_window_inference`` and its core written
-at once, so peak memory depends on the block size, never on the scene. Classification models: the scene
-is cut into chips of the training ``image_size`` centred on cells of ``stride`` pixels, and the class of
-each chip is written as one pixel of a map whose transform is the input's scaled by the stride.
+Segmentation models: each block (see :mod:`resnet_apps.predict.tiling`) is read with its halo; its tiles
+(MONAI's grid) go through the model in batches that may span two blocks, normalised with the checkpoint's
+preprocessing on the model's device, and are blended over the block's core with MONAI's importance map
+(the same result as ``sliding_window_inference`` on the zero-padded scene), so peak memory depends on the
+block size, never on the scene. Classification models: the scene is cut into chips of the training
+``image_size`` centred on cells of ``stride`` pixels, and the class of each chip is written as one pixel of
+a map whose transform is the input's scaled by the stride. Reading and writing run in threads beside the
+forward pass (:mod:`resnet_apps.predict.pipeline`, which states the memory bound); ``pipeline=False`` runs
+the same stages in series.
 
 Outputs are tiled, DEFLATE-compressed Cloud-Optimised GeoTIFFs (written block-wise to a temporary
 GeoTIFF, then copied by GDAL's COG driver, which streams) with the input's CRS, transform and nodata
@@ -13,12 +17,12 @@ pixels kept as nodata.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
@@ -28,11 +32,35 @@ from torch import nn
 from resnet_apps.io import GeoTiffWriter, open_geotiff_writer
 from resnet_apps.models.decision import Decision
 from resnet_apps.models.meta import CheckpointMeta
+from resnet_apps.predict.pipeline import (
+    BLOCKS_IN_FLIGHT,
+    BlockJob,
+    DeviceNormaliser,
+    InFlight,
+    StageClock,
+    Task,
+    forward_stage,
+    run_pipeline,
+)
 from resnet_apps.predict.raster import SceneReader, class_dtype
-from resnet_apps.predict.tiling import BlendMode, count_tiles, iter_blocks, plan_grid, predict_window
+from resnet_apps.predict.tiling import (
+    BlendMode,
+    Block,
+    TileGrid,
+    blend_weights,
+    cell_validity,
+    chip_blocks,
+    count_tiles,
+    iter_blocks,
+    plan_grid,
+    redundant_tile_factor,
+    tile_origins,
+)
 
 PROBABILITY_FORMATS = (None, "float32", "uint8")
 GDAL_CACHE_MB = 128
+_T = TypeVar("_T")
+_Writers = tuple[GeoTiffWriter, "GeoTiffWriter | None"]
 
 
 def probabilities_to_classes(prob: np.ndarray, decision: Decision) -> np.ndarray:
@@ -56,53 +84,6 @@ def _chip_side(image_size: int | tuple[int, int] | None) -> int:
     return image_size if isinstance(image_size, int) else max(image_size)
 
 
-def _timed_predictor(
-    model: nn.Module,
-    activation: Callable[[torch.Tensor], torch.Tensor],
-    device: torch.device,
-    clock: list[float],
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Tiles [b, C + 1, t, t] (last channel: valid 0/1) -> probabilities [b, K, t, t] on the input's device.
-
-    Tiles without one valid pixel are not run: every pixel they cover is nodata and written as such, so
-    their (zero) contribution to the blend is never seen. Forward seconds are added to ``clock[0]``.
-    """
-
-    def predict(tiles: torch.Tensor) -> torch.Tensor:
-        x, valid = tiles[:, :-1], tiles[:, -1]
-        keep = valid.flatten(1).amax(dim=1) > 0
-        start = time.perf_counter()
-        # no_grad, not inference_mode: MONAI scales the returned tensor in place outside the context
-        with torch.no_grad():
-            if bool(keep.all()):
-                out = activation(model(x.to(device)).float()).to(tiles.device)
-            else:
-                out = None
-                if bool(keep.any()):
-                    part = activation(model(x[keep].to(device)).float()).to(tiles.device)
-                    out = part.new_zeros((x.shape[0], *part.shape[1:]))
-                    out[keep] = part
-        clock[0] += time.perf_counter() - start
-        if out is None:  # nothing valid in the batch: the output size is the model's, ask it once
-            out = _empty_output(model, activation, x, device)
-        return out
-
-    return predict
-
-
-def _empty_output(
-    model: nn.Module, activation: Callable, x: torch.Tensor, device: torch.device
-) -> torch.Tensor:
-    """Zeros shaped like the model's output for ``x`` (the shape of one tile's output is cached)."""
-    shape = getattr(model, "_predict_output_shape", None)
-    if shape is None or shape[1:] != tuple(x.shape[1:]):
-        with torch.no_grad():
-            probe = activation(model(x[:1].to(device)).float())
-        shape = (tuple(probe.shape[1:]), tuple(x.shape[1:]))
-        model._predict_output_shape = shape  # type: ignore[assignment]
-    return x.new_zeros((x.shape[0], *shape[0]))
-
-
 def predict_scene(
     model: nn.Module,
     meta: CheckpointMeta | Mapping[str, Any],
@@ -118,14 +99,14 @@ def predict_scene(
     device: str | torch.device = "cpu",
     progress: bool = True,
     max_seconds: float | None = None,
+    pipeline: bool = True,
 ) -> dict[str, Any]:
     """Predict one GeoTIFF scene and write ``<stem>_class.tif`` (+ ``<stem>_prob.tif``) into ``out_dir``.
 
     Args:
         model: a model from ``load_run`` (segmentation: [B, C, H, W] -> [B, K, H, W] logits;
             classification: [B, C, h, w] -> [B, K] logits).
-        meta: the checkpoint metadata (task, model, classes, preprocessing, operating_threshold); a plain
-            dict is checked by :class:`CheckpointMeta`.
+        meta: the checkpoint metadata (task, model, classes, preprocessing, operating_threshold).
         src: the scene.
         out_dir: folder for the outputs (created).
         tile: tile side; default 256 for segmentation, the training ``image_size`` for classification.
@@ -140,10 +121,14 @@ def predict_scene(
         progress: show a tqdm bar (tiles/s, ETA).
         max_seconds: stop after the block that passes this many seconds (benchmarks on slow machines);
             the maps are then complete only for the blocks done and ``complete`` is False.
+        pipeline: read and write in threads beside the forward pass (:mod:`resnet_apps.predict.pipeline`);
+            False runs the same stages in series (same outputs, bit for bit).
 
     Returns:
-        ``{"class_path", "prob_path", "tiles", "tiles_total", "complete", "seconds", "tiles_per_s",
-        "forward_seconds", "shape"}`` (classification: tiles are chips).
+        ``{"class_path", "prob_path", "tiles", "tiles_total", "tiles_forwarded", "complete", "seconds",
+        "tiles_per_s", "forward_seconds", "split" (read/forward/blend/write seconds), "redundant_tile_factor"
+        (tile pixels per scene pixel; None when incomplete), "max_blocks_in_flight", "blocks_in_flight_bound",
+        "shape"}`` (classification: tiles are chips).
     """
     if probabilities not in PROBABILITY_FORMATS:
         raise ValueError(f"probabilities must be one of {PROBABILITY_FORMATS}, got {probabilities!r}")
@@ -152,61 +137,122 @@ def predict_scene(
     checked = CheckpointMeta.coerce(meta)
     pre = checked.require_preprocessing()
     task = checked.task
+    if task not in ("segmentation", "classification"):
+        raise ValueError(f"{src}: meta['task'] is {task!r}; expected 'segmentation' or 'classification'")
     device = torch.device(device)
     model = model.to(device).eval()
-    clock = [0.0]
     decision = Decision.from_meta(checked)
-    predictor = _timed_predictor(model, decision.probabilities, device, clock)
     start = time.perf_counter()
     deadline = None if max_seconds is None else start + max_seconds
     # GDAL's block cache defaults to 5 % of RAM and fills as more of the scene is read and written:
-    # capping it keeps peak memory independent of the scene size
+    # capping it keeps peak memory independent of the scene size (one Env per thread: it is thread-local)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), SceneReader(src, pre) as reader:
-        if task == "segmentation":
-            tiles, total = _segment(
-                reader,
-                predictor,
-                out_dir,
-                tile or 256,
-                overlap,
-                block,
-                batch_size,
-                blend,
-                probabilities,
-                decision,
-                progress,
-                deadline,
-            )
-        elif task == "classification":
-            tiles, total = _classify(
-                reader,
-                predictor,
-                out_dir,
-                tile or _chip_side(pre.image_size),
-                overlap,
-                block,
-                batch_size,
-                probabilities,
-                decision,
-                progress,
-                deadline,
-            )
-        else:
-            raise ValueError(f"{src}: meta['task'] is {task!r}; expected 'segmentation' or 'classification'")
+        size = tile or (256 if task == "segmentation" else _chip_side(pre.image_size))
+        run = _Run(
+            reader=reader,
+            decision=decision,
+            forward=lambda x: decision.probabilities(model(x).float()),
+            normalise=DeviceNormaliser(pre, device),
+            batch_size=batch_size,
+            clock=StageClock(),
+            in_flight=InFlight(),
+            deadline=deadline,
+            threads=pipeline,
+        )
+        scale = 1 if task == "segmentation" else max(int(size * (1 - overlap)), 1)
+        writers = _open_writers(reader, out_dir, scale, probabilities, decision)
+        with ExitStack() as stack:
+            for writer in writers:
+                if writer is not None:
+                    stack.enter_context(writer)
+            if task == "segmentation":
+                grid = plan_grid(size, overlap, block)
+                total = count_tiles(reader.height, reader.width, grid)
+                bar = stack.enter_context(_progress(total, progress, reader.path.name))
+                _segment(run, writers, bar, grid, blend)
+            else:
+                cells = chip_blocks(reader.height, reader.width, size, overlap, block)
+                total = sum((i1 - i0) * (j1 - j0) for (i0, i1, j0, j1), _ in cells)
+                bar = stack.enter_context(_progress(total, progress, reader.path.name))
+                _classify(run, writers, bar, size, scale, cells)
         shape = (reader.height, reader.width)
     seconds = time.perf_counter() - start
     stem = scene_stem(src)
+    clock = run.clock
     return {
         "class_path": out_dir / f"{stem}_class.tif",
         "prob_path": out_dir / f"{stem}_prob.tif" if probabilities else None,
-        "tiles": tiles,
+        "tiles": run.tiles,
         "tiles_total": total,
-        "complete": tiles == total,
+        "tiles_forwarded": run.forwarded,
+        "complete": run.tiles == total,
         "seconds": seconds,
-        "tiles_per_s": tiles / seconds if seconds else 0.0,
-        "forward_seconds": clock[0],
+        "tiles_per_s": run.tiles / seconds if seconds else 0.0,
+        "forward_seconds": clock.forward,
+        "split": clock.as_dict(),
+        "redundant_tile_factor": redundant_tile_factor(run.tiles, size, *shape)
+        if run.tiles == total
+        else None,
+        "max_blocks_in_flight": run.in_flight.peak,
+        "blocks_in_flight_bound": BLOCKS_IN_FLIGHT if pipeline else 1,
         "shape": shape,
     }
+
+
+@dataclass
+class _Run:
+    """What the stages of one scene share: the reader, the model, counters and the stage clock."""
+
+    reader: SceneReader
+    decision: Decision
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    normalise: DeviceNormaliser
+    batch_size: int
+    clock: StageClock
+    in_flight: InFlight
+    deadline: float | None
+    threads: bool
+    tiles: int = 0  # tiles (chips) of the blocks written
+    forwarded: int = 0  # tiles that went through the model (nodata tiles do not)
+
+    def before_deadline(self, items: Iterable[_T]) -> Iterator[_T]:
+        for item in items:
+            if self.deadline is not None and time.perf_counter() > self.deadline:
+                return
+            yield item
+
+    def read(self, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw window and validity, timed, counted as a block in flight (until :meth:`written`)."""
+        self.in_flight.enter()
+        started = time.perf_counter()
+        raw, valid = self.reader.read_raw(window)
+        self.clock.read += time.perf_counter() - started
+        return raw, valid
+
+    def written(self, job: BlockJob, bar: Any) -> None:
+        self.tiles += job.tiles
+        self.forwarded += int(job.keep.sum())
+        self.in_flight.leave()
+        bar.update(job.tiles)
+
+    def run(self, items: Iterable[_T], read: Callable, task: Task, write: Callable) -> None:
+        def process(jobs: Iterator[BlockJob]) -> Iterator[tuple[BlockJob, Any]]:
+            return forward_stage(jobs, task, self.forward, self.normalise, self.batch_size, self.clock)
+
+        def timed_write(job: BlockJob, result: Any) -> None:
+            started = time.perf_counter()
+            write(job, result)
+            self.clock.write += time.perf_counter() - started
+
+        run_pipeline(
+            self.before_deadline(items),
+            read,
+            process,
+            timed_write,
+            threads=self.threads,
+            source=str(self.reader.path),
+            env=lambda: rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
+        )
 
 
 def _open_writers(
@@ -286,111 +332,96 @@ def _write(
         prob_writer.write(_encode_probabilities(prob, prob_writer.dtype.name, valid), _window(span))
 
 
-def _segment(
-    reader: SceneReader,
-    predictor: Callable,
-    out_dir: Path,
-    tile: int,
-    overlap: float,
-    block: int,
-    batch_size: int,
-    blend: BlendMode,
-    probabilities: str | None,
-    decision: Decision,
-    progress: bool,
-    deadline: float | None,
-) -> tuple[int, int]:
-    grid = plan_grid(tile, overlap, block)
-    total = count_tiles(reader.height, reader.width, grid)
-    writers = _open_writers(reader, out_dir, 1, probabilities, decision)
-    with ExitStack() as stack, _progress(total, progress, reader.path.name) as bar:
-        for writer in writers:
-            if writer is not None:
-                stack.enter_context(writer)
-        done = 0
-        for blk in iter_blocks(reader.height, reader.width, grid):
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-            x, valid = reader.read_normalised(blk.read, with_valid_channel=True)
-            out = predict_window(torch.from_numpy(x)[None], predictor, grid, batch_size, blend)[0]
-            del x  # free the block input before the core is cut and written
-            rows, cols = blk.core_in_read
-            _write(writers, out[:, rows, cols].numpy(), valid[rows, cols], blk.core, decision)
-            del out
-            block_tiles = grid.tiles_along(blk.read[1] - blk.read[0]) * grid.tiles_along(
-                blk.read[3] - blk.read[2]
-            )
-            done += block_tiles
-            bar.update(block_tiles)
-    return done, total
+def _segment(run: _Run, writers: _Writers, bar: Any, grid: TileGrid, blend: BlendMode) -> None:
+    """Blocks with halos -> tiles batched across blocks -> MONAI-weighted blend over each core -> COG."""
+    device = run.normalise.device
+    weights = blend_weights(grid, blend, device)  # once per scene, on the model's device
+    classes = run.decision.num_outputs
+    t = grid.tile
+
+    def read(blk: Block) -> BlockJob:
+        raw, valid = run.read(blk.read)
+        origins = np.asarray(tile_origins(raw.shape[1], raw.shape[2], grid), dtype=np.int64).reshape(-1, 2)
+        keep = np.array([valid[r : r + t, c : c + t].any() for r, c in origins], dtype=bool)
+        return BlockJob(span=blk.core, raw=raw, valid=valid, origins=origins, keep=keep, info=blk)
+
+    def start(job: BlockJob) -> tuple[torch.Tensor, torch.Tensor]:
+        # accumulators over the core only: outputs in the halo are never written, so never summed
+        rows, cols = job.info.core_in_read
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        acc = torch.zeros((classes, h, w), dtype=torch.float32, device=device)
+        return acc, torch.zeros((h, w), dtype=torch.float32, device=device)
+
+    def accept(job: BlockJob, indexes: list[int], out: torch.Tensor | None) -> None:
+        assert job.state is not None
+        acc, wsum = job.state
+        rows, cols = job.info.core_in_read
+        for n, k in enumerate(indexes):
+            r, c = (int(v) for v in job.origins[k])
+            r0, r1 = max(r, rows.start), min(r + t, rows.stop)  # the tile's part inside the core
+            c0, c1 = max(c, cols.start), min(c + t, cols.stop)
+            if r0 < r1 and c0 < c1:
+                tw = weights[r0 - r : r1 - r, c0 - c : c1 - c]
+                core = (slice(r0 - rows.start, r1 - rows.start), slice(c0 - cols.start, c1 - cols.start))
+                if out is not None:  # a skipped tile adds weight only, as MONAI's zero output would
+                    acc[:, core[0], core[1]] += out[n][:, r0 - r : r1 - r, c0 - c : c1 - c] * tw
+                wsum[core] += tw
+        job.accepted += len(indexes)
+
+    def finish(job: BlockJob) -> tuple[np.ndarray, np.ndarray]:
+        assert job.state is not None
+        acc, wsum = job.state
+        rows, cols = job.info.core_in_read
+        return (acc / wsum).cpu().numpy(), job.valid[rows, cols]
+
+    def write(job: BlockJob, result: tuple[np.ndarray, np.ndarray]) -> None:
+        _write(writers, result[0], result[1], job.span, run.decision)
+        run.written(job, bar)
+
+    blocks = iter_blocks(run.reader.height, run.reader.width, grid)
+    run.run(blocks, read, Task(t, start, accept, finish), write)
 
 
 def _classify(
-    reader: SceneReader,
-    predictor: Callable,
-    out_dir: Path,
+    run: _Run,
+    writers: _Writers,
+    bar: Any,
     tile: int,
-    overlap: float,
-    block: int,
-    batch_size: int,
-    probabilities: str | None,
-    decision: Decision,
-    progress: bool,
-    deadline: float | None,
-) -> tuple[int, int]:
-    stride = max(int(tile * (1 - overlap)), 1)
-    offset = (stride - tile) // 2  # chips are centred on their cell (offset <= 0 when chips overlap)
-    out_h, out_w = math.ceil(reader.height / stride), math.ceil(reader.width / stride)
-    cells = max(block // stride, 1)  # cells per block side
-    writers = _open_writers(reader, out_dir, stride, probabilities, decision)
-    with ExitStack() as stack, _progress(out_h * out_w, progress, reader.path.name) as bar:
-        for writer in writers:
-            if writer is not None:
-                stack.enter_context(writer)
-        done = 0
-        for i0 in range(0, out_h, cells):
-            for j0 in range(0, out_w, cells):
-                if deadline is not None and time.perf_counter() > deadline:
-                    break
-                i1, j1 = min(i0 + cells, out_h), min(j0 + cells, out_w)
-                ni, nj = i1 - i0, j1 - j0
-                read = (
-                    i0 * stride + offset,
-                    (i1 - 1) * stride + offset + tile,
-                    j0 * stride + offset,
-                    (j1 - 1) * stride + offset + tile,
-                )
-                x, valid = reader.read_normalised(read, with_valid_channel=True)
-                chips = (
-                    torch.from_numpy(x).unfold(1, tile, stride).unfold(2, tile, stride)
-                )  # [C, ni, nj, t, t]
-                chips = chips.permute(1, 2, 0, 3, 4).reshape(ni * nj, x.shape[0], tile, tile)
-                cell_valid = _cell_validity(valid, reader, (i0, i1, j0, j1), stride, offset)
-                chips[~torch.from_numpy(cell_valid.reshape(-1)), -1] = 0  # nodata cells: skip their chips
-                prob = torch.cat(
-                    [predictor(chips[k : k + batch_size]) for k in range(0, ni * nj, batch_size)]
-                )
-                prob_map = prob.reshape(ni, nj, -1).permute(2, 0, 1).numpy()  # [K, ni, nj]
-                _write(writers, prob_map, cell_valid, (i0, i1, j0, j1), decision)
-                done += ni * nj
-                bar.update(ni * nj)
-    return done, out_h * out_w
+    stride: int,
+    blocks: list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]],
+) -> None:
+    """Chips centred on map cells, batched across blocks; one class (probabilities) per cell."""
+    device = run.normalise.device
+    classes = run.decision.num_outputs
 
+    def read(item: tuple[tuple[int, int, int, int], tuple[int, int, int, int]]) -> BlockJob:
+        cells, window = item
+        i0, i1, j0, j1 = cells
+        ni, nj = i1 - i0, j1 - j0
+        raw, valid = run.read(window)
+        origins = np.array([(a * stride, b * stride) for a in range(ni) for b in range(nj)], dtype=np.int64)
+        offset = window[0] - i0 * stride
+        cell_valid = cell_validity(valid, run.reader.height, run.reader.width, cells, stride, offset)
+        return BlockJob(
+            span=cells, raw=raw, valid=valid, origins=origins.reshape(-1, 2), keep=cell_valid.reshape(-1)
+        )
 
-def _cell_validity(
-    valid: np.ndarray, reader: SceneReader, cells: tuple[int, int, int, int], stride: int, offset: int
-) -> np.ndarray:
-    """A cell is valid when at least half of its in-scene pixels are valid input pixels: [ni, nj] bool."""
-    i0, i1, j0, j1 = cells
-    ni, nj = i1 - i0, j1 - j0
-    # the read window starts at cell origin + offset, so the cells start at -offset inside it
-    area = np.zeros((ni * stride, nj * stride), dtype=bool)
-    inside = np.zeros_like(area)
-    src = valid[-offset:, -offset:][: ni * stride, : nj * stride]
-    area[: src.shape[0], : src.shape[1]] = src
-    rows = min(reader.height - i0 * stride, ni * stride)
-    cols = min(reader.width - j0 * stride, nj * stride)
-    inside[:rows, :cols] = True
-    valid_count = area.reshape(ni, stride, nj, stride).sum(axis=(1, 3))
-    inside_count = inside.reshape(ni, stride, nj, stride).sum(axis=(1, 3))
-    return valid_count * 2 >= np.maximum(inside_count, 1)
+    def start(job: BlockJob) -> torch.Tensor:
+        return torch.zeros((classes, job.tiles), dtype=torch.float32, device=device)
+
+    def accept(job: BlockJob, indexes: list[int], out: torch.Tensor | None) -> None:
+        assert job.state is not None
+        if out is not None:  # skipped chips are nodata cells: their zeros are never shown
+            job.state[:, indexes] = out.T
+        job.accepted += len(indexes)
+
+    def finish(job: BlockJob) -> np.ndarray:
+        i0, i1, j0, j1 = job.span
+        assert job.state is not None
+        return job.state.reshape(classes, i1 - i0, j1 - j0).cpu().numpy()
+
+    def write(job: BlockJob, prob_map: np.ndarray) -> None:
+        _write(writers, prob_map, job.keep.reshape(prob_map.shape[1:]), job.span, run.decision)
+        run.written(job, bar)
+
+    run.run(blocks, read, Task(tile, start, accept, finish), write)

@@ -1,0 +1,378 @@
+"""Three-stage scene pipeline: a reader thread, the forward pass in the caller's thread, a writer thread.
+
+The reader thread reads block windows (rasterio windowed reads: GDAL releases the GIL while it decodes)
+while the current blocks are predicted; the writer thread turns finished blocks into class/probability
+windows and writes them; the caller's thread batches tiles *across* block boundaries so that every
+forward pass gets ``batch_size`` tiles, and blends their outputs into the block's accumulator.
+
+Memory is bounded by a fixed number of blocks in flight (a block counts from the start of its read to the
+end of its write; :class:`InFlight` counts them, tests read its peak):
+
+    reader: 1 being read + ``QUEUE_BLOCKS`` queued       = 2
+    forward: at most ``MAX_OPEN`` blocks with tiles out   = 2
+    writer: ``QUEUE_BLOCKS`` queued + 1 being written     = 2
+    -> BLOCKS_IN_FLIGHT = 6
+
+In bytes, for a read window of ``R`` px, a core (block) of ``B`` px, ``C`` bands of ``i`` bytes and ``K``
+classes: a read-stage block holds ``C*R*R*i + R*R`` (raw bands, valid mask), a forward-stage block that
+plus ``(K + 1)*B*B*4`` (float32 accumulator and blend-weight sum over the core only: halo outputs are never
+accumulated), a write-stage block ``K*B*B*4 + B*B`` (probabilities, valid core). At the defaults (tile 256,
+overlap 0.25, block 1536 -> R = 1792; C = 13 uint16; K = 10): 83.5 + 3.2 MB read, +103.8 MB accumulator,
+96.8 MB written, so at most 2 x 86.7 + 2 x 190.5 + 2 x 96.8 = 748 MB of blocks, against about 330 MB for
+the serial path (which holds one block as float32 plus MONAI's full-window buffers). ``--block 1024``
+roughly halves it. The bound does not depend on the scene size.
+
+Errors in either thread end the run: the caller's thread raises (a :class:`ResnetAppsError` from the
+thread as it is, anything else as :class:`ScenePredictionError` chained to the cause), the threads are
+stopped and joined (no hang), and the output writers, closed with the exception, never rename their
+temporary files to the final names.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import torch
+
+from resnet_apps.data.preprocessing import Preprocessing
+from resnet_apps.errors import ResnetAppsError, ScenePredictionError
+
+QUEUE_BLOCKS = 1  # blocks waiting between reader and forward, and between forward and writer
+MAX_OPEN = 2  # blocks with tiles in the forward stage at once (a batch may span a block boundary)
+BLOCKS_IN_FLIGHT = (1 + QUEUE_BLOCKS) + MAX_OPEN + (QUEUE_BLOCKS + 1)
+
+T = TypeVar("T")
+J = TypeVar("J")
+
+
+@dataclass
+class StageClock:
+    """Seconds spent per stage (summed over blocks; with threads, read and write overlap the forward)."""
+
+    read: float = 0.0
+    forward: float = 0.0
+    blend: float = 0.0
+    write: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"read": self.read, "forward": self.forward, "blend": self.blend, "write": self.write}
+
+
+@dataclass
+class InFlight:
+    """Blocks alive between the start of their read and the end of their write; ``peak`` is the most seen."""
+
+    alive: int = 0
+    peak: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def enter(self) -> None:
+        with self.lock:
+            self.alive += 1
+            self.peak = max(self.peak, self.alive)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.alive -= 1
+
+
+@dataclass
+class BlockJob(Generic[T]):
+    """One block in flight.
+
+    Attributes:
+        span: what the writer writes, ``(row0, row1, col0, col1)`` in output pixels.
+        raw: read window [C, h, w] in the file's dtype (dropped once all its tiles are batched).
+        valid: read window validity [h, w] bool.
+        origins: tile top-left corners in the read window [n, 2].
+        keep: [n] bool, False for tiles that are not forwarded (no valid pixel / nodata cell).
+        info: what the task needs to place the block (e.g. its :class:`tiling.Block`).
+        state: the task's accumulator (created by the task's ``start``, dropped once finished).
+        accepted: tiles whose outputs have been accumulated.
+    """
+
+    span: tuple[int, int, int, int]
+    raw: np.ndarray | None
+    valid: np.ndarray
+    origins: np.ndarray
+    keep: np.ndarray
+    info: Any = None
+    state: T | None = None
+    accepted: int = 0
+
+    @property
+    def tiles(self) -> int:
+        return len(self.origins)
+
+
+class DeviceNormaliser:
+    """Tiles in the file's dtype -> normalised float32 on the model's device (the checkpoint's preprocessing).
+
+    The same float32 operations, in the same order, as :meth:`Preprocessing.normalise` on the host, so a
+    tile normalised here equals one normalised there; only uint8/uint16 (or the file's dtype) cross the bus.
+    """
+
+    def __init__(self, pre: Preprocessing, device: torch.device) -> None:
+        self.device = device
+        self.scale = pre.scale
+        # float32 like the host's np.asarray(mean, float32): the same rounding, so both paths agree bit for bit
+        self.mean = None if pre.mean is None else self._per_band(pre.mean, device)
+        self.std = None if pre.std is None else self._per_band(pre.std, device)
+
+    @staticmethod
+    def _per_band(values: Sequence[float], device: torch.device) -> torch.Tensor:
+        return torch.tensor(np.asarray(values, dtype=np.float32), device=device).view(1, -1, 1, 1)
+
+    def __call__(self, raw: np.ndarray, valid: np.ndarray) -> torch.Tensor:
+        """raw [b, C, t, t] (file dtype), valid [b, t, t] bool -> [b, C, t, t] float32 on the device."""
+        non_blocking = self.device.type == "cuda"
+        x = torch.from_numpy(raw).to(self.device, non_blocking=non_blocking)
+        # on the CPU a float32 tile would still share ``raw``'s memory: copy, never normalise the caller's array
+        x = x.to(torch.float32, copy=self.device.type == "cpu")
+        v = torch.from_numpy(valid).to(self.device, non_blocking=non_blocking)
+        if self.scale != 1.0:
+            x *= torch.tensor(self.scale, dtype=torch.float32, device=self.device)
+        if self.mean is not None:
+            x -= self.mean
+        if self.std is not None:
+            x /= self.std
+        torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
+        return x.masked_fill_(~v[:, None], 0.0)
+
+
+@dataclass
+class Task(Generic[T]):
+    """What the forward stage does with one task's blocks.
+
+    Attributes:
+        tile: tile side in pixels.
+        start: job -> its accumulator (allocated on the device).
+        accept: (job, tile indexes [m], outputs [m, K, ...] or None for skipped tiles) -> None.
+        finish: job -> what the writer receives.
+    """
+
+    tile: int
+    start: Callable[[BlockJob[T]], T]
+    accept: Callable[[BlockJob[T], list[int], torch.Tensor | None], None]
+    finish: Callable[[BlockJob[T]], Any]
+
+
+def forward_stage(
+    jobs: Iterator[BlockJob[T]],
+    task: Task[T],
+    model: Callable[[torch.Tensor], torch.Tensor],
+    normalise: DeviceNormaliser,
+    batch_size: int,
+    clock: StageClock,
+    on_done: Callable[[BlockJob[T]], None] | None = None,
+) -> Iterator[tuple[BlockJob[T], Any]]:
+    """Forward the kept tiles of consecutive blocks in full batches; yield (job, finished output) in order.
+
+    A batch takes tiles from up to ``MAX_OPEN`` blocks (the end of one, the start of the next); a block is
+    finished, and yielded, as soon as its last tile's output is accumulated.
+    """
+    t = task.tile
+    open_jobs: list[BlockJob[T]] = []
+    cursor: BlockJob[T] | None = None
+    k = 0
+    exhausted = False
+    while True:
+        batch: list[tuple[BlockJob[T], int, np.ndarray, np.ndarray]] = []
+        while len(batch) < batch_size:
+            if cursor is None or k == cursor.tiles:
+                if cursor is not None:
+                    cursor.raw = None  # all its tiles are batched or skipped: the read window can go
+                if exhausted or len(open_jobs) >= MAX_OPEN:
+                    break
+                nxt = next(jobs, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                started = time.perf_counter()
+                nxt.state = task.start(nxt)
+                clock.blend += time.perf_counter() - started
+                cursor, k = nxt, 0
+                open_jobs.append(nxt)
+            skipped = []
+            while k < cursor.tiles and len(batch) < batch_size:
+                if cursor.keep[k]:  # views: they keep the read window alive until the batch is stacked
+                    origin = cursor.origins[k]
+                    batch.append((cursor, k, _cut(cursor.raw, origin, t), _cut(cursor.valid, origin, t)))
+                else:
+                    skipped.append(k)
+                k += 1
+            if skipped:
+                started = time.perf_counter()
+                task.accept(cursor, skipped, None)
+                clock.blend += time.perf_counter() - started
+        if batch:
+            raw = np.stack([b[2] for b in batch])
+            valid = np.stack([b[3] for b in batch])
+            started = time.perf_counter()
+            with torch.no_grad():
+                out = model(normalise(raw, valid))
+            if normalise.device.type == "cuda":
+                torch.cuda.synchronize(normalise.device)
+            clock.forward += time.perf_counter() - started
+            started = time.perf_counter()
+            at = 0
+            while at < len(batch):  # consecutive runs of one block
+                job = batch[at][0]
+                end = at
+                while end < len(batch) and batch[end][0] is job:
+                    end += 1
+                task.accept(job, [b[1] for b in batch[at:end]], out[at:end])
+                at = end
+            clock.blend += time.perf_counter() - started
+        finished = 0
+        while open_jobs and open_jobs[0].accepted == open_jobs[0].tiles:
+            job = open_jobs.pop(0)
+            finished += 1
+            started = time.perf_counter()
+            result = task.finish(job)
+            clock.blend += time.perf_counter() - started
+            job.state = None
+            if on_done is not None:
+                on_done(job)
+            yield job, result
+        if not batch and not finished:
+            if exhausted and not open_jobs:
+                return
+            raise RuntimeError("forward stage stalled: an open block has tiles that were never accepted")
+
+
+def _cut(array: np.ndarray | None, origin: np.ndarray, tile: int) -> np.ndarray:
+    assert array is not None, "a block's read window was dropped before all its tiles were batched"
+    r, c = int(origin[0]), int(origin[1])
+    return array[..., r : r + tile, c : c + tile]
+
+
+@dataclass
+class _Failed:
+    stage: str
+    error: BaseException
+
+
+_DONE = object()
+
+
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put unless ``stop`` is set first (a full queue never blocks a stopped thread); True when put."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def run_pipeline(
+    items: Iterable[J],
+    read: Callable[[J], BlockJob[T]],
+    process: Callable[[Iterator[BlockJob[T]]], Iterator[tuple[BlockJob[T], Any]]],
+    write: Callable[[BlockJob[T], Any], None],
+    *,
+    threads: bool,
+    source: str,
+    env: Callable[[], Any],
+) -> None:
+    """Read ``items`` into jobs, process them, write the results; threaded or in series (same results).
+
+    Args:
+        items: block descriptions, read in order.
+        read: description -> job (runs in the reader thread).
+        process: jobs -> (job, result) pairs (runs in the caller's thread).
+        write: writes one result (runs in the writer thread).
+        threads: False runs the three stages in series in the caller's thread.
+        source: the scene, named in errors.
+        env: a fresh context manager per thread (rasterio's GDAL environment is per thread).
+
+    Raises:
+        ResnetAppsError: from a thread, as it was raised there.
+        ScenePredictionError: any other error in the reader or writer thread, chained to it.
+    """
+    if not threads:
+        with env():
+            for job, result in process(read(item) for item in items):
+                write(job, result)
+        return
+    stop = threading.Event()
+    read_q: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
+    write_q: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
+    writer_error: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            with env():
+                for item in items:
+                    if stop.is_set() or not _put(read_q, read(item), stop):
+                        return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
+            _put(read_q, _Failed("reader", exc), stop)
+            return
+        _put(read_q, _DONE, stop)
+
+    def writer() -> None:
+        failed = False
+        with env():
+            while True:
+                item = write_q.get()
+                if item is _DONE:
+                    return
+                if failed:
+                    continue  # keep draining so that the caller never blocks on a full queue
+                try:
+                    write(*item)
+                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                    writer_error.append(exc)
+                    failed = True
+
+    def jobs() -> Iterator[BlockJob[T]]:
+        while True:
+            item = read_q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise _raise_from(item.stage, item.error, source)
+            yield item
+
+    reader_thread = threading.Thread(target=reader, name="scene-reader", daemon=True)
+    writer_thread = threading.Thread(target=writer, name="scene-writer", daemon=True)
+    reader_thread.start()
+    writer_thread.start()
+    try:
+        for pair in process(jobs()):
+            if writer_error:
+                break
+            write_q.put(pair)  # the writer drains even after a failure, so this never blocks for ever
+    finally:
+        stop.set()
+        while reader_thread.is_alive():  # let a reader blocked on a full queue see the stop
+            try:
+                read_q.get_nowait()
+            except queue.Empty:
+                reader_thread.join(timeout=0.05)
+        write_q.put(_DONE)
+        writer_thread.join()
+    if writer_error:
+        raise _raise_from("writer", writer_error[0], source)
+
+
+def _raise_from(stage: str, error: BaseException, source: str) -> BaseException:
+    """The exception the caller's thread raises for a failure in ``stage``."""
+    if isinstance(error, ResnetAppsError):
+        return error
+    wrapped = ScenePredictionError(
+        f"{source}: the {stage} thread of scene prediction failed ({type(error).__name__}: {error}); "
+        "no map was written under its final name; fix the cause above (disk space, a readable scene) "
+        "and rerun"
+    )
+    wrapped.__cause__ = error
+    return wrapped

@@ -1,0 +1,35 @@
+"""``bench predict --max-seconds 0`` runs a (tiny) scene to completion and writes the figures as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resnet_apps.predict.tiling import count_tiles, plan_grid
+
+
+@pytest.mark.subprocess
+def test_bench_predict_runs_to_completion_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "resnet_apps", "bench", "predict", "--size", "160", "--small", "0"]
+    command += ["--bands", "3", "--classes", "3", "--tile", "64", "--block", "96", "--forward-tiles", "4"]
+    command += ["--max-seconds", "0", "--workdir", str(tmp_path / "work"), "--json", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    scene = report["scenes"][0]
+    assert scene["complete"] and scene["tiles"] == scene["tiles_total"] > 4
+    assert "extrapolated_full_scene_seconds" not in scene
+    assert set(report["split"]) == {"read", "forward", "blend", "write"}
+    assert report["split"]["forward"] > 0 and 0 < report["forward_share"] <= 1
+    assert report["ratio"] > 0 and report["tiles_per_s"] > 0 and report["peak_rss_mb"] > 100
+    # 160 px, tile 64, stride 48, block 96: 2 blocks per axis read as 160 px, 3 tiles each -> 6^2 = 36 tiles
+    assert scene["tiles_total"] == count_tiles(160, 160, plan_grid(64, 0.25, 96)) == 36
+    assert report["redundant_tile_factor"] == round(36 * 64 * 64 / 160**2, 3)
+    assert "ratio to a bare forward" in done.stdout

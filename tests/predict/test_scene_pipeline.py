@@ -1,0 +1,220 @@
+"""The threaded scene pipeline: same maps as the serial path (and as one whole-scene MONAI pass), errors in
+its threads surface as typed errors with no map under the final name, and blocks in flight stay bounded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from monai.inferers import sliding_window_inference
+from rasterio.transform import from_origin
+
+from resnet_apps.errors import ScenePredictionError
+from resnet_apps.models.meta import CheckpointMeta
+from resnet_apps.predict import scene as scene_mod
+from resnet_apps.predict.pipeline import BLOCKS_IN_FLIGHT
+from resnet_apps.predict.raster import SceneReader
+from resnet_apps.predict.scene import predict_scene
+from resnet_apps.predict.tiling import padded_reference_pads, plan_grid
+
+
+def _meta(task: str, bands: int = 2, classes: int = 3) -> dict:
+    return {
+        "task": task,
+        "model": {"in_chans": bands, "num_classes": classes},
+        "classes": [f"c{k}" for k in range(classes)],
+        "preprocessing": {"bands": None, "scale": 0.5, "mean": [100.0] * bands, "std": [50.0] * bands},
+        "operating_threshold": 0.5,
+    }
+
+
+def _conv_net(classes: int = 3) -> torch.nn.Module:
+    """A convolutional stand-in: context across tile borders, so seams and halos matter."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 5, padding=2), torch.nn.ReLU(), torch.nn.Conv2d(4, classes, 3, padding=1)
+    ).eval()
+
+
+class _ChipNet(torch.nn.Module):
+    """Classification stand-in: per-chip logits from band means and a spatial contrast."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean(dim=(2, 3))
+        d = (x[:, :, : x.shape[2] // 2] - x[:, :, x.shape[2] // 2 :]).mean(dim=(1, 2, 3))
+        return torch.stack([m[:, 0], m[:, 1], d], dim=1)
+
+
+def _scene(path: Path, height: int = 121, width: int = 98, nodata: bool = True) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    data = rng.integers(1, 400, size=(2, height, width)).astype(np.uint16)
+    if nodata:
+        data[:, 30:90, 10:80] = 0  # a hole across block seams, larger than a tile
+    profile = dict(
+        driver="GTiff", height=height, width=width, count=2, dtype="uint16", crs="EPSG:32633",
+        transform=from_origin(500000, 4600000, 10, 10), nodata=0 if nodata else None,
+    )  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return data
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_pipelined_equals_serial_bit_for_bit(tmp_path: Path, task: str) -> None:
+    """Threads change when blocks are read and written, never what is computed (batches span blocks)."""
+    path = tmp_path / "s.tif"
+    _scene(path)
+    model = _conv_net() if task == "segmentation" else _ChipNet()
+    kwargs = dict(tile=16 if task == "classification" else 32, overlap=0.25, block=40, batch_size=5)
+    results = {}
+    for pipeline in (True, False):
+        results[pipeline] = predict_scene(
+            model, _meta(task), path, tmp_path / f"out_{pipeline}", probabilities="float32",
+            progress=False, pipeline=pipeline, **kwargs,
+        )  # fmt: skip
+    on, off = results[True], results[False]
+    assert on["complete"] and off["complete"] and on["tiles"] == off["tiles"] > 10
+    assert on["tiles_forwarded"] < on["tiles"]  # the nodata hole's tiles / chips are skipped
+    np.testing.assert_array_equal(_read(on["prob_path"]), _read(off["prob_path"]))
+    np.testing.assert_array_equal(_read(on["class_path"]), _read(off["class_path"]))
+    assert set(on["split"]) == {"read", "forward", "blend", "write"}
+    assert on["redundant_tile_factor"] > 1.0
+
+
+def test_pipeline_equals_one_whole_scene_monai_pass(tmp_path: Path) -> None:
+    """Blending on the device with MONAI's weights reproduces sliding_window_inference on the padded scene."""
+    path = tmp_path / "s.tif"
+    data = _scene(path, nodata=False)
+    net = _conv_net()
+    meta = _meta("segmentation")
+    result = predict_scene(
+        net, meta, path, tmp_path / "out", tile=32, overlap=0.25, block=40, batch_size=3,
+        probabilities="float32", progress=False,
+    )  # fmt: skip
+    grid = plan_grid(32, 0.25, 40)
+    x = torch.from_numpy(CheckpointMeta.coerce(meta).require_preprocessing().normalise(data))[None]
+    top, bottom, left, right = padded_reference_pads(121, 98, grid)
+    padded = torch.nn.functional.pad(x, (left, right, top, bottom))
+    with torch.no_grad():
+        ref = sliding_window_inference(
+            padded, (32, 32), 3, lambda t: torch.softmax(net(t), dim=1), overlap=0.25, mode="gaussian"
+        )
+    ref = ref[0, :, top : top + 121, left : left + 98].numpy()
+    assert np.abs(_read(result["prob_path"]) - ref).max() < 1e-5
+
+
+@pytest.mark.parametrize("stage", ["reader", "writer"])
+def test_thread_error_is_typed_and_leaves_no_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    path = tmp_path / "s.tif"
+    _scene(path)
+    calls = [0]
+    if stage == "reader":
+        original = SceneReader.read_raw
+
+        def failing_read(self: SceneReader, window: tuple[int, int, int, int]) -> tuple:
+            calls[0] += 1
+            if calls[0] == 3:
+                raise OSError("disk went away")
+            return original(self, window)
+
+        monkeypatch.setattr(SceneReader, "read_raw", failing_read)
+    else:
+        original_write = scene_mod._write
+
+        def failing_write(*args: object) -> None:
+            calls[0] += 1
+            if calls[0] == 2:
+                raise OSError("no space left on device")
+            original_write(*args)
+
+        monkeypatch.setattr(scene_mod, "_write", failing_write)
+    out = tmp_path / "out"
+    with pytest.raises(ScenePredictionError, match=f"{stage} thread") as info:
+        predict_scene(
+            _conv_net(), _meta("segmentation"), path, out, tile=32, block=40, probabilities="uint8",
+            progress=False,
+        )  # fmt: skip
+    assert isinstance(info.value.__cause__, OSError)
+    assert sorted(p.name for p in out.iterdir()) == []  # no final map, no temporary left behind
+
+
+def test_blocks_in_flight_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow writer lets the reader run ahead, but never more than BLOCKS_IN_FLIGHT blocks are alive."""
+    path = tmp_path / "s.tif"
+    _scene(path, height=200, width=200)
+    original_write = scene_mod._write
+    gate = __import__("threading").Event()
+
+    def slow_write(*args: object) -> None:
+        gate.wait(0.05)  # never set: each write waits, so reads pile up behind it
+        original_write(*args)
+
+    monkeypatch.setattr(scene_mod, "_write", slow_write)
+    result = predict_scene(
+        _conv_net(), _meta("segmentation"), path, tmp_path / "out", tile=32, block=24, batch_size=4,
+        progress=False,
+    )  # fmt: skip
+    assert result["complete"]
+    assert result["blocks_in_flight_bound"] == BLOCKS_IN_FLIGHT == 6
+    assert 2 <= result["max_blocks_in_flight"] <= BLOCKS_IN_FLIGHT
+    serial = predict_scene(
+        _conv_net(), _meta("segmentation"), path, tmp_path / "serial", tile=32, block=24, progress=False,
+        pipeline=False,
+    )  # fmt: skip
+    assert serial["max_blocks_in_flight"] <= 2  # read, forwarded, written one after the other (MAX_OPEN)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_device_normalisation_equals_host_normalisation(dtype: str) -> None:
+    """Tiles cross to the device in the file's dtype; normalising there gives the host's float32 values."""
+    from resnet_apps.predict.pipeline import DeviceNormaliser
+
+    rng = np.random.default_rng(2)
+    raw = (rng.random((3, 2, 16, 16)) * 250).astype(dtype)
+    if dtype == "float32":
+        raw[0, 1, 3, 4] = np.nan  # float nodata must become 0, as on the host
+    valid = rng.random((3, 16, 16)) > 0.2
+    pre = CheckpointMeta.coerce(_meta("segmentation")).require_preprocessing()
+    on_device = DeviceNormaliser(pre, torch.device("cpu"))(raw, valid).numpy()
+    on_host = np.stack([pre.normalise(raw[k], valid[k]) for k in range(3)])
+    assert on_device.dtype == np.float32
+    np.testing.assert_array_equal(on_device, on_host)
+
+
+def test_model_error_stops_the_threads_and_leaves_no_map(tmp_path: Path) -> None:
+    """An error in the caller's thread (the forward) is raised as it is; reader and writer stop, no map."""
+    path = tmp_path / "s.tif"
+    _scene(path, height=200, width=200)
+    calls = [0]
+
+    class Failing(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _conv_net()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls[0] += 1
+            if calls[0] == 4:
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return self.net(x)
+
+    model = Failing()
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="simulated"):
+        predict_scene(
+            model, _meta("segmentation"), path, out, tile=32, block=24, batch_size=2, progress=False
+        )
+    assert calls[0] == 4 and sorted(p.name for p in out.iterdir()) == []
+    import threading
+
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("scene-")]
