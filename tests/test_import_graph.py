@@ -5,7 +5,7 @@
 - every import goes down the layers written in CONTRIBUTING.md (LAYERS below is the same table);
 - no module uses another module's private ``_name``;
 - the package root holds no ``train_*``, ``weights_*`` or ``evaluate*`` module (they live in train/, weights/);
-- io/, report/, recipe.py and errors.py, and all they import, never import torch (nor timm, torchvision, monai).
+- io/, report/, recipe/ and errors.py, and all they import, never import torch (nor timm, torchvision, monai).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ``data.source`` block as this package reads it (ARCHITECTURE.md section 5a).
 
-``recipe.py`` owns :class:`SourceConfig`, the one definition of the block (recipe.py is a torch-free leaf
+``recipe/`` (recipe.schema) owns :class:`SourceConfig`, the one definition of the block (recipe/ is a torch-free leaf
 below ``data``); this module turns a plain dict (tests, callers without a recipe), a bare kind string or
 any object with those attribute names into it, with the data layer's :class:`DatasetError` for bad keys
 and values.
@@ -61,7 +61,7 @@ def as_source_config(source: Any) -> SourceConfig:
 
 
 def _checked(cfg: SourceConfig) -> SourceConfig:
-    """Refuse a kind or mask encoding outside the choices (a recipe file is checked by ``recipe.py``)."""
+    """Refuse a kind or mask encoding outside the choices (a recipe file is checked by ``resnet_apps.recipe``)."""
     if cfg.kind not in SOURCE_KINDS:
         raise DatasetError(
             f"data.source.kind: unknown kind {cfg.kind!r}; use one of {', '.join(SOURCE_KINDS)}"

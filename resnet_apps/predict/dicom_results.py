@@ -1,7 +1,9 @@
 """Classification results as DICOM objects for the PACS: a TID 1500 Comprehensive SR and a Grad-CAM capture.
 
 Built with highdicom (never by hand), from the source instance's header (its patient, study and
-equipment modules are copied by highdicom, as the standard requires). Every UID we write is derived
+equipment modules are copied by highdicom, as the standard requires). Those patient fields go only into the
+objects sent back to the PACS: they are never written to a local file or log (PHI rule; local outputs keep
+keyed hashes only). Every UID we write is derived
 from the source SOP Instance UID and the weights' sha256 (UUID v5 under the ``2.25`` root): the same
 model re-run on the same instance yields the same SR UID, so "already stored?" is a QIDO lookup and a
 second store can never make a duplicate.

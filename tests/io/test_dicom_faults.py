@@ -13,7 +13,8 @@ from dicom_fixtures import make_dicom
 
 from resnet_apps.errors import UnsupportedSyntaxError
 from resnet_apps.io import FrameRequiredError, read_dicom, read_image
-from resnet_apps.io.dicom import installed_plugins, resolve_frame
+from resnet_apps.io.dicom import resolve_frame
+from resnet_apps.io.dicom_decode import installed_plugins
 from resnet_apps.io.inspect import clean_text, format_summary, inspect_file
 
 RAMP = np.arange(20, dtype=np.uint16).reshape(4, 5)

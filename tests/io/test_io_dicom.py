@@ -204,7 +204,7 @@ def test_unsigned_high_bits_beyond_bits_stored_are_dropped(tmp_path: Path) -> No
 
 def test_missing_codec_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a compressed file that every pydicom plugin refuses, and GDCM too: MissingCodecError with the hint
-    import resnet_apps.io.dicom as dicom_module
+    import resnet_apps.io.dicom_decode as dicom_module
 
     path = make_dicom(tmp_path / "rle.dcm", RAMP, window=(10, 11))
     ds = pydicom.dcmread(path)
