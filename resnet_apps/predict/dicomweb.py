@@ -16,6 +16,7 @@ done; without ``store``, the CSVs tell. The protocol (auth, retries, typed error
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import tempfile
@@ -320,6 +321,14 @@ def predict_dicomweb(
     }
 
 
+@contextlib.contextmanager
+def _no_highdicom_warnings() -> Iterator[None]:
+    """highdicom's person-name checks quote the patient's name in their warnings: keep them out of logs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
 def _store_seg(
     client: DICOMwebClient,
     ref: InstanceRef,
@@ -335,8 +344,7 @@ def _store_seg(
         ref.study, ref.sop, model_info.result_key(Decision.from_meta(meta).threshold)
     )
     mask = np.asarray(Image.open(out / MASKS_DIR / f"{ref.image_id}.png"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # highdicom quotes the patient's name in warnings
+    with _no_highdicom_warnings():
         seg = build_seg(header, mask, [str(c) for c in meta.get("classes") or []], model_info, uids)
     store(client, [seg], ref.study)
 
@@ -352,9 +360,7 @@ def _store_one(
 ) -> bool:
     """STOW the SC (when its overlay exists) and then the SR: the SR last, as the "done" mark."""
     uids = ResultUids.for_source(ref.study, ref.sop, model_info.result_key(decision.threshold))
-    with warnings.catch_warnings():
-        # highdicom's person-name checks quote the patient's name in the warning: never into logs
-        warnings.simplefilter("ignore", UserWarning)
+    with _no_highdicom_warnings():
         return _build_and_store(client, ref, header, row, decision, model_info, gradcam_dir, uids)
 
 

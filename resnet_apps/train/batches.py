@@ -126,6 +126,16 @@ class BatchSource:
             image, valid, mask = self._convert_cpu(raw, spans, mul, add)
         else:
             image, valid, mask = self._convert_device(raw, spans, mul, add)
+        return self._batch(raw, image, valid, mask)
+
+    def _batch(
+        self,
+        raw: dict[str, torch.Tensor],
+        image: torch.Tensor,
+        valid: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> dict[str, Any]:
+        """The batch the step takes: invalid pixels 0 in the image and IGNORE_INDEX in the mask, labels moved."""
         if not bool(valid.all()):
             image = torch.where(valid[:, None], image, 0.0)  # invalid pixels are 0, as per sample
         out: dict[str, Any] = {"image": image, "valid": valid, "index": raw["index"]}
@@ -194,13 +204,7 @@ class BatchSource:
             image, valid, mask = self.augment(image, valid, mask, seed)
         if self._mean is not None and self._std is not None:
             image = (image - self._mean[:, None, None]) / self._std[:, None, None]
-        image = torch.where(valid[:, None], image, 0.0)  # invalid pixels are 0, as per sample
-        out: dict[str, Any] = {"image": image, "valid": valid, "index": raw["index"]}
-        if mask is not None:
-            out["mask"] = torch.where(valid, mask.long(), IGNORE_INDEX)
-        if "label" in raw:
-            out["label"] = raw["label"].to(self.device, non_blocking=True)
-        return out
+        return self._batch(raw, image, valid, mask)
 
 
 def _spans(codes: list[int]) -> list[tuple[int, int, int]]:
