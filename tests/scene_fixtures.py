@@ -13,14 +13,14 @@ def make_scene(path: Path, seed: int, height: int = 80, width: int = 520, bands:
     """A uint8 UTM scene with a nodata (0) strip on its left; wider than one 256-px COG block, so its
     class map needs overviews."""
     import rasterio
-    from rasterio.transform import from_origin
+    from rasterio.transform import Affine
 
     path.parent.mkdir(parents=True, exist_ok=True)
     data = np.random.default_rng(seed).integers(1, 255, size=(bands, height, width)).astype(np.uint8)
     data[:, :, :8] = 0
     with rasterio.open(
         path, "w", driver="GTiff", width=width, height=height, count=bands, dtype="uint8", nodata=0,
-        crs="EPSG:32631", transform=from_origin(500000 + 10_000 * seed, 5_000_000, 10, 10),
+        crs="EPSG:32631", transform=Affine(10, 0, 500000 + 10_000 * seed, 0, -10, 5_000_000),
     ) as dst:  # fmt: skip
         dst.write(data)
     return path

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from resnet_apps.cli.inspect import add_budget_options
 from resnet_apps.cli.predict_manifest import (
     add_manifest_options,
+    manifest_plan,
     predict_manifest,
     register_summarize,
     torchrun_device,
@@ -181,9 +182,10 @@ def _predict(args: argparse.Namespace) -> int:
     if not dicomweb and (args.study or args.query or args.store):
         raise SystemExit("--study, --query and --store need a dicomweb+http(s)://... INPUT")
     check_writable(args.out, "predict --out")  # before the model is loaded or any file read
+    plan = manifest_plan(args) if args.manifest else None
     model, meta = load_run(args.run_dir, which=args.which, map_location=args.device)
-    if args.manifest:
-        return predict_manifest(args, model, meta)
+    if plan is not None:
+        return predict_manifest(args, model, meta, plan)
     if dicomweb:
         return _predict_dicomweb(args, model, meta)
     task = meta.task

@@ -16,7 +16,10 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from resnet_apps.predict.manifest import ManifestEntry, Shard
 
 SUMMARIZE_COMMAND = "predict-summarize"  # `resnet-apps predict summarize ...` is routed here by cli.main
 
@@ -73,13 +76,20 @@ def route_summarize(argv: list[str]) -> list[str]:
     return argv
 
 
-def predict_manifest(args: argparse.Namespace, model: Any, meta: Any) -> int:
-    """This worker's share of ``args.manifest``; one JSON line per scene, then one for the worker."""
+def manifest_plan(args: argparse.Namespace) -> tuple[Shard, list[ManifestEntry]]:
+    """This worker and the manifest's entries, checked before the model is loaded (bad input fails fast)."""
     from resnet_apps.predict.manifest import parse_shard, read_manifest, worker_shard
+
+    return worker_shard(parse_shard(args.shard) if args.shard else None), read_manifest(args.manifest)
+
+
+def predict_manifest(
+    args: argparse.Namespace, model: Any, meta: Any, plan: tuple[Shard, list[ManifestEntry]]
+) -> int:
+    """This worker's share of ``args.manifest``; one JSON line per scene, then one for the worker."""
     from resnet_apps.predict.manifest_run import checkpoint_info, run_manifest, scene_predictor
 
-    shard = worker_shard(parse_shard(args.shard) if args.shard else None)
-    entries = read_manifest(args.manifest)
+    shard, entries = plan
     predictor = scene_predictor(
         model,
         meta,

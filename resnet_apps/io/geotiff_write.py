@@ -48,8 +48,8 @@ class GeoTiffWriter:
     Overviews are resampled with ``overview_resampling`` (GDAL's name; default ``MODE`` for a class map
     with a ``legend``: the majority class, never a blend of class indexes nor an arbitrary sample of one
     pixel; GDAL's own default otherwise) and the choice is written as the ``OVERVIEW_RESAMPLING`` tag.
-    ``colour_bands=False`` marks every band as undefined colour, so a 3- or 4-band map of measurements
-    (class probabilities) is not shown as RGB(A).
+    ``colour_bands=False`` marks the bands as having no colour (GDAL then reads gray + undefined), so a 3-
+    or 4-band map of measurements (class probabilities) is not shown as RGB(A).
     """
 
     def __init__(
