@@ -18,7 +18,8 @@ size and mtime and the checkpoint's sha256 are those recorded. Anything else wit
 has ``failed.json`` (the typed error's class and message) and no ``done.json``; the next run retries it.
 
 Local inputs are hashed (sha256) after prediction, when the scene has just been read and sits in the page
-cache: about 1 s per GB, small beside predicting it, and it names the exact bytes a map came from. A rerun
+cache: 2.2 s per GB measured here (450 MB/s from the page cache on one shared core), small beside predicting
+the scene, and it names the exact bytes a map came from. A rerun
 compares size and mtime only (hashing thousands of inputs again to decide what to skip would cost as much
 as a read of the archive). Remote inputs are identified by their URL (and what the remote reader adds to
 ``source_info``).
