@@ -174,6 +174,13 @@ def _predict(args: argparse.Namespace) -> int:
     args.device = torchrun_device(args.device)  # one GPU per torchrun rank
     if args.device != "cpu" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device here; use --device cpu")
+    gpu = torch.device(args.device)
+    if gpu.type == "cuda" and gpu.index is not None and gpu.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise SystemExit(
+            f"--device {args.device}: this machine has {count} GPU(s) (cuda:0..cuda:{count - 1}); under torchrun "
+            f"start one rank per GPU: --nproc_per_node={count}"
+        )
     dicomweb = any(str(p).startswith("dicomweb+") for p in args.inputs)
     if dicomweb and len(args.inputs) != 1:
         raise SystemExit("a dicomweb+http(s)://... INPUT is given alone; run files in another predict call")

@@ -54,7 +54,15 @@ def test_a_bad_shard_is_refused_before_the_model_loads(
     manifest = tmp_path / "scenes.txt"
     manifest.write_text("a.tif\n")
     # no run directory at all: the shard is checked first, so its error is the one reported
-    args = ["predict", str(tmp_path / "no_run"), "--manifest", str(manifest), "--out", str(tmp_path / "o"), *extra]
+    args = [
+        "predict",
+        str(tmp_path / "no_run"),
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(tmp_path / "o"),
+        *extra,
+    ]
     assert main(args) == 2
     assert message in capsys.readouterr().err
 

@@ -154,3 +154,24 @@ def test_read_manifest_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
         ManifestError, match=r"empty\.txt: no scene in the manifest; fix: one path or URL a line"
     ):
         read_manifest(empty)
+
+
+@pytest.mark.parametrize(
+    ("device", "local_rank", "expected"),
+    [
+        ("cuda", "1", "cuda:1"),  # torchrun: one GPU per rank
+        ("cuda", None, "cuda"),  # no torchrun: as given
+        ("cuda:0", "1", "cuda:0"),  # an explicit GPU is kept
+        ("cpu", "1", "cpu"),  # CPU ranks share the CPU
+    ],
+)
+def test_torchrun_ranks_get_their_local_gpu(
+    monkeypatch: pytest.MonkeyPatch, device: str, local_rank: str | None, expected: str
+) -> None:
+    from resnet_apps.cli.predict_manifest import torchrun_device
+
+    if local_rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    assert torchrun_device(device) == expected
