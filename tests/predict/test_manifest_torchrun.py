@@ -32,11 +32,16 @@ def _command(run: Path, manifest: Path, out: Path) -> list[str]:
 
 
 def _rank_pid(agent: int, rank: int) -> int:
-    """The pid of torchrun worker ``rank`` among the agent's children (Linux /proc)."""
-    for task in os.listdir(f"/proc/{agent}/task"):
-        for pid in Path(f"/proc/{agent}/task/{task}/children").read_text().split():
-            if f"RANK={rank}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+    """The pid of torchrun worker ``rank`` among the agent's children (Linux /proc: parent pid, environment)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == agent and f"RANK={rank}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(
+                b"\0"
+            ):
                 return int(pid)
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended while we looked, or one we may not read
     raise AssertionError(f"no worker with RANK={rank} under torchrun agent {agent}")
 
 
