@@ -60,7 +60,7 @@ def register_summarize(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="the --out folder of the manifest run")
     parser.add_argument(
-        "--manifest", default=None, metavar="FILE", help="the manifest (default: OUT_DIR/manifest.txt)"
+        "--manifest", default=None, metavar="FILE", help="the manifest (default: OUT_DIR/manifest.json)"
     )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the summary as JSON")
     parser.add_argument(

@@ -5,7 +5,8 @@ manifest's folder), a GeoTIFF URL (``https://``, ``s3://``, ``gs://``, ``/vsi...
 (``item.json`` or an item URL of a STAC API). Blank lines, ``#`` lines and `` #`` comments after an entry
 are ignored.
 
-The split: the entries are de-duplicated and sorted (by their text), and entry ``n`` of that sorted list
+The split: the entries are de-duplicated and sorted by their text *as written* (relative paths stay relative,
+so machines that mount the data at different places still agree), and entry ``n`` of that sorted list
 belongs to worker ``n mod N``. Every machine that reads the same manifest computes the same split without
 talking to the others; shares differ in size by at most one scene. Workers are numbered from 0:
 
@@ -16,13 +17,14 @@ talking to the others; shares differ in size by at most one scene. Workers are n
 - both at once (a Slurm array of torchrun nodes): worker ``i * WORLD_SIZE + RANK`` of ``N * WORLD_SIZE``.
 
 Each entry gets an output key: the file name's stem (the item id for a STAC API item URL), or, when two
-entries share a stem, ``<stem>-<8 hex of sha256(entry)>`` for each of them, so names stay readable and
+entries share a stem, ``<stem>-<8 hex of sha256(entry text)>`` for each of them, so names stay readable and
 never clash.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections import Counter
@@ -38,13 +40,14 @@ EntryKind = Literal["local", "url", "stac_item"]
 RASTER_SUFFIXES = (".tif", ".tiff")
 _REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|/vsi[a-z0-9]+/)", re.IGNORECASE)
 _COMMENT = re.compile(r"(?:^|\s)#.*$")  # a '#' inside a path or URL (no space before it) is kept
-MANIFEST_COPY = "manifest.txt"  # the normalised entries, written into OUT by every worker
+MANIFEST_COPY = "manifest.json"  # the entries (text, source, kind, key), written into OUT by every worker
 
 
 @dataclass(frozen=True)
 class ManifestEntry:
     """One scene of a manifest."""
 
+    text: str  # as written in the manifest (normalised): what the split sorts and keys hash
     source: str  # the local path (absolute) or the URL, as GDAL / pystac would open it
     kind: EntryKind
     key: str  # the output name: OUT/<key>/ holds the map, done.json or failed.json
@@ -52,6 +55,9 @@ class ManifestEntry:
     @property
     def is_local(self) -> bool:
         return self.kind == "local"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"text": self.text, "source": self.source, "kind": self.kind, "key": self.key}
 
 
 @dataclass(frozen=True)
@@ -146,25 +152,30 @@ def manifest_entries(lines: Sequence[str], base: Path | None = None) -> list[Man
         lines: the manifest's lines (comments and blank lines are skipped).
         base: folder that relative local paths are relative to (the manifest's); None: the working folder.
     """
-    sources: set[str] = set()
+    sources: dict[str, str] = {}  # text -> source
     for line in lines:
         text = _COMMENT.sub("", line).strip()  # "# ..." lines, and " # ..." after an entry
         if not text or text.startswith("#"):
             continue
-        if entry_kind(text) == "local" or (entry_kind(text) == "stac_item" and not _REMOTE.match(text)):
-            path = Path(text).expanduser()
-            text = str(((base or Path.cwd()) / path).resolve() if not path.is_absolute() else path)
-        sources.add(text)
+        if _REMOTE.match(text):
+            sources[text] = text
+            continue
+        text = os.path.normpath(text)  # "./a.tif" and "a.tif" are one entry
+        path = Path(text).expanduser()
+        sources[text] = os.path.normpath(
+            path if path.is_absolute() else (base or Path.cwd()).absolute() / path
+        )
     ordered = sorted(sources)
-    stems = [_stem(s, entry_kind(s)) for s in ordered]
+    stems = [_stem(sources[t], entry_kind(t)) for t in ordered]
     counts = Counter(stems)
     return [
         ManifestEntry(
-            source=s,
-            kind=entry_kind(s),
-            key=stem if counts[stem] == 1 else f"{stem}-{hashlib.sha256(s.encode('utf-8')).hexdigest()[:8]}",
+            text=t,
+            source=sources[t],
+            kind=entry_kind(t),
+            key=stem if counts[stem] == 1 else f"{stem}-{hashlib.sha256(t.encode('utf-8')).hexdigest()[:8]}",
         )
-        for s, stem in zip(ordered, stems, strict=True)
+        for t, stem in zip(ordered, stems, strict=True)
     ]
 
 
@@ -182,7 +193,28 @@ def read_manifest(path: str | Path) -> list[ManifestEntry]:
             f"{path}: cannot read the manifest ({type(error).__name__}: {error}); fix: pass a UTF-8 text "
             "file with one scene path or URL a line"
         ) from error
-    entries = manifest_entries(lines, base=path.parent.resolve())
+    entries = manifest_entries(lines, base=path.parent.absolute())
     if not entries:
         raise ManifestError(f"{path}: no scene in the manifest; fix: one path or URL a line (# comments)")
     return entries
+
+
+def manifest_copy(entries: Sequence[ManifestEntry]) -> str:
+    """The text of ``OUT/manifest.json``: every entry with its key, as the workers computed them."""
+    return json.dumps({"entries": [e.to_dict() for e in entries]}, indent=1) + "\n"
+
+
+def read_manifest_copy(path: Path) -> list[ManifestEntry]:
+    """The entries of an ``OUT/manifest.json`` written by :func:`manifest_copy`.
+
+    Raises:
+        ManifestError: the file is not such a copy.
+    """
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["entries"]
+        return [ManifestEntry(r["text"], r["source"], r["kind"], r["key"]) for r in rows]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ManifestError(
+            f"{path}: not a manifest copy written by `predict --manifest` ({type(error).__name__}); fix: pass "
+            "--manifest FILE to `predict summarize`"
+        ) from error

@@ -25,7 +25,7 @@ from resnet_apps.errors import MapValidationError, ScenePredictionError, SceneSo
 from resnet_apps.io.atomic import atomic_write_text
 from resnet_apps.io.cog_check import check_map
 from resnet_apps.models.checkpoint import find_checkpoint
-from resnet_apps.predict.manifest import MANIFEST_COPY, ManifestEntry, Shard
+from resnet_apps.predict.manifest import MANIFEST_COPY, ManifestEntry, Shard, manifest_copy
 from resnet_apps.predict.scene_records import (
     clear_scene,
     input_identity,
@@ -141,7 +141,7 @@ def predict_entry(
     record["timings"]["total_s"] = time.perf_counter() - begin
     write_done(
         scene_dir,
-        {"key": entry.key, "entry": {"source": entry.source, "kind": entry.kind}, **record,
+        {"key": entry.key, "entry": entry.to_dict(), **record,
          "checkpoint": checkpoint.to_dict(), "worker": worker_info(shard)},
     )  # fmt: skip
     return SceneOutcome(entry.key, "predicted", time.perf_counter() - begin, status.reason)
@@ -224,12 +224,12 @@ def run_manifest(
 ) -> ManifestReport:
     """Predict ``shard.take(entries)`` into ``out_dir`` (see the module doc); ``on_scene`` sees each outcome.
 
-    Also writes ``OUT/manifest.txt`` (the sorted entries; every worker writes the same text, atomically),
-    which ``predict summarize OUT`` reads when no ``--manifest`` is given.
+    Also writes ``OUT/manifest.json`` (the sorted entries and their keys; every worker writes the same text,
+    atomically), which ``predict summarize OUT`` reads when no ``--manifest`` is given.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / MANIFEST_COPY, "".join(f"{e.source}\n" for e in entries))
+    atomic_write_text(out_dir / MANIFEST_COPY, manifest_copy(entries))
     outcomes = []
     for entry in shard.take(entries):
         outcome = predict_entry(entry, out_dir, predictor, checkpoint=checkpoint, shard=shard, verify=verify)

@@ -2,7 +2,7 @@
 
 A finished scene's folder holds its map(s), then ``done.json``, written last and atomically::
 
-    {"format": 1, "key": ..., "entry": {"source", "kind"},
+    {"format": 1, "key": ..., "entry": {"text", "source", "kind", "key"},
      "input": {"source", "kind", "bytes", "mtime_ns", "sha256"},      # bytes..sha256: local files only
      "checkpoint": {"path", "sha256", "meta_sha256"},
      "outputs": [{"file", "role", "bytes", "sha256"}, ...],           # the maps and the class names sidecar
@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from resnet_apps.checksum import sha256_file
 from resnet_apps.io.atomic import TEMP_SUFFIX, atomic_write_json, clean_stale_temps
-from resnet_apps.predict.manifest import MANIFEST_COPY, ManifestEntry, Shard, manifest_entries
+from resnet_apps.predict.manifest import MANIFEST_COPY, ManifestEntry, Shard, read_manifest_copy
 
 DONE = "done.json"
 FAILED = "failed.json"
@@ -151,8 +151,9 @@ def _done_problem(
         if verify and sha256_file(path) != output.get("sha256"):
             return f"output {path.name}: sha256 differs from the recorded one"
     recorded = done.get("input", {})
-    if entry is not None and entry.source != recorded.get("source"):
-        return f"recorded for input {recorded.get('source')}, not {entry.source}"
+    written = done.get("entry", {}).get("text")
+    if entry is not None and entry.text != written:  # the text, not the path: mounts may differ between nodes
+        return f"recorded for manifest entry {written!r}, not {entry.text!r}"
     if entry is not None and entry.is_local:
         try:
             stat = os.stat(entry.source)
@@ -195,7 +196,7 @@ def write_failed(
     record = {
         "format": RECORD_FORMAT,
         "key": entry.key,
-        "entry": {"source": entry.source, "kind": entry.kind},
+        "entry": entry.to_dict(),
         "error": {"type": type(error).__name__, "message": str(error)},
         "timings": {"started": started, "failed": now_iso()},
         "worker": worker_info(shard),
@@ -226,7 +227,7 @@ class Summary:
 
 
 def summarize(out_dir: Path, entries: Sequence[ManifestEntry] | None = None, verify: bool = True) -> Summary:
-    """The state of every scene of ``entries`` (default: ``OUT/manifest.txt``, else the scene folders found).
+    """The state of every scene of ``entries`` (default: ``OUT/manifest.json``, else the scene folders found).
 
     Args:
         out_dir: the ``--out`` folder of the manifest run.
@@ -234,7 +235,7 @@ def summarize(out_dir: Path, entries: Sequence[ManifestEntry] | None = None, ver
         verify: hash every output against done.json (False: sizes only).
     """
     if entries is None and (out_dir / MANIFEST_COPY).is_file():
-        entries = manifest_entries((out_dir / MANIFEST_COPY).read_text(encoding="utf-8").splitlines())
+        entries = read_manifest_copy(out_dir / MANIFEST_COPY)
     summary = Summary()
     if entries is not None:
         statuses = [scene_status(out_dir / e.key, e.key, entry=e, verify=verify) for e in entries]

@@ -20,7 +20,7 @@ from scene_fixtures import CLASSES, make_scene
 from resnet_apps.cli import main
 from resnet_apps.errors import GeoTiffError
 from resnet_apps.io import open_geotiff_writer, read_geotiff
-from resnet_apps.predict.manifest import ManifestEntry, Shard, manifest_entries
+from resnet_apps.predict.manifest import ManifestEntry, Shard, manifest_entries, read_manifest_copy
 from resnet_apps.predict.manifest_run import CheckpointInfo, run_manifest, scene_predictor
 from resnet_apps.predict.scene_records import DONE, FAILED, scene_status, summarize
 
@@ -94,7 +94,7 @@ def test_done_json_records_input_checkpoint_outputs_and_the_validators_verdict(t
     assert verdict["is_valid"] is True and verdict["errors"] == [] and verdict["cog_errors"] == []
     assert verdict["class_names"] == list(CLASSES) and verdict["overview_resampling"] == "MODE"
     assert done["timings"]["started"] < done["timings"]["finished"] and done["worker"]["shard"] == "0/1"
-    assert (out / "manifest.txt").read_text().splitlines() == [e.source for e in entries]
+    assert read_manifest_copy(out / "manifest.json") == entries
 
 
 def test_a_rerun_skips_done_scenes_without_calling_the_predictor(tmp_path: Path) -> None:

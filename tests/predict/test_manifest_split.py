@@ -136,11 +136,13 @@ def test_keys_are_stems_and_clashing_stems_get_a_hash_suffix() -> None:
 def test_read_manifest_resolves_relative_paths_against_its_folder(tmp_path: Path) -> None:
     (tmp_path / "lists").mkdir()
     manifest = tmp_path / "lists" / "scenes.txt"
-    manifest.write_text("# local scenes\n../scenes/a.tif\n/abs/b.tif\nhttps://example.org/c.tif\n")
+    manifest.write_text("# local scenes\n./../scenes/a.tif\n/abs/b.tif\nhttps://example.org/c.tif\n")
     entries = read_manifest(manifest)
+    # sorted by the text as written (normalised), which is the same on every machine whatever the mount point
+    assert [e.text for e in entries] == ["../scenes/a.tif", "/abs/b.tif", "https://example.org/c.tif"]
     assert [e.source for e in entries] == [
-        "/abs/b.tif",
         str(tmp_path / "scenes" / "a.tif"),
+        "/abs/b.tif",
         "https://example.org/c.tif",
     ]
 
@@ -175,3 +177,15 @@ def test_torchrun_ranks_get_their_local_gpu(
     else:
         monkeypatch.setenv("LOCAL_RANK", local_rank)
     assert torchrun_device(device) == expected
+
+
+def test_split_and_keys_do_not_depend_on_where_the_data_is_mounted() -> None:
+    lines = ["2024-01/scene.tif", "2024-02/scene.tif", "other.tif", "/archive/x.tif"]
+    here, there = (
+        manifest_entries(lines, base=Path("/mnt/a")),
+        manifest_entries(lines, base=Path("/scratch/b")),
+    )
+    assert [(e.text, e.key) for e in here] == [(e.text, e.key) for e in there]
+    assert [e.text for e in here] == ["/archive/x.tif", "2024-01/scene.tif", "2024-02/scene.tif", "other.tif"]
+    assert here[1].source == "/mnt/a/2024-01/scene.tif" and there[1].source == "/scratch/b/2024-01/scene.tif"
+    assert [e.text for e in Shard(0, 2).take(here)] == [e.text for e in Shard(0, 2).take(there)]
