@@ -147,6 +147,19 @@ class ScenePredictionError(ResnetAppsError):
     under its final name."""
 
 
+class ManifestError(ResnetAppsError):
+    """A scene manifest that cannot be read, a bad ``--shard i/N``, or torchrun variables that do not agree."""
+
+
+class SceneSourceError(ResnetAppsError):
+    """A manifest entry that this build cannot open (a URL or STAC item without the remote reader)."""
+
+
+class MapValidationError(ResnetAppsError):
+    """A written map that fails the Cloud-Optimised GeoTIFF validator or lacks CRS, nodata, overviews or
+    its legend; the scene is recorded as failed and redone by the next run."""
+
+
 class ReportError(ResnetAppsError):
     """A metrics.json that is missing, invalid for its schema, or a report that cannot be written."""
 

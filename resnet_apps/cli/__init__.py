@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from resnet_apps import __version__
+from resnet_apps.cli.predict_manifest import route_summarize
 from resnet_apps.errors import ResnetAppsError
 
 # sub-command modules, in the order their commands appear in --help
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; typed errors print their message (file, field, fix) and exit with 2."""
+    argv = route_summarize(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

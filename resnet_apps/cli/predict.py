@@ -15,6 +15,9 @@ What each INPUT becomes:
   skips what is stored. A segmentation run writes OUT/masks/<image_id>.png class maps and stores a
   DICOM SEG per instance. Auth: RESNET_APPS_DICOMWEB_TOKEN, or RESNET_APPS_DICOMWEB_USER / _PASSWORD, or
   ~/.netrc (never on the command line); TLS is verified (REQUESTS_CA_BUNDLE for a private CA).
+- ``--manifest scenes.txt`` instead of INPUTs: many scenes split between workers (``--shard i/N``, torchrun
+  ranks), each to ``OUT/<name>/`` with a ``done.json``; ``predict summarize OUT`` lists what is done, failed
+  and missing (see ``cli/predict_manifest.py``).
 Preprocessing (bands, scale, mean, std, size, DICOM window) always comes from the checkpoint.
 """
 
@@ -26,6 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resnet_apps.cli.inspect import add_budget_options
+from resnet_apps.cli.predict_manifest import (
+    add_manifest_options,
+    manifest_plan,
+    predict_manifest,
+    register_summarize,
+    torchrun_device,
+)
 
 if TYPE_CHECKING:  # the CLI imports model code only when a command runs
     from resnet_apps.models.meta import CheckpointMeta
@@ -44,9 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         metavar="INPUT",
-        help="GeoTIFF scenes, image files or folders, or one dicomweb+http(s)://HOST/ROOT service",
+        help="GeoTIFF scenes, image files or folders, or one dicomweb+http(s)://HOST/ROOT service "
+        "(none with --manifest)",
     )
     parser.add_argument(
         "--out", required=True, help="output folder (an existing one resumes folder predictions)"
@@ -100,7 +111,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_budget_options(parser)
+    add_manifest_options(parser)
     parser.set_defaults(handler=_predict)
+    register_summarize(subparsers)
 
     export = subparsers.add_parser(
         "export", help="export a run's model to ONNX or TorchScript with a parity check"
@@ -154,8 +167,20 @@ def _predict(args: argparse.Namespace) -> int:
     from resnet_apps.io.writable import check_writable, writing
     from resnet_apps.models.checkpoint import load_run
 
+    if bool(args.inputs) == bool(args.manifest):
+        raise SystemExit("predict: give INPUTs or --manifest FILE (one of the two)")
+    if args.shard and not args.manifest:
+        raise SystemExit("--shard i/N splits a --manifest; give --manifest FILE")
+    args.device = torchrun_device(args.device)  # one GPU per torchrun rank
     if args.device != "cpu" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device here; use --device cpu")
+    gpu = torch.device(args.device)
+    if gpu.type == "cuda" and gpu.index is not None and gpu.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise SystemExit(
+            f"--device {args.device}: this machine has {count} GPU(s) (cuda:0..cuda:{count - 1}); under torchrun "
+            f"start one rank per GPU: --nproc_per_node={count}"
+        )
     dicomweb = any(str(p).startswith("dicomweb+") for p in args.inputs)
     if dicomweb and len(args.inputs) != 1:
         raise SystemExit("a dicomweb+http(s)://... INPUT is given alone; run files in another predict call")
@@ -164,7 +189,10 @@ def _predict(args: argparse.Namespace) -> int:
     if not dicomweb and (args.study or args.query or args.store):
         raise SystemExit("--study, --query and --store need a dicomweb+http(s)://... INPUT")
     check_writable(args.out, "predict --out")  # before the model is loaded or any file read
+    plan = manifest_plan(args) if args.manifest else None
     model, meta = load_run(args.run_dir, which=args.which, map_location=args.device)
+    if plan is not None:
+        return predict_manifest(args, model, meta, plan)
     if dicomweb:
         return _predict_dicomweb(args, model, meta)
     task = meta.task

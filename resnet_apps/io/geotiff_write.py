@@ -16,6 +16,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
 from resnet_apps.errors import GeoTiffError
@@ -32,6 +33,9 @@ _TMP_PROFILE = {
     "bigtiff": "IF_SAFER",
 }
 
+# Dataset tag naming the overview resampling (GDAL records none in the file), read by io.cog_check.
+RESAMPLING_TAG = "OVERVIEW_RESAMPLING"
+
 
 class GeoTiffWriter:
     """Context manager that writes a scene window by window, then turns it into a COG on exit.
@@ -40,6 +44,12 @@ class GeoTiffWriter:
     never sits in RAM); on a clean exit GDAL's COG driver copies it, with overviews and 512x512 blocks,
     to a temporary name that is then renamed to ``path``, and the intermediate is removed. On an
     exception or a kill nothing is left at ``path``.
+
+    Overviews are resampled with ``overview_resampling`` (GDAL's name; default ``MODE`` for a class map
+    with a ``legend``: the majority class, never a blend of class indexes nor an arbitrary sample of one
+    pixel; GDAL's own default otherwise) and the choice is written as the ``OVERVIEW_RESAMPLING`` tag.
+    ``colour_bands=False`` marks the bands as having no colour (GDAL then reads gray + undefined), so a 3-
+    or 4-band map of measurements (class probabilities) is not shown as RGB(A).
     """
 
     def __init__(
@@ -53,6 +63,8 @@ class GeoTiffWriter:
         height: int | None = None,
         width: int | None = None,
         legend: Sequence[str] | None = None,
+        overview_resampling: str | None = None,
+        colour_bands: bool = True,
     ) -> None:
         self.path = Path(path)
         self.height = int(height if height is not None else like.window[2])
@@ -65,6 +77,8 @@ class GeoTiffWriter:
         self.band_names = list(band_names) if band_names is not None else None
         self.like = like
         self.legend = list(legend) if legend is not None else None
+        self.resampling = overview_resampling or ("MODE" if legend is not None else None)
+        self.colour_bands = colour_bands
         self._tmp = self.path.with_name(f".{self.path.name}.partial.tif")
         self._dst: rasterio.io.DatasetWriter | None = None
 
@@ -93,6 +107,10 @@ class GeoTiffWriter:
         if self.band_names:
             for i, name in enumerate(self.band_names, start=1):
                 self._dst.set_band_description(i, name)
+        if not self.colour_bands:
+            self._dst.colorinterp = [ColorInterp.undefined] * self.count
+        if self.resampling:
+            self._dst.update_tags(**{RESAMPLING_TAG: self.resampling.upper()})
         if self.legend is not None:
             # a colour table (GDAL palette, copied into the COG) and class names as band metadata
             self._dst.write_colormap(1, class_colormap(len(self.legend), self.nodata))
@@ -128,6 +146,7 @@ class GeoTiffWriter:
                 # then sits beside the temporary, and the next writer of this name removes both)
                 with warnings.catch_warnings(), atomic_path(self.path) as cog:
                     warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    resampling = {"resampling": self.resampling} if self.resampling else {}
                     rasterio.shutil.copy(
                         self._tmp,
                         cog,
@@ -136,6 +155,7 @@ class GeoTiffWriter:
                         blocksize=512 if min(self.width, self.height) >= 512 else 256,
                         overviews="AUTO",
                         bigtiff="IF_SAFER",
+                        **resampling,
                     )
             if exc_type is None and self.legend is not None:
                 write_category_names(self.path, self.legend)
@@ -184,15 +204,28 @@ def open_geotiff_writer(
     nodata: float | None = None,
     band_names: Sequence[str] | None = None,
     legend: Sequence[str] | None = None,
+    overview_resampling: str | None = None,
+    colour_bands: bool = True,
 ) -> GeoTiffWriter:
     """Incremental COG writer over the grid of ``like`` (its CRS, transform and window size).
 
     Usage: ``with open_geotiff_writer(out, like=meta, count=1, dtype="uint8", nodata=255) as w:
     w.write(tile[C, h, w], (row_off, col_off, h, w))``. Unwritten areas hold nodata (or 0). ``legend``
     (class names, one band of class indices) adds a GDAL colour table, ``CLASS_k`` band tags and GDAL
-    category names (``.aux.xml``), so QGIS shows the classes by name and colour.
+    category names (``.aux.xml``), so QGIS shows the classes by name and colour, and overviews by ``MODE``.
+    ``overview_resampling`` and ``colour_bands``: see :class:`GeoTiffWriter`.
     """
-    return GeoTiffWriter(path, like, count, dtype, nodata, band_names, legend=legend)
+    return GeoTiffWriter(
+        path,
+        like,
+        count,
+        dtype,
+        nodata,
+        band_names,
+        legend=legend,
+        overview_resampling=overview_resampling,
+        colour_bands=colour_bands,
+    )
 
 
 def write_geotiff(

@@ -12,7 +12,8 @@ the same stages in series.
 
 Outputs are tiled, DEFLATE-compressed Cloud-Optimised GeoTIFFs (written block-wise to a temporary
 GeoTIFF, then copied by GDAL's COG driver, which streams) with the input's CRS, transform and nodata
-pixels kept as nodata.
+pixels kept as nodata; class maps carry a colour table, class names and MODE overviews, probability maps
+AVERAGE overviews (``io.cog_check.check_map`` verifies all of it).
 """
 
 from __future__ import annotations
@@ -128,7 +129,9 @@ def predict_scene(
         ``{"class_path", "prob_path", "tiles", "tiles_total", "tiles_forwarded", "complete", "seconds",
         "tiles_per_s", "forward_seconds", "split" (read/forward/blend/write seconds), "redundant_tile_factor"
         (tile pixels per scene pixel; None when incomplete), "max_blocks_in_flight", "blocks_in_flight_bound",
-        "shape"}`` (classification: tiles are chips).
+        "shape", "crs", "transform", "class_nodata", "classes"}`` (classification: tiles are chips; crs,
+        transform, class_nodata and classes (the legend) are the maps', which ``io.cog_check.check_map``
+        checks the written files against).
     """
     if probabilities not in PROBABILITY_FORMATS:
         raise ValueError(f"probabilities must be one of {PROBABILITY_FORMATS}, got {probabilities!r}")
@@ -176,6 +179,7 @@ def predict_scene(
                 bar = stack.enter_context(_progress(total, progress, reader.path.name))
                 _classify(run, writers, bar, size, scale, cells)
         shape = (reader.height, reader.width)
+        grid_out = reader.output_like(scale)
     seconds = time.perf_counter() - start
     stem = scene_stem(src)
     clock = run.clock
@@ -196,6 +200,10 @@ def predict_scene(
         "max_blocks_in_flight": run.in_flight.peak,
         "blocks_in_flight_bound": BLOCKS_IN_FLIGHT if pipeline else 1,
         "shape": shape,
+        "crs": grid_out.crs,
+        "transform": list(grid_out.transform),
+        "class_nodata": class_dtype(len(decision.classes))[1],
+        "classes": list(decision.classes),
     }
 
 
@@ -281,6 +289,8 @@ def _open_writers(
             dtype=probabilities,
             nodata=float("nan") if probabilities == "float32" else 255,
             band_names=names,
+            overview_resampling="AVERAGE",  # nodata-aware mean probability; cubic would leave [0, 1]
+            colour_bands=False,  # 3 or 4 classes are not red, green, blue (alpha)
         )
     return cls, prob
 
