@@ -68,6 +68,14 @@ class BandError(GeoTiffError):
     """Bands asked for that the file does not have."""
 
 
+class RemoteReadError(GeoTiffError):
+    """A remote raster (HTTP(S), S3) that could not be opened or read after GDAL's retries with backoff."""
+
+
+class StacError(ResnetAppsError):
+    """A STAC item, catalogue or search that cannot be read, or whose assets do not give the model's bands."""
+
+
 # --- datasets and splits ---------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -53,6 +53,7 @@ class GeoTiffWriter:
         height: int | None = None,
         width: int | None = None,
         legend: Sequence[str] | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.height = int(height if height is not None else like.window[2])
@@ -65,6 +66,7 @@ class GeoTiffWriter:
         self.band_names = list(band_names) if band_names is not None else None
         self.like = like
         self.legend = list(legend) if legend is not None else None
+        self.tags = dict(tags or {})
         self._tmp = self.path.with_name(f".{self.path.name}.partial.tif")
         self._dst: rasterio.io.DatasetWriter | None = None
 
@@ -93,6 +95,8 @@ class GeoTiffWriter:
         if self.band_names:
             for i, name in enumerate(self.band_names, start=1):
                 self._dst.set_band_description(i, name)
+        if self.tags:  # dataset metadata (e.g. where the input came from); the COG copy keeps it
+            self._dst.update_tags(**self.tags)
         if self.legend is not None:
             # a colour table (GDAL palette, copied into the COG) and class names as band metadata
             self._dst.write_colormap(1, class_colormap(len(self.legend), self.nodata))
@@ -184,15 +188,17 @@ def open_geotiff_writer(
     nodata: float | None = None,
     band_names: Sequence[str] | None = None,
     legend: Sequence[str] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> GeoTiffWriter:
     """Incremental COG writer over the grid of ``like`` (its CRS, transform and window size).
 
     Usage: ``with open_geotiff_writer(out, like=meta, count=1, dtype="uint8", nodata=255) as w:
     w.write(tile[C, h, w], (row_off, col_off, h, w))``. Unwritten areas hold nodata (or 0). ``legend``
     (class names, one band of class indices) adds a GDAL colour table, ``CLASS_k`` band tags and GDAL
-    category names (``.aux.xml``), so QGIS shows the classes by name and colour.
+    category names (``.aux.xml``), so QGIS shows the classes by name and colour. ``tags`` are written as
+    dataset metadata (GDAL's default domain: ``gdalinfo`` and ``rasterio``'s ``tags()`` show them).
     """
-    return GeoTiffWriter(path, like, count, dtype, nodata, band_names, legend=legend)
+    return GeoTiffWriter(path, like, count, dtype, nodata, band_names, legend=legend, tags=tags)
 
 
 def write_geotiff(
