@@ -46,24 +46,18 @@ class SceneReader:
         self.path: str | Path = as_source(path)
         self.remote = is_remote(self.path) if remote is None else remote
         self.pre = pre
-        probe = self._read(None, (0, 0, 1, 1))[1]  # header facts without reading the scene
+        # header facts without reading the scene: one pixel at the window's corner (for a remote scene,
+        # the block fetched is one the window needs anyway)
+        corner = (window[0], window[1], 1, 1) if window is not None else (0, 0, 1, 1)
+        probe = self._read(None, corner)[1]
         # 1-based file band numbers (alpha bands are not among probe.band_names: io folds them into valid)
         self.indexes = [probe.band_numbers[i] for i in pre.band_indexes(probe.band_names, str(self.path))]
         win = as_window(window, probe.width, probe.height, str(self.path))
         self.row_off, self.col_off = int(win.row_off), int(win.col_off)
         self.height, self.width = int(win.height), int(win.width)
-        a, b, c, d, e, f = probe.transform  # shifted to the window's top-left pixel
-        transform = (
-            a,
-            b,
-            c + a * self.col_off + b * self.row_off,
-            d,
-            e,
-            f + d * self.col_off + e * self.row_off,
-        )
         self.meta: GeoMeta = dataclasses.replace(
             probe,
-            transform=transform,
+            transform=probe.transform,  # the corner pixel's: the window's top-left
             window=(0, 0, self.height, self.width),
             height=self.height,
             width=self.width,

@@ -165,9 +165,7 @@ def predict_scene(
     # capping it keeps peak memory independent of the scene size (one Env per thread: it is thread-local);
     # the same Env carries the network options of remote scenes (predict.remote)
     remote = is_remote(src) if remote is None else remote
-    with gdal_env(), SceneReader(src, pre, window, remote) as reader:
-        fetched_before = network_bytes() if remote else None
-        fetched = _Fetched(fetched_before)
+    with gdal_env(), _Fetched(remote) as fetched, SceneReader(src, pre, window, remote) as reader:
         size = tile or (256 if task == "segmentation" else _chip_side(pre.image_size))
         run = _Run(
             reader=reader,
@@ -225,9 +223,20 @@ def predict_scene(
 
 @dataclass
 class _Fetched:
-    """Bytes GDAL downloaded since the scene started (None: a local scene, or GDAL's count unreadable)."""
+    """Bytes GDAL downloaded since the scene started (None: a local scene, or GDAL's count unreadable).
 
-    before: int | None
+    A context manager: entered (inside the GDAL environment) before the scene is opened.
+    """
+
+    remote: bool
+    before: int | None = None
+
+    def __enter__(self) -> _Fetched:
+        self.before = network_bytes() if self.remote else None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
     def update(self) -> int | None:
         if self.before is None:
