@@ -40,6 +40,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -171,6 +172,31 @@ def network_bytes() -> int | None:
     finally:
         lib.VSIFree(pointer)
     return sum(int(m.get("downloaded_bytes", 0)) for m in stats.get("methods", {}).values())
+
+
+@dataclass
+class FetchCounter:
+    """Bytes GDAL downloaded since it was entered (None: not remote, or GDAL's count cannot be read).
+
+    Enter it inside :func:`gdal_env` before the scene is opened, so that the header reads count too.
+    """
+
+    remote: bool
+    before: int | None = None
+
+    def __enter__(self) -> FetchCounter:
+        self.before = network_bytes() if self.remote else None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self) -> int | None:
+        """Bytes downloaded so far (all threads of the process, as GDAL counts)."""
+        if self.before is None:
+            return None
+        now = network_bytes()
+        return None if now is None else now - self.before
 
 
 def block_bytes(path: str | Path, window: tuple[int, int, int, int] | None = None) -> int:

@@ -48,7 +48,7 @@ from resnet_apps.predict.pipeline import (
     run_pipeline,
 )
 from resnet_apps.predict.raster import SceneReader, class_dtype
-from resnet_apps.predict.remote import gdal_env, network_bytes, scene_label
+from resnet_apps.predict.remote import FetchCounter, gdal_env, scene_label
 from resnet_apps.predict.tiling import (
     BlendMode,
     Block,
@@ -165,7 +165,7 @@ def predict_scene(
     # capping it keeps peak memory independent of the scene size (one Env per thread: it is thread-local);
     # the same Env carries the network options of remote scenes (predict.remote)
     remote = is_remote(src) if remote is None else remote
-    with gdal_env(), _Fetched(remote) as fetched, SceneReader(src, pre, window, remote) as reader:
+    with gdal_env(), FetchCounter(remote) as fetched, SceneReader(src, pre, window, remote) as reader:
         size = tile or (256 if task == "segmentation" else _chip_side(pre.image_size))
         run = _Run(
             reader=reader,
@@ -222,30 +222,6 @@ def predict_scene(
 
 
 @dataclass
-class _Fetched:
-    """Bytes GDAL downloaded since the scene started (None: a local scene, or GDAL's count unreadable).
-
-    A context manager: entered (inside the GDAL environment) before the scene is opened.
-    """
-
-    remote: bool
-    before: int | None = None
-
-    def __enter__(self) -> _Fetched:
-        self.before = network_bytes() if self.remote else None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self) -> int | None:
-        if self.before is None:
-            return None
-        now = network_bytes()
-        return None if now is None else now - self.before
-
-
-@dataclass
 class _Run:
     """What the stages of one scene share: the reader, the model, counters and the stage clock."""
 
@@ -258,7 +234,7 @@ class _Run:
     in_flight: InFlight
     deadline: float | None
     threads: bool
-    fetched: _Fetched
+    fetched: FetchCounter
     tiles: int = 0  # tiles (chips) of the blocks written
     forwarded: int = 0  # tiles that went through the model (nodata tiles do not)
 
