@@ -15,8 +15,8 @@ FPN resnet18 checkpoint, and predicts each scene in a fresh subprocess that repo
   beside the forward, so ``forward_share`` = forward seconds / wall seconds is what tells an idle model.
 
 ``--max-seconds 0`` (or leaving it out) runs every scene to completion; ``--serial`` measures the serial path.
-``--remote`` also predicts each scene as a COG from a local file and over loopback HTTP and reports tiles/s,
-bytes read against the file size and the bytes of its blocks, and peak RSS side by side
+``--remote`` predicts each scene as a COG, from the local file (the figures above) and over loopback HTTP, and
+reports tiles/s, bytes read against the file size and the bytes of its blocks, and peak RSS side by side
 (:mod:`resnet_apps.bench.predict_remote`).
 
 By default every scene is predicted in full and no figure is extrapolated. On 2 shared CPU cores the
@@ -276,6 +276,11 @@ def run(args: argparse.Namespace) -> int:
             )
             write_seconds = write_scene(scene, size, args.bands)
             print(f"  written in {write_seconds:.1f} s", file=sys.stderr, flush=True)
+        cog_seconds = None
+        if args.remote:  # the local figures are then those of the COG that is also served
+            from resnet_apps.bench.predict_remote import make_cog
+
+            scene, cog_seconds = make_cog(scene)
         command = [
             sys.executable,
             "-m",
@@ -313,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
         if args.remote:
             from resnet_apps.bench.predict_remote import remote_figures, summary
 
-            figures["remote"] = remote_figures(command, scene, work)
+            figures["remote"] = remote_figures(command, scene, work, figures, cog_seconds)
             print(summary(figures["scene"], figures["remote"]), flush=True)
         report["scenes"].append(figures)
         print(json.dumps(figures), flush=True)

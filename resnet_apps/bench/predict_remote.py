@@ -1,7 +1,7 @@
 """``bench predict --remote``: the same scene predicted from a local file and over loopback HTTP.
 
 The benchmark scene is copied into a Cloud-Optimised GeoTIFF (rio-cogeo, 512 px tiles, overviews: what an
-archive serves) and predicted twice in fresh subprocesses: from the file, then from
+archive serves) and predicted in fresh subprocesses: from the file (``bench predict``'s own run), then from
 ``http://127.0.0.1:PORT/scene.cog.tif`` served by :class:`~resnet_apps.bench.http_server.RangeServer` in this
 process. Figures per scene (``remote``): tiles/s of both and their ratio (the issue's goal: >= 0.9 on
 loopback), ``bytes_read`` (GDAL's count of bytes downloaded during the prediction; the server's count is
@@ -43,20 +43,21 @@ def _child(command: list[str], scene: str, out: Path) -> dict[str, Any]:
     return figures
 
 
-def remote_figures(command: list[str], scene: Path, work: Path) -> dict[str, Any]:
-    """Local-file and loopback-HTTP figures of one scene (see the module docstring).
+def remote_figures(
+    command: list[str], cog: Path, work: Path, local: dict[str, Any], cog_seconds: float | None
+) -> dict[str, Any]:
+    """Loopback-HTTP figures of one COG beside its local-file figures (see the module docstring).
 
     Args:
         command: the benchmark child's command line (``--child RUN SCENE OUT`` is filled in here).
-        scene: the benchmark scene (a COG is made from it).
-        work: folder for the COG and the outputs.
+        cog: the COG (:func:`make_cog`).
+        work: folder for the outputs.
+        local: the child's figures for the local COG.
+        cog_seconds: what making the COG took.
     """
     from resnet_apps.bench.http_server import RangeServer
     from resnet_apps.predict.remote import block_bytes
 
-    cog, cog_seconds = make_cog(scene)
-    print(f"predicting {cog.name} from the local file ...", file=sys.stderr, flush=True)
-    local = _child(command, str(cog), work / f"out_{cog.stem}_local")
     with RangeServer(cog.parent) as server:
         print(f"predicting {server.url(cog.name)} over loopback HTTP ...", file=sys.stderr, flush=True)
         remote = _child(command, server.url(cog.name), work / f"out_{cog.stem}_remote")
@@ -68,7 +69,7 @@ def remote_figures(command: list[str], scene: Path, work: Path) -> dict[str, Any
     complete = bool(local["complete"] and remote["complete"])
     return {
         "cog_bytes": size,
-        "cog_seconds": round(cog_seconds, 1),
+        "cog_seconds": None if cog_seconds is None else round(cog_seconds, 1),
         "complete": complete,
         "local_tiles_per_s": local["tiles_per_s"],
         "remote_tiles_per_s": remote["tiles_per_s"],

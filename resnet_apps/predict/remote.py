@@ -8,7 +8,8 @@ options, all set by :func:`gdal_env` (scene prediction wraps every thread in it)
 - ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR``: no listing of the URL's "folder" on open (a request per
   open, and S3 listings are slow and billed);
 - ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS``: GDAL never probes side-car files (``.aux.xml``, ``.ovr``,
-  ``.msk``) of a URL, one 404 each;
+  ``.msk``) of a URL, one 404 each; a URL whose path ends otherwise (``/download?id=...``) is refused:
+  add its ending to the variable (comma-separated) to read it;
 - ``GDAL_HTTP_MERGE_CONSECUTIVE_RANGES=YES``: adjacent tiles of one block read come in one request;
 - ``GDAL_HTTP_MULTIRANGE=SERIAL``: GDAL's default parallel multi-range read bypasses the download cache
   below, so every block's halo fetched its neighbours' tiles again (12.4 MB served for a 2.6 MB COG,
