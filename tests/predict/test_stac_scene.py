@@ -232,3 +232,20 @@ def test_cli_predicts_a_stac_search(catalogue: tuple[Path, np.ndarray, np.ndarra
     with rasterio.open(out / "S2X_32TPS_20240601_class.tif") as cls:
         assert cls.shape == (64, 80)
         assert cls.tags()["STAC_ITEM_ID"] == "S2X_32TPS_20240601"
+
+
+def test_checkpoint_ground_resolution_sets_the_grid(
+    catalogue: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    folder, _, b11 = catalogue
+    meta = dict(META, ground_resolution=20.0)  # a checkpoint trained at 20 m: B04 is resampled down, B11 kept
+    result = predict_item(
+        DiffModel(), meta, str(folder / "item.json"), tmp_path, tile=16, block=32, progress=False
+    )
+    assert result["stac"]["resolution"] == 20.0
+    with rasterio.open(result["class_path"]) as cls:
+        assert cls.shape == (32, 40) and cls.transform == from_origin(*ORIGIN, 20.0, 20.0)
+    with gdal_env():
+        stacked = build_vrt(read_item(str(folder / "item.json")), ["B04", "B11"], tmp_path / "s.vrt", 20.0)
+        data, _ = read_geotiff(stacked.vrt)
+    assert (data[1] == b11).all()  # the 20 m asset on its own grid: unchanged
