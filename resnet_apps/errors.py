@@ -68,6 +68,14 @@ class BandError(GeoTiffError):
     """Bands asked for that the file does not have."""
 
 
+class RemoteReadError(GeoTiffError):
+    """A remote raster (HTTP(S), S3) that could not be opened or read after GDAL's retries with backoff."""
+
+
+class StacError(ResnetAppsError):
+    """A STAC item, catalogue or search that cannot be read, or whose assets do not give the model's bands."""
+
+
 # --- datasets and splits ---------------------------------------------------------------------
 
 
@@ -149,10 +157,6 @@ class ScenePredictionError(ResnetAppsError):
 
 class ManifestError(ResnetAppsError):
     """A scene manifest that cannot be read, a bad ``--shard i/N``, or torchrun variables that do not agree."""
-
-
-class SceneSourceError(ResnetAppsError):
-    """A manifest entry that this build cannot open (a URL or STAC item without the remote reader)."""
 
 
 class MapValidationError(ResnetAppsError):

@@ -15,6 +15,9 @@ FPN resnet18 checkpoint, and predicts each scene in a fresh subprocess that repo
   beside the forward, so ``forward_share`` = forward seconds / wall seconds is what tells an idle model.
 
 ``--max-seconds 0`` (or leaving it out) runs every scene to completion; ``--serial`` measures the serial path.
+``--remote`` predicts each scene as a COG, from the local file (the figures above) and over loopback HTTP, and
+reports tiles/s, bytes read against the file size and the bytes of its blocks, and peak RSS side by side
+(:mod:`resnet_apps.bench.predict_remote`).
 
 By default every scene is predicted in full and no figure is extrapolated. On 2 shared CPU cores the
 10 000 px scene takes hours; ``--size`` makes a quicker run, and ``--max-seconds`` stops each scene after
@@ -69,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--serial", action="store_true", help="run the serial path (no reader/writer threads), for comparison"
+    )
+    parser.add_argument(
+        "--remote",
+        action="store_true",
+        help="also predict each scene as a COG, from the file and over loopback HTTP (bytes read, tiles/s)",
     )
     parser.add_argument("--child", nargs=3, metavar=("RUN", "SCENE", "OUT"), help=argparse.SUPPRESS)
 
@@ -134,7 +142,8 @@ def _child(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    run_dir, scene, out = (Path(p) for p in args.child)
+    run_dir, out = Path(args.child[0]), Path(args.child[2])
+    scene = args.child[1]  # a path or a URL (bench predict --remote)
     model, meta = load_run(run_dir, map_location=args.device)
     result = predict_scene(
         model,
@@ -195,6 +204,7 @@ def _child(args: argparse.Namespace) -> int:
         "redundant_tile_factor": round(result["tiles_total"] * args.tile**2 / (height * width), 3),
         "halo_factor": round(result["tiles_total"] / whole, 3),
         "peak_rss_mb": round(rss_after_predict, 1),
+        "bytes_read": result["bytes_read"],
         "peak_rss_mb_incl_bare_forward": round(_peak_rss_mb(), 1),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
@@ -250,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
                 "probabilities",
                 "max_seconds",
                 "serial",
+                "remote",
             )
         },
         "cpu_count": os.cpu_count(),
@@ -265,6 +276,11 @@ def run(args: argparse.Namespace) -> int:
             )
             write_seconds = write_scene(scene, size, args.bands)
             print(f"  written in {write_seconds:.1f} s", file=sys.stderr, flush=True)
+        cog_seconds = None
+        if args.remote:  # the local figures are then those of the COG that is also served
+            from resnet_apps.bench.predict_remote import make_cog
+
+            scene, cog_seconds = make_cog(scene)
         command = [
             sys.executable,
             "-m",
@@ -299,6 +315,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"predicting {scene.name} in a fresh process ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
         figures = json.loads(done.stdout.strip().splitlines()[-1])
+        if args.remote:
+            from resnet_apps.bench.predict_remote import remote_figures, summary
+
+            figures["remote"] = remote_figures(command, scene, work, figures, cog_seconds)
+            print(summary(figures["scene"], figures["remote"]), flush=True)
         report["scenes"].append(figures)
         print(json.dumps(figures), flush=True)
         split = figures["split"]
@@ -321,6 +342,8 @@ def run(args: argparse.Namespace) -> int:
         last = report["scenes"][-1]
         for key in ("tiles_per_s", "ratio", "split", "forward_share", "peak_rss_mb", "redundant_tile_factor"):
             report[key] = last[key]
+        if "remote" in last:
+            report["remote"] = last["remote"]
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if tmp is not None:

@@ -7,6 +7,11 @@ What each INPUT becomes:
   the whole name less ``.tif``; the class map carries a colour table and class names for QGIS) for
   segmentation models, and for classification models when it holds more than 2 x 2 chips (a class map at
   the chip stride); a chip-sized GeoTIFF is one CSV row;
+- a URL of a GeoTIFF (``https://HOST/scene.tif``, ``s3://bucket/key.tif``): a scene read through HTTP range
+  requests (only the blocks predicted are fetched; ``--window`` predicts part of it); the maps are local;
+- a STAC Item (``item.json``, a path or URL), or every item of a STAC API search (``--stac API --collection C
+  --bbox W,S,E,N --datetime 2024-06-01/2024-06-30``): the assets of the checkpoint's bands, stacked onto one
+  grid, predicted to ``OUT/<item id>_class.tif`` (the maps record the item id and asset hrefs);
 - any other image file (DICOM, PNG, JPEG): one CSV row;
 - a DICOMweb service, ``dicomweb+https://HOST[:PORT]/dicom-web``, with ``--study UID`` (repeatable)
   and/or ``--query "ModalitiesInStudy=CR&StudyDate=20260101-"``: every image instance of those studies,
@@ -56,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "inputs",
         nargs="*",
         metavar="INPUT",
-        help="GeoTIFF scenes, image files or folders, or one dicomweb+http(s)://HOST/ROOT service "
-        "(none with --manifest)",
+        help="GeoTIFF scenes (files or URLs), STAC items (.json), image files or folders, or one "
+        "dicomweb+http(s)://HOST/ROOT service (none with --manifest or --stac)",
     )
     parser.add_argument(
         "--out", required=True, help="output folder (an existing one resumes folder predictions)"
@@ -109,6 +114,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pacs.add_argument(
         "--store", action="store_true", help="store an SR per instance (+ Grad-CAM SC with --gradcam) back"
     )
+    stac = parser.add_argument_group("remote scenes and STAC")
+    stac.add_argument("--stac", default=None, metavar="API", help="STAC API URL: predict every item it finds")
+    stac.add_argument("--collection", action="append", default=[], help="STAC collection id (repeatable)")
+    stac.add_argument("--bbox", default=None, metavar="W,S,E,N", help="STAC search box in degrees")
+    stac.add_argument("--datetime", default=None, help="STAC search time, e.g. 2024-06-01/2024-06-30")
+    stac.add_argument("--max-items", type=int, default=None, help="at most this many STAC items")
+    stac.add_argument(
+        "--resolution",
+        type=float,
+        default=None,
+        help="STAC: grid resolution in CRS units (default: the checkpoint's ground_resolution, else the "
+        "finest asset's)",
+    )
+    stac.add_argument(
+        "--window",
+        default=None,
+        metavar="ROW,COL,H,W",
+        help="scenes: predict only this pixel window (a remote scene fetches only its blocks)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_budget_options(parser)
     add_manifest_options(parser)
@@ -133,24 +157,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(handler=_export)
 
 
-def _is_scene(path: Path, task: str, image_size: int | None) -> bool:
-    """A TIFF is a scene for segmentation, or for classification when it holds more than 2 x 2 chips."""
+def _is_scene(path: Path | str, task: str, image_size: int | None) -> bool:
+    """A TIFF (or a URL) is a scene for segmentation, or for classification when it holds more than 2 x 2
+    chips."""
     from resnet_apps.io import read_geotiff, sniff_format
+    from resnet_apps.predict.remote import gdal_env
 
-    if not path.is_file() or sniff_format(path) != "tiff":
+    if isinstance(path, Path) and (not path.is_file() or sniff_format(path) != "tiff"):
         return False
     if task == "segmentation":
         return True
-    _, meta = read_geotiff(path, window=(0, 0, 1, 1))
+    with gdal_env():
+        _, meta = read_geotiff(path, window=(0, 0, 1, 1))
     chip = image_size or 64
     return meta.height > 2 * chip or meta.width > 2 * chip
 
 
-def _refuse_clashing_outputs(scenes: list[Path], out: Path) -> None:
+def _refuse_clashing_outputs(scenes: list[Path | str], out: Path) -> None:
     """Two scenes of one call must not write the same ``OUT/<stem>_class.tif`` (the second would replace it)."""
     from resnet_apps.predict.scene import scene_stem
 
-    first: dict[str, Path] = {}
+    first: dict[str, Path | str] = {}
     for scene in scenes:
         stem = scene_stem(scene)
         if stem in first:
@@ -164,11 +191,13 @@ def _refuse_clashing_outputs(scenes: list[Path], out: Path) -> None:
 def _predict(args: argparse.Namespace) -> int:
     import torch
 
+    from resnet_apps.io.geotiff import is_remote
     from resnet_apps.io.writable import check_writable, writing
     from resnet_apps.models.checkpoint import load_run
+    from resnet_apps.predict.stac import is_stac_item
 
-    if bool(args.inputs) == bool(args.manifest):
-        raise SystemExit("predict: give INPUTs or --manifest FILE (one of the two)")
+    if sum(map(bool, (args.inputs, args.manifest, args.stac))) != 1:
+        raise SystemExit("predict: give INPUTs, --manifest FILE or --stac API (one of the three)")
     if args.shard and not args.manifest:
         raise SystemExit("--shard i/N splits a --manifest; give --manifest FILE")
     args.device = torchrun_device(args.device)  # one GPU per torchrun rank
@@ -199,13 +228,17 @@ def _predict(args: argparse.Namespace) -> int:
     size = meta.require_preprocessing().image_size
     image_size = size if isinstance(size, int) or size is None else max(size)
     out = Path(args.out)
-    scenes = [Path(p) for p in args.inputs if _is_scene(Path(p), task, image_size)]
-    images = [p for p in args.inputs if Path(p) not in scenes]
+    items = [p for p in args.inputs if is_stac_item(p)]
+    rest = [p for p in args.inputs if p not in items]
+    scenes: list[Path | str] = [p for p in rest if is_remote(p) and _is_scene(p, task, image_size)]
+    scenes += [Path(p) for p in rest if not is_remote(p) and _is_scene(Path(p), task, image_size)]
+    images = [p for p in rest if p not in scenes and Path(p) not in scenes]
     if images and task != "classification":
         raise SystemExit(f"{images[0]}: a {task} model predicts GeoTIFF scenes only; pass .tif scenes")
     _refuse_clashing_outputs(scenes, out)
     with writing(out, "predict --out", space_only=True):
         results = _run_inputs(args, model, meta, scenes, images, out)
+        results += _run_stac(args, model, meta, items, out)
     for result in results:
         print(json.dumps(result, default=str))
     return 0
@@ -215,7 +248,7 @@ def _run_inputs(
     args: argparse.Namespace,
     model: Any,
     meta: CheckpointMeta,
-    scenes: list[Path],
+    scenes: list[Path | str],
     images: list[str],
     out: Path,
 ) -> list[dict[str, Any]]:
@@ -225,23 +258,7 @@ def _run_inputs(
 
     results: list[dict[str, Any]] = []
     for scene in scenes:
-        results.append(
-            predict_scene(
-                model,
-                meta,
-                scene,
-                out,
-                tile=args.tile,
-                overlap=args.overlap,
-                block=args.block,
-                batch_size=args.batch_size,
-                blend=args.blend,
-                probabilities=args.probabilities,
-                device=args.device,
-                progress=not args.no_progress,
-                pipeline=not getattr(args, "no_pipeline", False),
-            )
-        )
+        results.append(predict_scene(model, meta, scene, out, **_scene_options(args)))
     if images:
         results.append(
             predict_folder(
@@ -256,6 +273,54 @@ def _run_inputs(
                 frame=args.frame,
                 max_pixels=args.max_pixels,
             )
+        )
+    return results
+
+
+def _scene_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``predict_scene``'s keyword arguments from the command line."""
+    window = None
+    if getattr(args, "window", None):
+        try:
+            row, col, height, width = (int(v) for v in args.window.split(","))
+        except ValueError:
+            raise SystemExit(f"--window {args.window!r}: expected ROW,COL,HEIGHT,WIDTH in pixels") from None
+        window = (row, col, height, width)
+    return {
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "block": args.block,
+        "batch_size": args.batch_size,
+        "blend": args.blend,
+        "probabilities": args.probabilities,
+        "device": args.device,
+        "progress": not args.no_progress,
+        "pipeline": not getattr(args, "no_pipeline", False),
+        "window": window,
+    }
+
+
+def _run_stac(
+    args: argparse.Namespace, model: Any, meta: CheckpointMeta, items: list[str], out: Path
+) -> list[dict[str, Any]]:
+    """Predict STAC items given as INPUTs, then those of the ``--stac`` search; one summary per item."""
+    from resnet_apps.predict.stac import parse_bbox, read_item, search_items
+    from resnet_apps.predict.stac_scene import predict_item
+
+    found = [read_item(source) for source in items]
+    if getattr(args, "stac", None):
+        bbox = parse_bbox(args.bbox) if args.bbox else None
+        found += list(search_items(args.stac, args.collection, bbox, args.datetime, args.max_items))
+    seen: set[str] = set()
+    results = []
+    for item in found:
+        if item.id in seen:  # two items of one id would write the same OUT/<id>_class.tif
+            raise SystemExit(
+                f"STAC item id {item.id!r} appears twice; predict them with different --out folders"
+            )
+        seen.add(item.id)
+        results.append(
+            predict_item(model, meta, item, out, resolution=args.resolution, **_scene_options(args))
         )
     return results
 

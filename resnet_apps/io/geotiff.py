@@ -13,6 +13,9 @@
 - ``meta.valid`` [H, W] is False where every band read equals nodata (GDAL's per-dataset mask
   convention: a genuinely dark red value in an otherwise valid pixel stays valid) or any band is NaN.
 - ``window`` reads only that window from disk (rasterio ``window=``).
+- A remote raster (``https://``, ``s3://``, ``/vsicurl/...``: see :func:`is_remote`) is passed to rasterio
+  as a string, so GDAL's virtual file systems read only the blocks a window needs (range requests); the
+  GDAL options that make this cheap are set by the caller (``predict.remote.gdal_env``).
 
 Writing (``write_geotiff``, ``open_geotiff_writer``) lives in ``geotiff_write.py``.
 """
@@ -23,7 +26,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeAlias
 
 import numpy as np
@@ -41,6 +44,8 @@ from resnet_apps.io.budget import check_pixels
 # (row_off, col_off, height, width) in pixels, or a rasterio Window
 WindowArg: TypeAlias = None | tuple[int, int, int, int] | Window
 BandArg: TypeAlias = None | Sequence[str | int]
+# what GDAL reaches through a virtual file system (rasterio maps http(s):// to /vsicurl/, s3:// to /vsis3/)
+REMOTE_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://", "/vsi")
 _ALPHA_SEEN: dict[tuple[str, int, int], list[int]] = {}
 
 
@@ -69,6 +74,25 @@ class GeoMeta:
     kind: str = "geotiff"
     band_numbers: list[int] = field(default_factory=list)  # 1-based file (stack) numbers of the bands read
     alpha_band: int | None = None  # 1-based number of the alpha band folded into ``valid``
+
+
+def is_remote(path: str | os.PathLike[str]) -> bool:
+    """True for a URL or GDAL virtual path (read through GDAL, not the local file system)."""
+    return str(path).startswith(REMOTE_PREFIXES)
+
+
+def as_source(path: str | os.PathLike[str]) -> str | Path:
+    """A local file as a Path; a URL kept as the string (``Path`` would fold its ``//``)."""
+    return str(path) if is_remote(path) else Path(path)
+
+
+def source_stem(path: str | os.PathLike[str]) -> str:
+    """The file name less its last suffix, of a path or of a URL's path (its query dropped)."""
+    if is_remote(path):
+        from urllib.parse import urlsplit
+
+        return PurePosixPath(urlsplit(str(path)).path).stem
+    return Path(path).stem
 
 
 def _crs_string(crs: rasterio.crs.CRS | None) -> str | None:
@@ -110,8 +134,9 @@ def alpha_planes(src: rasterio.io.DatasetReader) -> list[int]:
     if top is None:
         return []
     try:  # scene prediction reads one window at a time: sample each file once
-        stat = os.stat(src.name)
-        key = (src.name, stat.st_mtime_ns, stat.st_size)
+        # a remote file is taken as unchanging for the life of the process (a stat would be a request)
+        stat = None if is_remote(src.name) else os.stat(src.name)
+        key = (src.name, -1, -1) if stat is None else (src.name, stat.st_mtime_ns, stat.st_size)
     except OSError:
         key = None
     if key is not None and key in _ALPHA_SEEN:
@@ -149,23 +174,24 @@ def as_window(window: WindowArg, width: int, height: int, where: str) -> Window:
     return win
 
 
-def _stack_names(paths: Sequence[Path]) -> list[str]:
+def _stack_names(paths: Sequence[str | Path]) -> list[str]:
     """Names for stacked single-band files: the stems' first tokens when the rest is shared.
 
     38-Cloud's ``red_patch_X.TIF``, ``nir_patch_X.TIF`` become ``red`` and ``nir``; otherwise the stems.
     """
-    parts = [p.stem.split("_", 1) for p in paths]
+    stems = [source_stem(p) for p in paths]
+    parts = [stem.split("_", 1) for stem in stems]
     if (
         all(len(x) == 2 for x in parts)
         and len({x[1] for x in parts}) == 1
         and len({x[0] for x in parts}) == len(parts)
     ):
         return [x[0] for x in parts]
-    return [p.stem for p in paths]
+    return stems
 
 
-def _open(path: Path) -> rasterio.io.DatasetReader:
-    if not path.is_file():
+def _open(path: str | Path) -> rasterio.io.DatasetReader:
+    if isinstance(path, Path) and not path.is_file():
         raise GeoTiffError(f"{path}: no such file; fix: check the path")
     try:
         with warnings.catch_warnings():
@@ -218,7 +244,7 @@ def read_geotiff(
         GeoTiffError: unreadable file, window outside the raster, stacked files that disagree.
         PixelBudgetError: the read would hold more than ``max_pixels`` values.
     """
-    paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
+    paths = [as_source(path)] if isinstance(path, (str, os.PathLike)) else [as_source(p) for p in path]
     if not paths:
         raise GeoTiffError("read_geotiff: empty list of files; fix: pass at least one path")
     where = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} stacked)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -65,6 +65,7 @@ class GeoTiffWriter:
         legend: Sequence[str] | None = None,
         overview_resampling: str | None = None,
         colour_bands: bool = True,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.height = int(height if height is not None else like.window[2])
@@ -79,6 +80,7 @@ class GeoTiffWriter:
         self.legend = list(legend) if legend is not None else None
         self.resampling = overview_resampling or ("MODE" if legend is not None else None)
         self.colour_bands = colour_bands
+        self.tags = dict(tags or {})
         self._tmp = self.path.with_name(f".{self.path.name}.partial.tif")
         self._dst: rasterio.io.DatasetWriter | None = None
 
@@ -111,6 +113,8 @@ class GeoTiffWriter:
             self._dst.colorinterp = [ColorInterp.undefined] * self.count
         if self.resampling:
             self._dst.update_tags(**{RESAMPLING_TAG: self.resampling.upper()})
+        if self.tags:  # dataset metadata (e.g. where the input came from); the COG copy keeps it
+            self._dst.update_tags(**self.tags)
         if self.legend is not None:
             # a colour table (GDAL palette, copied into the COG) and class names as band metadata
             self._dst.write_colormap(1, class_colormap(len(self.legend), self.nodata))
@@ -206,6 +210,7 @@ def open_geotiff_writer(
     legend: Sequence[str] | None = None,
     overview_resampling: str | None = None,
     colour_bands: bool = True,
+    tags: Mapping[str, str] | None = None,
 ) -> GeoTiffWriter:
     """Incremental COG writer over the grid of ``like`` (its CRS, transform and window size).
 
@@ -213,7 +218,8 @@ def open_geotiff_writer(
     w.write(tile[C, h, w], (row_off, col_off, h, w))``. Unwritten areas hold nodata (or 0). ``legend``
     (class names, one band of class indices) adds a GDAL colour table, ``CLASS_k`` band tags and GDAL
     category names (``.aux.xml``), so QGIS shows the classes by name and colour, and overviews by ``MODE``.
-    ``overview_resampling`` and ``colour_bands``: see :class:`GeoTiffWriter`.
+    ``overview_resampling`` and ``colour_bands``: see :class:`GeoTiffWriter`. ``tags`` are written as
+    dataset metadata (GDAL's default domain: ``gdalinfo`` and ``rasterio``'s ``tags()`` show them).
     """
     return GeoTiffWriter(
         path,
@@ -225,6 +231,7 @@ def open_geotiff_writer(
         legend=legend,
         overview_resampling=overview_resampling,
         colour_bands=colour_bands,
+        tags=tags,
     )
 
 

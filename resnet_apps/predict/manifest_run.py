@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_apps.checksum import sha256_file
-from resnet_apps.errors import MapValidationError, ScenePredictionError, SceneSourceError
+from resnet_apps.errors import MapValidationError, ScenePredictionError
 from resnet_apps.io.atomic import atomic_write_text
 from resnet_apps.io.cog_check import check_map
 from resnet_apps.models.checkpoint import find_checkpoint
@@ -63,21 +63,33 @@ def checkpoint_info(run_dir: str | Path, which: str = "best") -> CheckpointInfo:
     )
 
 
-def scene_predictor(model: Any, meta: Any, **options: Any) -> ScenePredictor:
-    """The predictor of local GeoTIFF entries: ``predict_scene(model, meta, entry.source, scene_dir, **options)``.
+def scene_predictor(
+    model: Any, meta: Any, *, resolution: float | None = None, **options: Any
+) -> ScenePredictor:
+    """The predictor of every manifest entry kind, one scene into ``scene_dir``.
 
-    Raises (inside the predictor, so it is recorded per scene):
-        SceneSourceError: a URL or STAC item entry, which needs the remote reader.
+    A local GeoTIFF or a remote COG URL goes to ``predict_scene(model, meta, entry.source, scene_dir,
+    **options)`` (a URL is read through range requests, :mod:`resnet_apps.predict.remote`); a STAC item
+    (a ``.json`` file or an item URL) to :func:`resnet_apps.predict.stac_scene.predict_item`, which stacks
+    the assets the checkpoint's bands need onto one grid (``resolution``: its spacing; None: the
+    checkpoint's ground resolution, else the finest asset's). What a remote scene was read from goes into
+    the result's ``source_info`` (the URL and bytes fetched; the item id and asset hrefs), which
+    :func:`predict_entry` copies into ``done.json``.
     """
     from resnet_apps.predict.scene import predict_scene
+    from resnet_apps.predict.stac_scene import predict_item
 
     def predict(entry: ManifestEntry, scene_dir: Path) -> Mapping[str, Any]:
-        if not entry.is_local:
-            raise SceneSourceError(
-                f"{entry.source}: a {entry.kind} entry; this predictor reads local GeoTIFFs only. Fix: pass "
-                "a predictor that resolves remote COGs and STAC items, or list local files in the manifest"
-            )
-        return predict_scene(model, meta, entry.source, scene_dir, **options)
+        if entry.kind == "stac_item":
+            result = predict_item(model, meta, entry.source, scene_dir, resolution=resolution, **options)
+            return {**result, "source_info": {"kind": "stac_item", **result["stac"]}}
+        result = predict_scene(model, meta, entry.source, scene_dir, **options)
+        if entry.kind == "url":
+            return {
+                **result,
+                "source_info": {"kind": "url", "url": entry.source, "bytes_read": result["bytes_read"]},
+            }
+        return result
 
     return predict
 

@@ -2,6 +2,10 @@
 
 Block reads reach outside the scene (the halo of edge blocks); only the part inside is read from disk
 and the rest is zero with ``valid`` False, exactly as one whole-scene pass over a zero-padded scene sees it.
+A ``window`` makes the reader a sub-scene: its rows and columns are the window's, and pixels outside it
+count as outside the scene (read as padding, never fetched: what a remote COG's AOI prediction wants).
+A URL (``io.geotiff.is_remote``) is read through GDAL's virtual file systems; a failed read of it is a
+:class:`~resnet_apps.errors.RemoteReadError` naming the URL.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import numpy as np
 
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.io import GeoMeta, read_geotiff
+from resnet_apps.io.geotiff import as_source, as_window, is_remote
+from resnet_apps.predict.remote import read_with_retries
 
 
 def class_dtype(num_classes: int) -> tuple[str, int]:
@@ -21,16 +27,50 @@ def class_dtype(num_classes: int) -> tuple[str, int]:
 
 
 class SceneReader:
-    """A scene's grid (CRS, transform, size, nodata) and normalised, zero-padded window reads."""
+    """A scene's grid (CRS, transform, size, nodata) and normalised, zero-padded window reads.
 
-    def __init__(self, path: str | Path, pre: Preprocessing) -> None:
-        self.path = Path(path)
+    Args:
+        path: a GeoTIFF (or VRT) file, or a URL.
+        pre: the checkpoint's preprocessing (bands, normalisation).
+        window: ``(row_off, col_off, height, width)`` of the scene to predict; None for all of it.
+        remote: read with retries (a local VRT of remote assets is remote); None: whether ``path`` is a URL.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        pre: Preprocessing,
+        window: tuple[int, int, int, int] | None = None,
+        remote: bool | None = None,
+    ) -> None:
+        self.path: str | Path = as_source(path)
+        self.remote = is_remote(self.path) if remote is None else remote
         self.pre = pre
-        _, probe = read_geotiff(self.path, window=(0, 0, 1, 1))  # header facts without reading the scene
+        # header facts without reading the scene: one pixel at the window's corner (for a remote scene,
+        # the block fetched is one the window needs anyway)
+        corner = (window[0], window[1], 1, 1) if window is not None else (0, 0, 1, 1)
+        probe = self._read(None, corner)[1]
         # 1-based file band numbers (alpha bands are not among probe.band_names: io folds them into valid)
-        self.indexes = [probe.band_numbers[i] for i in pre.band_indexes(probe.band_names, self.path)]
-        self.height, self.width = probe.height, probe.width
-        self.meta: GeoMeta = dataclasses.replace(probe, window=(0, 0, probe.height, probe.width), valid=None)
+        self.indexes = [probe.band_numbers[i] for i in pre.band_indexes(probe.band_names, str(self.path))]
+        win = as_window(window, probe.width, probe.height, str(self.path))
+        self.row_off, self.col_off = int(win.row_off), int(win.col_off)
+        self.height, self.width = int(win.height), int(win.width)
+        self.meta: GeoMeta = dataclasses.replace(
+            probe,
+            transform=probe.transform,  # the corner pixel's: the window's top-left
+            window=(0, 0, self.height, self.width),
+            height=self.height,
+            width=self.width,
+            valid=None,
+        )
+
+    def _read(self, bands: list[int] | None, window: tuple[int, int, int, int]) -> tuple[np.ndarray, GeoMeta]:
+        """``read_geotiff`` of a file window; a remote one retried, then a ``RemoteReadError``."""
+        if self.remote:
+            return read_with_retries(
+                str(self.path), lambda: read_geotiff(self.path, bands=bands, window=window)
+            )
+        return read_geotiff(self.path, bands=bands, window=window)
 
     def __enter__(self) -> SceneReader:
         return self
@@ -54,7 +94,7 @@ class SceneReader:
         """Raw bands and validity of a window that may reach outside the scene.
 
         Args:
-            window: ``(row0, row1, col0, col1)`` in scene pixels.
+            window: ``(row0, row1, col0, col1)`` in scene (the reader's window's) pixels.
 
         Returns:
             raw [C, h, w] in the file's dtype (0 outside the scene) and valid [h, w] bool (False outside
@@ -65,7 +105,8 @@ class SceneReader:
         valid = np.zeros((r1 - r0, c1 - c0), dtype=bool)
         if ir1 <= ir0 or ic1 <= ic0:
             return np.zeros((len(self.indexes), r1 - r0, c1 - c0), dtype=self.meta.dtype), valid
-        inner, meta = read_geotiff(self.path, bands=self.indexes, window=(ir0, ic0, ir1 - ir0, ic1 - ic0))
+        file_window = (self.row_off + ir0, self.col_off + ic0, ir1 - ir0, ic1 - ic0)
+        inner, meta = self._read(self.indexes, file_window)
         rows, cols = slice(ir0 - r0, ir1 - r0), slice(ic0 - c0, ic1 - c0)
         if inner.shape[1:] == valid.shape:
             raw = inner  # interior block: no padding copy

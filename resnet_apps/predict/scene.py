@@ -14,6 +14,11 @@ Outputs are tiled, DEFLATE-compressed Cloud-Optimised GeoTIFFs (written block-wi
 GeoTIFF, then copied by GDAL's COG driver, which streams) with the input's CRS, transform and nodata
 pixels kept as nodata; class maps carry a colour table, class names and MODE overviews, probability maps
 AVERAGE overviews (``io.cog_check.check_map`` verifies all of it).
+
+The scene may be a URL (an HTTP(S) COG, ``s3://``): it is read block by block through range requests
+(:mod:`resnet_apps.predict.remote` sets GDAL's network options), the result's ``bytes_read`` and the
+progress bar give the bytes fetched, and the maps are still written locally. ``window`` predicts only
+part of a scene (only the blocks it covers are fetched).
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import rasterio
 import torch
 from torch import nn
 
 from resnet_apps.io import GeoTiffWriter, open_geotiff_writer
+from resnet_apps.io.geotiff import is_remote, source_stem
 from resnet_apps.models.decision import Decision
 from resnet_apps.models.meta import CheckpointMeta
 from resnet_apps.predict.pipeline import (
@@ -44,6 +49,7 @@ from resnet_apps.predict.pipeline import (
     run_pipeline,
 )
 from resnet_apps.predict.raster import SceneReader, class_dtype
+from resnet_apps.predict.remote import FetchCounter, gdal_env, scene_label
 from resnet_apps.predict.tiling import (
     BlendMode,
     Block,
@@ -59,7 +65,6 @@ from resnet_apps.predict.tiling import (
 )
 
 PROBABILITY_FORMATS = (None, "float32", "uint8")
-GDAL_CACHE_MB = 128
 _T = TypeVar("_T")
 _Writers = tuple[GeoTiffWriter, "GeoTiffWriter | None"]
 
@@ -101,6 +106,10 @@ def predict_scene(
     progress: bool = True,
     max_seconds: float | None = None,
     pipeline: bool = True,
+    window: tuple[int, int, int, int] | None = None,
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    remote: bool | None = None,
 ) -> dict[str, Any]:
     """Predict one GeoTIFF scene and write ``<stem>_class.tif`` (+ ``<stem>_prob.tif``) into ``out_dir``.
 
@@ -108,7 +117,7 @@ def predict_scene(
         model: a model from ``load_run`` (segmentation: [B, C, H, W] -> [B, K, H, W] logits;
             classification: [B, C, h, w] -> [B, K] logits).
         meta: the checkpoint metadata (task, model, classes, preprocessing, operating_threshold).
-        src: the scene.
+        src: the scene: a file or a URL (``https://``, ``s3://``; read through range requests).
         out_dir: folder for the outputs (created).
         tile: tile side; default 256 for segmentation, the training ``image_size`` for classification.
         overlap: fraction of a tile shared with its neighbour (classification: chips overlap likewise and
@@ -124,18 +133,26 @@ def predict_scene(
             the maps are then complete only for the blocks done and ``complete`` is False.
         pipeline: read and write in threads beside the forward pass (:mod:`resnet_apps.predict.pipeline`);
             False runs the same stages in series (same outputs, bit for bit).
+        window: ``(row_off, col_off, height, width)``: predict only this part of the scene (the maps cover
+            it; pixels outside count as outside the scene); None for all of it.
+        name: output stem (default: the scene's file name less its suffix, see :func:`scene_stem`).
+        tags: GeoTIFF metadata written into every map (where the input came from: URL, STAC item, assets).
+        remote: count bytes fetched and retry failed reads (a local VRT of remote assets); None: whether
+            ``src`` is a URL.
 
     Returns:
         ``{"class_path", "prob_path", "tiles", "tiles_total", "tiles_forwarded", "complete", "seconds",
         "tiles_per_s", "forward_seconds", "split" (read/forward/blend/write seconds), "redundant_tile_factor"
         (tile pixels per scene pixel; None when incomplete), "max_blocks_in_flight", "blocks_in_flight_bound",
-        "shape", "crs", "transform", "class_nodata", "classes"}`` (classification: tiles are chips; crs,
-        transform, class_nodata and classes (the legend) are the maps', which ``io.cog_check.check_map``
-        checks the written files against).
+        "shape", "crs", "transform", "class_nodata", "classes", "source", "bytes_read"}`` (classification:
+        tiles are chips; crs, transform, class_nodata and classes (the legend) are the maps', which
+        ``io.cog_check.check_map`` checks the written files against; ``bytes_read``: bytes GDAL downloaded
+        for a remote scene, None for a local file or where GDAL's count cannot be read).
     """
     if probabilities not in PROBABILITY_FORMATS:
         raise ValueError(f"probabilities must be one of {PROBABILITY_FORMATS}, got {probabilities!r}")
-    src, out_dir = Path(src), Path(out_dir)
+    out_dir = Path(out_dir)
+    stem = name or scene_stem(src)
     out_dir.mkdir(parents=True, exist_ok=True)
     checked = CheckpointMeta.coerce(meta)
     pre = checked.require_preprocessing()
@@ -148,8 +165,10 @@ def predict_scene(
     start = time.perf_counter()
     deadline = None if max_seconds is None else start + max_seconds
     # GDAL's block cache defaults to 5 % of RAM and fills as more of the scene is read and written:
-    # capping it keeps peak memory independent of the scene size (one Env per thread: it is thread-local)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), SceneReader(src, pre) as reader:
+    # capping it keeps peak memory independent of the scene size (one Env per thread: it is thread-local);
+    # the same Env carries the network options of remote scenes (predict.remote)
+    remote = is_remote(src) if remote is None else remote
+    with gdal_env(), FetchCounter(remote) as fetched, SceneReader(src, pre, window, remote) as reader:
         size = tile or (256 if task == "segmentation" else _chip_side(pre.image_size))
         run = _Run(
             reader=reader,
@@ -161,9 +180,10 @@ def predict_scene(
             in_flight=InFlight(),
             deadline=deadline,
             threads=pipeline,
+            fetched=fetched,
         )
         scale = 1 if task == "segmentation" else max(int(size * (1 - overlap)), 1)
-        writers = _open_writers(reader, out_dir, scale, probabilities, decision)
+        writers = _open_writers(reader, out_dir / stem, scale, probabilities, decision, tags)
         with ExitStack() as stack:
             for writer in writers:
                 if writer is not None:
@@ -171,17 +191,17 @@ def predict_scene(
             if task == "segmentation":
                 grid = plan_grid(size, overlap, block)
                 total = count_tiles(reader.height, reader.width, grid)
-                bar = stack.enter_context(_progress(total, progress, reader.path.name))
+                bar = stack.enter_context(_progress(total, progress, scene_label(reader.path)))
                 _segment(run, writers, bar, grid, blend)
             else:
                 cells = chip_blocks(reader.height, reader.width, size, overlap, block)
                 total = sum((i1 - i0) * (j1 - j0) for (i0, i1, j0, j1), _ in cells)
-                bar = stack.enter_context(_progress(total, progress, reader.path.name))
+                bar = stack.enter_context(_progress(total, progress, scene_label(reader.path)))
                 _classify(run, writers, bar, size, scale, cells)
         shape = (reader.height, reader.width)
         grid_out = reader.output_like(scale)
+        bytes_read = fetched.update()
     seconds = time.perf_counter() - start
-    stem = scene_stem(src)
     clock = run.clock
     return {
         "class_path": out_dir / f"{stem}_class.tif",
@@ -204,6 +224,8 @@ def predict_scene(
         "transform": list(grid_out.transform),
         "class_nodata": class_dtype(len(decision.classes))[1],
         "classes": list(decision.classes),
+        "source": str(src),
+        "bytes_read": bytes_read,
     }
 
 
@@ -220,6 +242,7 @@ class _Run:
     in_flight: InFlight
     deadline: float | None
     threads: bool
+    fetched: FetchCounter
     tiles: int = 0  # tiles (chips) of the blocks written
     forwarded: int = 0  # tiles that went through the model (nodata tiles do not)
 
@@ -241,6 +264,9 @@ class _Run:
         self.tiles += job.tiles
         self.forwarded += int(job.keep.sum())
         self.in_flight.leave()
+        fetched = self.fetched.update()
+        if fetched is not None:
+            bar.set_postfix_str(f"{fetched / 2**20:.1f} MiB fetched", refresh=False)
         bar.update(job.tiles)
 
     def run(self, items: Iterable[_T], read: Callable, task: Task, write: Callable) -> None:
@@ -259,31 +285,40 @@ class _Run:
             timed_write,
             threads=self.threads,
             source=str(self.reader.path),
-            env=lambda: rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
+            env=gdal_env,
         )
 
 
 def _open_writers(
-    reader: SceneReader, out_dir: Path, scale: int, probabilities: str | None, decision: Decision
+    reader: SceneReader,
+    out_stem: Path,
+    scale: int,
+    probabilities: str | None,
+    decision: Decision,
+    tags: Mapping[str, str] | None,
 ) -> tuple[GeoTiffWriter, GeoTiffWriter | None]:
-    """Class (and probability) COG writers on the scene's grid, or one ``scale`` times coarser."""
-    stem = scene_stem(reader.path)
+    """Class (and probability) COG writers (``<out_stem>_class.tif``, ``_prob.tif``) on the scene's grid,
+    or one ``scale`` times coarser; ``tags`` (and the source, for a URL) as GeoTIFF metadata."""
+    tags = dict(tags or {})
+    if reader.remote:
+        tags.setdefault("SOURCE_URL", str(reader.path))
     like = reader.output_like(scale)
     dtype, nodata = class_dtype(len(decision.classes))
     cls = open_geotiff_writer(
-        out_dir / f"{stem}_class.tif",
+        out_stem.with_name(f"{out_stem.name}_class.tif"),
         like=like,
         count=1,
         dtype=dtype,
         nodata=nodata,
         band_names=["class"],
         legend=list(decision.classes),
+        tags=tags,
     )
     prob = None
     if probabilities:
         names = decision.columns()
         prob = open_geotiff_writer(
-            out_dir / f"{stem}_prob.tif",
+            out_stem.with_name(f"{out_stem.name}_prob.tif"),
             like=like,
             count=len(names),
             dtype=probabilities,
@@ -291,6 +326,7 @@ def _open_writers(
             band_names=names,
             overview_resampling="AVERAGE",  # nodata-aware mean probability; cubic would leave [0, 1]
             colour_bands=False,  # 3 or 4 classes are not red, green, blue (alpha)
+            tags=tags,
         )
     return cls, prob
 
@@ -298,9 +334,10 @@ def _open_writers(
 def scene_stem(path: str | Path) -> str:
     """Output name stem of a scene: its name without the last suffix (``scene.v1.tif`` -> ``scene.v1``).
 
-    The whole stem, so that ``scene.v1.tif`` and ``scene.v2.tif`` never write the same ``_class.tif``.
+    The whole stem, so that ``scene.v1.tif`` and ``scene.v2.tif`` never write the same ``_class.tif``;
+    a URL's stem is its path's (``https://host/a/scene.tif?sig=...`` -> ``scene``).
     """
-    return Path(path).stem
+    return source_stem(path)
 
 
 def _encode_probabilities(prob: np.ndarray, fmt: str, valid: np.ndarray) -> np.ndarray:

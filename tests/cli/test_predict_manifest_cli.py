@@ -70,8 +70,8 @@ def test_a_bad_shard_is_refused_before_the_model_loads(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["predict", "RUN", "--out", "o"], "give INPUTs or --manifest FILE"),  # neither
-        (["predict", "RUN", "x.tif", "--manifest", "m.txt", "--out", "o"], "give INPUTs or --manifest FILE"),
+        (["predict", "RUN", "--out", "o"], "give INPUTs, --manifest FILE or --stac API"),  # none
+        (["predict", "RUN", "x.tif", "--manifest", "m.txt", "--out", "o"], "give INPUTs, --manifest"),
         (["predict", "RUN", "x.tif", "--shard", "0/2", "--out", "o"], "--shard i/N splits a --manifest"),
     ],
 )

@@ -192,13 +192,14 @@ def test_a_map_that_fails_validation_is_a_failure_not_a_done_scene(tmp_path: Pat
     assert "class-name tags" in error["message"] and "not palette" in error["message"]
 
 
-def test_a_remote_entry_with_the_local_predictor_is_recorded_as_failed(tmp_path: Path) -> None:
-    entries = manifest_entries(["https://stac.example.org/v1/collections/s2/items/S2B_1"])
+def test_an_unreachable_remote_entry_is_recorded_as_failed_and_the_others_go_on(tmp_path: Path) -> None:
+    # a STAC item URL on a closed loopback port: the real predictor's reader fails, the failure is recorded
+    entries = manifest_entries(["http://127.0.0.1:9/v1/collections/s2/items/S2B_1"])
     out = tmp_path / "out"
-    predictor = scene_predictor(model=None, meta=None)
+    predictor = scene_predictor(model=None, meta={"preprocessing": {"bands": ["B04"]}})
     assert _run(entries, out, predictor) == ["failed"]
     error = json.loads((out / "S2B_1" / FAILED).read_text())["error"]
-    assert error["type"] == "SceneSourceError" and "stac_item entry" in error["message"]
+    assert "127.0.0.1:9" in error["message"]
 
 
 def test_summarize_lists_done_failed_and_missing_scenes(tmp_path: Path) -> None:
