@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from resnet_apps.report.floor import flags, floor_markdown
 from resnet_apps.report.sections import (
     anchor_row,
     describe_bootstrap,
@@ -33,6 +34,7 @@ def report_markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"# {md_text(run['name'])}: evaluation report",
         "",
+        *[f"**{md_text(line)}**\n" for line in flags(doc)],
         f"Task: {md_text(run['task'])} ({md_text(ev.get('mode'))}); "
         f"split {ev.get('split', 'test')}: {ev.get('n_samples')} samples"
         + (f" from {ev['n_groups']} groups" if ev.get("n_groups") else "")
@@ -61,6 +63,7 @@ def report_markdown(doc: dict[str, Any]) -> str:
             f"Anchor: {md_text(anchor.get('metric'))} = {_f(anchor.get('value'))} ({md_text(anchor.get('source'))}); "
             f"protocol: {md_text(anchor.get('protocol', 'not stated'))}.",
         ]
+    lines += floor_markdown(doc, md_text)
     points = [ev["operating_point"]] if ev.get("operating_point") else ev.get("operating_points") or []
     if points:
         lines += ["", "## Operating point", ""] + [f"- {md_text(p['sentence'])}" for p in points]
