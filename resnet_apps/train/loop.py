@@ -34,7 +34,7 @@ from torch.utils.data import DistributedSampler
 
 from resnet_apps.data.dataset import RecordDataset
 from resnet_apps.errors import TrainingDivergedError
-from resnet_apps.recipe import Recipe, TaskMode, load_recipe
+from resnet_apps.recipe import Recipe, TaskMode, TrainConfig, load_recipe
 from resnet_apps.train.batches import BatchSource, choose_workers, epoch_batches, train_batch_source
 from resnet_apps.train.datasets import (
     SplitData,
@@ -194,7 +194,10 @@ def _train(
     if recipe.train.max_steps_per_epoch:
         per_epoch = min(per_epoch, recipe.train.max_steps_per_epoch)
     schedule = Schedule(
-        per_epoch, per_epoch * recipe.train.epochs, int(round(recipe.train.warmup_epochs * per_epoch))
+        per_epoch,
+        per_epoch * recipe.train.epochs,
+        int(round(recipe.train.warmup_epochs * per_epoch)),
+        milestone_steps(recipe.train, per_epoch),
     )
     writer = _tensorboard(run) if is_main() else None
 
@@ -276,6 +279,15 @@ class Schedule:
     per_epoch: int  # optimiser steps per epoch (per rank)
     total: int  # per_epoch * epochs: where the cosine reaches 0
     warmup: int  # linear warm-up steps
+    milestones: list[int] | None = None  # train.schedule multistep: global steps where lr *= train.gamma
+
+
+def milestone_steps(train_cfg: TrainConfig, per_epoch: int) -> list[int] | None:
+    """Global steps of ``train.milestones`` (fractions of the epochs, rounded to whole epochs) for the
+    multistep schedule; None for cosine. 100 epochs, [0.5, 0.75]: the first steps of epochs 51 and 76."""
+    if train_cfg.schedule != "multistep":
+        return None
+    return [int(round(m * train_cfg.epochs)) * per_epoch for m in train_cfg.milestones]
 
 
 def train_one_epoch(
@@ -316,7 +328,16 @@ def train_one_epoch(
         if step >= per_epoch:
             break
         torch.manual_seed(_step_seed(t.seed, epoch, step))
-        lr = set_lr(optimizer, lr_factor((epoch - 1) * per_epoch + step, schedule.total, schedule.warmup))
+        lr = set_lr(
+            optimizer,
+            lr_factor(
+                (epoch - 1) * per_epoch + step,
+                schedule.total,
+                schedule.warmup,
+                schedule.milestones,
+                run.recipe.train.gamma,
+            ),
+        )
         if frozen:
             for group in optimizer.param_groups:
                 group["lr"] = 0.0 if group["backbone"] else group["lr"]
