@@ -34,7 +34,7 @@ from torch.utils.data import DistributedSampler
 
 from resnet_apps.data.dataset import RecordDataset
 from resnet_apps.errors import TrainingDivergedError
-from resnet_apps.recipe import Recipe, TaskMode, TrainConfig, load_recipe
+from resnet_apps.recipe import Recipe, TaskMode, load_recipe
 from resnet_apps.train.batches import BatchSource, choose_workers, epoch_batches, train_batch_source
 from resnet_apps.train.datasets import (
     SplitData,
@@ -70,6 +70,7 @@ from resnet_apps.train.setup import (
     build_optimizer,
     build_recipe_model,
     lr_factor,
+    milestone_steps,
     set_backbone_frozen,
     set_lr,
     task_mode,
@@ -280,14 +281,6 @@ class Schedule:
     total: int  # per_epoch * epochs: where the cosine reaches 0
     warmup: int  # linear warm-up steps
     milestones: list[int] | None = None  # train.schedule multistep: global steps where lr *= train.gamma
-
-
-def milestone_steps(train_cfg: TrainConfig, per_epoch: int) -> list[int] | None:
-    """Global steps of ``train.milestones`` (fractions of the epochs, rounded to whole epochs) for the
-    multistep schedule; None for cosine. 100 epochs, [0.5, 0.75]: the first steps of epochs 51 and 76."""
-    if train_cfg.schedule != "multistep":
-        return None
-    return [int(round(m * train_cfg.epochs)) * per_epoch for m in train_cfg.milestones]
 
 
 def train_one_epoch(

@@ -14,7 +14,7 @@ from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.errors import BandError, RecipeError, WeightsUnavailableError
 from resnet_apps.io.bands import select_bands
 from resnet_apps.models.heads import build_model
-from resnet_apps.recipe import Head, Pooling, Precision, Recipe, Task, TaskMode
+from resnet_apps.recipe import Head, Pooling, Precision, Recipe, Task, TaskMode, TrainConfig
 
 
 def task_mode(recipe: Recipe, num_classes: int) -> TaskMode:
@@ -228,6 +228,14 @@ def lr_factor(
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps + 1) / span)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def milestone_steps(train_cfg: TrainConfig, per_epoch: int) -> list[int] | None:
+    """Global steps of ``train.milestones`` (fractions of the epochs, rounded to whole epochs) for the
+    multistep schedule; None for cosine. 100 epochs, [0.5, 0.75]: the first steps of epochs 51 and 76."""
+    if train_cfg.schedule != "multistep":
+        return None
+    return [int(round(m * train_cfg.epochs)) * per_epoch for m in train_cfg.milestones]
 
 
 def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:

@@ -9,8 +9,7 @@ import torch
 
 from resnet_apps.errors import RecipeError
 from resnet_apps.recipe import recipe_from_dict
-from resnet_apps.train.loop import milestone_steps
-from resnet_apps.train.setup import lr_factor
+from resnet_apps.train.setup import lr_factor, milestone_steps
 
 
 @pytest.mark.parametrize(
