@@ -49,7 +49,8 @@ def _row(base: dict[str, Any], metric: Any) -> dict[str, Any] | None:
 def _ci(row: dict[str, Any] | None, low: str = "ci_low", high: str = "ci_high") -> str:
     if not row or row.get(low) is None or row.get(high) is None:
         return "–"
-    return f"{fmt(row[low])} – {fmt(row[high])}"
+    joiner = " to " if min(row[low], row[high]) < 0 else " – "  # a dash beside a minus sign misreads
+    return f"{fmt(row[low])}{joiner}{fmt(row[high])}"
 
 
 def floor_rows(doc: dict[str, Any]) -> list[list[str]]:
