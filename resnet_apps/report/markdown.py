@@ -7,7 +7,7 @@ from typing import Any
 
 from resnet_apps.report.floor import flags, floor_markdown
 from resnet_apps.report.sections import (
-    anchor_row,
+    anchor_values,
     describe_bootstrap,
     few_units,
     has_anchor,
@@ -48,10 +48,10 @@ def report_markdown(doc: dict[str, Any]) -> str:
         "| Metric | Ours | 95 % CI | Published anchor |",
         "|---|---:|---:|---:|",
     ]
-    target = anchor_row(ev, anchor)
+    published = anchor_values(ev, anchor)
     few = few_units(ev)
     for r in ev["headline"]:
-        ref = _f(anchor.get("value")) if r["name"] == target else "–"
+        ref = _f(published.get(r["name"]))
         warn = f" ⚠ {few}" if few and r.get("ci_low") is not None else ""
         lines.append(
             f"| {md_text(r.get('label', r['name']))} | {_f(r['value'])} | {_f(r['ci_low'])} – "

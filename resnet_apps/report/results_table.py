@@ -85,6 +85,10 @@ def _metric_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         per_class = _per_class_metric(ev, str(anchor["metric"]).lower())
         if per_class is not None:
             rows.append(per_class)
+    for metric in anchor.get("also") or {}:  # further published figures (MedMNIST: AUC and ACC)
+        also = anchor_row(ev, {"metric": metric})
+        if also is not None and all(r["name"] != also for r in rows):
+            rows.append(by_name[also])
     history = doc.get("history") or []
     selection = history[0].get("metric") if history else None
     if selection is not None:
@@ -192,6 +196,7 @@ def result_row(doc: dict[str, Any], name: str) -> dict[str, Any]:
         "weights": _weights(doc),
         "anchor_metric": anchor.get("metric"),
         "anchor_value": anchor.get("value"),
+        "anchor_also": dict(anchor.get("also") or {}),
         "anchor_source": anchor.get("source"),
         "anchor_protocol": anchor.get("protocol"),
     }
@@ -259,7 +264,8 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
         if row["anchor_value"] is None:
             anchor = f"none published [{number}]"
         else:
-            anchor = f"{row['anchor_metric']} {_num(row['anchor_value'])} [{number}]"
+            also = "".join(f", {k} {_num(v)}" for k, v in (row.get("anchor_also") or {}).items())
+            anchor = f"{row['anchor_metric']} {_num(row['anchor_value'])}{also} [{number}]"
         converged = {False: ", not converged", True: "", None: ""}[row.get("converged")]
         cells = [
             f"`{row['run']}`",

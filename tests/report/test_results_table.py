@@ -264,3 +264,20 @@ def test_floor_seed_spread_and_convergence_columns(tmp_path: Path) -> None:
     assert "| 0.865 (0.842–0.885); -0.065 (-0.100 to 0.020) **NOT above the floor** |" in s0
     assert "| 40 s (4, not converged) |" in s0
     assert "| 1 seed | 0.865" in next(line for line in text.splitlines() if line.startswith("| `other`"))
+
+
+def test_further_published_figures_of_one_anchor(tmp_path: Path) -> None:
+    from resnet_apps.report.markdown import report_markdown
+    from resnet_apps.report.sections import anchor_values
+
+    doc = _classification_doc()
+    doc["anchor"]["also"] = {"kappa": 0.5, "auroc": 0.9}  # no AUROC row in this evaluation: left out
+    assert anchor_values(doc["evaluation"], doc["anchor"]) == {"accuracy": 0.991, "kappa": 0.5}
+    (tmp_path / "r" / "ms").mkdir(parents=True)
+    (tmp_path / "r" / "ms" / "metrics.json").write_text(json.dumps(doc), encoding="utf-8")
+    row = load_rows(tmp_path / "r")[0]
+    assert [m["label"] for m in row["metrics"]] == ["Overall accuracy", "Cohen's kappa"]
+    assert "| accuracy 0.991, kappa 0.500, auroc 0.900 [1] |" in results_markdown(tmp_path / "r")
+    text = report_markdown({**doc, "validation": None})
+    assert "| Cohen's kappa | 0.390 | 0.270 – 0.510 | 0.500 |" in text
+    assert "| Overall accuracy | 0.457 | 0.343 – 0.571 | 0.991 |" in text
