@@ -67,6 +67,24 @@ def baseline_block(
     return block
 
 
+def intervals_from_paired(evaluation: dict[str, Any], difference: list[dict[str, Any]], n_boot: int) -> None:
+    """Fill the floor's headline intervals (and its bootstrap description) from the paired rows' ``a``."""
+    paired = {row["metric"]: row for row in difference}
+    for row in evaluation.get("headline", []):
+        match = paired.get(row["name"])
+        if match is not None:
+            row["ci_low"], row["ci_high"] = match["a_ci_low"], match["a_ci_high"]
+            row["n_valid"], row["n_skipped"] = match["n_valid"], match["n_skipped"]
+    if difference:
+        evaluation["bootstrap"] = {
+            **evaluation.get("bootstrap", {}),
+            "n_boot": n_boot,
+            "unit": difference[0]["unit"],
+            "n_units": difference[0]["n_units"],
+            "note": "the resamples of the paired bootstrap model - floor",
+        }
+
+
 def _f(value: Any) -> str:
     return "–" if value is None or value != value else f"{value:.4f}"
 
@@ -136,9 +154,12 @@ def _baseline(
             threshold_b=model_threshold if mode == "binary" else None,
         )
         features, n_train, n_val = F.FEATURES, f"{len(y_tr):,} images", f"{len(y_va):,} images"
+    # point estimates here; the intervals come from the paired pass below, whose resamples (same seed, same
+    # groups) are exactly those a separate bootstrap of the floor would draw: one bootstrap instead of two
     evaluation = evaluate_block(floor_out, mode, classes, threshold=floor_threshold, groups=raw_groups, seed=seed,
-                                n_boot=n_boot)  # fmt: skip
+                                n_boot=0)  # fmt: skip
     evaluation.pop("samples", None)
+    intervals_from_paired(evaluation, difference, n_boot)
     for row in difference:
         row["direction"] = "model - floor"
     metric = headline_name(recipe.eval.metric, mode)

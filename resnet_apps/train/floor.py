@@ -29,7 +29,7 @@ from resnet_apps.constants import IGNORE_INDEX
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 PERCENTILES = (5, 25, 50, 75, 95)
-MAX_IMAGES = 20_000  # train / val images featurised at most (a seeded subsample beyond)
+MAX_IMAGES = 10_000  # train / val images featurised at most (a seeded subsample beyond)
 PIXEL_BUDGET = 200_000  # segmentation: labelled training (and validation) pixels sampled in all
 FEATURES = "per band mean, std and 5/25/50/75/95th percentiles of each preprocessed image"
 PIXEL_FEATURES = "the preprocessed band values of single pixels"

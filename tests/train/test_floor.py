@@ -94,3 +94,26 @@ def test_subsample_is_seeded_and_bounded() -> None:
     assert F.subsample(5, 10, 0).tolist() == [0, 1, 2, 3, 4]
     a, b = F.subsample(1000, 10, 3), F.subsample(1000, 10, 3)
     assert len(a) == 10 and a.tolist() == b.tolist() and a.tolist() == sorted(a.tolist())
+
+
+def test_floor_intervals_equal_a_separate_bootstrap_with_the_same_seed() -> None:
+    # the floor's headline intervals are read off the paired pass (one bootstrap instead of two): they must
+    # be exactly those evaluate_classification draws with the same seed and groups
+    from resnet_apps.metrics import paired_headline
+    from resnet_apps.metrics.classification import evaluate_classification
+    from resnet_apps.train.baseline import intervals_from_paired
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 120)
+    floor, model = np.clip(0.4 * y + 0.6 * rng.random(120), 0, 1), rng.random(120)
+    groups = [f"g{i // 3}" for i in range(120)]
+    separate = evaluate_classification(y, floor, ["n", "p"], mode="binary", threshold=0.5, groups=groups,
+                                       n_boot=60, seed=4)  # fmt: skip
+    point = evaluate_classification(
+        y, floor, ["n", "p"], mode="binary", threshold=0.5, groups=groups, n_boot=0
+    )
+    paired = paired_headline(y, floor, model, groups, 60, 4, mode="binary", threshold_a=0.5, threshold_b=0.5)
+    intervals_from_paired(point, paired, 60)
+    for a, b in zip(separate["headline"], point["headline"], strict=True):
+        assert (a["name"], a["ci_low"], a["ci_high"]) == (b["name"], b["ci_low"], b["ci_high"])
+    assert point["bootstrap"]["n_boot"] == 60 and point["bootstrap"]["unit"] == separate["bootstrap"]["unit"]

@@ -89,6 +89,9 @@ def test_metrics_hold_the_baseline_floor_and_convergence_and_the_report_flags_th
     # class k is 2500 (about 17 sd) brighter in band k: per-band means separate the classes, the floor is exact
     floor = {r["name"]: r for r in base["evaluation"]["headline"]}
     assert floor["accuracy"]["value"] == pytest.approx(1.0)
+    # its interval comes from the paired resamples: 50 of them (eval.bootstrap), all exact: [1, 1]
+    assert (floor["accuracy"]["ci_low"], floor["accuracy"]["ci_high"]) == (1.0, 1.0)
+    assert base["evaluation"]["bootstrap"]["n_boot"] == 50
     assert base["evaluation"]["split"] == "test" and base["evaluation"]["n_samples"] == 6
     assert base["metric"] == "accuracy" and base["c"] in (0.01, 0.1, 1.0, 10.0)
     diff = next(r for r in base["difference"] if r["metric"] == "accuracy")
