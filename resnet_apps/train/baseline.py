@@ -154,7 +154,7 @@ def _baseline(
             threshold_b=model_threshold if mode == "binary" else None,
         )
         features, n_train, n_val = F.FEATURES, f"{len(y_tr):,} images", f"{len(y_va):,} images"
-    # point estimates here; the intervals come from the paired pass below, whose resamples (same seed, same
+    # point estimates here; the intervals come from the paired pass above, whose resamples (same seed, same
     # groups) are exactly those a separate bootstrap of the floor would draw: one bootstrap instead of two
     evaluation = evaluate_block(floor_out, mode, classes, threshold=floor_threshold, groups=raw_groups, seed=seed,
                                 n_boot=0)  # fmt: skip
