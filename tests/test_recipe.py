@@ -23,6 +23,7 @@ DATA_OF = {
     "cloud_seg_fpn_resnet34": "cloud38_landsat8_segmentation",
     "landcover_seg_fpn_resnet50": "dubai_aerial_landcover_segmentation",
     "lung_seg_fpn_resnet34": "covid_cxr_lung_segmentation_generalblockchain",
+    "pneumonia_medmnist_resnet18_28": "pneumoniamnist_balanced",  # + the Kermany test folder (test_dir)
     "chest_xray_multilabel_resnet50": None,
     "demo": None,
 }
@@ -111,7 +112,8 @@ def test_every_shipped_recipe_states_its_aim_and_loads(path: Path) -> None:
     recipe = load_recipe(path)
     assert recipe.name == path.stem
     assert recipe.data.card and recipe.anchor.source and recipe.anchor.protocol and recipe.data.split.method
-    assert recipe.model.weights == "imagenet"
+    # a published from-scratch protocol (MedMNIST trains its ResNets from scratch) is followed as published
+    assert recipe.model.weights == ("none" if "medmnist" in recipe.name else "imagenet")
     # only the demo may fall back to random weights
     assert recipe.model.on_missing_weights == ("scratch" if recipe.name == "demo" else "fail")
 
@@ -137,6 +139,11 @@ def test_shipped_recipes_build_their_records_on_shared_data(
     recipe = load_recipe(path)
     records, classes = build_records(recipe.data.source, recipe.data.root, recipe.data.classes)
     assert len(records) >= 12 and len(classes) >= 2
+    if (
+        recipe.data.source.kind == "npz"
+    ):  # MedMNIST protocol: archive train / val, the 624 official test images
+        sizes = {s: sum(r.split == s for r in records) for s in ("train", "val", "test")}
+        assert sizes == {"train": 2428, "val": 270, "test": 624}
     if recipe.data.split.method == "group":
         assert all(r.group for r in records), "a group split needs a group for every record"
 

@@ -10,8 +10,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "results",
         help="print the Markdown results table built from docs/results/*/metrics.json",
-        description="Build the results table (metric with 95 % CI, published anchor, split sizes, training "
-        "time, hardware, weights) from every DIR/<run>/metrics.json, plus any DIR/<name>/comparison.json "
+        description="Build the results table (metric with 95 % CI, seed spread over runs that differ only in "
+        "train.seed, the trivial baseline floor and model minus floor, published anchor, split sizes, training "
+        "time and convergence, hardware, weights) from every DIR/<run>/metrics.json (one level: runs moved "
+        "into a sub-folder such as DIR/archive/ stay out), plus any DIR/<name>/comparison.json "
         "written by `resnet-apps report RUN_A RUN_B`. With --readme, also replace the text between "
         "'<!-- results:start -->' and '<!-- results:end -->' in that file.",
     )

@@ -42,6 +42,7 @@ import torch
 from resnet_apps.data.dataset import RecordDataset
 from resnet_apps.data.loading import Preprocessing, load_arrays
 from resnet_apps.data.masks import MaskDecoder
+from resnet_apps.data.npz import cache_identity
 from resnet_apps.data.records import Record
 from resnet_apps.errors import ResnetAppsError
 from resnet_apps.io.atomic import atomic_write_text
@@ -123,8 +124,9 @@ def shard_key(dataset: RecordDataset) -> str:
     }
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     for record in dataset.records:
-        files = [dataset.root / p for p in (*(record.band_paths or (record.path,)), record.mask_path) if p]
-        digest.update(cache.key(files, {**params, "bands": record.band_names}).encode())
+        first, member = cache_identity(record.path)  # an npz member: its archive plus its name
+        files = [dataset.root / p for p in (*(record.band_paths or (first,)), record.mask_path) if p]
+        digest.update(cache.key(files, {**params, "bands": record.band_names, **member}).encode())
         digest.update(json.dumps([record.label, record.labels]).encode())
     return digest.hexdigest()
 

@@ -30,6 +30,7 @@ from resnet_apps.data.cache import ArrayCache
 from resnet_apps.data.config import as_source_config
 from resnet_apps.data.loading import load_arrays
 from resnet_apps.data.masks import MaskDecoder
+from resnet_apps.data.npz import cache_identity
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.data.records import Record, hash_id
 from resnet_apps.errors import DatasetError, ImageReadError, ResnetAppsError
@@ -138,11 +139,13 @@ class RecordDataset(Dataset):
         record = self.records[index]
         if self.cache is None:
             return self._load(record)
-        files = [self.root / p for p in (*(record.band_paths or (record.path,)), record.mask_path) if p]
+        first, member = cache_identity(record.path)
+        files = [self.root / p for p in (*(record.band_paths or (first,)), record.mask_path) if p]
         params = {
             "prep": self.prep.cache_params(),
             "mask": self.decoder.params() if self.decoder else None,
             "bands": record.band_names,
+            **member,
         }
         try:
             key = self.cache.key(files, params)

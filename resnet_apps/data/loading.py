@@ -48,7 +48,11 @@ def read_pixels(
         (image [C, H, W] native dtype or float32, valid [H, W] bool or None, the DICOM meta or None).
     """
     import resnet_apps.io as rio  # looked up at call time, so tests can count read_dicom calls
+    from resnet_apps.data.npz import npz_image, npz_member
 
+    member = npz_member(record.path)
+    if member is not None:
+        return npz_image(root / member[0], member[1], member[2]), None, None
     path = root / record.path
     if record.band_paths:
         names = list(record.band_names or ())
@@ -81,6 +85,13 @@ def read_band_names(record: Record, root: Path, prep: Preprocessing) -> list[str
 
     if prep.grayscale:
         return ["gray"]
+    from resnet_apps.data.npz import npz_member
+
+    if npz_member(record.path) is not None:
+        c = read_pixels(record, root, prep)[0].shape[0]
+        return (
+            ["gray"] if c == 1 else ["red", "green", "blue"] if c == 3 else [f"band{i + 1}" for i in range(c)]
+        )
     if record.band_paths:
         names = list(record.band_names or ())
         return [names[i] for i in select_bands(prep.bands, names, str(root / record.path))]

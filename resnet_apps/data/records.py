@@ -104,8 +104,12 @@ def build_records(
         records, classes = _csv_records(cfg, root, classes)
     elif cfg.kind == "multilabel_csv":
         records, classes = _multilabel_records(cfg, root, classes)
+    elif cfg.kind == "npz":
+        records, classes = _npz_records(cfg, root, classes)
     else:
         records, classes = _pair_records(cfg, root, classes)
+    if cfg.test_dir:
+        records = _with_test_folder(records, root, cfg.test_dir, classes)
     if not records:
         raise DatasetError(
             f"{root}: no samples found for source kind {cfg.kind!r}; check data.root and data.source"
@@ -419,10 +423,55 @@ def _rel(image_dir: str | None, path: str) -> str:
     return (Path(image_dir) / path).as_posix() if image_dir else path
 
 
+def _npz_records(
+    cfg: SourceConfig, root: Path, classes: Sequence[str] | None
+) -> tuple[list[Record], list[str]]:
+    """One record per image of a MedMNIST-style archive (``data.npz``), split from its key, label = index."""
+    from resnet_apps.data.npz import SEPARATOR, npz_labels
+
+    index = _index_path(cfg, root)
+    labels = npz_labels(index)
+    found = sorted({int(v) for values in labels.values() for v in values})
+    names = list(classes) if classes is not None else [str(v) for v in found]
+    if found and (found[0] < 0 or found[-1] >= len(names)):
+        raise DatasetError(
+            f"{index}: class indices {found} but data.classes names {len(names)} classes; name one class per "
+            "index, in index order (e.g. [normal, pneumonia] for 0, 1)"
+        )
+    rel = index.relative_to(root).as_posix()
+    records = [
+        Record(path=f"{rel}{SEPARATOR}{split}/{i}", label=int(v), split=split)
+        for split, values in labels.items()
+        for i, v in enumerate(values)
+    ]
+    return records, names
+
+
+def _with_test_folder(
+    records: list[Record], root: Path, test_dir: str, classes: Sequence[str]
+) -> list[Record]:
+    """The source's test split replaced by ``root/test_dir/<class>/<image>`` (class folders = ``classes``)."""
+    if any(r.split is None for r in records):
+        raise DatasetError(
+            f"{root}: data.source.test_dir replaces the source's own test split, so every record needs a split "
+            "(an npz archive, or a split_column); set data.source.split_column or drop test_dir"
+        )
+    folder = root / test_dir
+    _check_root(folder)
+    test, _ = _folder_records(folder, list(classes))
+    prefix = Path(test_dir).as_posix()
+    return [r for r in records if r.split != "test"] + [
+        Record(path=f"{prefix}/{r.path}", label=r.label, split="test") for r in test
+    ]
+
+
 def _check_files_exist(root: Path, records: list[Record]) -> None:
+    from resnet_apps.data.npz import npz_member
+
     missing = []
     for record in records:
-        for path in (*(record.band_paths or (record.path,)), record.mask_path):
+        member = npz_member(record.path)
+        for path in (*(record.band_paths or (member[0] if member else record.path,)), record.mask_path):
             if path is not None and not (root / path).is_file():
                 missing.append(path)
     if missing:

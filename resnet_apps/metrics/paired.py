@@ -235,6 +235,11 @@ def _pack(name: str, result: Any, m: int = 0, n_metrics: int = 1) -> dict[str, A
         "diff": num(result.value[d]),
         "ci_low": num(result.ci_low[d]),
         "ci_high": num(result.ci_high[d]),
+        # each run's own interval from the same resamples (what its evaluation would report with this seed)
+        "a_ci_low": num(result.ci_low[m]),
+        "a_ci_high": num(result.ci_high[m]),
+        "b_ci_low": num(result.ci_low[n_metrics + m]),
+        "b_ci_high": num(result.ci_high[n_metrics + m]),
         "n_valid": int(result.n_valid[d]),
         "n_skipped": int(result.n_skipped[d]),
         "direction": "B - A",

@@ -152,6 +152,29 @@ def _check_against_model(resolved: ResolvedWeights, name: str, in_chans: int) ->
         )
 
 
+def cifar_stem(model: nn.Module) -> nn.Module:
+    """Replace a timm ResNet feature extractor's stem in place by the CIFAR one; returns the model.
+
+    conv1 becomes a 3x3 stride-1 convolution (same input and output channels, freshly initialised) and the
+    max-pool an identity, so layer1 sees the input at full resolution: the ResNet-18 (28) of MedMNIST v2
+    (``MedMNIST/experiments``, models.py) and He et al.'s CIFAR networks. The recorded feature reductions
+    are divided by 4 accordingly (layer1 .. layer4: strides 1, 2, 4, 8).
+    """
+    conv = getattr(model, "conv1", None)
+    if not isinstance(conv, nn.Conv2d) or not hasattr(model, "maxpool"):
+        raise ValueError(
+            "model.stem: cifar needs a ResNet with a single conv1 and a max-pool (resnet18, resnet34, "
+            f"resnet50, ...); {getattr(model, 'backbone_name', type(model).__name__)} has a deep stem"
+        )
+    model.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+    feature_info: Any = model.feature_info  # timm's FeatureInfo: a list of dicts in .info
+    for info in feature_info.info:
+        info["reduction"] = max(1, int(info["reduction"]) // 4)
+    return model
+
+
 def create_backbone(
     name: str,
     in_chans: int = 3,

@@ -20,9 +20,10 @@ from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
 from resnet_apps.constants import POOLINGS, TASKS, Pooling, Task
-from resnet_apps.models.backbones import create_backbone
+from resnet_apps.models.backbones import cifar_stem, create_backbone
 
 HEADS = ("linear", "residual_mlp")
+STEMS = ("imagenet", "cifar")
 RESIDUAL_MLP_BLOCKS = 2  # pre-norm residual blocks of the residual_mlp head
 RESIDUAL_MLP_EXPANSION = 0.25  # hidden width / pooled width (2048 -> 512 on resnet50)
 
@@ -216,6 +217,7 @@ def build_model(
     conv1_init: str = "timm",
     rgb_bands: Sequence[int] | None = None,
     head: str = "linear",
+    stem: str = "imagenet",
 ) -> nn.Module:
     """A classification or segmentation model on a ResNet backbone.
 
@@ -232,6 +234,7 @@ def build_model(
         fpn_channels: FPN width (segmentation).
         conv1_init, rgb_bands: see :func:`resnet_apps.models.backbones.create_backbone`.
         head: "linear" or "residual_mlp" (classification; see :class:`ClassificationModel`).
+        stem: "imagenet" (timm's) or "cifar" (3x3 stride-1 conv1, no max-pool: ``backbones.cifar_stem``).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -249,6 +252,10 @@ def build_model(
         module = create_backbone(
             backbone, in_chans=in_chans, weights=weights, conv1_init=conv1_init, rgb_bands=rgb_bands
         )
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
+    if stem == "cifar":
+        cifar_stem(module)
     model: Any  # gets the plain attributes task and model_config
     if task == "classification":
         model = ClassificationModel(
@@ -267,5 +274,6 @@ def build_model(
         "fpn_channels": int(fpn_channels),
         "conv1_init": conv1_init,
         "head": head,
+        "stem": stem,
     }
     return model

@@ -54,6 +54,7 @@ class ModelSpec:
     pooling: Pooling = "avg"
     fpn_channels: int = 256
     head: Head = "linear"
+    stem: str = "imagenet"  # checkpoints from before the option: timm's own stem
 
     def build_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``build_model`` besides task, backbone and weights."""
@@ -65,6 +66,7 @@ class ModelSpec:
             "pooling": self.pooling,
             "fpn_channels": self.fpn_channels,
             "head": self.head,
+            "stem": self.stem,
         }
 
 
@@ -323,6 +325,9 @@ def _model_spec(raw: Mapping[str, Any], bad: Any) -> ModelSpec:
     head = "linear" if head is None else head
     if head not in HEADS:
         raise bad("model.head", f"one of {list(HEADS)}")
+    stem = block.get("stem") or "imagenet"
+    if stem not in ("imagenet", "cifar"):
+        raise bad("model.stem", "imagenet or cifar")
     return ModelSpec(
         backbone=backbone,
         in_chans=ints["in_chans"],
@@ -332,6 +337,7 @@ def _model_spec(raw: Mapping[str, Any], bad: Any) -> ModelSpec:
         pooling=pooling,
         fpn_channels=ints["fpn_channels"],
         head=head,
+        stem=stem,
     )
 
 

@@ -40,9 +40,11 @@ from resnet_apps.recipe.schema import (
     Pooling,
     Precision,
     Recipe,
+    Schedule,
     SourceConfig,
     SourceKind,
     SplitConfig,
+    Stem,
     Task,
     TaskMode,
     TrainConfig,
@@ -54,6 +56,8 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "Head",
+    "Schedule",
+    "Stem",
     "MaskEncoding",
     "ModelConfig",
     "Pooling",
@@ -346,6 +350,14 @@ def _check_choices(recipe: Recipe, origin: str) -> None:
             f"{origin}: model.conv1_init = rgb_bands needs data.rgb_bands naming the red, green and blue "
             f"bands among data.bands (e.g. [B04, B03, B02]); got {rgb}"
         )
+    steps = recipe.train.milestones
+    if not all(0 < m < 1 for m in steps) or list(steps) != sorted(set(steps)):
+        raise RecipeError(
+            f"{origin}: train.milestones = {list(steps)}: increasing fractions of train.epochs in (0, 1), "
+            "e.g. [0.5, 0.75] (MedMNIST: epochs 50 and 75 of 100)"
+        )
+    if not 0 < recipe.train.gamma <= 1:
+        raise RecipeError(f"{origin}: train.gamma = {recipe.train.gamma}: a factor in (0, 1], e.g. 0.1")
     if recipe.data.split.method == "group" and not (
         recipe.data.split.group_pattern or recipe.data.source.group_pattern or recipe.data.source.group_column
     ):

@@ -22,11 +22,13 @@ from resnet_apps.constants import Pooling, Task
 # allowed values are written once. The other string choices are listed in ``_CHOICES`` below. ``Task`` and
 # ``Pooling`` live in constants.py (the models and the checkpoint reader use them too) and are re-exported here.
 Precision = Literal["fp32", "bf16", "fp16"]  # fp16 on CUDA only (bf16 autocast on CPU)
+Stem = Literal["imagenet", "cifar"]  # cifar: 3x3 stride-1 conv1 and no max-pool (small images, e.g. 28 px)
+Schedule = Literal["cosine", "multistep"]
 Head = Literal["linear", "residual_mlp"]  # residual_mlp: pre-norm residual MLP blocks before the classifier
 # What a run predicts, derived from the task, ``model.multilabel`` and the number of classes
 # (``train.setup.task_mode``): binary is 2 classes with one logit; multilabel is K independent sigmoids.
 TaskMode = Literal["binary", "multiclass", "multilabel", "segmentation"]
-SourceKind = Literal["folder", "csv", "multilabel_csv", "pairs"]
+SourceKind = Literal["folder", "csv", "multilabel_csv", "pairs", "npz"]
 MaskEncoding = Literal["index", "rgb", "palette"]
 
 
@@ -41,6 +43,10 @@ class SourceConfig:
         group_index: a second CSV (relative to root) that holds the group column, joined on the image's
             file name, e.g. the COVID lung set's ``metadata.csv`` (``filename`` -> ``patientid``).
         group_index_key: the file-name column of ``group_index``.
+        test_dir: a class-per-folder directory (relative to root) whose images replace the source's test split.
+
+    Kind ``npz``: ``index`` is a MedMNIST-style archive (``<split>_images``, ``<split>_labels``; see
+    ``data.npz``); labels are class indices into ``data.classes``.
     """
 
     kind: SourceKind = "folder"
@@ -63,6 +69,9 @@ class SourceConfig:
     mask_values: dict[int, int] | None = None
     group_index: str | None = None
     group_index_key: str = "filename"
+    # the test split read from root/<test_dir>/<class>/<image> instead of the source's own (e.g. MedMNIST's
+    # npz train/val with the original Kermany test images); every other record needs a split
+    test_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,9 @@ class ModelConfig:
     pooling: Pooling = "avg"
     fpn_channels: int = 256
     head: Head = "linear"
+    # imagenet: timm's 7x7 stride-2 conv1 + max-pool (stride 4); cifar: 3x3 stride-1 conv1, no max-pool
+    # (stride 1: a 28-px image keeps 28 x 28 maps into layer1, as MedMNIST's ResNet-18 (28) does)
+    stem: Stem = "imagenet"
 
 
 @dataclass(frozen=True)
@@ -150,6 +162,10 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # 0: checkpoint only at epoch ends; >0: also every N steps (resume)
     max_steps_per_epoch: int = 0  # 0: whole epoch; >0: cap (smoke runs)
     tensorboard: bool = False
+    # cosine: warm-up then cosine to 0 at the last step; multistep: warm-up then lr x gamma at each milestone
+    schedule: Schedule = "cosine"
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of train.epochs
+    gamma: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -173,6 +189,8 @@ class AnchorConfig:
     source: str = ""
     protocol: str = ""
     note: str = ""
+    # further figures of the same source and protocol, shown beside our matching rows: {accuracy: 0.854}
+    also: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,12 @@ def validate_metrics(doc: Any, source: str = METRICS_FILE) -> dict[str, Any]:
         _check_evaluation(doc["evaluation"], "evaluation", problems)
     if doc.get("validation") is not None:
         _check_evaluation(doc["validation"], "validation", problems)
-    for key in ("anchor", "data_card", "split", "reproducibility"):
+    base = doc.get("baseline")
+    if isinstance(base, dict) and "evaluation" in base:
+        _check_evaluation(base["evaluation"], "baseline.evaluation", problems)
+    elif base is not None and not (isinstance(base, dict) and "error" in base):
+        problems.append("baseline: expected {evaluation, difference, ...}, {error} or null")
+    for key in ("anchor", "data_card", "split", "reproducibility", "convergence"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
             problems.append(f"{key}: expected an object or null")
     anchor = doc.get("anchor") or {}

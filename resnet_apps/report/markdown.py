@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from resnet_apps.report.floor import flags, floor_markdown
 from resnet_apps.report.sections import (
-    anchor_row,
+    anchor_values,
     describe_bootstrap,
     few_units,
     has_anchor,
@@ -33,6 +34,7 @@ def report_markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"# {md_text(run['name'])}: evaluation report",
         "",
+        *[f"**{md_text(line)}**\n" for line in flags(doc)],
         f"Task: {md_text(run['task'])} ({md_text(ev.get('mode'))}); "
         f"split {ev.get('split', 'test')}: {ev.get('n_samples')} samples"
         + (f" from {ev['n_groups']} groups" if ev.get("n_groups") else "")
@@ -46,10 +48,10 @@ def report_markdown(doc: dict[str, Any]) -> str:
         "| Metric | Ours | 95 % CI | Published anchor |",
         "|---|---:|---:|---:|",
     ]
-    target = anchor_row(ev, anchor)
+    published = anchor_values(ev, anchor)
     few = few_units(ev)
     for r in ev["headline"]:
-        ref = _f(anchor.get("value")) if r["name"] == target else "–"
+        ref = _f(published.get(r["name"]))
         warn = f" ⚠ {few}" if few and r.get("ci_low") is not None else ""
         lines.append(
             f"| {md_text(r.get('label', r['name']))} | {_f(r['value'])} | {_f(r['ci_low'])} – "
@@ -61,6 +63,7 @@ def report_markdown(doc: dict[str, Any]) -> str:
             f"Anchor: {md_text(anchor.get('metric'))} = {_f(anchor.get('value'))} ({md_text(anchor.get('source'))}); "
             f"protocol: {md_text(anchor.get('protocol', 'not stated'))}.",
         ]
+    lines += floor_markdown(doc, md_text)
     points = [ev["operating_point"]] if ev.get("operating_point") else ev.get("operating_points") or []
     if points:
         lines += ["", "## Operating point", ""] + [f"- {md_text(p['sentence'])}" for p in points]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resnet_apps.report import results, sections
+from resnet_apps.report import floor, results, sections
 from resnet_apps.report.document import load_metrics, write_text_atomic
-from resnet_apps.report.html import page
+from resnet_apps.report.html import esc, page
 from resnet_apps.report.markdown import report_markdown
 
 
@@ -15,7 +15,13 @@ def report_html(doc: dict[str, Any], run_dir: Path) -> str:
     """The complete self-contained HTML page for a validated metrics document."""
     run, ev = doc["run"], doc["evaluation"]
     parts: list[tuple[str, str, str]] = [
-        ("headline", "Headline results", sections.headline(doc)),
+        (
+            "headline",
+            "Headline results",
+            "".join(f'<p class="bad box">{esc(line)}</p>' for line in floor.flags(doc))
+            + sections.headline(doc),
+        ),
+        ("floor", "Model vs trivial baseline floor", floor.floor_html(doc)),
         ("data-card", "Data card", sections.data_card(doc)),
         ("split", "Split, leakage check and class counts", sections.split(doc)),
         *(

@@ -2,8 +2,10 @@
 
 ``resnet-apps results`` calls :func:`results_markdown`; with ``--readme`` the text between the two markers
 below is replaced by it (:func:`replace_between_markers`). Each ``docs/results/<run>/metrics.json`` is a
-copy of a run directory's file; a ``docs/results/<name>/comparison.json`` (written by
-``resnet-apps report RUN_A RUN_B``) becomes a paired-difference table under the main one.
+copy of a run directory's file (only one level deep: runs moved into a sub-folder, e.g.
+``docs/results/archive/<run>/``, stay out of the table); a ``docs/results/<name>/comparison.json`` (written by
+``resnet-apps report RUN_A RUN_B``) becomes a paired-difference table under the main one. The floor, seed
+spread and convergence columns come from ``results_columns``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from resnet_apps.errors import ReportError
 from resnet_apps.report.document import load_metrics
+from resnet_apps.report.results_columns import add_seed_spreads, converged_of, floor_of, seed_key
 from resnet_apps.report.sections import anchor_row
 
 START_MARKER = "<!-- results:start -->"
@@ -82,6 +85,10 @@ def _metric_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         per_class = _per_class_metric(ev, str(anchor["metric"]).lower())
         if per_class is not None:
             rows.append(per_class)
+    for metric in anchor.get("also") or {}:  # further published figures (MedMNIST: AUC and ACC)
+        also = anchor_row(ev, {"metric": metric})
+        if also is not None and all(r["name"] != also for r in rows):
+            rows.append(by_name[also])
     history = doc.get("history") or []
     selection = history[0].get("metric") if history else None
     if selection is not None:
@@ -162,6 +169,7 @@ def result_row(doc: dict[str, Any], name: str) -> dict[str, Any]:
     seconds, epochs = _train_time(doc)
     device = run.get("device")
     hardware = ", ".join(str(x) for x in (device, run.get("hardware")) if x) or "not recorded"
+    metric_rows = _metric_rows(doc)
     return {
         "run": name,
         "recipe": run.get("recipe") or name,
@@ -173,8 +181,12 @@ def result_row(doc: dict[str, Any], name: str) -> dict[str, Any]:
                 "ci_low": r.get("ci_low"),
                 "ci_high": r.get("ci_high"),
             }
-            for r in _metric_rows(doc)
+            for r in metric_rows
         ],
+        "floor": floor_of(doc, metric_rows[0].get("name") if metric_rows else None),
+        "converged": converged_of(doc),
+        "seed": (doc.get("reproducibility") or {}).get("seed"),
+        "seed_key": seed_key(doc),
         "n_test": doc["evaluation"].get("n_samples"),
         "ci_units": _ci_units(doc["evaluation"]),
         "split": _split_sizes(doc),
@@ -184,6 +196,7 @@ def result_row(doc: dict[str, Any], name: str) -> dict[str, Any]:
         "weights": _weights(doc),
         "anchor_metric": anchor.get("metric"),
         "anchor_value": anchor.get("value"),
+        "anchor_also": dict(anchor.get("also") or {}),
         "anchor_source": anchor.get("source"),
         "anchor_protocol": anchor.get("protocol"),
     }
@@ -197,7 +210,10 @@ def load_rows(results_dir: str | Path) -> list[dict[str, Any]]:
             f"{root}: no such folder; copy each run's metrics.json to {root}/<run name>/metrics.json "
             "(or pass --dir)"
         )
-    return [result_row(load_metrics(path), path.parent.name) for path in sorted(root.glob("*/metrics.json"))]
+    # one level only: runs kept in a sub-folder (e.g. docs/results/archive/<run>/) stay out of the table
+    rows = [result_row(load_metrics(path), path.parent.name) for path in sorted(root.glob("*/metrics.json"))]
+    add_seed_spreads(rows)
+    return rows
 
 
 def load_comparisons(results_dir: str | Path) -> list[dict[str, Any]]:
@@ -222,13 +238,15 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
         "run",
         "weights",
         "test metric (95 % CI)",
+        "seed spread",
+        "trivial floor (95 % CI); model − floor (paired 95 % CI)",
         "published anchor",
         "images train / val / test",
         "CI resamples",
         "training time (epochs)",
         "hardware",
     ]
-    lines = ["| " + " | ".join(headers) + " |", "|---|---|---|---:|---:|---:|---:|---|"]
+    lines = ["| " + " | ".join(headers) + " |", "|---|---|---|---|---|---:|---:|---:|---:|---|"]
     # runs that share a recipe share its anchor: one numbered note per distinct (source, protocol)
     note_of: dict[tuple[str, str], int] = {}
     runs_of: dict[int, list[str]] = {}
@@ -246,15 +264,19 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
         if row["anchor_value"] is None:
             anchor = f"none published [{number}]"
         else:
-            anchor = f"{row['anchor_metric']} {_num(row['anchor_value'])} [{number}]"
+            also = "".join(f", {k} {_num(v)}" for k, v in (row.get("anchor_also") or {}).items())
+            anchor = f"{row['anchor_metric']} {_num(row['anchor_value'])}{also} [{number}]"
+        converged = {False: ", not converged", True: "", None: ""}[row.get("converged")]
         cells = [
             f"`{row['run']}`",
             row["weights"],
             metric,
+            _seeds_cell(row.get("seeds")),
+            _floor_cell(row.get("floor")),
             anchor,
             row["split"],
             row["ci_units"],
-            f"{_duration(row['train_seconds'])} ({row['epochs']})",
+            f"{_duration(row['train_seconds'])} ({row['epochs']}{converged})",
             row["hardware"],
         ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
@@ -263,6 +285,28 @@ def rows_markdown(rows: list[dict[str, Any]]) -> str:
         for (source, protocol), number in note_of.items()
     ]
     return "\n".join(lines + [""] + notes).rstrip() + "\n"
+
+
+def _seeds_cell(spread: dict[str, Any] | None) -> str:
+    """'0.912 ± 0.010 sd, 0.900–0.921, 3 seeds'; '1 seed' when the run has no siblings."""
+    if spread is None:
+        return "1 seed"
+    return (
+        f"{_num(spread['mean'])} ± {_num(spread['sd'])} sd, {_ci(spread['min'], spread['max'])}, "
+        f"{spread['n']} seeds"
+    )
+
+
+def _floor_cell(floor: dict[str, Any] | None) -> str:
+    """'0.865 (0.842–0.885); +0.05 (0.02–0.08)', with 'NOT above the floor' when the difference's CI is not."""
+    if floor is None:
+        return "not recorded"
+    text = f"{_num(floor['value'])} ({_ci(floor['ci_low'], floor['ci_high'])})"
+    if floor.get("diff") is not None:
+        text += f"; {floor['diff']:+.3f} ({_ci(floor['diff_ci_low'], floor['diff_ci_high'])})"
+    if floor.get("beats") is False:
+        text += " **NOT above the floor**"
+    return text
 
 
 # the comparison table keeps the headline metrics a reader decides on; the rest stay in comparison.md

@@ -86,6 +86,17 @@ def _ci_cell(row: dict[str, Any], few: str | None = None) -> str:
     return "–"
 
 
+def anchor_values(ev: dict[str, Any], anchor: dict[str, Any]) -> dict[str, float]:
+    """Headline ``name`` -> published value: the anchor's metric and each of ``anchor.also`` (same source)."""
+    out: dict[str, float] = {}
+    pairs = [(anchor.get("metric"), anchor.get("value")), *((anchor.get("also") or {}).items())]
+    for metric, value in pairs:
+        name = anchor_row(ev, {"metric": metric}) if metric else None
+        if name is not None and value is not None and name not in out:
+            out[name] = value
+    return out
+
+
 def has_anchor(anchor: dict[str, Any]) -> bool:
     """A recipe's anchor block counts only with a value (an empty block has metric/value/source None)."""
     return anchor.get("value") is not None
@@ -139,8 +150,9 @@ def headline(doc: dict[str, Any]) -> str:
     ) + "".join(f'<p class="note">{esc(note)}</p>' for note in ev.get("notes") or [])
     rows = []
     few = few_units(ev)
+    published = anchor_values(ev, anchor)
     for r in ev["headline"]:
-        anchor_cell = fmt(anchor["value"]) if r["name"] == target and anchor.get("value") is not None else "–"
+        anchor_cell = fmt(published[r["name"]]) if r["name"] in published else "–"
         lower = r["name"] in LOWER_IS_BETTER and "lower" not in r.get("label", "")
         row = [
             esc(r.get("label", r["name"])) + (" (lower is better)" if lower else ""),

@@ -177,13 +177,17 @@ def _evaluate_block(
 
 def headline_value(block: dict[str, Any], metric: str, mode: TaskMode) -> float:
     """The recipe's domain metric from an evaluation block (NaN when undefined, e.g. one class present)."""
-    name = _HEADLINE[metric]
-    if mode == "multilabel" and name == "auroc":
-        name = "macro_auroc"
+    name = headline_name(metric, mode)
     for row in block.get("headline", []):
         if row["name"] == name:
             return float("nan") if row["value"] is None else float(row["value"])
     raise KeyError(f"eval.metric {metric!r} is not reported for {mode} tasks")
+
+
+def headline_name(metric: str, mode: TaskMode) -> str:
+    """The headline row name of the recipe's ``eval.metric`` (``auroc`` of a multi-label run: ``macro_auroc``)."""
+    name = _HEADLINE.get(metric, metric)
+    return "macro_auroc" if mode == "multilabel" and name == "auroc" else name
 
 
 def operating_threshold(out: dict[str, Any], mode: TaskMode, method: str) -> Any:

@@ -108,7 +108,9 @@ def evaluate_run(
         name = f"data-{Path(data).name}"
     else:
         split_data = split_records(recipe)
-        saved = json.loads((run_dir / "split.json").read_text())["records"].get(split, [])
+        saved_all = json.loads((run_dir / "split.json").read_text())["records"]
+        _restore_fit_splits(split_data, saved_all, split)
+        saved = saved_all.get(split, [])
         current = [r.path for r in getattr(split_data, split)]
         wanted = [r["path"] for r in saved]
         by_path = {r.path: r for part in (split_data.train, split_data.val, split_data.test) for r in part}
@@ -179,7 +181,19 @@ def evaluate_run(
             seed=recipe.data.split.seed,
         ),
     }
-    metrics = metrics_json(run, block, None, [], [], threshold)
+    baseline = None
+    if data is None and indexed is None:
+        from resnet_apps.train.baseline import baseline_block
+
+        splits = {"train": split_data.train, "val": split_data.val, name: records}
+        baseline = baseline_block(
+            recipe, splits, split_data.classes, norm, mode, name, outputs, threshold, log
+        )
+    else:
+        baseline = {
+            "error": "not computed for new data (the floor is fitted and scored on the run's own split)"
+        }
+    metrics = metrics_json(run, block, None, [], [], threshold, baseline=baseline)
     metrics["run"]["evaluated_run"] = run_dir.name
     save_metrics(run.run_dir, metrics)
     rows = block.get("headline", [])[:3]
@@ -188,3 +202,13 @@ def evaluate_run(
         log(f"note: {note}")
     render(run.run_dir, log)
     return run.run_dir
+
+
+def _restore_fit_splits(split_data: SplitData, saved: dict[str, Any], evaluated: str) -> None:
+    """The run's own train / val records from split.json (what the baseline floor is fitted on) when every
+    saved path is still indexed; the evaluated split itself is handled (and logged) by the caller."""
+    by_path = {r.path: r for part in (split_data.train, split_data.val, split_data.test) for r in part}
+    for name in ("train", "val"):
+        wanted = [r["path"] for r in saved.get(name, [])]
+        if name != evaluated and wanted and all(path in by_path for path in wanted):
+            setattr(split_data, name, [by_path[path] for path in wanted])

@@ -84,7 +84,17 @@ def finish(run: Run, net: nn.Module, log: Any = print) -> dict[str, Any] | None:
     gallery, overlays = _gallery(run, preds.get(test_name), threshold, log)
     if run.skipped:
         write_skipped(run.skipped, run.run_dir / "skipped.csv")  # formula-safe cells (io.tables)
-    metrics = metrics_json(run, evals.get(test_name), evals.get("val"), gallery, overlays, threshold)
+    baseline = None
+    if test_name in preds:
+        from resnet_apps.train.baseline import baseline_block
+
+        splits = {"train": split.train, "val": split.val, test_name: getattr(split, test_name)}
+        baseline = baseline_block(
+            recipe, splits, split.classes, run.norm, mode, test_name, preds[test_name][1], threshold, log
+        )
+    metrics = metrics_json(
+        run, evals.get(test_name), evals.get("val"), gallery, overlays, threshold, baseline=baseline
+    )
     save_metrics(run.run_dir, metrics)
     _summary(run, evals[test_name], test_name, log)
     if recipe.eval.report:
@@ -99,8 +109,15 @@ def metrics_json(
     gallery: list[dict[str, Any]],
     overlays: list[dict[str, Any]],
     threshold: Any,
+    baseline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """metrics.json of ARCHITECTURE.md section 6 (plain data only; no patient identifiers)."""
+    """metrics.json of ARCHITECTURE.md section 6 (plain data only; no patient identifiers).
+
+    ``baseline``: the trivial floor scored on the same split (``train.baseline.baseline_block``);
+    ``convergence`` is derived from the history (``metrics.convergence``).
+    """
+    from resnet_apps.metrics.convergence import convergence
+
     recipe = run.recipe
     card = None
     if recipe.data.card:
@@ -134,6 +151,8 @@ def metrics_json(
         "data_card": card,
         "split": {k: v for k, v in run.split.info.items()},
         "history": run.loop.history,
+        "convergence": convergence(run.loop.history),
+        "baseline": baseline,
         "evaluation": evaluation,
         "validation": validation,
         "operating_threshold": threshold,

@@ -70,6 +70,7 @@ from resnet_apps.train.setup import (
     build_optimizer,
     build_recipe_model,
     lr_factor,
+    milestone_steps,
     set_backbone_frozen,
     set_lr,
     task_mode,
@@ -194,7 +195,10 @@ def _train(
     if recipe.train.max_steps_per_epoch:
         per_epoch = min(per_epoch, recipe.train.max_steps_per_epoch)
     schedule = Schedule(
-        per_epoch, per_epoch * recipe.train.epochs, int(round(recipe.train.warmup_epochs * per_epoch))
+        per_epoch,
+        per_epoch * recipe.train.epochs,
+        int(round(recipe.train.warmup_epochs * per_epoch)),
+        milestone_steps(recipe.train, per_epoch),
     )
     writer = _tensorboard(run) if is_main() else None
 
@@ -276,6 +280,7 @@ class Schedule:
     per_epoch: int  # optimiser steps per epoch (per rank)
     total: int  # per_epoch * epochs: where the cosine reaches 0
     warmup: int  # linear warm-up steps
+    milestones: list[int] | None = None  # train.schedule multistep: global steps where lr *= train.gamma
 
 
 def train_one_epoch(
@@ -316,7 +321,16 @@ def train_one_epoch(
         if step >= per_epoch:
             break
         torch.manual_seed(_step_seed(t.seed, epoch, step))
-        lr = set_lr(optimizer, lr_factor((epoch - 1) * per_epoch + step, schedule.total, schedule.warmup))
+        lr = set_lr(
+            optimizer,
+            lr_factor(
+                (epoch - 1) * per_epoch + step,
+                schedule.total,
+                schedule.warmup,
+                schedule.milestones,
+                run.recipe.train.gamma,
+            ),
+        )
         if frozen:
             for group in optimizer.param_groups:
                 group["lr"] = 0.0 if group["backbone"] else group["lr"]

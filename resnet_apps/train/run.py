@@ -165,7 +165,7 @@ def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: An
         "format_version": 1,
         "task": r.task,
         "model": {
-            k: info[k]
+            k: info.get(k, "imagenet" if k == "stem" else None)
             for k in (
                 "backbone",
                 "in_chans",
@@ -175,6 +175,7 @@ def checkpoint_meta(run: Run, epoch: int, metrics: dict[str, Any], threshold: An
                 "fpn_channels",
                 "pooling",
                 "head",
+                "stem",
             )
         },
         "classes": run.split.classes,

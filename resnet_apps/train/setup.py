@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.errors import BandError, RecipeError, WeightsUnavailableError
 from resnet_apps.io.bands import select_bands
 from resnet_apps.models.heads import build_model
-from resnet_apps.recipe import Head, Pooling, Precision, Recipe, Task, TaskMode
+from resnet_apps.recipe import Head, Pooling, Precision, Recipe, Task, TaskMode, TrainConfig
 
 
 def task_mode(recipe: Recipe, num_classes: int) -> TaskMode:
@@ -40,6 +40,7 @@ class ModelArgs:
     conv1_init: str  # "timm" | "rgb_bands"
     rgb_bands: list[int] | None  # indices of red, green, blue among the bands (conv1_init rgb_bands)
     head: Head = "linear"  # classification head: linear, or residual MLP blocks before it
+    stem: str = "imagenet"  # imagenet | cifar (3x3 stride-1 conv1, no max-pool)
 
     def build(self, task: Task, weights: str) -> nn.Module:
         return build_model(
@@ -55,6 +56,7 @@ class ModelArgs:
             conv1_init=self.conv1_init,
             rgb_bands=self.rgb_bands,
             head=self.head,
+            stem=self.stem,
         )
 
 
@@ -109,6 +111,7 @@ def build_recipe_model(
         conv1_init=m.conv1_init,
         rgb_bands=rgb,
         head=m.head,
+        stem=m.stem,
     )
     note = ""
     try:
@@ -132,6 +135,7 @@ def build_recipe_model(
         "fpn_channels": m.fpn_channels,
         "pooling": m.pooling,
         "head": m.head,
+        "stem": m.stem,
         "weights_source": str(getattr(backbone, "weights_source", m.weights if not note else "none")),
         "imagenet_weights_used": bool(getattr(backbone, "imagenet_weights_used", False)),
         "weights_note": note,
@@ -203,16 +207,35 @@ def build_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(param_groups, lr=t.lr)
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
-    """Linear warm-up from 1/warmup to 1, then cosine decay to 0 at ``total_steps``.
+def lr_factor(
+    step: int,
+    total_steps: int,
+    warmup_steps: int,
+    milestones: Sequence[int] | None = None,
+    gamma: float = 0.1,
+) -> float:
+    """Linear warm-up from 1/warmup to 1, then cosine decay to 0 at ``total_steps``, or, with ``milestones``
+    (global steps), a step decay: ``gamma ** (number of milestones <= step)`` (torch's MultiStepLR).
 
     E.g. warmup 10, total 110: step 0 -> 0.1, step 9 -> 1.0, step 60 -> 0.5, step 109 -> ~0.0002.
+    Multistep, 100 epochs of 10 steps, milestones at epochs 50 and 75 (steps 500, 750), no warm-up:
+    step 499 -> 1.0, step 500 -> 0.1, step 749 -> 0.1, step 750 -> 0.01.
     """
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
+    if milestones is not None:
+        return float(gamma ** sum(1 for m in milestones if step >= m))
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps + 1) / span)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def milestone_steps(train_cfg: TrainConfig, per_epoch: int) -> list[int] | None:
+    """Global steps of ``train.milestones`` (fractions of the epochs, rounded to whole epochs) for the
+    multistep schedule; None for cosine. 100 epochs, [0.5, 0.75]: the first steps of epochs 51 and 76."""
+    if train_cfg.schedule != "multistep":
+        return None
+    return [int(round(m * train_cfg.epochs)) * per_epoch for m in train_cfg.milestones]
 
 
 def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:

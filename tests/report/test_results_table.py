@@ -157,7 +157,10 @@ def test_markdown_table(results_dir: Path) -> None:
     text = results_markdown(results_dir)
     lines = text.splitlines()
     header = lines[0]
-    assert header.startswith("| run | weights | test metric (95 % CI) | published anchor |")
+    assert header.startswith(
+        "| run | weights | test metric (95 % CI) | seed spread | "
+        "trivial floor (95 % CI); model − floor (paired 95 % CI) | published anchor |"
+    )
     cloud_line = next(line for line in lines if line.startswith("| `cloud`"))
     ms_line = next(line for line in lines if line.startswith("| `eurosat_ms`"))
     assert "IoU of class 'cloud' **0.300** (0.100–0.450)<br>Mean IoU **0.500** (0.250–0.750)" in cloud_line
@@ -197,3 +200,84 @@ def test_missing_markers_and_empty_dir(tmp_path: Path) -> None:
         results_markdown(tmp_path / "empty")
     with pytest.raises(ReportError, match="no such folder"):
         load_rows(tmp_path / "absent")
+
+
+def _with_seed_and_floor(seed: int, accuracy: float, overrides: list[str]) -> dict[str, Any]:
+    """The classification doc as seed ``seed`` of one recipe, with a floor of 0.865 (0.842-0.885)."""
+    doc = _classification_doc()
+    doc["run"]["overrides"] = overrides
+    doc["reproducibility"]["seed"] = seed
+    doc["evaluation"]["headline"][0]["value"] = accuracy
+    doc["history"] = [
+        {"epoch": e, "seconds": 10.0, "metric": "accuracy", "val_metric": 0.5 + 0.1 * e} for e in range(1, 5)
+    ]
+    doc["baseline"] = {
+        "evaluation": {
+            **doc["evaluation"],
+            "headline": [{"name": "accuracy", "value": 0.865, "ci_low": 0.842, "ci_high": 0.885}],
+        },
+        "difference": [
+            {
+                "metric": "accuracy",
+                "a": 0.865,
+                "b": accuracy,
+                "diff": accuracy - 0.865,
+                "ci_low": -0.1,
+                "ci_high": 0.02,
+            }
+        ],
+        "metric": "accuracy",
+        "beats_floor": False,
+    }
+    return doc
+
+
+def test_floor_seed_spread_and_convergence_columns(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    runs = {
+        "s0": _with_seed_and_floor(0, 0.80, ["train.epochs=30"]),
+        "s1": _with_seed_and_floor(1, 0.84, ["train.seed=1", "train.epochs=30"]),
+        "s2": _with_seed_and_floor(2, 0.90, ["train.epochs=30", "train.seed=2"]),
+        "other": _with_seed_and_floor(0, 0.70, ["train.epochs=5"]),  # other overrides: not a seed sibling
+        "archive/old": _with_seed_and_floor(3, 0.10, ["train.epochs=30"]),  # a sub-folder: kept out
+    }
+    for name, doc in runs.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "metrics.json").write_text(json.dumps(doc), encoding="utf-8")
+    rows = {r["run"]: r for r in load_rows(root)}
+    assert sorted(rows) == ["other", "s0", "s1", "s2"]
+    spread = rows["s1"]["seeds"]
+    # 0.80, 0.84, 0.90: mean 0.8467, sample sd 0.0503
+    assert spread["n"] == 3 and spread["mean"] == pytest.approx(0.846667, abs=1e-6)
+    assert spread["sd"] == pytest.approx(0.050332, abs=1e-6) and (spread["min"], spread["max"]) == (
+        0.80,
+        0.90,
+    )
+    assert rows["other"]["seeds"] is None
+    floor = rows["s0"]["floor"]
+    assert (floor["value"], floor["ci_low"], floor["ci_high"], floor["beats"]) == (0.865, 0.842, 0.885, False)
+    assert floor["diff"] == pytest.approx(-0.065)
+    assert rows["s0"]["converged"] is False  # 0.6 .. 0.9 over 4 epochs: still rising
+    text = results_markdown(root)
+    s0 = next(line for line in text.splitlines() if line.startswith("| `s0`"))
+    assert "| 0.847 ± 0.050 sd, 0.800–0.900, 3 seeds |" in s0
+    assert "| 0.865 (0.842–0.885); -0.065 (-0.100 to 0.020) **NOT above the floor** |" in s0
+    assert "| 40 s (4, not converged) |" in s0
+    assert "| 1 seed | 0.865" in next(line for line in text.splitlines() if line.startswith("| `other`"))
+
+
+def test_further_published_figures_of_one_anchor(tmp_path: Path) -> None:
+    from resnet_apps.report.markdown import report_markdown
+    from resnet_apps.report.sections import anchor_values
+
+    doc = _classification_doc()
+    doc["anchor"]["also"] = {"kappa": 0.5, "auroc": 0.9}  # no AUROC row in this evaluation: left out
+    assert anchor_values(doc["evaluation"], doc["anchor"]) == {"accuracy": 0.991, "kappa": 0.5}
+    (tmp_path / "r" / "ms").mkdir(parents=True)
+    (tmp_path / "r" / "ms" / "metrics.json").write_text(json.dumps(doc), encoding="utf-8")
+    row = load_rows(tmp_path / "r")[0]
+    assert [m["label"] for m in row["metrics"]] == ["Overall accuracy", "Cohen's kappa"]
+    assert "| accuracy 0.991, kappa 0.500, auroc 0.900 [1] |" in results_markdown(tmp_path / "r")
+    text = report_markdown({**doc, "validation": None})
+    assert "| Cohen's kappa | 0.390 | 0.270 – 0.510 | 0.500 |" in text
+    assert "| Overall accuracy | 0.457 | 0.343 – 0.571 | 0.991 |" in text

@@ -81,6 +81,41 @@ def test_evaluate_command_gives_the_same_test_numbers(tiny_run: Path) -> None:
     assert again["headline"][0]["value"] == pytest.approx(first["headline"][0]["value"])
 
 
+def test_metrics_hold_the_baseline_floor_and_convergence_and_the_report_flags_them(tiny_run: Path) -> None:
+    from resnet_apps.train.evaluate_run import evaluate_run
+
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    base = metrics["baseline"]
+    # class k is 2500 (about 17 sd) brighter in band k: per-band means separate the classes, the floor is exact
+    floor = {r["name"]: r for r in base["evaluation"]["headline"]}
+    assert floor["accuracy"]["value"] == pytest.approx(1.0)
+    # its interval comes from the paired resamples: 50 of them (eval.bootstrap), all exact: [1, 1]
+    assert (floor["accuracy"]["ci_low"], floor["accuracy"]["ci_high"]) == (1.0, 1.0)
+    assert base["evaluation"]["bootstrap"]["n_boot"] == 50
+    assert base["evaluation"]["split"] == "test" and base["evaluation"]["n_samples"] == 6
+    assert base["metric"] == "accuracy" and base["c"] in (0.01, 0.1, 1.0, 10.0)
+    diff = next(r for r in base["difference"] if r["metric"] == "accuracy")
+    model = {r["name"]: r for r in metrics["evaluation"]["headline"]}["accuracy"]["value"]
+    assert diff["a"] == pytest.approx(1.0) and diff["b"] == pytest.approx(model)
+    assert diff["diff"] == pytest.approx(model - 1.0) and diff["direction"] == "model - floor"
+    assert base["beats_floor"] is False  # a 2-epoch model cannot lie above a perfect floor
+    conv = metrics["convergence"]
+    assert conv["epochs_run"] == 2 and conv["window"] == 3 and conv["converged"] is False
+    report = (tiny_run / "report.md").read_text()
+    assert (
+        "The model does NOT beat a trivial baseline" in report and "Not converged: only 2 epoch(s)" in report
+    )
+    assert "## Model vs trivial floor" in report
+    assert "Model vs trivial baseline floor" in (tiny_run / "report.html").read_text()
+    # re-evaluating the run directory computes the same floor on the same split
+    out = evaluate_run(tiny_run, split="test")
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["baseline"]["evaluation"]["headline"][0]["value"] == pytest.approx(
+        base["evaluation"]["headline"][0]["value"]
+    )
+    assert again["convergence"]["best_epoch"] == conv["best_epoch"]
+
+
 def test_an_existing_run_directory_is_never_overwritten(tiny_run: Path) -> None:
     from resnet_apps.train.loop import train
 

@@ -82,6 +82,16 @@ def test_segmentation_pairs_with_value_map_and_odd_sizes(tmp_path: Path) -> None
     # the checkpoint says whether whole images were resized (predict on DICOM resizes to it, else image_size)
     meta = json.loads((tmp_path / "run" / "checkpoints" / "best.json").read_text())
     assert meta["preprocessing"]["resize"] is None and meta["preprocessing"]["image_size"] == 32
+    # the floor: per-pixel band values; cloud pixels are 150 brighter, so it finds the squares almost exactly
+    base = metrics["baseline"]
+    floor = {r["name"]: r["value"] for r in base["evaluation"]["headline"]}
+    assert base["evaluation"]["n_pixels"] == ev["n_pixels"] and floor["miou"] > 0.9
+    assert base["metric"] == "miou" and [r["metric"] for r in base["difference"]] == [
+        "miou",
+        "mean_dice",
+        "pixel_accuracy",
+    ]
+    assert base["difference"][0]["a"] == pytest.approx(floor["miou"])
 
 
 def test_multilabel_nih_layout_with_patient_groups(tmp_path: Path) -> None:
@@ -135,6 +145,10 @@ def test_multilabel_nih_layout_with_patient_groups(tmp_path: Path) -> None:
     # 16 films, patterns of 4: each label positive in half of them, spread over the splits
     assert sum(c.get("Effusion", 0) for c in counts.values()) == 8
     assert metrics["normalisation"]["bands"] == ["gray"]
+    # the floor on noise images: one model per label, scored on the same 4 films
+    base = metrics["baseline"]
+    assert base["evaluation"]["mode"] == "multilabel" and base["evaluation"]["n_samples"] == 4
+    assert base["metric"] == "macro_auroc" and base["difference"][0]["metric"] == "macro_auroc"
 
 
 @pytest.mark.parametrize("precision", ["bf16"])
