@@ -79,7 +79,7 @@ class Shard:
     def __len__(self) -> int:
         return int(self.image.shape[0])
 
-    def gather(self, indices: Sequence[int], pin: bool = False) -> dict[str, torch.Tensor]:
+    def gather(self, indices: Sequence[int] | np.ndarray, pin: bool = False) -> dict[str, torch.Tensor]:
         """One batch in the stored dtypes: one fancy-index gather per array.
 
         Returns:

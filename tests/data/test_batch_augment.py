@@ -120,3 +120,48 @@ def test_affine_grid_by_broadcasting_equals_torch() -> None:
     theta = torch.tensor([[[0.9, -0.2, 0.05], [0.2, 0.9, -0.03]], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
     want = torch.nn.functional.affine_grid(theta, [2, 1, 12, 10], align_corners=False)
     torch.testing.assert_close(affine_sampling_grid(theta, 12, 10), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [1, 7, 64, 223, 224])
+def test_inside_range_equals_the_nearest_pixel_rule(n: int, dtype: torch.dtype) -> None:
+    """Two comparisons give exactly grid_sample's nearest-pixel "inside" rule, also one ulp either side."""
+    from resnet_apps.data.batch_augment import inside_range
+
+    lo, hi = inside_range(n, dtype)
+    edges = torch.tensor([lo, hi, -1.0, 1.0, 1 - 1 / n, -1 + 1 / n], dtype=dtype)
+    near = torch.cat([edges, torch.nextafter(edges, edges + 1), torch.nextafter(edges, edges - 1)])
+    g = torch.cat([near, torch.linspace(-1.2, 1.2, 4001, dtype=dtype)])
+    index = torch.round(((g + 1) * n - 1) / 2)
+    assert torch.equal((g >= lo) & (g <= hi), (index >= 0) & (index <= n - 1))
+
+
+def test_affine_validity_equals_the_arithmetic_and_still_samples_stay_bitwise() -> None:
+    from resnet_apps.data.batch_augment import affine_sampling_grid
+
+    augment = batch_augment("chest_xray")
+    assert augment is not None
+    image = torch.rand(24, 1, 30, 26, generator=torch.Generator().manual_seed(0))
+    out_image, out_valid, _ = augment(image.clone(), torch.ones(24, 30, 26, dtype=torch.bool), None, 4)
+    # redo the affine's draws: the same generator sequence as BatchAugment.__call__ (no crop, no flips)
+    gen = torch.Generator().manual_seed(4)
+    augment.draw(24, gen, False)
+    on = torch.rand(24, generator=gen) < 0.7
+    angle = (torch.rand(24, generator=gen) * 20 - 10) * np.pi / 180
+    shift = torch.rand(24, 2, generator=gen) * 0.1 - 0.05
+    zoom = torch.rand(24, generator=gen) * 0.2 + 0.9
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin, -shift[:, 0] * 2], 1), torch.stack([sin, cos, -shift[:, 1] * 2], 1)], 1
+    )
+    grid = affine_sampling_grid(theta[on], 30, 26)
+    col = torch.round(((grid[..., 0] + 1) * 26 - 1) / 2)
+    row = torch.round(((grid[..., 1] + 1) * 30 - 1) / 2)
+    assert torch.equal(out_valid[on], (col >= 0) & (col <= 25) & (row >= 0) & (row <= 29))
+    assert torch.equal(out_valid[~on], torch.ones_like(out_valid[~on]))
+    # samples that do not move only get the brightness change: their pixels stay proportional
+    still = torch.nonzero(~on)[:, 0]
+    assert len(still) > 0
+    for i in still.tolist():
+        ratio = (out_image[i] - out_image[i].mean()) / (image[i] - image[i].mean())
+        torch.testing.assert_close(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-3, atol=1e-3)

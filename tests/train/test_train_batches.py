@@ -124,3 +124,41 @@ def test_torch_conversion_path_equals_the_numpy_one(tmp_path: Path, dtype: str) 
     assert float(a["image"][a["index"].tolist().index(2)].abs().sum()) > 0
     row = a["index"].tolist().index(2)
     assert torch.all(a["image"][row][:, ~a["valid"][row]] == 0)  # invalid pixels are 0 after normalising
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint8", "float16"])
+def test_cpu_batch_is_bitwise_the_single_pass_formula(dtype: str) -> None:
+    """Rotate in the stored dtype, cast, multiply, add: bit-for-bit float32(raw) * mul + add per row."""
+    from resnet_apps.data.array_cache import Shard
+    from resnet_apps.data.batch_augment import batch_augment, dihedral_np
+
+    rng = np.random.default_rng(1)
+    raw = rng.integers(0, 250 if dtype == "uint8" else 30000, (9, 3, 8, 8)).astype(dtype)
+    scale = 1.0 if dtype == "float16" else 1e-4
+    mean = raw.astype(np.float32).reshape(9, -1).mean(1).astype(np.float64) * scale
+    shard = Shard(raw, np.ones((9, 8, 8), bool), None, np.arange(9), mean, scale, "k")
+    augment = batch_augment("nadir")
+    assert augment is not None
+    source = BatchSource(shard, augment, (0.1, 0.2, 0.3), (2.0, 3.0, 4.0), torch.device("cpu"))
+    indices = [4, 8, 0, 2, 6, 1, 3, 7, 5]
+    batch = source.batch(indices, seed=77)
+    draws = augment.draw(9, torch.Generator().manual_seed(77), True)
+    order = np.argsort(draws.codes.numpy(), kind="stable")
+    assert batch["index"].tolist() == [indices[i] for i in order]
+    m, s = np.array([0.1, 0.2, 0.3]), np.array([2.0, 3.0, 4.0])
+    for row, i in enumerate(order):
+        alpha, beta = float(draws.alpha[i]), float(draws.beta[i])
+        mul = (alpha * scale / s).astype(np.float32)[:, None, None]
+        add = ((beta * mean[indices[i]] - m) / s).astype(np.float32)[:, None, None]
+        turned = dihedral_np(raw[indices[i]], int(draws.codes[i])).astype(np.float32)
+        assert np.array_equal(batch["image"][row].numpy(), turned * mul + add)
+    assert batch["valid"].all()
+
+
+def test_one_thread_restores_the_thread_count() -> None:
+    from resnet_apps.train.batches import one_thread
+
+    before = torch.get_num_threads()
+    with one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
