@@ -160,6 +160,8 @@ def evaluate_run(
         model,
         info,
         loop=LoopState(history=history, best_epoch=meta.epoch or 0),
+        # the --set values the run was trained with (seed included): a re-evaluation is still that run
+        overrides=_run_overrides(run_dir),
     )
     run.run_dir.mkdir(parents=True, exist_ok=False)
     k = len(split_data.classes)
@@ -212,3 +214,9 @@ def _restore_fit_splits(split_data: SplitData, saved: dict[str, Any], evaluated:
         wanted = [r["path"] for r in saved.get(name, [])]
         if name != evaluated and wanted and all(path in by_path for path in wanted):
             setattr(split_data, name, [by_path[path] for path in wanted])
+
+
+def _run_overrides(run_dir: Path) -> list[str]:
+    """The ``--set`` values saved with the run (``overrides.json``), [] for runs without the file."""
+    path = run_dir / "overrides.json"
+    return [str(o) for o in json.loads(path.read_text())] if path.is_file() else []

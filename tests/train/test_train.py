@@ -214,6 +214,21 @@ def test_evaluate_on_new_data_uses_every_image_and_the_checkpoint_threshold(tiny
     assert metrics["run"]["evaluated_run"] == tiny_run.name
 
 
+def test_a_re_evaluation_keeps_the_runs_training_overrides(tiny_run: Path, tmp_path: Path) -> None:
+    """The results table groups seeds by the overrides a run was trained with: evaluate must carry them."""
+    import shutil
+
+    from resnet_apps.recipe import load_recipe
+    from resnet_apps.train.evaluate_run import evaluate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "overrides.json").write_text(json.dumps(["train.epochs=2", "train.seed=3"]))
+    out = evaluate_run(run, data=Path(load_recipe(run / "recipe.yaml").data.root))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"]["overrides"] == ["train.epochs=2", "train.seed=3"]
+
+
 def test_evaluate_uses_the_runs_own_split_when_the_hash_key_changed(
     tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
