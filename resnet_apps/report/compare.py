@@ -137,7 +137,8 @@ def compare_runs(
     seed = int(seed if seed is not None else boot.get("seed") or 0)
     diffs, note = paired_rows(ev_a, ev_b, n_boot, seed)
     by_name = {d["metric"]: d for d in diffs}
-    name_a, name_b = doc_a["run"]["name"], doc_b["run"]["name"]
+    # a re-evaluation (``resnet-apps evaluate RUN``) is named after the run it scored, not its output folder
+    name_a, name_b = (doc["run"].get("evaluated_run") or doc["run"]["name"] for doc in (doc_a, doc_b))
     rows = []
     head_b = {r["name"]: r for r in ev_b["headline"]}
     for ra in ev_a["headline"]:
