@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import Any, cast
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,15 +36,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating measurements, best of each kept")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+
+
+class _GpuBusy:
+    """NVML's GPU utilisation sampled every 50 ms in a thread while a measurement runs (CUDA only).
+
+    NVML's figure is the share of each sample period in which at least one kernel ran, so its mean over the
+    timed steps is how busy the loop kept the GPU. ``None`` where NVML is missing (no ``pynvml``) or on CPU.
+    """
+
+    def __init__(self, device: Any) -> None:
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._device = device
+
+    def __enter__(self) -> _GpuBusy:
+        import threading
+
+        import torch
+
+        if self._device.type != "cuda":
+            return self
+        try:
+            torch.cuda.utilization(self._device)
+        except Exception:  # no pynvml / NVML: report nothing rather than a guess
+            return self
+
+        def sample() -> None:
+            while not self._stop.wait(0.05):
+                self.samples.append(float(torch.cuda.utilization(self._device)))
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
 
 
 def run(args: argparse.Namespace) -> int:
     import itertools
+    import json
+    import os
 
     import timm
     import torch
     from torch.utils.data import DataLoader
 
+    from resnet_apps.io.atomic import atomic_write_text
     from resnet_apps.recipe import load_recipe
     from resnet_apps.train import step as train_steps  # the loop's own step, looked up at call time
     from resnet_apps.train.batches import choose_workers, epoch_batches, train_batch_source
@@ -68,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
         """On the device, in ``channels_last`` when the recipe says so (as ``train`` does)."""
         net.to(device)
         return net.to(memory_format=torch.channels_last) if settings.channels_last else net
+
+    def compiled(net: torch.nn.Module) -> torch.nn.Module:
+        """``torch.compile`` as the loop applies it when ``train.compile`` is set (both sides alike)."""
+        return cast(torch.nn.Module, torch.compile(net)) if settings.compile else net
 
     model, info = build_recipe_model(recipe, len(names), k, names, log=quiet)
     place(model)
@@ -107,17 +160,31 @@ def run(args: argparse.Namespace) -> int:
     place(bare).train()
     model.train()
     bare_opt = torch.optim.AdamW(bare.parameters(), lr=settings.lr)
+    stepped_model, stepped_bare = compiled(model), compiled(bare)
 
-    def timed(source: Any, net: torch.nn.Module, opt: torch.optim.Optimizer) -> float:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(
+        source: Any, net: torch.nn.Module, opt: torch.optim.Optimizer, busy: _GpuBusy | None = None
+    ) -> float:
+        # synchronised only where the clock starts and stops, as the loop never waits per step: the next
+        # batch's gather overlaps the queued kernels exactly as it does in training
         scaler = train_steps.make_scaler(settings.precision, device)
         started = time.perf_counter()
         for i, (images, target) in enumerate(source):
             if i == args.warmup:
+                sync()
                 started = time.perf_counter()
+                if busy is not None:
+                    busy.__enter__()
             train_steps.train_step(net, criterion, opt, scaler, images, target, settings, device)
-            if device.type == "cuda":
-                torch.cuda.synchronize()  # time the step, not its queueing
-        return args.steps * batch / (time.perf_counter() - started)
+        sync()
+        seconds = time.perf_counter() - started
+        if busy is not None:
+            busy.__exit__()
+        return args.steps * batch / seconds
 
     def pipeline_batches() -> Any:
         return ((b["image"], b[key]) for b in loader())
@@ -125,9 +192,14 @@ def run(args: argparse.Namespace) -> int:
     # alternate the two measurements and keep each one's best round: on a shared machine the load
     # changes from one minute to the next, and the best round is the least disturbed
     pipeline = reference = 0.0
+    busy: list[float] = []
+    bare_busy: list[float] = []
     for _ in range(args.rounds):
-        pipeline = max(pipeline, timed(pipeline_batches(), model, optimizer))
-        reference = max(reference, timed(batches, bare, bare_opt))
+        meter, bare_meter = _GpuBusy(device), _GpuBusy(device)
+        pipeline = max(pipeline, timed(pipeline_batches(), stepped_model, optimizer, meter))
+        reference = max(reference, timed(batches, stepped_bare, bare_opt, bare_meter))
+        busy += [] if meter.mean is None else [meter.mean]
+        bare_busy += [] if bare_meter.mean is None else [bare_meter.mean]
 
     shape = tuple(batches[0][0].shape)
     print(
@@ -138,4 +210,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"  pipeline (read + augment + step): {pipeline:8.1f} images/s")
     print(f"  {name} step on the same tensors:  {reference:8.1f} images/s")
     print(f"  ratio pipeline / {name}:          {pipeline / reference:8.2f}")
+    gpu_busy = max(busy) if busy else None
+    bare_gpu_busy = max(bare_busy) if bare_busy else None
+    if gpu_busy is not None and bare_gpu_busy is not None:
+        print(f"  GPU busy (NVML), pipeline / {name}:  {gpu_busy:5.1f} % / {bare_gpu_busy:5.1f} %")
+    if args.json is not None:
+        figures = {
+            "recipe": recipe.name,
+            "backbone": recipe.model.backbone,
+            "batch_shape": list(shape),
+            "precision": settings.precision,
+            "channels_last": settings.channels_last,
+            "compile": settings.compile,
+            "steps": args.steps,
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "torch_threads": torch.get_num_threads(),
+            "loader_workers": workers,
+            "images_per_s": round(pipeline, 1),
+            "bare_images_per_s": round(reference, 1),
+            "ratio": round(pipeline / reference, 4),
+            "gpu_busy_percent": None if gpu_busy is None else round(gpu_busy, 1),
+            "bare_gpu_busy_percent": None if bare_gpu_busy is None else round(bare_gpu_busy, 1),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        }
+        atomic_write_text(args.json, json.dumps(figures, indent=2) + "\n")
     return 0

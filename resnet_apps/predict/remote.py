@@ -29,6 +29,11 @@ options, all set by :func:`gdal_env` (scene prediction wraps every thread in it)
   reads the count (``VSINetworkStatsGetAsSerializedJSON``, which rasterio does not wrap: it is called
   through ctypes on the libgdal rasterio loaded; None where that library cannot be found).
 
+For local scenes, ``GDAL_NUM_THREADS=ALL_CPUS`` (``gdal_env(decode_threads=True)``) lets GDAL decode the
+tiles of one block read, and compress those of one output write, on all cores: on a GPU the serial decode
+set the pace (10 000 x 10 000 x 13 uint16 DEFLATE on an H200: 33.1 s reading against 2.8 s of forward,
+6.9 s with the threads; the whole scene 43.7 s -> 18.5 s).
+
 Each option can be overridden by the environment variable of the same name (e.g. a longer
 ``GDAL_HTTP_RETRY_DELAY`` on a flaky link).
 """
@@ -68,16 +73,23 @@ NETWORK_OPTIONS: dict[str, str] = {
 }
 
 
-def gdal_options() -> dict[str, Any]:
-    """The GDAL configuration of scene prediction: block cache cap plus :data:`NETWORK_OPTIONS`."""
+def gdal_options(decode_threads: bool = False) -> dict[str, Any]:
+    """The GDAL configuration of scene prediction: block cache cap, :data:`NETWORK_OPTIONS`, and with
+    ``decode_threads`` (local scenes only) ``GDAL_NUM_THREADS``.
+
+    Remote scenes stay single-threaded: GDAL's decoding threads fetch their tiles each on its own, past the
+    download cache, and a block's halo was fetched again (15.7 MB served for a 1.9 MB COG's blocks, measured).
+    """
     options: dict[str, Any] = {"GDAL_CACHEMAX": GDAL_CACHE_MB}
+    if decode_threads:
+        options["GDAL_NUM_THREADS"] = os.environ.get("GDAL_NUM_THREADS", "ALL_CPUS")
     options.update({name: os.environ.get(name, default) for name, default in NETWORK_OPTIONS.items()})
     return options
 
 
-def gdal_env() -> rasterio.Env:
+def gdal_env(decode_threads: bool = False) -> rasterio.Env:
     """A ``rasterio.Env`` with :func:`gdal_options` (GDAL's configuration is per thread: one per thread)."""
-    return rasterio.Env(**gdal_options())
+    return rasterio.Env(**gdal_options(decode_threads))
 
 
 def scene_label(path: str | Path) -> str:

@@ -23,6 +23,7 @@ part of a scene (only the blocks it covers are fetched).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack
@@ -168,7 +169,11 @@ def predict_scene(
     # capping it keeps peak memory independent of the scene size (one Env per thread: it is thread-local);
     # the same Env carries the network options of remote scenes (predict.remote)
     remote = is_remote(src) if remote is None else remote
-    with gdal_env(), FetchCounter(remote) as fetched, SceneReader(src, pre, window, remote) as reader:
+    with (
+        gdal_env(not remote),
+        FetchCounter(remote) as fetched,
+        SceneReader(src, pre, window, remote) as reader,
+    ):
         size = tile or (256 if task == "segmentation" else _chip_side(pre.image_size))
         run = _Run(
             reader=reader,
@@ -285,7 +290,7 @@ class _Run:
             timed_write,
             threads=self.threads,
             source=str(self.reader.path),
-            env=gdal_env,
+            env=functools.partial(gdal_env, not self.reader.remote),
         )
 
 

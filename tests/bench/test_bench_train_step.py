@@ -38,3 +38,17 @@ def test_bench_train_times_the_loops_train_step(
     assert names == [ClassificationModel.__name__] * 3 + [timm.models.ResNet.__name__] * 3
     assert all(s.channels_last and s.grad_clip == 0.5 for _, s in calls)  # the recipe's step settings
     assert "ratio pipeline / bare timm" in out and "pipeline (read + augment + step)" in out
+
+
+def test_bench_train_json_has_the_ratio_and_the_settings(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", make_geotiff_folder(tmp_path / "data", per_class=4))
+    out = tmp_path / "bench.json"
+    argv = ["bench", "train", str(recipe), "--steps", "2", "--warmup", "1", "--rounds", "1", "--threads", "1"]
+    assert main([*argv, "--json", str(out), "--set", "train.precision=bf16"]) == 0
+    import json
+
+    figures = json.loads(out.read_text())
+    assert figures["precision"] == "bf16" and figures["device"] == "cpu" and figures["compile"] is False
+    assert figures["images_per_s"] > 0 and figures["bare_images_per_s"] > 0
+    assert figures["ratio"] == pytest.approx(figures["images_per_s"] / figures["bare_images_per_s"], rel=0.01)
+    assert figures["gpu_busy_percent"] is None  # NVML is only read on CUDA
