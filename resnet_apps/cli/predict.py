@@ -175,7 +175,7 @@ def _is_scene(path: Path | str, task: str, image_size: int | None) -> bool:
 
 def _refuse_clashing_outputs(scenes: list[Path | str], out: Path) -> None:
     """Two scenes of one call must not write the same ``OUT/<stem>_class.tif`` (the second would replace it)."""
-    from resnet_apps.predict.scene import scene_stem
+    from resnet_apps.predict.scene_maps import scene_stem
 
     first: dict[str, Path | str] = {}
     for scene in scenes:

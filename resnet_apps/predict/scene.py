@@ -35,8 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnet_apps.io import GeoTiffWriter, open_geotiff_writer
-from resnet_apps.io.geotiff import is_remote, source_stem
+from resnet_apps.io.geotiff import is_remote
 from resnet_apps.models.decision import Decision
 from resnet_apps.models.meta import CheckpointMeta
 from resnet_apps.predict.pipeline import (
@@ -51,6 +50,7 @@ from resnet_apps.predict.pipeline import (
 )
 from resnet_apps.predict.raster import SceneReader, class_dtype
 from resnet_apps.predict.remote import FetchCounter, gdal_env, scene_label
+from resnet_apps.predict.scene_maps import PROBABILITY_FORMATS, MapWriters, open_maps, scene_stem, write_block
 from resnet_apps.predict.tiling import (
     BlendMode,
     Block,
@@ -65,23 +65,7 @@ from resnet_apps.predict.tiling import (
     tile_origins,
 )
 
-PROBABILITY_FORMATS = (None, "float32", "uint8")
 _T = TypeVar("_T")
-_Writers = tuple[GeoTiffWriter, "GeoTiffWriter | None"]
-
-
-def probabilities_to_classes(prob: np.ndarray, decision: Decision) -> np.ndarray:
-    """[K, ...] probabilities -> class indexes [...] at the checkpoint's operating point.
-
-    One output: class 1 where p >= threshold. Two classes: the positive class where its probability
-    reaches the threshold. More: the most probable class.
-    """
-    if prob.shape[0] == 1:
-        return (prob[0] >= decision.threshold).astype(np.int64)
-    if decision.binary:
-        positive = prob[decision.positive_index] >= decision.threshold
-        return np.where(positive, decision.positive_index, 1 - decision.positive_index)
-    return prob.argmax(axis=0)
 
 
 def _chip_side(image_size: int | tuple[int, int] | None) -> int:
@@ -188,7 +172,7 @@ def predict_scene(
             fetched=fetched,
         )
         scale = 1 if task == "segmentation" else max(int(size * (1 - overlap)), 1)
-        writers = _open_writers(reader, out_dir / stem, scale, probabilities, decision, tags)
+        writers = open_maps(reader, out_dir / stem, scale, probabilities, decision, tags)
         with ExitStack() as stack:
             for writer in writers:
                 if writer is not None:
@@ -294,97 +278,13 @@ class _Run:
         )
 
 
-def _open_writers(
-    reader: SceneReader,
-    out_stem: Path,
-    scale: int,
-    probabilities: str | None,
-    decision: Decision,
-    tags: Mapping[str, str] | None,
-) -> tuple[GeoTiffWriter, GeoTiffWriter | None]:
-    """Class (and probability) COG writers (``<out_stem>_class.tif``, ``_prob.tif``) on the scene's grid,
-    or one ``scale`` times coarser; ``tags`` (and the source, for a URL) as GeoTIFF metadata."""
-    tags = dict(tags or {})
-    if reader.remote:
-        tags.setdefault("SOURCE_URL", str(reader.path))
-    like = reader.output_like(scale)
-    dtype, nodata = class_dtype(len(decision.classes))
-    cls = open_geotiff_writer(
-        out_stem.with_name(f"{out_stem.name}_class.tif"),
-        like=like,
-        count=1,
-        dtype=dtype,
-        nodata=nodata,
-        band_names=["class"],
-        legend=list(decision.classes),
-        tags=tags,
-    )
-    prob = None
-    if probabilities:
-        names = decision.columns()
-        prob = open_geotiff_writer(
-            out_stem.with_name(f"{out_stem.name}_prob.tif"),
-            like=like,
-            count=len(names),
-            dtype=probabilities,
-            nodata=float("nan") if probabilities == "float32" else 255,
-            band_names=names,
-            overview_resampling="AVERAGE",  # nodata-aware mean probability; cubic would leave [0, 1]
-            colour_bands=False,  # 3 or 4 classes are not red, green, blue (alpha)
-            tags=tags,
-        )
-    return cls, prob
-
-
-def scene_stem(path: str | Path) -> str:
-    """Output name stem of a scene: its name without the last suffix (``scene.v1.tif`` -> ``scene.v1``).
-
-    The whole stem, so that ``scene.v1.tif`` and ``scene.v2.tif`` never write the same ``_class.tif``;
-    a URL's stem is its path's (``https://host/a/scene.tif?sig=...`` -> ``scene``).
-    """
-    return source_stem(path)
-
-
-def _encode_probabilities(prob: np.ndarray, fmt: str, valid: np.ndarray) -> np.ndarray:
-    """[K, h, w] float -> the stored probability array with nodata where not valid."""
-    if fmt == "uint8":
-        out = np.rint(prob * 254.0).astype(np.uint8)
-        out[:, ~valid] = 255
-        return out
-    out = prob.astype(np.float32, copy=True)
-    out[:, ~valid] = np.nan
-    return out
-
-
 def _progress(total: int, enabled: bool, name: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="tile", desc=name, disable=not enabled, dynamic_ncols=True)
 
 
-def _window(span: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """``(row0, row1, col0, col1)`` -> the io writer's ``(row_off, col_off, height, width)``."""
-    r0, r1, c0, c1 = span
-    return r0, c0, r1 - r0, c1 - c0
-
-
-def _write(
-    writers: tuple[GeoTiffWriter, GeoTiffWriter | None],
-    prob: np.ndarray,
-    valid: np.ndarray,
-    span: tuple[int, int, int, int],
-    decision: Decision,
-) -> None:
-    """Write classes (nodata where not valid) and, if asked, probabilities [K, h, w] at ``span``."""
-    cls_writer, prob_writer = writers
-    classes = probabilities_to_classes(prob, decision).astype(cls_writer.dtype)
-    classes[~valid] = cls_writer.nodata
-    cls_writer.write(classes[None], _window(span))
-    if prob_writer is not None:
-        prob_writer.write(_encode_probabilities(prob, prob_writer.dtype.name, valid), _window(span))
-
-
-def _segment(run: _Run, writers: _Writers, bar: Any, grid: TileGrid, blend: BlendMode) -> None:
+def _segment(run: _Run, writers: MapWriters, bar: Any, grid: TileGrid, blend: BlendMode) -> None:
     """Blocks with halos -> tiles batched across blocks -> MONAI-weighted blend over each core -> COG."""
     device = run.normalise.device
     weights = blend_weights(grid, blend, device)  # once per scene, on the model's device
@@ -427,7 +327,7 @@ def _segment(run: _Run, writers: _Writers, bar: Any, grid: TileGrid, blend: Blen
         return (acc / wsum).cpu().numpy(), job.valid[rows, cols]
 
     def write(job: BlockJob, result: tuple[np.ndarray, np.ndarray]) -> None:
-        _write(writers, result[0], result[1], job.span, run.decision)
+        write_block(writers, result[0], result[1], job.span, run.decision)
         run.written(job, bar)
 
     blocks = iter_blocks(run.reader.height, run.reader.width, grid)
@@ -436,7 +336,7 @@ def _segment(run: _Run, writers: _Writers, bar: Any, grid: TileGrid, blend: Blen
 
 def _classify(
     run: _Run,
-    writers: _Writers,
+    writers: MapWriters,
     bar: Any,
     tile: int,
     stride: int,
@@ -473,7 +373,7 @@ def _classify(
         return job.state.reshape(classes, i1 - i0, j1 - j0).cpu().numpy()
 
     def write(job: BlockJob, prob_map: np.ndarray) -> None:
-        _write(writers, prob_map, job.keep.reshape(prob_map.shape[1:]), job.span, run.decision)
+        write_block(writers, prob_map, job.keep.reshape(prob_map.shape[1:]), job.span, run.decision)
         run.written(job, bar)
 
     run.run(blocks, read, Task(tile, start, accept, finish), write)

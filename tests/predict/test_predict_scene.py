@@ -210,7 +210,7 @@ def test_class_dtype_and_operating_point() -> None:
     """uint8 (nodata 255) holds 255 classes 0..254; one more needs uint16 (nodata 65535)."""
     from resnet_apps.models.decision import Decision
     from resnet_apps.predict.raster import class_dtype
-    from resnet_apps.predict.scene import probabilities_to_classes
+    from resnet_apps.predict.scene_maps import probabilities_to_classes
 
     assert class_dtype(255) == ("uint8", 255) and class_dtype(256) == ("uint16", 65535)
     prob = np.array([[0.7, 0.35], [0.3, 0.65]])  # [K=2, 2 pixels]

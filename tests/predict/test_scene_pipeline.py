@@ -129,7 +129,7 @@ def test_thread_error_is_typed_and_leaves_no_map(
 
         monkeypatch.setattr(SceneReader, "read_raw", failing_read)
     else:
-        original_write = scene_mod._write
+        original_write = scene_mod.write_block
 
         def failing_write(*args: object) -> None:
             calls[0] += 1
@@ -137,7 +137,7 @@ def test_thread_error_is_typed_and_leaves_no_map(
                 raise OSError("no space left on device")
             original_write(*args)
 
-        monkeypatch.setattr(scene_mod, "_write", failing_write)
+        monkeypatch.setattr(scene_mod, "write_block", failing_write)  # as scene.py looks it up
     out = tmp_path / "out"
     with pytest.raises(ScenePredictionError, match=f"{stage} thread") as info:
         predict_scene(
@@ -152,14 +152,14 @@ def test_blocks_in_flight_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
     """A slow writer lets the reader run ahead, but never more than BLOCKS_IN_FLIGHT blocks are alive."""
     path = tmp_path / "s.tif"
     _scene(path, height=200, width=200)
-    original_write = scene_mod._write
+    original_write = scene_mod.write_block
     gate = __import__("threading").Event()
 
     def slow_write(*args: object) -> None:
         gate.wait(0.05)  # never set: each write waits, so reads pile up behind it
         original_write(*args)
 
-    monkeypatch.setattr(scene_mod, "_write", slow_write)
+    monkeypatch.setattr(scene_mod, "write_block", slow_write)
     result = predict_scene(
         _conv_net(), _meta("segmentation"), path, tmp_path / "out", tile=32, block=24, batch_size=4,
         progress=False,
