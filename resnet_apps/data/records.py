@@ -9,7 +9,6 @@ Groups (patients, tiles) are hashed on the way in: no patient identifier travels
 
 from __future__ import annotations
 
-import csv
 import glob
 import math
 import os
@@ -20,6 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from resnet_apps.data.config import SourceConfig, as_source_config
+from resnet_apps.data.index_csv import (
+    index_group_column,
+    index_path,
+    read_csv,
+    rel_path,
+    row_groups,
+    split_value,
+)
 from resnet_apps.errors import DatasetError
 from resnet_apps.io.identity import keyed_hash
 from resnet_apps.io.sniff import IMAGE_SUFFIXES, is_image_file
@@ -169,31 +176,11 @@ def _natural_key(text: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-def _read_csv(path: Path, required: Sequence[str | None]) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise DatasetError(f"{path}: index CSV not found; fix data.source.index (relative to data.root)")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        absent = [c for c in required if c is not None and c not in columns]
-        if absent:
-            raise DatasetError(
-                f"{path}: column(s) {absent} not found; the CSV has {columns}. Fix data.source"
-            )
-        return list(reader)
-
-
-def _index_path(cfg: SourceConfig, root: Path) -> Path:
-    if cfg.index is None:
-        raise DatasetError(f"data.source.index: kind {cfg.kind!r} needs an index CSV (relative to {root})")
-    return root / cfg.index
-
-
 def _csv_records(
     cfg: SourceConfig, root: Path, classes: Sequence[str] | None
 ) -> tuple[list[Record], list[str]]:
-    index = _index_path(cfg, root)
-    rows = _read_csv(index, [cfg.path_column, cfg.label_column, cfg.split_column, _index_group_column(cfg)])
+    index = index_path(cfg, root)
+    rows = read_csv(index, [cfg.path_column, cfg.label_column, cfg.split_column, index_group_column(cfg)])
     for line, row in enumerate(rows, start=2):
         if not (row[cfg.label_column] or "").strip():
             raise DatasetError(
@@ -201,7 +188,7 @@ def _csv_records(
             )
     names = list(classes) if classes is not None else sorted({row[cfg.label_column].strip() for row in rows})
     lookup = {name: i for i, name in enumerate(names)}
-    groups = _groups(cfg, root, [row[cfg.path_column] for row in rows], rows)
+    groups = row_groups(cfg, root, [row[cfg.path_column] for row in rows], rows)
     records = []
     for line, (row, group) in enumerate(zip(rows, groups, strict=True), start=2):
         label = row[cfg.label_column].strip()
@@ -209,10 +196,10 @@ def _csv_records(
             raise DatasetError(f"{index}: line {line} label {label!r} is not in data.classes {names}; add it")
         records.append(
             Record(
-                path=_rel(cfg.image_dir, row[cfg.path_column]),
+                path=rel_path(cfg.image_dir, row[cfg.path_column]),
                 label=lookup[label],
                 group=group,
-                split=_split_value(cfg, row, index, line),
+                split=split_value(cfg, row, index, line),
             )
         )
     return records, names
@@ -221,9 +208,9 @@ def _csv_records(
 def _multilabel_records(
     cfg: SourceConfig, root: Path, classes: Sequence[str] | None
 ) -> tuple[list[Record], list[str]]:
-    index = _index_path(cfg, root)
+    index = index_path(cfg, root)
     path_column = cfg.path_column if cfg.path_column != "filename" else "Image Index"
-    rows = _read_csv(index, [path_column, cfg.labels_column, cfg.split_column, _index_group_column(cfg)])
+    rows = read_csv(index, [path_column, cfg.labels_column, cfg.split_column, index_group_column(cfg)])
     if cfg.labels_column is None:
         # one column per class (CheXpert style): 1 positive, 0 negative, -1/blank/"uncertain" -> NaN
         if classes is None:
@@ -231,7 +218,7 @@ def _multilabel_records(
                 f"{index}: per-class columns need data.classes (or set data.source.labels_column)"
             )
         names = list(classes)
-        _read_csv(index, names)
+        read_csv(index, names)
         table = [
             tuple(_class_value(row[name], index, line, name) for name in names)
             for line, row in enumerate(rows, start=2)
@@ -248,13 +235,13 @@ def _multilabel_records(
         else:
             names = sorted(seen)
         table = [_finding_vector(cell, names, cfg, index, line) for line, cell in enumerate(cells, start=2)]
-    groups = _groups(cfg, root, [row[path_column] for row in rows], rows)
+    groups = row_groups(cfg, root, [row[path_column] for row in rows], rows)
     records = [
         Record(
-            path=_rel(cfg.image_dir, row[path_column]),
+            path=rel_path(cfg.image_dir, row[path_column]),
             labels=vector,
             group=group,
-            split=_split_value(cfg, row, index, line),
+            split=split_value(cfg, row, index, line),
         )
         for line, (row, vector, group) in enumerate(zip(rows, table, groups, strict=True), start=2)
     ]
@@ -298,17 +285,17 @@ def _pair_records(
     names = list(classes) if classes is not None else class_names_from_source(cfg, root)
     if cfg.band_files:
         return _band_stack_records(cfg, root), names
-    index = _index_path(cfg, root)
+    index = index_path(cfg, root)
     if cfg.mask_column is None:
         raise DatasetError(f"data.source.mask_column: pairs from {index} need the mask column name")
-    rows = _read_csv(index, [cfg.path_column, cfg.mask_column, cfg.split_column, _index_group_column(cfg)])
-    groups = _groups(cfg, root, [row[cfg.path_column] for row in rows], rows)
+    rows = read_csv(index, [cfg.path_column, cfg.mask_column, cfg.split_column, index_group_column(cfg)])
+    groups = row_groups(cfg, root, [row[cfg.path_column] for row in rows], rows)
     records = [
         Record(
-            path=_rel(cfg.image_dir, row[cfg.path_column]),
-            mask_path=_rel(None, row[cfg.mask_column]),
+            path=rel_path(cfg.image_dir, row[cfg.path_column]),
+            mask_path=rel_path(None, row[cfg.mask_column]),
             group=group,
-            split=_split_value(cfg, row, index, line),
+            split=split_value(cfg, row, index, line),
         )
         for line, (row, group) in enumerate(zip(rows, groups, strict=True), start=2)
     ]
@@ -319,7 +306,7 @@ def _band_stack_records(cfg: SourceConfig, root: Path) -> list[Record]:
     """Band stacks: masks from an index CSV, or globbed from ``mask_column`` as an ``{id}`` template."""
     assert cfg.band_files is not None
     if cfg.index is not None:
-        rows = _read_csv(root / cfg.index, [cfg.mask_column, cfg.split_column, _index_group_column(cfg)])
+        rows = read_csv(root / cfg.index, [cfg.mask_column, cfg.split_column, index_group_column(cfg)])
         masks = [row[cfg.mask_column] for row in rows if cfg.mask_column is not None]
     else:
         if cfg.mask_column is None or "{id}" not in cfg.mask_column:
@@ -332,9 +319,9 @@ def _band_stack_records(cfg: SourceConfig, root: Path) -> list[Record]:
         masks = sorted((Path(m).relative_to(root).as_posix() for m in found), key=_natural_key)
     pattern = re.compile(cfg.id_pattern) if cfg.id_pattern else _template_regex(cfg.mask_column)
     if rows:
-        groups = _groups(cfg, root, masks, rows)
+        groups = row_groups(cfg, root, masks, rows)
     elif cfg.group_pattern or cfg.group_index:
-        groups = _groups(cfg, root, masks, [{} for _ in masks])
+        groups = row_groups(cfg, root, masks, [{} for _ in masks])
     else:
         groups = [None] * len(masks)
     records = []
@@ -345,7 +332,7 @@ def _band_stack_records(cfg: SourceConfig, root: Path) -> list[Record]:
                 f"{root / mask}: data.source.id_pattern {pattern.pattern!r} does not match this mask name"
             )
         bands = tuple(t.replace("{id}", match.group(1)) for t in cfg.band_files.values())
-        split = _split_value(cfg, rows[i], root / str(cfg.index), i + 2) if rows else None
+        split = split_value(cfg, rows[i], root / str(cfg.index), i + 2) if rows else None
         records.append(
             Record(
                 path=bands[0],
@@ -365,71 +352,13 @@ def _template_regex(template: str | None) -> re.Pattern[str]:
     return re.compile(re.escape(head) + "(.+?)" + re.escape(tail) + "$")
 
 
-# --- groups and small helpers ----------------------------------------------------------------------
-
-
-def _groups(cfg: SourceConfig, root: Path, paths: list[str], rows: list[dict[str, str]]) -> list[str | None]:
-    """Hashed group per row: ``group_column``, ``group_index`` (joined on file name) or ``group_pattern``."""
-    if cfg.group_index is not None:
-        column = cfg.group_column or "patientid"
-        table = _read_csv(root / cfg.group_index, [cfg.group_index_key, column])
-        by_name = {Path(row[cfg.group_index_key]).name: row[column] for row in table}
-        missing = [p for p in paths if Path(p).name not in by_name]
-        if missing:
-            raise DatasetError(
-                f"{root / cfg.group_index}: no {cfg.group_index_key!r} row for {len(missing)} file(s), "
-                f"e.g. {missing[:3]}; add them or drop data.source.group_index"
-            )
-        return [hash_id(by_name[Path(p).name]) for p in paths]
-    if cfg.group_column is not None:
-        return [
-            hash_id(row[cfg.group_column].strip()) if row[cfg.group_column].strip() else None for row in rows
-        ]
-    if cfg.group_pattern is not None:
-        pattern = re.compile(cfg.group_pattern)
-        return [hash_id(_pattern_group(pattern, Path(p).name, root / p)) for p in paths]
-    return [None] * len(paths)
-
-
-def _index_group_column(cfg: SourceConfig) -> str | None:
-    # with group_index, group_column names a column of that second CSV, not of the index
-    return None if cfg.group_index is not None else cfg.group_column
-
-
-def _pattern_group(pattern: re.Pattern[str], name: str, where: Path) -> str:
-    match = pattern.search(name)
-    if match is None:
-        raise DatasetError(
-            f"{where}: data.source.group_pattern {pattern.pattern!r} does not match file name {name!r}; "
-            "widen the pattern (alternatives with |) so every file yields its patient/tile"
-        )
-    # first capture group that took part in the match: patterns may list alternatives
-    value = next((g for g in match.groups() if g is not None), match.group(0))
-    return value
-
-
-def _split_value(cfg: SourceConfig, row: dict[str, str], index: Path, line: int) -> str | None:
-    if cfg.split_column is None:
-        return None
-    value = (row[cfg.split_column] or "").strip().lower()
-    value = {"valid": "val", "validation": "val"}.get(value, value)
-    if value not in ("train", "val", "test"):
-        raise DatasetError(f"{index}: line {line} split {row[cfg.split_column]!r} is not train/val/test")
-    return value
-
-
-def _rel(image_dir: str | None, path: str) -> str:
-    path = path.strip().replace("\\", "/")
-    return (Path(image_dir) / path).as_posix() if image_dir else path
-
-
 def _npz_records(
     cfg: SourceConfig, root: Path, classes: Sequence[str] | None
 ) -> tuple[list[Record], list[str]]:
     """One record per image of a MedMNIST-style archive (``data.npz``), split from its key, label = index."""
     from resnet_apps.data.npz import SEPARATOR, npz_labels
 
-    index = _index_path(cfg, root)
+    index = index_path(cfg, root)
     labels = npz_labels(index)
     found = sorted({int(v) for values in labels.values() for v in values})
     names = list(classes) if classes is not None else [str(v) for v in found]
