@@ -8,7 +8,8 @@ FPN resnet18 checkpoint, and predicts each scene in a fresh subprocess that repo
   per wall-clock second, after the process's one-time costs (MONAI's import and a first forward, as a
   worker predicting many scenes pays them once), which are reported apart as ``startup_seconds``;
 - ``bare_tiles_per_s``: ``model(x)`` alone on ``--forward-tiles`` tiles read from the same scene at the same
-  size and batch, in the same process, after the pass; ``ratio`` = tiles_per_s / bare_tiles_per_s;
+  size and batch, in the same process, the mean of one timing before and one after the pass;
+  ``ratio`` = tiles_per_s / bare_tiles_per_s;
 - ``peak_rss_mb``: the subprocess's VmHWM from ``/proc/self/status`` (its own peak, not a sum);
 - ``redundant_tile_factor``: tile pixels run / scene pixels (``tiles * tile**2 / area``: overlap and block
   halos; 1.0 = each pixel through the model once); ``halo_factor``: tiles run / tiles of one whole-scene pass;
@@ -54,7 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap (0.25)")
     parser.add_argument("--block", type=int, default=1536, help="block side (1536)")
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward (8)")
-    parser.add_argument("--forward-tiles", type=int, default=64, help="tiles timed for the bare forward (64)")
+    parser.add_argument(
+        "--forward-tiles",
+        type=int,
+        default=96,
+        help="tiles timed for the bare forward, before and after the pass (96)",
+    )
     parser.add_argument(
         "--probabilities", choices=("float32", "uint8"), default=None, help="also write probabilities"
     )
@@ -136,6 +142,7 @@ def _child(args: argparse.Namespace) -> int:
     """Predict one scene and time a bare forward on tiles of it; print one JSON line."""
     import torch
 
+    from resnet_apps.io.geotiff import is_remote
     from resnet_apps.models.checkpoint import load_run
     from resnet_apps.predict.raster import SceneReader
     from resnet_apps.predict.scene import predict_scene
@@ -159,6 +166,37 @@ def _child(args: argparse.Namespace) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize()
     startup = time.perf_counter() - started
+    # bare forward: the same tile size and batch, tiles read from the scene (first rows of the grid), timed
+    # before and after the pass; the ratio uses the mean of the two rates (the machine's speed drifts by
+    # several per cent over a minute, even idle, and one timing after the pass made the ratio swing by as much)
+    grid = plan_grid(args.tile, args.overlap, args.block)
+    pre = meta.require_preprocessing()
+    reader = SceneReader(scene, pre)
+    per_row = max((reader.width - args.tile) // grid.stride + 1, 1)
+
+    def bare_rate() -> float:
+        """Tiles/s of the bare forward; its tiles are read anew and freed after, so they never sit in
+        memory during the pass (``peak_rss_mb`` is the pass's)."""
+        tiles = []
+        for k in range(args.forward_tiles):
+            r, c = (k // per_row) * grid.stride, (k % per_row) * grid.stride
+            x, _ = reader.read_normalised((r, r + args.tile, c, c + args.tile))
+            tiles.append(torch.from_numpy(x))
+        batches = [torch.stack(tiles[k : k + args.batch_size]) for k in range(0, len(tiles), args.batch_size)]
+        del tiles
+        with torch.no_grad():
+            model(batches[0].to(device))  # warm-up (allocator, kernels), as the pass had
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for batch in batches:
+                torch.softmax(model(batch.to(device)), dim=1).cpu()  # same work as the pass's predictor
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+    # not for a URL: reading its tiles first would warm GDAL's download cache and hide the pass's fetches
+    bare_before = None if is_remote(scene) else bare_rate()
     result = predict_scene(
         model,
         meta,
@@ -175,27 +213,8 @@ def _child(args: argparse.Namespace) -> int:
         pipeline=not args.serial,
     )
     rss_after_predict = _peak_rss_mb()
-    # bare forward: the same tile size and batch, tiles read from the scene (first rows of the grid)
-    grid = plan_grid(args.tile, args.overlap, args.block)
-    pre = meta.require_preprocessing()
-    reader = SceneReader(scene, pre)
-    tiles = []
-    per_row = max((reader.width - args.tile) // grid.stride + 1, 1)
-    for k in range(args.forward_tiles):
-        r, c = (k // per_row) * grid.stride, (k % per_row) * grid.stride
-        x, _ = reader.read_normalised((r, r + args.tile, c, c + args.tile))
-        tiles.append(torch.from_numpy(x))
-    batches = [torch.stack(tiles[k : k + args.batch_size]) for k in range(0, len(tiles), args.batch_size)]
-    with torch.no_grad():
-        model(batches[0].to(device))  # warm-up (allocator, kernels), as the pass had
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for batch in batches:
-            torch.softmax(model(batch.to(device)), dim=1).cpu()  # same work as the pass's predictor
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        bare = time.perf_counter() - start
+    bare_after = bare_rate()
+    bare = bare_after if bare_before is None else (bare_before + bare_after) / 2
     height, width = result["shape"]
     whole = (math.ceil(max(height - args.tile, 0) / grid.stride) + 1) * (
         math.ceil(max(width - args.tile, 0) / grid.stride) + 1
@@ -212,9 +231,13 @@ def _child(args: argparse.Namespace) -> int:
         "split": {k: round(v, 2) for k, v in result["split"].items()},
         "pipeline": not args.serial,
         "max_blocks_in_flight": result["max_blocks_in_flight"],
-        "bare_tiles": len(tiles),
-        "bare_tiles_per_s": round(len(tiles) / bare, 3),
-        "ratio": round(result["tiles_per_s"] / (len(tiles) / bare), 3),
+        "bare_tiles": args.forward_tiles,
+        "bare_tiles_per_s": round(bare, 3),
+        "bare_tiles_per_s_before_after": [
+            None if bare_before is None else round(bare_before, 3),
+            round(bare_after, 3),
+        ],
+        "ratio": round(result["tiles_per_s"] / bare, 3),
         "redundant_tile_factor": round(result["tiles_total"] * args.tile**2 / (height * width), 3),
         "halo_factor": round(result["tiles_total"] / whole, 3),
         "peak_rss_mb": round(rss_after_predict, 1),

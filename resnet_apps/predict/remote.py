@@ -29,10 +29,11 @@ options, all set by :func:`gdal_env` (scene prediction wraps every thread in it)
   reads the count (``VSINetworkStatsGetAsSerializedJSON``, which rasterio does not wrap: it is called
   through ctypes on the libgdal rasterio loaded; None where that library cannot be found).
 
-For local scenes, ``GDAL_NUM_THREADS=ALL_CPUS`` (``gdal_env(decode_threads=True)``) lets GDAL decode the
-tiles of one block read, and compress those of one output write, on all cores: on a GPU the serial decode
-set the pace (10 000 x 10 000 x 13 uint16 DEFLATE on an H200: 33.1 s reading against 2.8 s of forward,
-6.9 s with the threads; the whole scene 43.7 s -> 18.5 s).
+For a local scene predicted on a GPU, ``GDAL_NUM_THREADS=ALL_CPUS`` (``gdal_env(decode_threads=True)``)
+lets GDAL decode the tiles of one block read, and compress those of one output write, on all cores: there
+the serial decode set the pace (10 000 x 10 000 x 13 uint16 DEFLATE on an H200: 33.1 s reading against
+2.8 s of forward, 6.9 s with the threads; the whole scene 43.7 s -> 18.5 s). On a CPU device the forward
+has every core and reading is a few per cent of it, so GDAL stays on one thread there.
 
 Each option can be overridden by the environment variable of the same name (e.g. a longer
 ``GDAL_HTTP_RETRY_DELAY`` on a flaky link).

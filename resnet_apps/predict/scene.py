@@ -153,8 +153,11 @@ def predict_scene(
     # capping it keeps peak memory independent of the scene size (one Env per thread: it is thread-local);
     # the same Env carries the network options of remote scenes (predict.remote)
     remote = is_remote(src) if remote is None else remote
+    # GDAL's decode threads only where the cores are free: beside a GPU, on a local file (on a CPU device
+    # the forward has every core, and remote reads must stay in the download cache: predict.remote)
+    decode_threads = not remote and device.type != "cpu"
     with (
-        gdal_env(not remote),
+        gdal_env(decode_threads),
         FetchCounter(remote) as fetched,
         SceneReader(src, pre, window, remote) as reader,
     ):
@@ -170,6 +173,7 @@ def predict_scene(
             deadline=deadline,
             threads=pipeline,
             fetched=fetched,
+            decode_threads=decode_threads,
         )
         scale = 1 if task == "segmentation" else max(int(size * (1 - overlap)), 1)
         writers = open_maps(reader, out_dir / stem, scale, probabilities, decision, tags)
@@ -232,6 +236,7 @@ class _Run:
     deadline: float | None
     threads: bool
     fetched: FetchCounter
+    decode_threads: bool  # GDAL_NUM_THREADS in every stage's GDAL environment
     tiles: int = 0  # tiles (chips) of the blocks written
     forwarded: int = 0  # tiles that went through the model (nodata tiles do not)
 
@@ -274,7 +279,7 @@ class _Run:
             timed_write,
             threads=self.threads,
             source=str(self.reader.path),
-            env=functools.partial(gdal_env, not self.reader.remote),
+            env=functools.partial(gdal_env, self.decode_threads),
         )
 
 
