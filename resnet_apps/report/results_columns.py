@@ -16,6 +16,31 @@ from typing import Any
 
 from resnet_apps.metrics.convergence import convergence
 
+# per-class anchors ("iou_cloud") name a class of the evaluation's per_class table: prefix -> its keys
+_PER_CLASS_METRICS = {
+    "iou": ("IoU", "iou", "iou_ci_low", "iou_ci_high"),
+    "dice": ("Dice", "dice", None, None),
+}
+
+
+def per_class_metric(ev: dict[str, Any], metric: str) -> dict[str, Any] | None:
+    """A headline-like row for an anchor such as ``iou_cloud`` (per-class IoU of class 'cloud')."""
+    prefix, _, cls = metric.partition("_")
+    keys = _PER_CLASS_METRICS.get(prefix)
+    if not keys or not cls:
+        return None
+    for row in ev.get("per_class") or []:
+        if str(row.get("class", "")).lower() == cls:
+            label, value, low, high = keys
+            return {
+                "name": metric,
+                "label": f"{label} of class '{row['class']}'",
+                "value": row.get(value),
+                "ci_low": row.get(low) if low else None,
+                "ci_high": row.get(high) if high else None,
+            }
+    return None
+
 
 def floor_of(doc: dict[str, Any], metric_name: str | None) -> dict[str, Any] | None:
     """``{"value", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "beats"}`` of the floor on
@@ -23,9 +48,13 @@ def floor_of(doc: dict[str, Any], metric_name: str | None) -> dict[str, Any] | N
     base = doc.get("baseline") or {}
     rows = {r.get("name"): r for r in (base.get("evaluation") or {}).get("headline") or []}
     diffs = {d.get("metric"): d for d in base.get("difference") or []}
-    if metric_name not in rows:
+    row = rows.get(metric_name) or (
+        # a per-class anchor (iou_cloud) is not among the floor's headline rows: its per_class table has it
+        per_class_metric(base.get("evaluation") or {}, metric_name) if metric_name else None
+    )
+    if row is None:
         return None
-    row, diff = rows[metric_name], diffs.get(metric_name) or {}
+    diff = diffs.get(metric_name) or {}
     beats = None
     if diff.get("ci_low") is not None and diff.get("ci_high") is not None:
         beats = bool(diff["ci_low"] > 0)

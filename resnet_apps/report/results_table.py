@@ -16,17 +16,17 @@ from typing import Any
 
 from resnet_apps.errors import ReportError
 from resnet_apps.report.document import load_metrics
-from resnet_apps.report.results_columns import add_seed_spreads, converged_of, floor_of, seed_key
+from resnet_apps.report.results_columns import (
+    add_seed_spreads,
+    converged_of,
+    floor_of,
+    per_class_metric,
+    seed_key,
+)
 from resnet_apps.report.sections import anchor_row
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
-
-# per-class anchors ("iou_cloud") name a class of the evaluation's per_class table: prefix -> its keys
-_PER_CLASS_METRICS = {
-    "iou": ("IoU", "iou", "iou_ci_low", "iou_ci_high"),
-    "dice": ("Dice", "dice", None, None),
-}
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -53,25 +53,6 @@ def _ci(low: Any, high: Any) -> str:
     return f"{_num(low)}{joiner}{_num(high)}"
 
 
-def _per_class_metric(ev: dict[str, Any], metric: str) -> dict[str, Any] | None:
-    """A headline-like row for an anchor such as ``iou_cloud`` (per-class IoU of class 'cloud')."""
-    prefix, _, cls = metric.partition("_")
-    keys = _PER_CLASS_METRICS.get(prefix)
-    if not keys or not cls:
-        return None
-    for row in ev.get("per_class") or []:
-        if str(row.get("class", "")).lower() == cls:
-            label, value, low, high = keys
-            return {
-                "name": metric,
-                "label": f"{label} of class '{row['class']}'",
-                "value": row.get(value),
-                "ci_low": row.get(low) if low else None,
-                "ci_high": row.get(high) if high else None,
-            }
-    return None
-
-
 def _metric_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The anchor's metric first (headline name, alias or per-class), then the recipe's selection metric."""
     ev = doc["evaluation"]
@@ -82,7 +63,7 @@ def _metric_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if target is not None:
         rows.append(by_name[target])
     elif anchor.get("metric"):
-        per_class = _per_class_metric(ev, str(anchor["metric"]).lower())
+        per_class = per_class_metric(ev, str(anchor["metric"]).lower())
         if per_class is not None:
             rows.append(per_class)
     for metric in anchor.get("also") or {}:  # further published figures (MedMNIST: AUC and ACC)

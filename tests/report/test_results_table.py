@@ -281,3 +281,26 @@ def test_further_published_figures_of_one_anchor(tmp_path: Path) -> None:
     text = report_markdown({**doc, "validation": None})
     assert "| Cohen's kappa | 0.390 | 0.270 – 0.510 | 0.500 |" in text
     assert "| Overall accuracy | 0.457 | 0.343 – 0.571 | 0.991 |" in text
+
+
+def test_floor_of_a_per_class_anchor_comes_from_the_floors_per_class_table() -> None:
+    from resnet_apps.report.results_columns import floor_of
+
+    doc = {
+        "baseline": {
+            "evaluation": {
+                "headline": [{"name": "miou", "value": 0.499, "ci_low": 0.498, "ci_high": 0.499}],
+                "per_class": [
+                    {"class": "clear", "iou": 0.998, "iou_ci_low": 0.995, "iou_ci_high": 1.0},
+                    {"class": "Cloud", "iou": 0.125, "iou_ci_low": 0.05, "iou_ci_high": 0.2},
+                ],
+            },
+            "difference": [{"metric": "miou", "diff": 0.0, "ci_low": -0.01, "ci_high": 0.01}],
+        }
+    }
+    floor = floor_of(doc, "iou_cloud")  # the anchor's metric: IoU of class 'cloud', not a headline row
+    assert floor is not None
+    assert (floor["value"], floor["ci_low"], floor["ci_high"]) == (0.125, 0.05, 0.2)
+    assert floor["diff"] is None and floor["beats"] is None  # no paired difference was computed for it
+    assert floor_of(doc, "iou_snow") is None and floor_of(doc, None) is None
+    assert floor_of(doc, "miou")["beats"] is False  # type: ignore[index]
