@@ -171,12 +171,12 @@ def _child(args: argparse.Namespace) -> int:
     # several per cent over a minute, even idle, and one timing after the pass made the ratio swing by as much)
     grid = plan_grid(args.tile, args.overlap, args.block)
     pre = meta.require_preprocessing()
-    reader = SceneReader(scene, pre)
-    per_row = max((reader.width - args.tile) // grid.stride + 1, 1)
 
     def bare_rate() -> float:
         """Tiles/s of the bare forward; its tiles are read anew and freed after, so they never sit in
         memory during the pass (``peak_rss_mb`` is the pass's)."""
+        reader = SceneReader(scene, pre)  # opened here: a URL is first opened by the pass (GDAL's stats)
+        per_row = max((reader.width - args.tile) // grid.stride + 1, 1)
         tiles = []
         for k in range(args.forward_tiles):
             r, c = (k // per_row) * grid.stride, (k % per_row) * grid.stride
