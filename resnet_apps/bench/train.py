@@ -17,6 +17,7 @@ Weights do not change speed, so the model is built with ``weights: none`` (no ne
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from typing import Any, cast
 
@@ -40,31 +41,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class _GpuBusy:
-    """NVML's GPU utilisation sampled every 50 ms in a thread while a measurement runs (CUDA only).
+    """NVML's GPU utilisation sampled every 50 ms in a thread between :meth:`start` and :meth:`stop` (CUDA only).
 
     NVML's figure is the share of each sample period in which at least one kernel ran, so its mean over the
     timed steps is how busy the loop kept the GPU. ``None`` where NVML is missing (no ``pynvml``) or on CPU.
     """
 
     def __init__(self, device: Any) -> None:
-        import threading
-
         self.samples: list[float] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._device = device
 
-    def __enter__(self) -> _GpuBusy:
-        import threading
-
+    def start(self) -> None:
         import torch
 
         if self._device.type != "cuda":
-            return self
+            return
         try:
             torch.cuda.utilization(self._device)
         except Exception:  # no pynvml / NVML: report nothing rather than a guess
-            return self
+            return
 
         def sample() -> None:
             while not self._stop.wait(0.05):
@@ -72,9 +69,8 @@ class _GpuBusy:
 
         self._thread = threading.Thread(target=sample, daemon=True)
         self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -178,12 +174,12 @@ def run(args: argparse.Namespace) -> int:
                 sync()
                 started = time.perf_counter()
                 if busy is not None:
-                    busy.__enter__()
+                    busy.start()
             train_steps.train_step(net, criterion, opt, scaler, images, target, settings, device)
         sync()
         seconds = time.perf_counter() - started
         if busy is not None:
-            busy.__exit__()
+            busy.stop()
         return args.steps * batch / seconds
 
     def pipeline_batches() -> Any:
