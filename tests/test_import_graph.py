@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "constants": 0,
     "checksum": 0,
+    "allocator": 0,
     "recipe": 1,
     "cards": 1,
     "io": 1,

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from resnet_apps import __version__
+from resnet_apps.allocator import keep_freed_memory
 from resnet_apps.cli.predict_manifest import route_summarize
 from resnet_apps.errors import ResnetAppsError
 
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; typed errors print their message (file, field, fix) and exit with 2."""
     argv = route_summarize(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # batch-sized arrays reused instead of faulted in afresh (resnet_apps.allocator)
     try:
         return int(args.handler(args) or 0)
     except ResnetAppsError as error:

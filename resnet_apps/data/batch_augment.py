@@ -214,20 +214,10 @@ def _affine(
 
     Writes the moved samples into ``image``, ``valid`` and ``mask`` in place (they are the caller's batch).
     """
-    b = image.shape[0]
-    on = torch.rand(b, generator=gen) < 0.7
-    angle = (torch.rand(b, generator=gen) * 20 - 10) * math.pi / 180
-    shift = torch.rand(b, 2, generator=gen) * 0.1 - 0.05
-    zoom = torch.rand(b, generator=gen) * 0.2 + 0.9
-    angle, zoom = torch.where(on, angle, 0.0), torch.where(on, zoom, 1.0)
-    shift = torch.where(on[:, None], shift, 0.0)
+    on, theta = affine_draw(image.shape[0], gen)
     if not bool(on.any()):
         return image, valid, mask
-    # the sampling grid maps output to input coordinates in [-1, 1]: the inverse of rotate-scale-shift
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack(
-        [torch.stack([cos, -sin, -shift[:, 0] * 2], 1), torch.stack([sin, cos, -shift[:, 1] * 2], 1)], 1
-    ).to(image.device, image.dtype)
+    theta = theta.to(image.device, image.dtype)
     # only the samples that move (by index: cheaper than boolean masks); the others stay bit-for-bit
     sel = torch.nonzero(on)[:, 0].to(image.device)
     h, w = image.shape[-2], image.shape[-1]
@@ -250,6 +240,27 @@ def _affine(
         labels = shifted[:, 0].round().long() - 1
         mask.index_copy_(0, sel, torch.where(labels < 0, IGNORE_INDEX, labels).to(mask.dtype))
     return image, valid, mask
+
+
+def affine_draw(b: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chest_xray affine of a batch of ``b``, drawn from ``gen`` (CPU).
+
+    Returns:
+        ``on`` [B] bool (p 0.7) and ``theta`` [B, 2, 3] float32: the ``grid_sample`` matrices mapping
+        output to input coordinates in [-1, 1] (identity where not ``on``).
+    """
+    on = torch.rand(b, generator=gen) < 0.7
+    angle = (torch.rand(b, generator=gen) * 20 - 10) * math.pi / 180
+    shift = torch.rand(b, 2, generator=gen) * 0.1 - 0.05
+    zoom = torch.rand(b, generator=gen) * 0.2 + 0.9
+    angle, zoom = torch.where(on, angle, 0.0), torch.where(on, zoom, 1.0)
+    shift = torch.where(on[:, None], shift, 0.0)
+    # the sampling grid maps output to input coordinates in [-1, 1]: the inverse of rotate-scale-shift
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin, -shift[:, 0] * 2], 1), torch.stack([sin, cos, -shift[:, 1] * 2], 1)], 1
+    )
+    return on, theta.to(torch.float32)
 
 
 @functools.lru_cache(maxsize=64)

@@ -27,7 +27,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from resnet_apps.constants import IGNORE_INDEX
 from resnet_apps.data.array_cache import Shard, shard_for
-from resnet_apps.data.batch_augment import BatchAugment, batch_augment, dihedral, dihedral_np
+from resnet_apps.data.batch_augment import (
+    BatchAugment,
+    affine_draw,
+    batch_augment,
+    dihedral,
+    dihedral_np,
+)
+from resnet_apps.data.batch_kernels import fusable, gather_affine, gather_dihedral
 from resnet_apps.data.dataset import RecordDataset
 from resnet_apps.recipe import Recipe
 from resnet_apps.train.datasets import collate
@@ -107,16 +114,24 @@ class BatchSource:
             draws = self.augment.draw(b, torch.Generator().manual_seed(seed), square)
             codes, alpha, beta = draws.codes.numpy(), draws.alpha.numpy(), draws.beta.numpy()
         order = np.argsort(codes, kind="stable")
-        raw = self.shard.gather(np.asarray(indices, dtype=np.int64)[order], pin=self._pin)
+        rows = np.asarray(indices, dtype=np.int64)[order]
+        on_cpu = self.numpy_convert if self.numpy_convert is not None else self.device.type == "cpu"
+        fused = on_cpu and fusable(self.shard.image.dtype)
+        raw = self.shard.gather(rows, pin=self._pin, image=not fused)
         # float64 as before, then float32: bit-for-bit the factors of the earlier torch arithmetic
         alpha, beta = alpha[order].astype(np.float64), beta[order].astype(np.float64)
-        mean_c, std_c = self._mean_std(raw["image"].shape[1])
+        mean_c, std_c = self._mean_std(self.shard.image.shape[1])
         mul = (alpha[:, None] * self.shard.scale / std_c[None, :]).astype(np.float32)[:, :, None, None]
         add = ((beta * raw["mean"].numpy())[:, None] - mean_c[None, :]) / std_c[None, :]
         add = add.astype(np.float32)[:, :, None, None]  # mul, add: [B, C, 1, 1]
         spans = _spans(codes[order].tolist())
         all_valid = bool(raw["valid"].numpy().all())  # then flips and rotations leave it as it is
-        if self.numpy_convert if self.numpy_convert is not None else self.device.type == "cpu":
+        if fused:  # one pass from the memory map: gather, flip/rotate, convert, normalise
+            image = torch.from_numpy(
+                gather_dihedral(self.shard.image, rows, codes[order], mul[:, :, 0, 0], add[:, :, 0, 0])
+            )
+            valid, mask = self._turn_masks(raw, spans, all_valid)
+        elif on_cpu:
             image, valid, mask = self._convert_cpu(raw, spans, mul, add, all_valid)
         else:
             image, valid, mask = self._convert_device(
@@ -150,6 +165,14 @@ class BatchSource:
             out["label"] = raw["label"].to(self.device, non_blocking=True)
         return out
 
+    def _turn_masks(
+        self, raw: dict[str, torch.Tensor], spans: list[tuple[int, int, int]], all_valid: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The valid mask and label mask flipped/rotated like their images (CPU, numpy views, one copy)."""
+        valid = raw["valid"] if all_valid else torch.from_numpy(_turned(raw["valid"].numpy(), spans))
+        mask = torch.from_numpy(_turned(raw["mask"].numpy(), spans)) if "mask" in raw else None
+        return valid, mask
+
     def _convert_cpu(
         self,
         raw: dict[str, torch.Tensor],
@@ -158,21 +181,15 @@ class BatchSource:
         add: np.ndarray,
         all_valid: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        # Three cheap passes beat one numpy ``multiply(int16 view, mul)``, whose mixed-dtype strided inner
-        # loop is buffered (several times slower): flips/rotations in the stored dtype (half or a quarter
-        # of float32's bytes; numpy views with negative strides, one copy per group), torch's vectorised
-        # cast to float32, then ``x * mul + add`` in place: the float32 operations of the single pass in
-        # the same order, so the batch is bit-for-bit what it was.
+        # float16 shards, which the one-pass kernel cannot read: flips/rotations in the stored dtype
+        # (numpy views with negative strides, one copy per group), torch's vectorised cast to float32,
+        # then ``x * mul + add`` in place -- the kernel's float32 operations in the same order.
         src = raw["image"].numpy()
-        # numpy's allocation, not torch.empty: numpy asks for transparent huge pages on large arrays, so
-        # a fresh 13.6 MB batch costs a handful of page faults instead of thousands (measured ~1,100 ->
-        # ~150 per EuroSAT batch)
         image = torch.from_numpy(np.empty(src.shape, np.float32))
         with one_thread():
             image.copy_(torch.from_numpy(_turned(src, spans)))
             image.mul_(torch.from_numpy(mul)).add_(torch.from_numpy(add))
-        valid = raw["valid"] if all_valid else torch.from_numpy(_turned(raw["valid"].numpy(), spans))
-        mask = torch.from_numpy(_turned(raw["mask"].numpy(), spans)) if "mask" in raw else None
+        valid, mask = self._turn_masks(raw, spans, all_valid)
         return image, valid, mask
 
     def _convert_device(
@@ -201,6 +218,10 @@ class BatchSource:
 
     def _general(self, indices: Sequence[int], seed: int) -> dict[str, Any]:
         """Crops and affines (segmentation, chest films): float32 on the device, then the batch augmentation."""
+        if self._fused_affine():
+            rows = np.asarray(indices, dtype=np.int64)
+            if bool(self.shard.valid[rows].all()):
+                return self._affine_cpu(rows, seed)
         raw = self.shard.gather(indices, pin=self._pin)
         if self.device.type == "cpu":  # numpy's allocation (huge pages: few page faults), one thread
             image = torch.from_numpy(np.empty(raw["image"].shape, np.float32))
@@ -211,6 +232,43 @@ class BatchSource:
                 return self._augment_normalise(raw, image, seed)
         image = self.shard.to_float(raw["image"].to(self.device, non_blocking=True))
         return self._augment_normalise(raw, image, seed)
+
+    def _fused_affine(self) -> bool:
+        """Whether CPU batches take the one-kernel affine (chest films: affine and brightness only,
+        no mask, a dtype the kernel reads); the batch must also be all valid."""
+        a = self.augment
+        on_cpu = self.numpy_convert if self.numpy_convert is not None else self.device.type == "cpu"
+        return (
+            on_cpu
+            and a is not None
+            and a.affine
+            and a.crop is None
+            and not (a.hflip or a.vflip or a.rot90 or a.swap)
+            and self.shard.mask is None
+            and fusable(self.shard.image.dtype)
+        )
+
+    def _affine_cpu(self, rows: np.ndarray, seed: int) -> dict[str, Any]:
+        """The affine batch in one kernel: the draws of ``BatchAugment.__call__`` (same generator, same
+        order), applied while gathering from the memory map (``batch_kernels.gather_affine``)."""
+        assert self.augment is not None
+        gen = torch.Generator().manual_seed(seed)
+        draws = self.augment.draw(len(rows), gen, self.shard.image.shape[-1] == self.shard.image.shape[-2])
+        on, theta = affine_draw(len(rows), gen)
+        raw = self.shard.gather(rows, image=False)
+        mean_c, std_c = self._mean_std(self.shard.image.shape[1])
+        image, valid = gather_affine(
+            self.shard.image,
+            rows,
+            on.numpy(),
+            theta.numpy(),
+            self.shard.scale,
+            draws.alpha.numpy(),
+            draws.beta.numpy(),
+            mean_c,
+            std_c,
+        )
+        return self._batch(raw, torch.from_numpy(image), torch.from_numpy(valid), None, bool(valid.all()))
 
     def _augment_normalise(
         self, raw: dict[str, torch.Tensor], image: torch.Tensor, seed: int

@@ -172,3 +172,16 @@ def test_cli_data_cache_writes_the_shard_train_reads(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tiny: 6 training images [4, 16, 16] as int16" in done.stdout
     assert len(list((tmp_path / "cache" / "shards").rglob("meta.json"))) == 1
+
+
+def test_integers_an_ulp_off_are_stored_as_integers() -> None:
+    """Grey films made from R=G=B land an ulp off integer * scale: uint8 keeps them, not float16."""
+    from resnet_apps.data.array_cache import _fits
+
+    scale = 1 / 255
+    values = np.arange(256, dtype=np.float32) * np.float32(scale)
+    nudged = np.nextafter(values, np.float32(2))  # one ulp up, as the grey conversion leaves them
+    nudged[0] = 0.0  # (zero stays zero)
+    stored = _fits(nudged, "uint8", scale)
+    assert stored is not None and stored.dtype == np.uint8 and np.array_equal(stored, np.arange(256))
+    assert _fits(values + np.float32(1e-3), "uint8", scale) is None  # not integers: a float dtype

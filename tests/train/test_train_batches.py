@@ -126,7 +126,7 @@ def test_torch_conversion_path_equals_the_numpy_one(tmp_path: Path, dtype: str) 
     assert torch.all(a["image"][row][:, ~a["valid"][row]] == 0)  # invalid pixels are 0 after normalising
 
 
-@pytest.mark.parametrize("dtype", ["int16", "uint8", "float16"])
+@pytest.mark.parametrize("dtype", ["int16", "uint8", "uint16", "float32", "float16"])
 def test_cpu_batch_is_bitwise_the_single_pass_formula(dtype: str) -> None:
     """Rotate in the stored dtype, cast, multiply, add: bit-for-bit float32(raw) * mul + add per row."""
     from resnet_apps.data.array_cache import Shard
@@ -162,3 +162,35 @@ def test_one_thread_restores_the_thread_count() -> None:
     with one_thread():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_cpu_affine_kernel_equals_the_torch_augmentation(dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """chest_xray batches: the one-kernel CPU path draws and moves exactly what the torch path does."""
+    from resnet_apps.data.array_cache import Shard
+    from resnet_apps.data.batch_augment import batch_augment
+
+    rng = np.random.default_rng(5)
+    raw = rng.integers(0, 250 if dtype == "uint8" else 60000, (12, 1, 20, 24)).astype(dtype)
+    scale = 1 / 255 if dtype == "uint8" else 1e-4
+    mean = raw.astype(np.float32).reshape(12, -1).mean(1).astype(np.float64) * scale
+    shard = Shard(raw, np.ones((12, 20, 24), bool), None, np.arange(12) % 2, mean, scale, "k")
+    augment = batch_augment("chest_xray")
+    cpu = torch.device("cpu")
+    fused = BatchSource(shard, augment, (0.4,), (0.2,), cpu)
+    torch_path = BatchSource(shard, augment, (0.4,), (0.2,), cpu, numpy_convert=False)
+    assert fused._fused_affine() and not torch_path._fused_affine()
+    indices = [3, 11, 0, 7, 5, 2, 9, 1]
+    for seed in (4, 21):
+        a, b = fused.batch(indices, seed), torch_path.batch(indices, seed)
+        assert torch.equal(a["index"], b["index"]) and torch.equal(a["label"], b["label"])
+        assert torch.equal(a["valid"], b["valid"])  # the same float32 comparisons
+        assert not bool(a["valid"].all())  # some samples moved: corners from outside the frame
+        torch.testing.assert_close(a["image"], b["image"], rtol=1e-5, atol=1e-5)
+        assert torch.all(a["image"][~a["valid"][:, None].expand_as(a["image"])] == 0)
+    shard.valid[7, 0, 0] = False  # a batch that is not all valid takes the torch path
+    import resnet_apps.train.batches as batches
+
+    monkeypatch.setattr(batches, "gather_affine", None)  # would fail if called
+    again = fused.batch(indices, 4)
+    assert not bool(again["valid"][3, 0, 0])
