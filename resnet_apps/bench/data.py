@@ -2,7 +2,7 @@
 
 ``resnet-apps bench data RECIPE [--set KEY=VALUE ...] [--seconds S] [--json OUT]``
 
-- **first epoch**: every training image decoded (``min(4, cpus - 1)`` processes, or ``--workers``) and
+- **first epoch**: every training image decoded (``min(4, cpus)`` processes, or ``--workers``) and
   written to a fresh array cache in a temporary folder, so the figure never depends on an earlier run.
 - **cached**: whole epochs of the loop's own batches (``train.batches.epoch_batches``: one gather from
   the memory-mapped shard, transfer, float conversion, the recipe's batch augmentation and normalisation
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="recipe override"
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="least time spent on cached epochs")
-    parser.add_argument("--workers", type=int, default=None, help="decode processes (default min(4, cpus-1))")
+    parser.add_argument("--workers", type=int, default=None, help="decode processes (default min(4, cpus))")
     parser.add_argument("--per-sample-batches", type=int, default=5, help="batches of the per-sample path")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from resnet_apps.data.array_cache import shard_for
     from resnet_apps.io.atomic import atomic_write_text
     from resnet_apps.recipe import load_recipe
-    from resnet_apps.train.batches import decode_workers, epoch_batches, train_batch_source
+    from resnet_apps.train.batches import cache_workers, epoch_batches, train_batch_source
     from resnet_apps.train.datasets import normalisation, recipe_dataset, split_records
 
     recipe = load_recipe(args.recipe, [*args.overrides, "data.cache=true"])
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     split = split_records(recipe)
     _, mean, std, _ = normalisation(recipe, split.train, split.classes)
     batch = recipe.train.batch_size
-    workers = decode_workers() if args.workers is None else args.workers
+    workers = cache_workers() if args.workers is None else args.workers
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         dataset = recipe_dataset(split.train, recipe, (mean, std), split.classes, train=True)
         dataset.cache = ArrayCache(tmp)  # a fresh cache: the first epoch really decodes

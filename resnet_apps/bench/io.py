@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
 
 
-def _data_root(arg: Path | None) -> Path:
+def shared_data_root(arg: Path | None) -> Path:
     if arg is not None:
         return arg
     env = os.environ.get("RESNET_APPS_SHARED_DATA")
@@ -129,7 +129,7 @@ def _fmt(rate: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Measure and print the table; returns 0 (2 when the data folder is missing)."""
-    root = _data_root(args.data)
+    root = shared_data_root(args.data)
     if not (root / "dicom_radiographs").is_dir():
         print(f"error: no dicom_radiographs under {root}; fix: pass --data or set RESNET_APPS_SHARED_DATA")
         return 2

@@ -72,9 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     cache.add_argument("recipe", help="recipe YAML")
     cache.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    cache.add_argument(
-        "--workers", type=int, default=None, help="decode processes (default: min(4, cpus - 1))"
-    )
+    cache.add_argument("--workers", type=int, default=None, help="decode processes (default: min(4, cpus))")
     cache.set_defaults(handler=_cache)
 
 
@@ -95,14 +93,14 @@ def _cache(args: argparse.Namespace) -> int:
 
     from resnet_apps.data.array_cache import shard_for
     from resnet_apps.recipe import load_recipe
-    from resnet_apps.train.batches import decode_workers
+    from resnet_apps.train.batches import cache_workers
     from resnet_apps.train.datasets import normalisation, recipe_dataset, split_records
 
     recipe = load_recipe(args.recipe, [*args.overrides, "data.cache=true"])
     split = split_records(recipe)
     _, mean, std, _ = normalisation(recipe, split.train, split.classes)
     dataset = recipe_dataset(split.train, recipe, (mean, std), split.classes, train=True)
-    workers = decode_workers() if args.workers is None else args.workers
+    workers = cache_workers() if args.workers is None else args.workers
     started = time.perf_counter()
     shard = shard_for(dataset, workers, progress=sys.stderr.isatty())
     if shard is None:

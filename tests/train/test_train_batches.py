@@ -12,7 +12,13 @@ from train_fixtures import make_geotiff_folder, write_recipe
 from resnet_apps.data import ArrayCache, Preprocessing, Record, RecordDataset
 from resnet_apps.data.array_cache import shard_for
 from resnet_apps.recipe import load_recipe
-from resnet_apps.train.batches import BatchSource, choose_workers, decode_workers, epoch_batches
+from resnet_apps.train.batches import (
+    BatchSource,
+    cache_workers,
+    choose_workers,
+    decode_workers,
+    epoch_batches,
+)
 
 
 def test_batch_source_equals_normalised_per_sample_path(tmp_path: Path) -> None:
@@ -44,6 +50,14 @@ def test_choose_workers() -> None:
     n, why = choose_workers("auto", cached=False)
     assert n == decode_workers() and 0 <= n <= 4 and "min(4, cpus - 1)" in why
     assert choose_workers(3, cached=True) == (3, "train.num_workers")
+
+
+def test_cache_workers_use_every_core_up_to_four(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resnet_apps.train.batches as batches
+
+    for cpus, want_loader, want_cache in ((1, 0, 1), (2, 1, 2), (3, 2, 3), (16, 4, 4)):
+        monkeypatch.setattr(batches, "_cpus", lambda n=cpus: n)
+        assert (decode_workers(), cache_workers()) == (want_loader, want_cache)
 
 
 def test_recipe_num_workers_auto_default(tmp_path: Path) -> None:
