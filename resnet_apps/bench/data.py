@@ -2,7 +2,8 @@
 
 ``resnet-apps bench data RECIPE [--set KEY=VALUE ...] [--seconds S] [--json OUT]``
 
-- **first epoch**: every training image decoded (``min(4, cpus)`` processes, or ``--workers``) and
+- **first epoch**: every training image decoded (up to ``min(4, cpus)`` processes, or ``--workers``; cheap
+  decodes stay in this process: ``data.array_cache.CHEAP_DECODE_S``) and
   written to a fresh array cache in a temporary folder, so the figure never depends on an earlier run.
 - **cached**: whole epochs of the loop's own batches (``train.batches.epoch_batches``: one gather from
   the memory-mapped shard, transfer, float conversion, the recipe's batch augmentation and normalisation
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         f"recipe {recipe.name}: {len(dataset)} training images {figures['shape']} stored as "
         f"{figures['stored_dtype']}, batch {batch}, augment {recipe.data.augment}, {device}"
     )
-    print(f"  first epoch (decode {workers} proc + write):  {first:10.1f} images/s")
+    print(f"  first epoch (<= {workers} decode proc, write): {first:10.1f} images/s")
     print(f"  cached (gather + augment + normalise):     {cached:10.1f} images/s")
     print(f"  cached, per CPU-second of this process:    {per_cpu_s:10.1f} images/s")
     print(f"  gather alone (the CPU's share on a GPU):   {gathered:10.1f} images/s")

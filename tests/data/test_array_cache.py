@@ -125,17 +125,32 @@ def test_half_written_shard_is_ignored(tmp_path: Path, decodes: list[str]) -> No
     assert not [p for p in entry.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_dicom_shard_is_float16_close_to_per_sample(tmp_path: Path, decodes: list[str]) -> None:
+def test_dicom_shard_is_float16_close_to_per_sample(
+    tmp_path: Path, decodes: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import resnet_apps.data.array_cache as array_cache
+
     ramp = np.arange(32 * 40, dtype=np.uint16).reshape(32, 40) % 1000
-    make_dicom(tmp_path / "a.dcm", ramp, window=(500.0, 1000.0))
-    make_dicom(tmp_path / "b.dcm", ramp[::-1].copy(), window=(500.0, 1000.0))
-    records = [Record(path="a.dcm", label=0), Record(path="b.dcm", label=1)]
+    names = ["a.dcm", "b.dcm", "c.dcm", "d.dcm", "e.dcm"]
+    for i, name in enumerate(names):
+        make_dicom(tmp_path / name, np.roll(ramp, 7 * i, axis=1), window=(500.0, 1000.0))
+    records = [Record(path=name, label=i % 2) for i, name in enumerate(names)]
     ds = RecordDataset(records, tmp_path, Preprocessing(image_size=16), cache=ArrayCache(tmp_path / "c"))
-    shard = shard_for(ds, workers=2)  # decoded in two processes
+    monkeypatch.setattr(array_cache, "CHEAP_DECODE_S", 0.0)  # these tiny films count as costly
+    monkeypatch.setattr(array_cache, "PROBE_RECORDS", 2)
+    shard = shard_for(ds, workers=2)
+    # the first two here (timed), the other three in the two worker processes (their calls are not seen here)
+    assert decodes == ["a.dcm", "b.dcm"]
     assert shard is not None and shard.image.dtype == np.float16 and shard.scale == 1.0
-    image = shard.to_float(shard.gather([1, 0])["image"])
-    per_sample = np.stack([ds[1]["image"].numpy(), ds[0]["image"].numpy()])
+    image = shard.to_float(shard.gather([3, 1, 4, 0, 2])["image"])
+    per_sample = np.stack([ds[i]["image"].numpy() for i in (3, 1, 4, 0, 2)])
     np.testing.assert_allclose(image.numpy(), per_sample, atol=2**-11)
+
+
+def test_cheap_decodes_stay_in_this_process(tmp_path: Path, decodes: list[str]) -> None:
+    records, root = _chips(tmp_path)  # 16 px chips: far below CHEAP_DECODE_S each
+    shard = shard_for(_dataset(records, root, tmp_path / "cache"), workers=2)
+    assert shard is not None and len(decodes) == len(records) == 9  # every decode seen here: no pool
 
 
 def test_images_of_different_sizes_use_the_per_sample_path(tmp_path: Path) -> None:
