@@ -128,7 +128,7 @@ class BatchSource:
             codes, alpha, beta = draws.codes.numpy(), draws.alpha.numpy(), draws.beta.numpy()
         order = np.argsort(codes, kind="stable")
         rows = np.asarray(indices, dtype=np.int64)[order]
-        on_cpu = self.numpy_convert if self.numpy_convert is not None else self.device.type == "cpu"
+        on_cpu = self._on_cpu
         fused = on_cpu and fusable(self.shard.image.dtype)
         raw = self.shard.gather(rows, pin=self._pin, image=not fused)
         # float64 as before, then float32: bit-for-bit the factors of the earlier torch arithmetic
@@ -233,8 +233,9 @@ class BatchSource:
         """Crops and affines (segmentation, chest films): float32 on the device, then the batch augmentation."""
         if self._fused_affine():
             rows = np.asarray(indices, dtype=np.int64)
-            if bool(self.shard.valid[rows].all()):
-                return self._affine_cpu(rows, seed)
+            raw = self.shard.gather(rows, image=False)
+            if bool(raw["valid"].numpy().all()):
+                return self._affine_cpu(rows, raw, seed)
         raw = self.shard.gather(indices, pin=self._pin)
         if self.device.type == "cpu":  # numpy's allocation (huge pages: few page faults), one thread
             image = torch.from_numpy(np.empty(raw["image"].shape, np.float32))
@@ -250,9 +251,8 @@ class BatchSource:
         """Whether CPU batches take the one-kernel affine (chest films: affine and brightness only,
         no mask, a dtype the kernel reads); the batch must also be all valid."""
         a = self.augment
-        on_cpu = self.numpy_convert if self.numpy_convert is not None else self.device.type == "cpu"
         return (
-            on_cpu
+            self._on_cpu
             and a is not None
             and a.affine
             and a.crop is None
@@ -261,14 +261,18 @@ class BatchSource:
             and fusable(self.shard.image.dtype)
         )
 
-    def _affine_cpu(self, rows: np.ndarray, seed: int) -> dict[str, Any]:
+    @property
+    def _on_cpu(self) -> bool:
+        """Batches are made with numpy/numba on the CPU (``numpy_convert``; default: a CPU device)."""
+        return self.numpy_convert if self.numpy_convert is not None else self.device.type == "cpu"
+
+    def _affine_cpu(self, rows: np.ndarray, raw: dict[str, torch.Tensor], seed: int) -> dict[str, Any]:
         """The affine batch in one kernel: the draws of ``BatchAugment.__call__`` (same generator, same
         order), applied while gathering from the memory map (``batch_kernels.gather_affine``)."""
         assert self.augment is not None
         gen = torch.Generator().manual_seed(seed)
         draws = self.augment.draw(len(rows), gen, self.shard.image.shape[-1] == self.shard.image.shape[-2])
         on, theta = affine_draw(len(rows), gen)
-        raw = self.shard.gather(rows, image=False)
         mean_c, std_c = self._mean_std(self.shard.image.shape[1])
         image, valid = gather_affine(
             self.shard.image,
