@@ -74,6 +74,7 @@ class GeoMeta:
     kind: str = "geotiff"
     band_numbers: list[int] = field(default_factory=list)  # 1-based file (stack) numbers of the bands read
     alpha_band: int | None = None  # 1-based number of the alpha band folded into ``valid``
+    block_shape: tuple[int, int] | None = None  # (rows, cols) of the first file's internal tiles or strips
 
 
 def is_remote(path: str | os.PathLike[str]) -> bool:
@@ -290,13 +291,17 @@ def read_geotiff(
             if not slots:
                 continue
             indexes = [planes[chosen[j]][1] for j in slots]
+            # all bands of one file (the usual case): decoded straight into `data`, no second copy
+            whole = slots == list(range(len(chosen)))
             try:
-                block = src.read(indexes, window=win, out_shape=(len(indexes), *shape))
+                if whole and out_shape is None:
+                    src.read(indexes, window=win, out=data)
+                else:
+                    data[slots] = src.read(indexes, window=win, out_shape=(len(indexes), *shape))
             except RasterioIOError as error:
                 raise GeoTiffError(
                     f"{paths[k]}: bands {indexes} cannot be read ({error}); the file may be truncated"
                 ) from error
-            data[slots] = block
         nodata_chosen = [nodatas[i] for i in chosen]
         valid = _valid_mask(data, nodata_chosen)
         for plane in alpha:  # alpha 0 = transparent = no data, in training and prediction alike
@@ -326,6 +331,7 @@ def read_geotiff(
             valid=valid,
             band_numbers=[i + 1 for i in chosen],
             alpha_band=alpha[0] + 1 if alpha else None,
+            block_shape=(int(first.block_shapes[0][0]), int(first.block_shapes[0][1])),
         )
         return data, meta
     finally:

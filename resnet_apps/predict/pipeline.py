@@ -8,19 +8,30 @@ forward pass gets ``batch_size`` tiles, and blends their outputs into the block'
 Memory is bounded by a fixed number of blocks in flight (a block counts from the start of its read to the
 end of its write; :class:`InFlight` counts them, tests read its peak):
 
-    reader: 1 being read + ``QUEUE_BLOCKS`` queued       = 2
+    reader: ``QUEUE_BLOCKS`` being read or queued         = 1
     forward: at most ``MAX_OPEN`` blocks with tiles out   = 2
     writer: ``QUEUE_BLOCKS`` queued + 1 being written     = 2
-    -> BLOCKS_IN_FLIGHT = 6
+    -> BLOCKS_IN_FLIGHT = 5
+
+(the reader starts a read only once the forward has taken the block before: reading a block takes well
+under a second, its forward many, so one block ahead keeps the forward fed)
 
 In bytes, for a read window of ``R`` px, a core (block) of ``B`` px, ``C`` bands of ``i`` bytes and ``K``
 classes: a read-stage block holds ``C*R*R*i + R*R`` (raw bands, valid mask), a forward-stage block that
 plus ``(K + 1)*B*B*4`` (float32 accumulator and blend-weight sum over the core only: halo outputs are never
 accumulated), a write-stage block ``K*B*B*4 + B*B`` (probabilities, valid core). At the defaults (tile 256,
 overlap 0.25, block 1536 -> R = 1792; C = 13 uint16; K = 10): 83.5 + 3.2 MB read, +103.8 MB accumulator,
-96.8 MB written, so at most 2 x 86.7 + 2 x 190.5 + 2 x 96.8 = 748 MB of blocks, against about 330 MB for
-the serial path (which holds one block as float32 plus MONAI's full-window buffers). ``--block 1024``
-roughly halves it. The bound does not depend on the scene size.
+96.8 MB written, so at most 86.7 + 2 x 190.5 + 2 x 96.8 = 661 MB of blocks, against about 330 MB for
+the serial path (which holds one block as float32 plus MONAI's full-window buffers). The first block row and
+column are up to a quarter longer on that side, so that the other reads start on the file's tiles
+(``tiling.aligned_shift``: 1 728 x 1 536 px at the defaults over 512 px tiles, read as 1 984 x 1 792): while
+the first row is in flight the bound is 96.0 + 2 x 212.8 + 2 x 108.8 = 739 MB. ``--block 1024`` roughly
+halves it. The bound does not depend on the scene size. A finished block's probabilities are its
+accumulator divided in place, so no second [K, B, B] array is made.
+
+The reader and writer threads run at a lower priority than the forward (:data:`BACKGROUND_NICE`): on a CPU
+device the forward's threads hold every core, and work beside them at equal priority stalls the forward
+beyond its own CPU time; below it, reading fills the forward's gaps, or runs while the forward waits.
 
 Errors in either thread end the run: the caller's thread raises (a :class:`ResnetAppsError` from the
 thread as it is, anything else as :class:`ScenePredictionError` chained to the cause), the threads are
@@ -30,6 +41,7 @@ temporary files to the final names.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -45,7 +57,16 @@ from resnet_apps.errors import ResnetAppsError, ScenePredictionError
 
 QUEUE_BLOCKS = 1  # blocks waiting between reader and forward, and between forward and writer
 MAX_OPEN = 2  # blocks with tiles in the forward stage at once (a batch may span a block boundary)
-BLOCKS_IN_FLIGHT = (1 + QUEUE_BLOCKS) + MAX_OPEN + (QUEUE_BLOCKS + 1)
+BLOCKS_IN_FLIGHT = QUEUE_BLOCKS + MAX_OPEN + (QUEUE_BLOCKS + 1)
+# How far below the forward the reader and writer threads run (Linux nice, per thread). On a CPU device the
+# forward's intra-op threads hold every core, and a thread working beside them at equal priority stalls the
+# whole forward, not just one core of it (its threads meet at barriers). Measured on 2 cores with a reader
+# decoding DEFLATE blocks without pause beside a resnet18-FPN forward (2 threads, batch 8 of 256 px; the
+# forward alone: 5.70 tiles/s): nice 0 -> forward 2.85 tiles/s, reader 124 MB/s; nice 10 -> 5.65 and
+# 18.7 MB/s; nice 19 -> 6.05 and 3.8 MB/s. A 10 000 px 13-band pass needs about 9 MB/s of decoding, so nice
+# 10 keeps the reader ahead of the forward at about 1 % of its speed, where 19 starves it (the forward
+# then waits for blocks) and where another job's threads would starve it too.
+BACKGROUND_NICE = 10
 
 T = TypeVar("T")
 J = TypeVar("J")
@@ -142,7 +163,10 @@ class DeviceNormaliser:
             x -= self.mean
         if self.std is not None:
             x /= self.std
-        torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
+        if raw.dtype.kind == "f":  # integer tiles cannot hold NaN or infinity: a pass saved
+            torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
+        if valid.all():  # nothing to zero (the usual tile inside a scene): a pass saved
+            return x
         return x.masked_fill_(~v[:, None], 0.0)
 
 
@@ -262,6 +286,32 @@ class _Failed:
 _DONE = object()
 
 
+def background_priority(nice: int = BACKGROUND_NICE) -> bool:
+    """Lower the calling thread's scheduling priority to ``nice`` (never raise it); True when lowered.
+
+    Linux keeps a nice value per thread (``setpriority`` on the thread id); elsewhere, or where the call
+    is refused, nothing changes and the pipeline runs as before.
+    """
+    if not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return False
+    tid = threading.get_native_id()
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) >= nice:
+            return False
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:
+        return False
+    return True
+
+
+def _acquire(semaphore: threading.Semaphore, stop: threading.Event) -> bool:
+    """Acquire unless ``stop`` is set first; True when acquired."""
+    while not stop.is_set():
+        if semaphore.acquire(timeout=0.05):
+            return True
+    return False
+
+
 def _put(q: queue.Queue, item: object, stop: threading.Event) -> bool:
     """Put unless ``stop`` is set first (a full queue never blocks a stopped thread); True when put."""
     while not stop.is_set():
@@ -305,14 +355,17 @@ def run_pipeline(
         return
     stop = threading.Event()
     read_q: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
+    ahead = threading.Semaphore(QUEUE_BLOCKS)  # blocks the reader may have read or be reading, untaken
     write_q: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
     writer_error: list[BaseException] = []
 
     def reader() -> None:
+        background_priority()
         try:
             with env():
                 for item in items:
-                    if stop.is_set() or not _put(read_q, read(item), stop):
+                    # one block ahead: the next read starts once the forward has taken the last one
+                    if not _acquire(ahead, stop) or not _put(read_q, read(item), stop):
                         return
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
             _put(read_q, _Failed("reader", exc), stop)
@@ -320,6 +373,7 @@ def run_pipeline(
         _put(read_q, _DONE, stop)
 
     def writer() -> None:
+        background_priority()
         failed = False
         with env():
             while True:
@@ -337,6 +391,7 @@ def run_pipeline(
     def jobs() -> Iterator[BlockJob[T]]:
         while True:
             item = read_q.get()
+            ahead.release()
             if item is _DONE:
                 return
             if isinstance(item, _Failed):

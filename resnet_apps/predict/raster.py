@@ -19,6 +19,7 @@ from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.io import GeoMeta, read_geotiff
 from resnet_apps.io.geotiff import as_source, as_window, is_remote
 from resnet_apps.predict.remote import read_with_retries
+from resnet_apps.predict.tiling import FileTiles
 
 
 def class_dtype(num_classes: int) -> tuple[str, int]:
@@ -55,6 +56,9 @@ class SceneReader:
         win = as_window(window, probe.width, probe.height, str(self.path))
         self.row_off, self.col_off = int(win.row_off), int(win.col_off)
         self.height, self.width = int(win.height), int(win.width)
+        # the file's internal tiling, so that block reads start on its tiles (tiling.aligned_shift)
+        tile_rows, tile_cols = probe.block_shape or (0, 0)
+        self.file_tiles = FileTiles(tile_rows, tile_cols, self.row_off, self.col_off)
         self.meta: GeoMeta = dataclasses.replace(
             probe,
             transform=probe.transform,  # the corner pixel's: the window's top-left

@@ -183,7 +183,7 @@ def predict_scene(
                     stack.enter_context(writer)
             if task == "segmentation":
                 grid = plan_grid(size, overlap, block)
-                total = count_tiles(reader.height, reader.width, grid)
+                total = count_tiles(reader.height, reader.width, grid, reader.file_tiles)
                 bar = stack.enter_context(_progress(total, progress, scene_label(reader.path)))
                 _segment(run, writers, bar, grid, blend)
             else:
@@ -237,6 +237,7 @@ class _Run:
     threads: bool
     fetched: FetchCounter
     decode_threads: bool  # GDAL_NUM_THREADS in every stage's GDAL environment
+    reads: int = 0  # blocks read
     tiles: int = 0  # tiles (chips) of the blocks written
     forwarded: int = 0  # tiles that went through the model (nodata tiles do not)
 
@@ -250,7 +251,14 @@ class _Run:
         """Raw window and validity, timed, counted as a block in flight (until :meth:`written`)."""
         self.in_flight.enter()
         started = time.perf_counter()
-        raw, valid = self.reader.read_raw(window)
+        if self.reads == 0 and not self.decode_threads and not self.reader.remote:
+            # the forward waits for this first block: GDAL may decode it on every core (a remote scene
+            # stays on one thread, see predict.remote)
+            with gdal_env(decode_threads=True):
+                raw, valid = self.reader.read_raw(window)
+        else:
+            raw, valid = self.reader.read_raw(window)
+        self.reads += 1
         self.clock.read += time.perf_counter() - started
         return raw, valid
 
@@ -329,13 +337,14 @@ def _segment(run: _Run, writers: MapWriters, bar: Any, grid: TileGrid, blend: Bl
         assert job.state is not None
         acc, wsum = job.state
         rows, cols = job.info.core_in_read
-        return (acc / wsum).cpu().numpy(), job.valid[rows, cols]
+        # in place: a second [K, B, B] float32 array per block (94 MB at the defaults) would raise the peak
+        return acc.div_(wsum).cpu().numpy(), job.valid[rows, cols]
 
     def write(job: BlockJob, result: tuple[np.ndarray, np.ndarray]) -> None:
         write_block(writers, result[0], result[1], job.span, run.decision)
         run.written(job, bar)
 
-    blocks = iter_blocks(run.reader.height, run.reader.width, grid)
+    blocks = iter_blocks(run.reader.height, run.reader.width, grid, run.reader.file_tiles)
     run.run(blocks, read, Task(t, start, accept, finish), write)
 
 

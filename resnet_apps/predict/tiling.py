@@ -36,6 +36,15 @@ difference to one whole-image forward, within 8 px of the overlap-0 tile borders
 every setting: overlap 0 doubles the error at the seams and leaves it unchanged elsewhere, 0.25 removes the
 seam excess. Use overlap 0 (``constant`` blend, which it makes irrelevant) where a visible seam is
 acceptable, e.g. a quick look or a model with a small receptive field; keep 0.25 + gaussian for maps.
+
+Reads on the file's tiles. GDAL decodes every internal tile a window touches, whole, so what a block read
+costs is the file tiles it touches, not its pixels. The plain plan's 1 792 px reads start 192 px before a
+512 px tile boundary and touch 5 tiles per side where 4 would hold them: 2.56 file tiles decoded per file
+tile of the scene. :func:`aligned_shift` lengthens the first block of each axis by a stride or more, so
+that every later read starts on a tile boundary: 1.69 (676 instead of 1 024 tile decodes at 10 000 px,
+1.44 instead of 1.96 at 2 500 px). Decoding the block windows of a 5 000 px 13-band DEFLATE scene on one
+thread took 3.8 s instead of 6.6 s. Block starts stay multiples of the stride, so the tiles forwarded and
+the maps are unchanged.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ import torch
 # how overlapping tiles are weighted: MONAI sliding_window_inference's ``mode`` (BlendMode values)
 BlendMode = Literal["gaussian", "constant"]
 BLEND_MODES: tuple[BlendMode, ...] = get_args(BlendMode)
+MAX_SHIFT = 0.25  # the first block of an axis is at most this fraction of a block longer (aligned_shift)
 
 
 @dataclass(frozen=True)
@@ -111,28 +121,116 @@ def plan_grid(tile: int, overlap: float, block: int = 1536) -> TileGrid:
     return TileGrid(tile, stride, halo_before, halo_after, block, overlap)
 
 
-def _axis_blocks(length: int, grid: TileGrid) -> list[tuple[int, int, int, int]]:
-    """Core and read ranges ``(core0, core1, read0, read1)`` along one axis of ``length`` pixels."""
+def _file_tiles(read0: int, read1: int, length: int, internal: int, offset: int) -> int:
+    """Internal (file) tiles of ``internal`` px that a read ``[read0, read1)`` touches, clamped to the scene.
+
+    ``offset`` is where the scene (the reader's window) starts in the file; 0 for an empty read.
+    """
+    lo, hi = max(read0, 0) + offset, min(read1, length) + offset
+    if hi <= lo:
+        return 0
+    return (hi - 1) // internal - lo // internal + 1
+
+
+def aligned_shift(length: int, grid: TileGrid, internal: int = 0, offset: int = 0) -> int:
+    """How much longer the first block is, so that the others' reads start on the file's internal tiles.
+
+    A reader decodes every internal tile a read window touches, whole. At the defaults (1 536 px blocks,
+    a 192 px halo before, 512 px file tiles) a read of 1 792 px starting 192 px before a tile boundary
+    touches 5 tiles per axis where 4 hold it: 25 tiles decoded per block instead of 16 (1.56x). Lengthening
+    the first block by a multiple of the stride moves every later read's start onto a tile boundary (the
+    first read is clamped at the scene's edge). Block starts stay multiples of the stride, so the tiles,
+    and the blended result, are those of the plain plan.
+
+    Args:
+        length: scene length along the axis (pixels).
+        grid: from :func:`plan_grid`.
+        internal: the file's internal tile (or strip) length along the axis; 0 or less: no alignment.
+        offset: where the scene starts in the file along the axis (a ``window`` read).
+
+    Returns:
+        The extra length of the first block: the multiple of the stride, at most a quarter of a block
+        (:data:`MAX_SHIFT`: it bounds the first row's and column's blocks at 1.25x a block's side), that
+        forwards the fewest model tiles and, among those, touches the fewest internal tiles over the whole
+        axis (0 when none does better).
+    """
+    if internal <= 0 or length <= grid.block:
+        return 0
+    best, best_cost = 0, (0, 0)
+    for shift in range(0, int(grid.block * MAX_SHIFT) + 1, grid.stride):
+        spans = _axis_blocks(length, grid, shift)
+        # the model's tiles first (the forward is the costly part), then the file tiles decoded
+        cost = (
+            sum(grid.tiles_along(b - a) for _, _, a, b in spans),
+            sum(_file_tiles(a, b, length, internal, offset) for _, _, a, b in spans),
+        )
+        if shift == 0 or cost < best_cost:
+            best, best_cost = shift, cost
+    return best
+
+
+def _axis_blocks(length: int, grid: TileGrid, shift: int = 0) -> list[tuple[int, int, int, int]]:
+    """Core and read ranges ``(core0, core1, read0, read1)`` along one axis of ``length`` pixels.
+
+    The first core is ``grid.block + shift`` long (see :func:`aligned_shift`), the others ``grid.block``.
+    """
     spans = []
-    for start in range(0, length, grid.block):
-        end = min(start + grid.block, length)
+    starts = [0, *range(grid.block + shift, length, grid.block)]
+    for start, nxt in zip(starts, [*starts[1:], length], strict=True):
+        end = min(nxt, length)
         # round the core end up to the grid so that MONAI never clamps the last tile (see module doc)
         grid_end = math.ceil(end / grid.stride) * grid.stride
         spans.append((start, end, start - grid.halo_before, grid_end + grid.halo_after))
     return spans
 
 
-def iter_blocks(height: int, width: int, grid: TileGrid) -> Iterator[Block]:
-    """Blocks in row-major order that cover a ``height`` x ``width`` scene exactly once."""
-    for r0, r1, rr0, rr1 in _axis_blocks(height, grid):
-        for c0, c1, rc0, rc1 in _axis_blocks(width, grid):
+@dataclass(frozen=True)
+class FileTiles:
+    """The file's internal tile shape and where the scene starts in the file, for :func:`aligned_shift`.
+
+    ``(0, 0)`` tiles: no alignment (the plain plan).
+    """
+
+    rows: int = 0
+    cols: int = 0
+    row_off: int = 0
+    col_off: int = 0
+
+
+def block_spans(
+    height: int, width: int, grid: TileGrid, file: FileTiles | None = None
+) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:
+    """Row and column spans ``(core0, core1, read0, read1)`` of the blocks, aligned to ``file``'s tiles."""
+    file = file or FileTiles()
+    row_shift = aligned_shift(height, grid, file.rows, file.row_off)
+    col_shift = aligned_shift(width, grid, file.cols, file.col_off)
+    return _axis_blocks(height, grid, row_shift), _axis_blocks(width, grid, col_shift)
+
+
+def iter_blocks(height: int, width: int, grid: TileGrid, file: FileTiles | None = None) -> Iterator[Block]:
+    """Blocks in row-major order that cover a ``height`` x ``width`` scene exactly once.
+
+    With ``file`` (the scene's internal tiling), reads are aligned to its tiles (:func:`aligned_shift`).
+    """
+    rows, cols = block_spans(height, width, grid, file)
+    for r0, r1, rr0, rr1 in rows:
+        for c0, c1, rc0, rc1 in cols:
             yield Block(core=(r0, r1, c0, c1), read=(rr0, rr1, rc0, rc1))
 
 
-def count_tiles(height: int, width: int, grid: TileGrid) -> int:
+def count_tiles(height: int, width: int, grid: TileGrid, file: FileTiles | None = None) -> int:
     """Number of tiles the streaming pass will predict (for progress bars and benchmarks)."""
-    rows = sum(grid.tiles_along(b[3] - b[2]) for b in _axis_blocks(height, grid))
-    cols = sum(grid.tiles_along(b[3] - b[2]) for b in _axis_blocks(width, grid))
+    row_spans, col_spans = block_spans(height, width, grid, file)
+    rows = sum(grid.tiles_along(b[3] - b[2]) for b in row_spans)
+    cols = sum(grid.tiles_along(b[3] - b[2]) for b in col_spans)
+    return rows * cols
+
+
+def file_tiles_read(height: int, width: int, grid: TileGrid, file: FileTiles) -> int:
+    """Internal file tiles decoded over the whole pass (each read decodes every tile it touches)."""
+    row_spans, col_spans = block_spans(height, width, grid, file)
+    rows = sum(_file_tiles(a, b, height, file.rows, file.row_off) for _, _, a, b in row_spans)
+    cols = sum(_file_tiles(a, b, width, file.cols, file.col_off) for _, _, a, b in col_spans)
     return rows * cols
 
 

@@ -29,6 +29,12 @@ def test_bench_predict_runs_to_completion_and_writes_json(tmp_path: Path) -> Non
     assert set(report["split"]) == {"read", "forward", "blend", "write"}
     assert report["split"]["forward"] > 0 and 0 < report["forward_share"] <= 1
     assert report["ratio"] > 0 and report["tiles_per_s"] > 0 and report["peak_rss_mb"] > 100
+    low, high = scene["ratio_range"]  # against the faster and the slower of the two bare timings
+    assert low <= scene["ratio"] <= high
+    assert scene["forward_tiles_per_s_in_pass"] > 0
+    assert (
+        scene["decode_factor"] == 4.0
+    )  # one 512 px file tile holds the scene: each of 2 x 2 blocks decodes it
     # 160 px, tile 64, stride 48, block 96: 2 blocks per axis read as 160 px, 3 tiles each -> 6^2 = 36 tiles
     assert scene["tiles_total"] == count_tiles(160, 160, plan_grid(64, 0.25, 96)) == 36
     assert report["redundant_tile_factor"] == round(36 * 64 * 64 / 160**2, 3)

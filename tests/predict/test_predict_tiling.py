@@ -9,7 +9,10 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from resnet_apps.predict.tiling import (
+    FileTiles,
+    aligned_shift,
     count_tiles,
+    file_tiles_read,
     iter_blocks,
     padded_reference_pads,
     plan_grid,
@@ -17,13 +20,21 @@ from resnet_apps.predict.tiling import (
 )
 
 
-def _stream(x: torch.Tensor, predictor, tile: int, overlap: float, block: int, blend: str) -> torch.Tensor:
+def _stream(
+    x: torch.Tensor,
+    predictor,
+    tile: int,
+    overlap: float,
+    block: int,
+    blend: str,
+    file: FileTiles | None = None,
+) -> torch.Tensor:
     """Run the streaming loop over an in-memory scene [1, C, H, W] (zero padding outside it)."""
     _, _, height, width = x.shape
     grid = plan_grid(tile, overlap, block)
     out = None
     covered = torch.zeros(height, width, dtype=torch.int64)
-    for blk in iter_blocks(height, width, grid):
+    for blk in iter_blocks(height, width, grid, file):
         r0, r1, c0, c1 = blk.read
         window = torch.zeros(1, x.shape[1], r1 - r0, c1 - c0)
         ir0, ir1, ic0, ic1 = max(r0, 0), min(r1, height), max(c0, 0), min(c1, width)
@@ -71,14 +82,18 @@ def test_identity_keeps_nodata_borders() -> None:
 
 
 @pytest.mark.parametrize(
-    ("tile", "overlap", "block", "blend"),
+    ("tile", "overlap", "block", "blend", "file"),
     [
-        (32, 0.25, 48, "gaussian"),  # stride 24, halos 24 / 8
-        (32, 0.5, 40, "constant"),  # stride 16: block 40 -> 48
-        (40, 0.3, 30, "gaussian"),  # stride 28, halo_before 28 >= tile - stride = 12
+        (32, 0.25, 48, "gaussian", None),  # stride 24, halos 24 / 8
+        (32, 0.5, 40, "constant", None),  # stride 16: block 40 -> 48
+        (40, 0.3, 30, "gaussian", None),  # stride 28, halo_before 28 >= tile - stride = 12
+        (16, 0.25, 48, "gaussian", FileTiles(16, 16)),  # stride 12: first blocks 12 px longer (aligned reads)
+        (16, 0.25, 48, "constant", FileTiles(16, 32, 5, 7)),  # a window of the file: offsets shift the plan
     ],
 )
-def test_block_seams_equal_one_whole_scene_pass(tile: int, overlap: float, block: int, blend: str) -> None:
+def test_block_seams_equal_one_whole_scene_pass(
+    tile: int, overlap: float, block: int, blend: str, file: FileTiles | None
+) -> None:
     """A convolutional predictor (context across tile borders) streamed in blocks equals MONAI on the padded scene."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(
@@ -86,8 +101,10 @@ def test_block_seams_equal_one_whole_scene_pass(tile: int, overlap: float, block
     )
     x = torch.randn(1, 2, 97, 130)
     with torch.no_grad():
-        out = _stream(x, net, tile, overlap, block, blend)
+        out = _stream(x, net, tile, overlap, block, blend, file)
         grid = plan_grid(tile, overlap, block)
+        if file is not None:  # the case really moves the blocks
+            assert aligned_shift(97, grid, file.rows, file.row_off) > 0
         top, bottom, left, right = padded_reference_pads(97, 130, grid)
         padded = torch.nn.functional.pad(x, (left, right, top, bottom))
         ref = sliding_window_inference(padded, (tile, tile), 3, net, overlap=overlap, mode=blend)
@@ -105,6 +122,31 @@ def test_plan_grid_arithmetic() -> None:
     assert count_tiles(2112, 2112, grid) == 12 * 12
     with pytest.raises(ValueError, match="overlap"):
         plan_grid(64, 1.0)
+
+
+def test_aligned_reads_start_on_file_tiles() -> None:
+    """At the defaults over 512 px file tiles, every read after the first starts on a tile boundary, the
+    first block is one stride longer, and the pass decodes 676 file tiles at 10 000 px instead of 1 024."""
+    grid = plan_grid(256, 0.25, 1536)
+    tiles = FileTiles(512, 512)
+    assert aligned_shift(10_000, grid, 512) == 192
+    blocks = list(iter_blocks(10_000, 10_000, grid, tiles))
+    assert blocks[0].core == (0, 1728, 0, 1728)
+    later = [b for b in blocks if b.core[0] > 0 and b.core[2] > 0]
+    assert later and all(b.read[0] % 512 == 0 and b.read[2] % 512 == 0 for b in later)
+    assert all((b.core[0] % grid.stride, b.core[2] % grid.stride) == (0, 0) for b in blocks)
+    assert file_tiles_read(10_000, 10_000, grid, tiles) == 26 * 26
+    # a window of the file that starts one halo into it is aligned by the plain plan already
+    assert aligned_shift(10_000, grid, 512, offset=192) == 0
+    # the plain plan (no file tiling known) is unchanged, and reads 32 file tiles per axis
+    assert aligned_shift(10_000, grid, 0) == 0
+    plain = list(iter_blocks(10_000, 10_000, grid))
+    assert plain[1].core == (0, 1536, 1536, 3072)
+    # the same forward work (tiles) either way, here
+    assert count_tiles(10_000, 10_000, grid, tiles) == count_tiles(10_000, 10_000, grid) == 3600
+    # strips (a whole row per block) give no column alignment; a scene no longer than a block none at all
+    assert aligned_shift(10_000, grid, 10_000) == 0
+    assert aligned_shift(1_500, grid, 512) == 0
 
 
 def test_tile_count_matches_monai_calls() -> None:

@@ -3,6 +3,8 @@ its threads surface as typed errors with no map under the final name, and blocks
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from resnet_apps.predict import scene as scene_mod
 from resnet_apps.predict.pipeline import BLOCKS_IN_FLIGHT
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.scene import predict_scene
-from resnet_apps.predict.tiling import padded_reference_pads, plan_grid
+from resnet_apps.predict.tiling import aligned_shift, padded_reference_pads, plan_grid
 
 
 def _meta(task: str, bands: int = 2, classes: int = 3) -> dict:
@@ -48,7 +50,9 @@ class _ChipNet(torch.nn.Module):
         return torch.stack([m[:, 0], m[:, 1], d], dim=1)
 
 
-def _scene(path: Path, height: int = 121, width: int = 98, nodata: bool = True) -> np.ndarray:
+def _scene(
+    path: Path, height: int = 121, width: int = 98, nodata: bool = True, tiles: int | None = None
+) -> np.ndarray:
     rng = np.random.default_rng(1)
     data = rng.integers(1, 400, size=(2, height, width)).astype(np.uint16)
     if nodata:
@@ -57,6 +61,8 @@ def _scene(path: Path, height: int = 121, width: int = 98, nodata: bool = True) 
         driver="GTiff", height=height, width=width, count=2, dtype="uint16", crs="EPSG:32633",
         transform=from_origin(500000, 4600000, 10, 10), nodata=0 if nodata else None,
     )  # fmt: skip
+    if tiles:
+        profile.update(tiled=True, blockxsize=tiles, blockysize=tiles)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return data
@@ -89,25 +95,32 @@ def test_pipelined_equals_serial_bit_for_bit(tmp_path: Path, task: str) -> None:
     assert on["redundant_tile_factor"] > 1.0
 
 
-def test_pipeline_equals_one_whole_scene_monai_pass(tmp_path: Path) -> None:
-    """Blending on the device with MONAI's weights reproduces sliding_window_inference on the padded scene."""
+@pytest.mark.parametrize("tiles", [None, 16])
+def test_pipeline_equals_one_whole_scene_monai_pass(tmp_path: Path, tiles: int | None) -> None:
+    """Blending on the device with MONAI's weights reproduces sliding_window_inference on the padded scene,
+    also when the blocks are moved to start their reads on the file's 16 px tiles (tiling.aligned_shift)."""
     path = tmp_path / "s.tif"
-    data = _scene(path, nodata=False)
+    height, width, block = (121, 98, 40) if tiles is None else (161, 130, 96)
+    data = _scene(path, height, width, nodata=False, tiles=tiles)
     net = _conv_net()
     meta = _meta("segmentation")
+    grid = plan_grid(32, 0.25, block)
+    file = SceneReader(path, CheckpointMeta.coerce(meta).require_preprocessing()).file_tiles
+    if tiles is not None:  # the plan really moved: the first block row is one stride longer
+        assert (file.rows, file.cols) == (16, 16)
+        assert aligned_shift(height, grid, file.rows, file.row_off) == 24
     result = predict_scene(
-        net, meta, path, tmp_path / "out", tile=32, overlap=0.25, block=40, batch_size=3,
+        net, meta, path, tmp_path / "out", tile=32, overlap=0.25, block=block, batch_size=3,
         probabilities="float32", progress=False,
     )  # fmt: skip
-    grid = plan_grid(32, 0.25, 40)
     x = torch.from_numpy(CheckpointMeta.coerce(meta).require_preprocessing().normalise(data))[None]
-    top, bottom, left, right = padded_reference_pads(121, 98, grid)
+    top, bottom, left, right = padded_reference_pads(height, width, grid)
     padded = torch.nn.functional.pad(x, (left, right, top, bottom))
     with torch.no_grad():
         ref = sliding_window_inference(
             padded, (32, 32), 3, lambda t: torch.softmax(net(t), dim=1), overlap=0.25, mode="gaussian"
         )
-    ref = ref[0, :, top : top + 121, left : left + 98].numpy()
+    ref = ref[0, :, top : top + height, left : left + width].numpy()
     assert np.abs(_read(result["prob_path"]) - ref).max() < 1e-5
 
 
@@ -165,7 +178,7 @@ def test_blocks_in_flight_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
         progress=False,
     )  # fmt: skip
     assert result["complete"]
-    assert result["blocks_in_flight_bound"] == BLOCKS_IN_FLIGHT == 6
+    assert result["blocks_in_flight_bound"] == BLOCKS_IN_FLIGHT == 5  # 1 read ahead, 2 open, 2 to write
     assert 2 <= result["max_blocks_in_flight"] <= BLOCKS_IN_FLIGHT
     serial = predict_scene(
         _conv_net(), _meta("segmentation"), path, tmp_path / "serial", tile=32, block=24, progress=False,
@@ -218,3 +231,48 @@ def test_model_error_stops_the_threads_and_leaves_no_map(tmp_path: Path) -> None
     import threading
 
     assert not [t.name for t in threading.enumerate() if t.name.startswith("scene-")]
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is a Linux/POSIX facility")
+def test_reader_and_writer_threads_run_below_the_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader and writer threads lower their own priority (nice 10); the caller's thread keeps its own."""
+    from resnet_apps.predict import pipeline
+
+    seen: dict[str, int] = {}
+    lower = pipeline.background_priority
+
+    def spy(nice: int = pipeline.BACKGROUND_NICE) -> bool:
+        changed = lower(nice)
+        seen[threading.current_thread().name] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return changed
+
+    monkeypatch.setattr(pipeline, "background_priority", spy)
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    path = tmp_path / "s.tif"
+    _scene(path)
+    predict_scene(
+        _conv_net(), _meta("segmentation"), path, tmp_path / "out", tile=32, overlap=0.25, block=40,
+        batch_size=5, progress=False,
+    )  # fmt: skip
+    assert (
+        seen
+        == {"scene-reader": pipeline.BACKGROUND_NICE, "scene-writer": pipeline.BACKGROUND_NICE}
+        == {
+            "scene-reader": 10,
+            "scene-writer": 10,
+        }
+    )
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    # never raised: a thread already at 19 is left as it is
+    results: list[object] = []
+
+    def probe() -> None:
+        lower(19)
+        results.extend([lower(5), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())])
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    assert results == [False, 19]
