@@ -24,6 +24,7 @@ renamed into place, so a killed writer leaves no entry that :func:`open_shard` a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -80,8 +81,13 @@ class Shard:
     def __len__(self) -> int:
         return int(self.image.shape[0])
 
+    @functools.cached_property
+    def whole(self) -> np.ndarray:
+        """``[N]`` bool: the images with every pixel valid (one pass over ``valid``, on first use)."""
+        return np.asarray(self.valid.reshape(len(self), -1).all(axis=1))
+
     def gather(
-        self, indices: Sequence[int] | np.ndarray, pin: bool = False, image: bool = True
+        self, indices: Sequence[int] | np.ndarray, pin: bool = False, image: bool = True, valid: bool = True
     ) -> dict[str, torch.Tensor]:
         """One batch in the stored dtypes: one fancy-index gather per array.
 
@@ -90,6 +96,8 @@ class Shard:
             pin: page-locked copies (for a ``non_blocking`` transfer to a GPU).
             image: gather the images too (False: the caller reads them itself, e.g.
                 ``batch_kernels.gather_dihedral``).
+            valid: gather the valid masks too (False: the caller makes its own, e.g.
+                ``batch_kernels.gather_affine`` for rows that are all :attr:`whole`).
 
         Returns:
             ``image`` [B, C, H, W] (stored dtype), ``valid`` [B, H, W] bool, ``index`` [B] int64 and
@@ -97,10 +105,10 @@ class Shard:
             ``non_blocking`` copy to a GPU).
         """
         idx = np.asarray(indices, dtype=np.int64)
-        out = {  # one copy per array: rows straight from the memory map (the page cache) into the batch
-            "valid": torch.from_numpy(self.valid[idx]),
-            "index": torch.from_numpy(idx.copy()),
-        }
+        # one copy per array: rows straight from the memory map (the page cache) into the batch
+        out = {"index": torch.from_numpy(idx.copy())}
+        if valid:
+            out["valid"] = torch.from_numpy(self.valid[idx])
         if image:
             out["image"] = torch.from_numpy(self.image[idx])
         if self.mask is not None:

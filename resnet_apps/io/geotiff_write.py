@@ -30,6 +30,9 @@ _TMP_PROFILE = {
     "blockxsize": 512,
     "blockysize": 512,
     "compress": "deflate",
+    # the intermediate is read once, by the COG copy: DEFLATE level 1 wrote a class map 9x faster than
+    # the default level 6 (0.13 vs 1.20 s for 19 Mpx) for an 8 % larger temporary file
+    "zlevel": 1,
     "bigtiff": "IF_SAFER",
 }
 
@@ -159,6 +162,9 @@ class GeoTiffWriter:
                         blocksize=512 if min(self.width, self.height) >= 512 else 256,
                         overviews="AUTO",
                         bigtiff="IF_SAFER",
+                        # the copy runs once the map is complete (nothing else left to do): compressing
+                        # its blocks on every core halved it (2.4 -> 1.3 s for 19 Mpx; same bytes)
+                        num_threads="ALL_CPUS",
                         **resampling,
                     )
             if exc_type is None and self.legend is not None:

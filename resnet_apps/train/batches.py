@@ -233,9 +233,8 @@ class BatchSource:
         """Crops and affines (segmentation, chest films): float32 on the device, then the batch augmentation."""
         if self._fused_affine():
             rows = np.asarray(indices, dtype=np.int64)
-            raw = self.shard.gather(rows, image=False)
-            if bool(raw["valid"].numpy().all()):
-                return self._affine_cpu(rows, raw, seed)
+            if bool(self.shard.whole[rows].all()):  # the kernel makes the moved masks itself
+                return self._affine_cpu(rows, self.shard.gather(rows, image=False, valid=False), seed)
         raw = self.shard.gather(indices, pin=self._pin)
         if self.device.type == "cpu":  # numpy's allocation (huge pages: few page faults), one thread
             image = torch.from_numpy(np.empty(raw["image"].shape, np.float32))
@@ -285,7 +284,8 @@ class BatchSource:
             mean_c,
             std_c,
         )
-        return self._batch(raw, torch.from_numpy(image), torch.from_numpy(valid), None, bool(valid.all()))
+        # all_valid=True: nothing is left to zero, the kernel zeroed the pixels sampled from outside the frame
+        return self._batch(raw, torch.from_numpy(image), torch.from_numpy(valid), None, all_valid=True)
 
     def _augment_normalise(
         self, raw: dict[str, torch.Tensor], image: torch.Tensor, seed: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -202,9 +203,13 @@ def test_cpu_affine_kernel_equals_the_torch_augmentation(dtype: str, monkeypatch
         assert not bool(a["valid"].all())  # some samples moved: corners from outside the frame
         torch.testing.assert_close(a["image"], b["image"], rtol=1e-5, atol=1e-5)
         assert torch.all(a["image"][~a["valid"][:, None].expand_as(a["image"])] == 0)
+    assert shard.whole.all()
+    shard = dataclasses.replace(shard)  # a fresh shard: `whole` is computed once per shard
     shard.valid[7, 0, 0] = False  # a batch that is not all valid takes the torch path
+    assert not shard.whole[7] and shard.whole[np.arange(12) != 7].all()
     import resnet_apps.train.batches as batches
 
     monkeypatch.setattr(batches, "gather_affine", None)  # would fail if called
+    fused = BatchSource(shard, augment, (0.4,), (0.2,), cpu)
     again = fused.batch(indices, 4)
     assert not bool(again["valid"][3, 0, 0])
