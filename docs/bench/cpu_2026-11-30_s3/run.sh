@@ -11,3 +11,8 @@ $R bench data recipes/eurosat_ms_resnet50.yaml --seconds 10 --json $O/data_euros
 $R bench predict --size 10000 --small 2500 --max-seconds 0 --workdir /tmp/bp --json $O/predict_10000_complete_final.json
 $R bench predict --size 5000 --small 2500 --max-seconds 0 --workdir /tmp/bp --json $O/predict_5000_2500.json
 $R bench predict --size 2500 --small 0 --max-seconds 0 --serial --workdir /tmp/bp --json $O/predict_2500_serial.json
+# bench train, Kermany resnet18 at 128 px (3 rounds once, 5 rounds twice)
+$R bench train recipes/chest_xray_pneumonia_resnet50.yaml --set model.backbone=resnet18 --set data.image_size=128 --steps 10 --warmup 2 --rounds 3 --json $O/train_chest_r18_128.json
+for k in "" _b; do
+  $R bench train recipes/chest_xray_pneumonia_resnet50.yaml --set model.backbone=resnet18 --set data.image_size=128 --steps 10 --warmup 2 --rounds 5 --json $O/train_chest_r18_128_5rounds$k.json
+done
