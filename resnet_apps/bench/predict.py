@@ -8,8 +8,10 @@ FPN resnet18 checkpoint, and predicts each scene in a fresh subprocess that repo
   per wall-clock second, after the process's one-time costs (MONAI's import and a first forward, as a
   worker predicting many scenes pays them once), which are reported apart as ``startup_seconds``;
 - ``bare_tiles_per_s``: ``model(x)`` alone on ``--forward-tiles`` tiles read from the same scene at the same
-  size and batch, in the same process, the mean of one timing before and one after the pass;
-  ``ratio`` = tiles_per_s / bare_tiles_per_s;
+  size and batch, in the same process, cycled for ``--bare-seconds``; the mean of one timing before and one
+  after the pass; ``ratio`` = tiles_per_s / bare_tiles_per_s. This machine's speed moves by about 10 %
+  between 15 s windows, so ``--repeat N`` runs N passes, each between two bare timings, lists each pass's
+  ratio under ``passes`` and reports the median pass;
 - ``peak_rss_mb``: the subprocess's VmHWM from ``/proc/self/status`` (its own peak, not a sum);
 - ``redundant_tile_factor``: tile pixels run / scene pixels (``tiles * tile**2 / area``: overlap and block
   halos; 1.0 = each pixel through the model once); ``halo_factor``: tiles run / tiles of one whole-scene pass;
@@ -60,6 +62,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=96,
         help="tiles timed for the bare forward, before and after the pass (96)",
+    )
+    parser.add_argument(
+        "--bare-seconds",
+        type=float,
+        default=20.0,
+        help="time the bare forward for at least this long, cycling its tiles (20)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="passes per scene, each between two bare timings; the median pass is reported (1)",
     )
     parser.add_argument(
         "--probabilities", choices=("float32", "uint8"), default=None, help="also write probabilities"
@@ -177,44 +191,78 @@ def _child(args: argparse.Namespace) -> int:
         memory during the pass (``peak_rss_mb`` is the pass's)."""
         reader = SceneReader(scene, pre)  # opened here: a URL is first opened by the pass (GDAL's stats)
         per_row = max((reader.width - args.tile) // grid.stride + 1, 1)
-        tiles = []
-        for k in range(args.forward_tiles):
-            r, c = (k // per_row) * grid.stride, (k % per_row) * grid.stride
-            x, _ = reader.read_normalised((r, r + args.tile, c, c + args.tile))
-            tiles.append(torch.from_numpy(x))
-        batches = [torch.stack(tiles[k : k + args.batch_size]) for k in range(0, len(tiles), args.batch_size)]
-        del tiles
+        batches = []
+        for k0 in range(0, args.forward_tiles, args.batch_size):
+            # tiles go straight into their batch: no list of tiles beside the stacked copy in memory
+            batch = torch.empty(
+                (min(args.batch_size, args.forward_tiles - k0), len(reader.indexes), args.tile, args.tile)
+            )
+            for k in range(k0, k0 + len(batch)):
+                r, c = (k // per_row) * grid.stride, (k % per_row) * grid.stride
+                x, _ = reader.read_normalised((r, r + args.tile, c, c + args.tile))
+                batch[k - k0] = torch.from_numpy(x)
+            batches.append(batch)
         with torch.no_grad():
             model(batches[0].to(device))  # warm-up (allocator, kernels), as the pass had
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            start = time.perf_counter()
-            for batch in batches:
-                torch.softmax(model(batch.to(device)), dim=1).cpu()  # same work as the pass's predictor
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            return sum(len(b) for b in batches) / (time.perf_counter() - start)
+            # the batches again and again for --bare-seconds: one short timing samples this machine's speed
+            # in one window only, and that speed moves by about 10 % between 15 s windows
+            start, timed = time.perf_counter(), 0
+            while timed < args.forward_tiles or time.perf_counter() - start < args.bare_seconds:
+                for batch in batches:
+                    torch.softmax(model(batch.to(device)), dim=1).cpu()  # same work as the pass's predictor
+                    timed += len(batch)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+            return timed / (time.perf_counter() - start)
+
+    def predict() -> dict[str, Any]:
+        return predict_scene(
+            model,
+            meta,
+            scene,
+            out,
+            tile=args.tile,
+            overlap=args.overlap,
+            block=args.block,
+            batch_size=args.batch_size,
+            probabilities=args.probabilities,
+            device=args.device,
+            progress=sys.stderr.isatty(),
+            max_seconds=args.max_seconds or None,  # 0: to completion
+            pipeline=not args.serial,
+        )
 
     # not for a URL: reading its tiles first would warm GDAL's download cache and hide the pass's fetches
-    bare_before = None if is_remote(scene) else bare_rate()
-    result = predict_scene(
-        model,
-        meta,
-        scene,
-        out,
-        tile=args.tile,
-        overlap=args.overlap,
-        block=args.block,
-        batch_size=args.batch_size,
-        probabilities=args.probabilities,
-        device=args.device,
-        progress=sys.stderr.isatty(),
-        max_seconds=args.max_seconds or None,  # 0: to completion
-        pipeline=not args.serial,
-    )
-    rss_after_predict = _peak_rss_mb()
-    bare_after = bare_rate()
-    bare = bare_after if bare_before is None else (bare_before + bare_after) / 2
+    bares: list[float | None] = [None if is_remote(scene) else bare_rate()]
+    results, peaks = [], []
+    for _ in range(args.repeat):  # bare, pass, bare, pass, ..., bare: each pass between two bare timings
+        results.append(predict())
+        peaks.append(_peak_rss_mb())
+        bares.append(bare_rate())
+    passes = []
+    for k, res in enumerate(results):
+        flank = [b for b in bares[k : k + 2] if b is not None]
+        passes.append(
+            {
+                "seconds": round(res["seconds"], 2),
+                "tiles_per_s": round(res["tiles_per_s"], 3),
+                "forward_share": round(res["forward_seconds"] / res["seconds"], 3),
+                "bare_tiles_per_s_before_after": [
+                    None if b is None else round(b, 3) for b in bares[k : k + 2]
+                ],
+                "ratio": round(res["tiles_per_s"] / (sum(flank) / len(flank)), 3),
+                # the ratio against the faster and the slower of its two bare timings brackets it
+                "ratio_range": [
+                    round(res["tiles_per_s"] / max(flank), 3),
+                    round(res["tiles_per_s"] / min(flank), 3),
+                ],
+            }
+        )
+    # the headline figures are the median pass's (by ratio); every pass is listed under "passes"
+    median = sorted(range(len(passes)), key=lambda k: passes[k]["ratio"])[(len(passes) - 1) // 2]
+    result, chosen = results[median], passes[median]
     height, width = result["shape"]
     tiling = SceneReader(scene, pre).file_tiles
     # internal file tiles decoded per file tile (each block read decodes every tile it touches, whole)
@@ -223,36 +271,32 @@ def _child(args: argparse.Namespace) -> int:
     whole = (math.ceil(max(height - args.tile, 0) / grid.stride) + 1) * (
         math.ceil(max(width - args.tile, 0) / grid.stride) + 1
     )
+    flank = [b for b in chosen["bare_tiles_per_s_before_after"] if b is not None]
     figures = {
         "scene": f"{height}x{width}x{pre.in_chans}",
         "complete": result["complete"],
         "tiles": result["tiles"],
         "tiles_total": result["tiles_total"],
-        "seconds": round(result["seconds"], 2),
+        "seconds": chosen["seconds"],
         "startup_seconds": round(startup, 2),
-        "tiles_per_s": round(result["tiles_per_s"], 3),
-        "forward_share": round(result["forward_seconds"] / result["seconds"], 3),
+        "tiles_per_s": chosen["tiles_per_s"],
+        "forward_share": chosen["forward_share"],
         "split": {k: round(v, 2) for k, v in result["split"].items()},
+        "background_cpu": {k: round(v, 2) for k, v in result["background_cpu"].items()},
         "pipeline": not args.serial,
         "max_blocks_in_flight": result["max_blocks_in_flight"],
         "bare_tiles": args.forward_tiles,
-        "bare_tiles_per_s": round(bare, 3),
-        "bare_tiles_per_s_before_after": [
-            None if bare_before is None else round(bare_before, 3),
-            round(bare_after, 3),
-        ],
-        "ratio": round(result["tiles_per_s"] / bare, 3),
-        # the bare rate moves by up to 10 % between its two timings on a shared 2-core machine: the ratio
-        # against each of them brackets the figure; forward_share is the steadier one (one time window)
-        "ratio_range": [
-            round(result["tiles_per_s"] / max(r for r in (bare_before, bare_after) if r is not None), 3),
-            round(result["tiles_per_s"] / min(r for r in (bare_before, bare_after) if r is not None), 3),
-        ],
+        "bare_seconds": args.bare_seconds,
+        "bare_tiles_per_s": round(sum(flank) / len(flank), 3),
+        "bare_tiles_per_s_before_after": chosen["bare_tiles_per_s_before_after"],
+        "ratio": chosen["ratio"],
+        "ratio_range": chosen["ratio_range"],
+        "passes": passes,
         "forward_tiles_per_s_in_pass": round(result["tiles"] / max(result["forward_seconds"], 1e-9), 3),
         "redundant_tile_factor": round(result["tiles_total"] * args.tile**2 / (height * width), 3),
         "halo_factor": round(result["tiles_total"] / whole, 3),
         "decode_factor": round(decode_factor, 3),
-        "peak_rss_mb": round(rss_after_predict, 1),
+        "peak_rss_mb": round(max(peaks), 1),
         "bytes_read": result["bytes_read"],
         "peak_rss_mb_incl_bare_forward": round(_peak_rss_mb(), 1),
         "torch_threads": torch.get_num_threads(),
@@ -267,6 +311,9 @@ def _child(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.child:
         return _child(args)
+    if args.repeat < 1 or (args.remote and args.repeat > 1):
+        # a second pass over a URL would read from GDAL's download cache, not the server
+        raise SystemExit("bench predict: --repeat takes 1 or more, and only 1 with --remote")
     import torch
 
     from resnet_apps.models.checkpoint import save_checkpoint
@@ -352,6 +399,10 @@ def run(args: argparse.Namespace) -> int:
             args.device,
             "--forward-tiles",
             str(args.forward_tiles),
+            "--bare-seconds",
+            str(args.bare_seconds),
+            "--repeat",
+            str(args.repeat),
             "--threads",
             str(args.threads),
         ]

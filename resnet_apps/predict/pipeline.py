@@ -74,15 +74,26 @@ J = TypeVar("J")
 
 @dataclass
 class StageClock:
-    """Seconds spent per stage (summed over blocks; with threads, read and write overlap the forward)."""
+    """Seconds spent per stage (summed over blocks; with threads, read and write overlap the forward).
+
+    ``read_cpu`` and ``write_cpu`` are the CPU seconds of the reading and writing threads themselves
+    (``time.thread_time``; GDAL's own decode threads, where enabled, are not counted): on a CPU device
+    that is the time they take from the forward's cores, where ``read`` and ``write`` are wall seconds
+    that also count waiting for a core.
+    """
 
     read: float = 0.0
     forward: float = 0.0
     blend: float = 0.0
     write: float = 0.0
+    read_cpu: float = 0.0
+    write_cpu: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {"read": self.read, "forward": self.forward, "blend": self.blend, "write": self.write}
+
+    def cpu_dict(self) -> dict[str, float]:
+        return {"read": self.read_cpu, "write": self.write_cpu}
 
 
 @dataclass

@@ -127,7 +127,8 @@ def predict_scene(
 
     Returns:
         ``{"class_path", "prob_path", "tiles", "tiles_total", "tiles_forwarded", "complete", "seconds",
-        "tiles_per_s", "forward_seconds", "split" (read/forward/blend/write seconds), "redundant_tile_factor"
+        "tiles_per_s", "forward_seconds", "split" (read/forward/blend/write seconds), "background_cpu" (CPU seconds of
+        the reading and writing threads), "redundant_tile_factor"
         (tile pixels per scene pixel; None when incomplete), "max_blocks_in_flight", "blocks_in_flight_bound",
         "shape", "crs", "transform", "class_nodata", "classes", "source", "bytes_read"}`` (classification:
         tiles are chips; crs, transform, class_nodata and classes (the legend) are the maps', which
@@ -207,6 +208,7 @@ def predict_scene(
         "tiles_per_s": run.tiles / seconds if seconds else 0.0,
         "forward_seconds": clock.forward,
         "split": clock.as_dict(),
+        "background_cpu": clock.cpu_dict(),
         "redundant_tile_factor": redundant_tile_factor(run.tiles, size, *shape)
         if run.tiles == total
         else None,
@@ -250,7 +252,7 @@ class _Run:
     def read(self, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Raw window and validity, timed, counted as a block in flight (until :meth:`written`)."""
         self.in_flight.enter()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         if self.reads == 0 and not self.decode_threads and not self.reader.remote:
             # the forward waits for this first block: GDAL may decode it on every core (a remote scene
             # stays on one thread, see predict.remote)
@@ -260,6 +262,7 @@ class _Run:
             raw, valid = self.reader.read_raw(window)
         self.reads += 1
         self.clock.read += time.perf_counter() - started
+        self.clock.read_cpu += time.thread_time() - cpu
         return raw, valid
 
     def written(self, job: BlockJob, bar: Any) -> None:
@@ -276,9 +279,10 @@ class _Run:
             return forward_stage(jobs, task, self.forward, self.normalise, self.batch_size, self.clock)
 
         def timed_write(job: BlockJob, result: Any) -> None:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             write(job, result)
             self.clock.write += time.perf_counter() - started
+            self.clock.write_cpu += time.thread_time() - cpu
 
         run_pipeline(
             self.before_deadline(items),

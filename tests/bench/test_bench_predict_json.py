@@ -18,6 +18,7 @@ def test_bench_predict_runs_to_completion_and_writes_json(tmp_path: Path) -> Non
     out = tmp_path / "bench.json"
     command = [sys.executable, "-m", "resnet_apps", "bench", "predict", "--size", "160", "--small", "0"]
     command += ["--bands", "3", "--classes", "3", "--tile", "64", "--block", "96", "--forward-tiles", "4"]
+    command += ["--bare-seconds", "0", "--repeat", "3"]
     command += ["--max-seconds", "0", "--workdir", str(tmp_path / "work"), "--json", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -31,6 +32,21 @@ def test_bench_predict_runs_to_completion_and_writes_json(tmp_path: Path) -> Non
     assert report["ratio"] > 0 and report["tiles_per_s"] > 0 and report["peak_rss_mb"] > 100
     low, high = scene["ratio_range"]  # against the faster and the slower of the two bare timings
     assert low <= scene["ratio"] <= high
+    # three passes, each between two bare timings (4 in all, shared by neighbours); the median is reported
+    passes = scene["passes"]
+    assert len(passes) == 3
+    assert [p["bare_tiles_per_s_before_after"][1] for p in passes[:2]] == [
+        p["bare_tiles_per_s_before_after"][0] for p in passes[1:]
+    ]
+    assert scene["ratio"] == sorted(p["ratio"] for p in passes)[1]
+    for p in passes:
+        before, after = p["bare_tiles_per_s_before_after"]
+        # from the unrounded figures: equal to 3 decimals, give or take the rounding of the inputs
+        assert p["ratio"] == pytest.approx(p["tiles_per_s"] / ((before + after) / 2), abs=2e-3)
+    assert set(scene["background_cpu"]) == {"read", "write"}
+    # CPU seconds of the reader and writer threads (the writer's rounds to 0 on this tiny scene)
+    assert scene["background_cpu"]["read"] > 0 and scene["background_cpu"]["write"] >= 0
+    assert scene["background_cpu"]["read"] <= scene["split"]["read"] + 0.01  # CPU within wall
     assert scene["forward_tiles_per_s_in_pass"] > 0
     assert (
         scene["decode_factor"] == 4.0
