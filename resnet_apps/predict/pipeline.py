@@ -114,6 +114,40 @@ class InFlight:
             self.alive -= 1
 
 
+class RowsReady:
+    """How many rows of a block's read window are final, for a block handed over while it is still read.
+
+    The forward waits for a scene's first block whole otherwise (0.4-0.8 s on 2 cores, 1-2 % of a 2 500 px
+    pass): the reader hands that block over after its first strip of file tiles and reads the rest while
+    the forward works on the first tiles. Rows below ``rows``, and ``keep`` of every tile that ends above
+    it, are final; a failed read is raised in the thread that waits.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+
+    def advance(self, rows: int) -> None:
+        with self._cond:
+            self.rows = rows
+            self._cond.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        with self._cond:
+            self._error = error
+            self._cond.notify_all()
+
+    def wait(self, rows: int) -> None:
+        """Return once ``rows`` rows are final; raise the reader's error if the read failed first."""
+        with self._cond:
+            while self.rows < rows and self._error is None:
+                self._cond.wait()
+            if self.rows < rows:
+                assert self._error is not None
+                raise self._error
+
+
 @dataclass
 class BlockJob(Generic[T]):
     """One block in flight.
@@ -127,6 +161,9 @@ class BlockJob(Generic[T]):
         info: what the task needs to place the block (e.g. its :class:`tiling.Block`).
         state: the task's accumulator (created by the task's ``start``, dropped once finished).
         accepted: tiles whose outputs have been accumulated.
+        ready: for a block handed over while it is still read, how many of its rows are final.
+        rest: the rest of that read (run by the reader once the job is handed over; fills ``raw``,
+            ``valid`` and ``keep`` and advances ``ready``).
     """
 
     span: tuple[int, int, int, int]
@@ -137,6 +174,8 @@ class BlockJob(Generic[T]):
     info: Any = None
     state: T | None = None
     accepted: int = 0
+    ready: RowsReady | None = None
+    rest: Callable[[], None] | None = None
 
     @property
     def tiles(self) -> int:
@@ -236,6 +275,8 @@ def forward_stage(
                 open_jobs.append(nxt)
             skipped = []
             while k < cursor.tiles and len(batch) < batch_size:
+                if cursor.ready is not None:  # a block still being read: wait for this tile's rows
+                    cursor.ready.wait(int(cursor.origins[k][0]) + t)
                 if cursor.keep[k]:  # views: they keep the read window alive until the batch is stacked
                     origin = cursor.origins[k]
                     batch.append((cursor, k, _cut(cursor.raw, origin, t), _cut(cursor.valid, origin, t)))
@@ -360,8 +401,15 @@ def run_pipeline(
         ScenePredictionError: any other error in the reader or writer thread, chained to it.
     """
     if not threads:
+
+        def read_whole(item: J) -> BlockJob[T]:
+            job = read(item)
+            if job.rest is not None:
+                job.rest()
+            return job
+
         with env():
-            for job, result in process(read(item) for item in items):
+            for job, result in process(read_whole(item) for item in items):
                 write(job, result)
         return
     stop = threading.Event()
@@ -376,8 +424,18 @@ def run_pipeline(
             with env():
                 for item in items:
                     # one block ahead: the next read starts once the forward has taken the last one
-                    if not _acquire(ahead, stop) or not _put(read_q, read(item), stop):
+                    if not _acquire(ahead, stop):
                         return
+                    job = read(item)
+                    if not _put(read_q, job, stop):
+                        return
+                    if job.rest is not None:  # handed over early: finish reading it
+                        try:
+                            job.rest()
+                        except BaseException as exc:  # noqa: BLE001 - the forward may wait on its rows
+                            assert job.ready is not None
+                            job.ready.fail(_raise_from("reader", exc, source))
+                            raise
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
             _put(read_q, _Failed("reader", exc), stop)
             return

@@ -120,6 +120,25 @@ class SceneReader:
         valid[rows, cols] = True if meta.valid is None else meta.valid
         return raw, valid
 
+    def strip_cuts(self, window: tuple[int, int, int, int], least: int = 256) -> list[int]:
+        """Rows at which to cut ``window`` into strips that each decode their own file tiles, once.
+
+        Args:
+            window: ``(row0, row1, col0, col1)`` in scene pixels (may reach outside the scene).
+            least: the least strip height where the file's tiles (or strips) are shorter.
+
+        Returns:
+            ascending scene rows from ``row0`` to ``row1``: the file's tile rows in between (a
+            multiple of them at least ``least`` high for a file of thin strips; every ``least`` rows
+            where the file's tiling is unknown).
+        """
+        r0, r1 = window[0], window[1]
+        step = self.file_tiles.rows or least
+        step *= -(-least // step)  # thin strips (1 row in a plain GeoTIFF) grouped
+        start = max(r0, 0)  # rows above the scene are padding: in the first strip
+        first = ((start + self.row_off) // step + 1) * step - self.row_off
+        return [r0, *range(first, r1, step), r1]
+
     def read_normalised(
         self, window: tuple[int, int, int, int], with_valid_channel: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from resnet_apps.predict import scene as scene_mod
 from resnet_apps.predict.pipeline import BLOCKS_IN_FLIGHT
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.scene import predict_scene
-from resnet_apps.predict.tiling import aligned_shift, padded_reference_pads, plan_grid
+from resnet_apps.predict.tiling import FileTiles, aligned_shift, iter_blocks, padded_reference_pads, plan_grid
 
 
 def _meta(task: str, bands: int = 2, classes: int = 3) -> dict:
@@ -276,3 +276,107 @@ def test_reader_and_writer_threads_run_below_the_forward(
     thread.start()
     thread.join()
     assert results == [False, 19]
+
+
+def test_first_block_is_forwarded_while_it_is_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader hands the first block over after its first strip of file tiles: the forward starts while
+    the rest is read (a later strip waits for the first forward here, so a forward that waited for the
+    whole block would never come), and the maps equal the serial path's and one whole-scene MONAI pass."""
+    path = tmp_path / "s.tif"
+    height, width, block = 161, 130, 96
+    data = _scene(path, height, width, nodata=False, tiles=16)
+    monkeypatch.setattr(scene_mod, "EARLY_STRIP_ROWS", 32)  # strips of 2 file tile rows
+    first_forward = threading.Event()
+    reads: list[tuple[int, int, bool]] = []
+    original = SceneReader.read_raw
+
+    def gated_read(self: SceneReader, window: tuple[int, int, int, int]) -> tuple:
+        if len(reads) == 1:  # the first block's second strip: only once the forward has begun
+            assert first_forward.wait(20), "the forward waited for the whole first block"
+        reads.append((window[0], window[1], first_forward.is_set()))
+        return original(self, window)
+
+    net = _conv_net()
+
+    class Signalling(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            first_forward.set()
+            return self.net(x)
+
+    model = Signalling()
+
+    monkeypatch.setattr(SceneReader, "read_raw", gated_read)
+    kwargs = dict(tile=32, overlap=0.25, block=block, batch_size=3, probabilities="float32", progress=False)
+    result = predict_scene(model, _meta("segmentation"), path, tmp_path / "out", **kwargs)
+    grid = plan_grid(32, 0.25, block)
+    r0, r1, _, _ = next(iter_blocks(height, width, grid, FileTiles(16, 16))).read
+    cuts = [r0, *range(32, r1, 32), r1]  # the first block's read window on the file's rows, 2 tiles a strip
+    assert len(cuts) >= 5
+    # its first strip was read before any forward, every later read after the first forward
+    assert [(a, b) for a, b, _ in reads[: len(cuts) - 1]] == list(zip(cuts[:-1], cuts[1:], strict=True))
+    assert reads[0][2] is False and all(seen for *_, seen in reads[1:])
+    serial = predict_scene(
+        _conv_net(), _meta("segmentation"), path, tmp_path / "serial", pipeline=False, **kwargs
+    )
+    np.testing.assert_array_equal(_read(result["prob_path"]), _read(serial["prob_path"]))
+    x = torch.from_numpy(CheckpointMeta.coerce(_meta("segmentation")).require_preprocessing().normalise(data))
+    top, bottom, left, right = padded_reference_pads(height, width, grid)
+    with torch.no_grad():
+        ref = sliding_window_inference(
+            torch.nn.functional.pad(x[None], (left, right, top, bottom)), (32, 32), 3,
+            lambda t: torch.softmax(net(t), dim=1), overlap=0.25, mode="gaussian",
+        )  # fmt: skip
+    assert (
+        np.abs(_read(result["prob_path"]) - ref[0, :, top : top + height, left : left + width].numpy()).max()
+        < 1e-5
+    )
+
+
+def test_failure_in_the_rest_of_the_first_block_is_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that fails after the first block was handed over reaches the forward, which may be waiting
+    on its rows: a typed error, no hang, no map."""
+    path = tmp_path / "s.tif"
+    _scene(path, 161, 130, nodata=False, tiles=16)
+    monkeypatch.setattr(scene_mod, "EARLY_STRIP_ROWS", 32)
+    calls = [0]
+    original = SceneReader.read_raw
+
+    def failing_read(self: SceneReader, window: tuple[int, int, int, int]) -> tuple:
+        calls[0] += 1
+        if calls[0] == 3:  # the first block's third strip
+            raise OSError("disk went away")
+        return original(self, window)
+
+    monkeypatch.setattr(SceneReader, "read_raw", failing_read)
+    out = tmp_path / "out"
+    with pytest.raises(ScenePredictionError, match="reader thread") as info:
+        predict_scene(_conv_net(), _meta("segmentation"), path, out, tile=32, block=96, progress=False)
+    assert isinstance(info.value.__cause__, OSError)
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("tiles", "row_off", "window", "least", "cuts"),
+    [
+        (512, 0, (-192, 1792), 256, [-192, 512, 1024, 1536, 1792]),  # padding rows join the first strip
+        (512, 100, (0, 1200), 256, [0, 412, 924, 1200]),  # a file window: the file's rows, not the scene's
+        (16, 0, (0, 100), 32, [0, 32, 64, 96, 100]),  # thin tiles grouped to at least 32 rows
+        (1, 0, (10, 40), 16, [10, 16, 32, 40]),  # a plain GeoTIFF's 1-row strips
+        (512, 0, (0, 300), 256, [0, 300]),  # one strip
+    ],
+)
+def test_strip_cuts_follow_the_file_tiles(
+    tiles: int, row_off: int, window: tuple[int, int], least: int, cuts: list[int]
+) -> None:
+    reader = SceneReader.__new__(SceneReader)  # the arithmetic only: no file
+    reader.file_tiles = FileTiles(tiles, tiles, row_off, 0)
+    reader.row_off = row_off
+    assert reader.strip_cuts((*window, 0, 10), least) == cuts
