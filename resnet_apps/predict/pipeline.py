@@ -14,7 +14,10 @@ end of its write; :class:`InFlight` counts them, tests read its peak):
     -> BLOCKS_IN_FLIGHT = 5
 
 (the reader starts a read only once the forward has taken the block before: reading a block takes well
-under a second, its forward many, so one block ahead keeps the forward fed)
+under a second, its forward many, so one block ahead keeps the forward fed). The first block alone is handed
+over after its first strip of file tiles (:class:`RowsReady`; ``scene._Run.read_early``): the forward
+starts on its top tiles while the reader decodes the rest, instead of waiting for the whole block (at
+2 500 px the first forward began after 0.30 s instead of 1.0 s). It is still one block in flight.
 
 In bytes, for a read window of ``R`` px, a core (block) of ``B`` px, ``C`` bands of ``i`` bytes and ``K``
 classes: a read-stage block holds ``C*R*R*i + R*R`` (raw bands, valid mask), a forward-stage block that
@@ -406,6 +409,7 @@ def run_pipeline(
             job = read(item)
             if job.rest is not None:
                 job.rest()
+                job.rest = None
             return job
 
         with env():
@@ -436,6 +440,10 @@ def run_pipeline(
                             assert job.ready is not None
                             job.ready.fail(_raise_from("reader", exc, source))
                             raise
+                        # the read's closure holds the block's arrays: dropped, so that they go with
+                        # ``job.raw`` once its tiles are batched, not when the block is written
+                        job.rest = None
+                    del job
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
             _put(read_q, _Failed("reader", exc), stop)
             return
