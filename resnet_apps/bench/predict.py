@@ -19,6 +19,9 @@ FPN resnet18 checkpoint, and predicts each scene in a fresh subprocess that repo
   beside the forward, so ``forward_share`` = forward seconds / wall seconds is what tells an idle model.
 
 ``--max-seconds 0`` (or leaving it out) runs every scene to completion; ``--serial`` measures the serial path.
+``fill_seconds`` and ``drain_seconds`` are the time before the first forward and after the last one (the maps'
+COG copies included); ``--timeline DIR`` also writes every stage interval of the reported pass, per thread, to
+``DIR/timeline_<size>.json``: on a GPU, where the forward is short, it shows which stages fail to overlap.
 ``--remote`` predicts each scene as a COG, from the local file (the figures above) and over loopback HTTP, and
 reports tiles/s, bytes read against the file size and the bytes of its blocks, and peak RSS side by side
 (:mod:`resnet_apps.bench.predict_remote`).
@@ -84,6 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir", default=None, help="folder for scenes and outputs (default: a temporary one)"
     )
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--timeline",
+        default=None,
+        help="folder: write every stage interval of each scene's reported pass to timeline_<size>.json "
+        "([stage, thread, start, end] seconds from the pass's start), to see which stages overlap",
+    )
     parser.add_argument(
         "--max-seconds",
         type=float,
@@ -232,6 +241,7 @@ def _child(args: argparse.Namespace) -> int:
             progress=sys.stderr.isatty(),
             max_seconds=args.max_seconds or None,  # 0: to completion
             pipeline=not args.serial,
+            timeline=bool(args.timeline),
         )
 
     # not for a URL: reading its tiles first would warm GDAL's download cache and hide the pass's fetches
@@ -249,6 +259,9 @@ def _child(args: argparse.Namespace) -> int:
                 "seconds": round(res["seconds"], 2),
                 "tiles_per_s": round(res["tiles_per_s"], 3),
                 "forward_share": round(res["forward_seconds"] / res["seconds"], 3),
+                # the pipeline's fill (start to the first forward) and drain (last forward to the maps closed)
+                "fill_seconds": None if res["fill_seconds"] is None else round(res["fill_seconds"], 3),
+                "drain_seconds": None if res["drain_seconds"] is None else round(res["drain_seconds"], 3),
                 "bare_tiles_per_s_before_after": [
                     None if b is None else round(b, 3) for b in bares[k : k + 2]
                 ],
@@ -281,6 +294,8 @@ def _child(args: argparse.Namespace) -> int:
         "startup_seconds": round(startup, 2),
         "tiles_per_s": chosen["tiles_per_s"],
         "forward_share": chosen["forward_share"],
+        "fill_seconds": chosen["fill_seconds"],
+        "drain_seconds": chosen["drain_seconds"],
         "split": {k: round(v, 2) for k, v in result["split"].items()},
         "background_cpu": {k: round(v, 2) for k, v in result["background_cpu"].items()},
         "pipeline": not args.serial,
@@ -302,6 +317,8 @@ def _child(args: argparse.Namespace) -> int:
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
     }
+    if args.timeline:
+        Path(args.timeline).write_text(json.dumps(result["timeline"]) + "\n")
     if not result["complete"]:
         figures["extrapolated_full_scene_seconds"] = round(result["tiles_total"] / result["tiles_per_s"], 1)
     print(json.dumps(figures))
@@ -412,6 +429,9 @@ def run(args: argparse.Namespace) -> int:
             command += ["--max-seconds", str(args.max_seconds)]
         if args.serial:
             command.append("--serial")
+        if args.timeline:
+            Path(args.timeline).mkdir(parents=True, exist_ok=True)
+            command += ["--timeline", str(Path(args.timeline) / f"timeline_{size}.json")]
         print(f"predicting {scene.name} in a fresh process ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
         figures = json.loads(done.stdout.strip().splitlines()[-1])

@@ -82,7 +82,9 @@ class StageClock:
     ``read_cpu`` and ``write_cpu`` are the CPU seconds of the reading and writing threads themselves
     (``time.thread_time``; GDAL's own decode threads, where enabled, are not counted): on a CPU device
     that is the time they take from the forward's cores, where ``read`` and ``write`` are wall seconds
-    that also count waiting for a core.
+    that also count waiting for a core. ``first_forward`` and ``last_forward`` give the pipeline's fill
+    and drain; with ``events`` a list, every stage interval is recorded there (a timeline, to see which
+    stages overlap: ``bench predict --timeline``).
     """
 
     read: float = 0.0
@@ -91,6 +93,18 @@ class StageClock:
     write: float = 0.0
     read_cpu: float = 0.0
     write_cpu: float = 0.0
+    first_forward: float | None = None  # perf_counter when the first forward began
+    last_forward: float | None = None  # perf_counter when the last forward ended
+    events: list[tuple[str, str, float, float]] | None = None  # (stage, thread, start, end) when recorded
+
+    def mark(self, stage: str, started: float, ended: float) -> None:
+        """Record one stage's interval (perf_counter seconds) when ``events`` is a list."""
+        if stage == "forward":
+            if self.first_forward is None:
+                self.first_forward = started
+            self.last_forward = ended
+        if self.events is not None:  # list.append is atomic: the three threads share the list
+            self.events.append((stage, threading.current_thread().name, started, ended))
 
     def as_dict(self) -> dict[str, float]:
         return {"read": self.read, "forward": self.forward, "blend": self.blend, "write": self.write}
@@ -273,7 +287,9 @@ def forward_stage(
                     break
                 started = time.perf_counter()
                 nxt.state = task.start(nxt)
-                clock.blend += time.perf_counter() - started
+                ended = time.perf_counter()
+                clock.blend += ended - started
+                clock.mark("blend", started, ended)
                 cursor, k = nxt, 0
                 open_jobs.append(nxt)
             skipped = []
@@ -298,7 +314,9 @@ def forward_stage(
                 out = model(normalise(raw, valid))
             if normalise.device.type == "cuda":
                 torch.cuda.synchronize(normalise.device)
-            clock.forward += time.perf_counter() - started
+            ended = time.perf_counter()
+            clock.forward += ended - started
+            clock.mark("forward", started, ended)
             started = time.perf_counter()
             at = 0
             while at < len(batch):  # consecutive runs of one block
@@ -308,14 +326,18 @@ def forward_stage(
                     end += 1
                 task.accept(job, [b[1] for b in batch[at:end]], out[at:end])
                 at = end
-            clock.blend += time.perf_counter() - started
+            ended = time.perf_counter()
+            clock.blend += ended - started
+            clock.mark("blend", started, ended)
         finished = 0
         while open_jobs and open_jobs[0].accepted == open_jobs[0].tiles:
             job = open_jobs.pop(0)
             finished += 1
             started = time.perf_counter()
             result = task.finish(job)
-            clock.blend += time.perf_counter() - started
+            ended = time.perf_counter()
+            clock.blend += ended - started
+            clock.mark("blend", started, ended)
             job.state = None
             if on_done is not None:
                 on_done(job)

@@ -99,6 +99,7 @@ def predict_scene(
     name: str | None = None,
     tags: Mapping[str, str] | None = None,
     remote: bool | None = None,
+    timeline: bool = False,
 ) -> dict[str, Any]:
     """Predict one GeoTIFF scene and write ``<stem>_class.tif`` (+ ``<stem>_prob.tif``) into ``out_dir``.
 
@@ -128,16 +129,20 @@ def predict_scene(
         tags: GeoTIFF metadata written into every map (where the input came from: URL, STAC item, assets).
         remote: count bytes fetched and retry failed reads (a local VRT of remote assets); None: whether
             ``src`` is a URL.
+        timeline: record every stage interval (read, forward, blend, write, and the maps' closing
+            ``close``) as ``(stage, thread, start, end)`` seconds from the start, under ``"timeline"``.
 
     Returns:
         ``{"class_path", "prob_path", "tiles", "tiles_total", "tiles_forwarded", "complete", "seconds",
-        "tiles_per_s", "forward_seconds", "split" (read/forward/blend/write seconds), "background_cpu" (CPU seconds of
-        the reading and writing threads), "redundant_tile_factor"
-        (tile pixels per scene pixel; None when incomplete), "max_blocks_in_flight", "blocks_in_flight_bound",
-        "shape", "crs", "transform", "class_nodata", "classes", "source", "bytes_read"}`` (classification:
-        tiles are chips; crs, transform, class_nodata and classes (the legend) are the maps', which
-        ``io.cog_check.check_map`` checks the written files against; ``bytes_read``: bytes GDAL downloaded
-        for a remote scene, None for a local file or where GDAL's count cannot be read).
+        "tiles_per_s", "forward_seconds", "split" (read/forward/blend/write seconds), "background_cpu"
+        (CPU seconds of the reading and writing threads), "fill_seconds" and "drain_seconds" (start to
+        the first forward; last forward to the maps closed), "timeline" (None unless asked),
+        "redundant_tile_factor" (tile pixels per scene pixel; None when incomplete),
+        "max_blocks_in_flight", "blocks_in_flight_bound", "shape", "crs", "transform", "class_nodata",
+        "classes", "source", "bytes_read"}`` (classification: tiles are chips; crs, transform,
+        class_nodata and classes (the legend) are the maps', which ``io.cog_check.check_map`` checks the
+        written files against; ``bytes_read``: bytes GDAL downloaded for a remote scene, None for a local
+        file or where GDAL's count cannot be read).
     """
     if probabilities not in PROBABILITY_FORMATS:
         raise ValueError(f"probabilities must be one of {PROBABILITY_FORMATS}, got {probabilities!r}")
@@ -173,7 +178,7 @@ def predict_scene(
             forward=lambda x: decision.probabilities(model(x).float()),
             normalise=DeviceNormaliser(pre, device),
             batch_size=batch_size,
-            clock=StageClock(),
+            clock=StageClock(events=[] if timeline else None),
             in_flight=InFlight(),
             deadline=deadline,
             threads=pipeline,
@@ -196,10 +201,13 @@ def predict_scene(
                 total = sum((i1 - i0) * (j1 - j0) for (i0, i1, j0, j1), _ in cells)
                 bar = stack.enter_context(_progress(total, progress, scene_label(reader.path)))
                 _classify(run, writers, bar, size, scale, cells)
+            closing = time.perf_counter()  # the maps' COG copies run as the stack closes
+        run.clock.mark("close", closing, time.perf_counter())
         shape = (reader.height, reader.width)
         grid_out = reader.output_like(scale)
         bytes_read = fetched.update()
-    seconds = time.perf_counter() - start
+    ended = time.perf_counter()
+    seconds = ended - start
     clock = run.clock
     return {
         "class_path": out_dir / f"{stem}_class.tif",
@@ -213,6 +221,12 @@ def predict_scene(
         "forward_seconds": clock.forward,
         "split": clock.as_dict(),
         "background_cpu": clock.cpu_dict(),
+        # the pipeline's fill (start to the first forward) and drain (last forward to the maps closed)
+        "fill_seconds": None if clock.first_forward is None else clock.first_forward - start,
+        "drain_seconds": None if clock.last_forward is None else ended - clock.last_forward,
+        "timeline": None
+        if clock.events is None
+        else [(stage, thread, t0 - start, t1 - start) for stage, thread, t0, t1 in clock.events],
         "redundant_tile_factor": redundant_tile_factor(run.tiles, size, *shape)
         if run.tiles == total
         else None,
@@ -265,8 +279,10 @@ class _Run:
         else:
             raw, valid = self.reader.read_raw(window)
         self.reads += 1
-        self.clock.read += time.perf_counter() - started
+        ended = time.perf_counter()
+        self.clock.read += ended - started
         self.clock.read_cpu += time.thread_time() - cpu
+        self.clock.mark("read", started, ended)
         return raw, valid
 
     def read_early(
@@ -289,8 +305,10 @@ class _Run:
         def strip(a: int, b: int) -> None:
             started, cpu = time.perf_counter(), time.thread_time()
             raw[:, a - r0 : b - r0], valid[a - r0 : b - r0] = self.reader.read_raw((a, b, c0, c1))
-            self.clock.read += time.perf_counter() - started
+            ended = time.perf_counter()
+            self.clock.read += ended - started
             self.clock.read_cpu += time.thread_time() - cpu
+            self.clock.mark("read", started, ended)
             settle(valid, a - r0, b - r0)
             ready.advance(b - r0)
 
@@ -323,8 +341,10 @@ class _Run:
         def timed_write(job: BlockJob, result: Any) -> None:
             started, cpu = time.perf_counter(), time.thread_time()
             write(job, result)
-            self.clock.write += time.perf_counter() - started
+            ended = time.perf_counter()
+            self.clock.write += ended - started
             self.clock.write_cpu += time.thread_time() - cpu
+            self.clock.mark("write", started, ended)
 
         run_pipeline(
             self.before_deadline(items),

@@ -18,7 +18,7 @@ def test_bench_predict_runs_to_completion_and_writes_json(tmp_path: Path) -> Non
     out = tmp_path / "bench.json"
     command = [sys.executable, "-m", "resnet_apps", "bench", "predict", "--size", "160", "--small", "0"]
     command += ["--bands", "3", "--classes", "3", "--tile", "64", "--block", "96", "--forward-tiles", "4"]
-    command += ["--bare-seconds", "0", "--repeat", "3"]
+    command += ["--bare-seconds", "0", "--repeat", "3", "--timeline", str(tmp_path / "timeline")]
     command += ["--max-seconds", "0", "--workdir", str(tmp_path / "work"), "--json", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -55,3 +55,9 @@ def test_bench_predict_runs_to_completion_and_writes_json(tmp_path: Path) -> Non
     assert scene["tiles_total"] == count_tiles(160, 160, plan_grid(64, 0.25, 96)) == 36
     assert report["redundant_tile_factor"] == round(36 * 64 * 64 / 160**2, 3)
     assert "ratio to a bare forward" in done.stdout
+    # fill and drain, and the reported pass's stage intervals per thread
+    assert 0 < scene["fill_seconds"] < scene["seconds"] and 0 < scene["drain_seconds"] < scene["seconds"]
+    events = json.loads((tmp_path / "timeline" / "timeline_160.json").read_text())
+    assert {stage for stage, *_ in events} == {"read", "forward", "blend", "write", "close"}
+    assert {thread for stage, thread, *_ in events if stage == "read"} == {"scene-reader"}
+    assert len([e for e in events if e[0] == "forward"]) == -(-36 // 8)  # 36 tiles in batches of 8

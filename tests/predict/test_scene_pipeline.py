@@ -426,3 +426,32 @@ def test_an_early_read_lets_go_of_its_arrays_once_done(threads: bool) -> None:
     assert written == [(i, i + 1, 0, 1) for i in range(4)]
     assert len(jobs) == 4 and all(job.rest is None for job in jobs)
     assert all(ref() is None for ref in held)  # the jobs live on in ``jobs``; their arrays do not
+
+
+@pytest.mark.parametrize("pipeline", [True, False])
+def test_timeline_records_every_stage_in_its_thread(tmp_path: Path, pipeline: bool) -> None:
+    """``timeline=True`` lists each stage interval with its thread; in series no two intervals overlap, and
+    fill/drain are the time before the first forward and after the last one."""
+    path = tmp_path / "s.tif"
+    _scene(path, 161, 130, nodata=False, tiles=16)
+    result = predict_scene(
+        _conv_net(), _meta("segmentation"), path, tmp_path / "out", tile=32, block=48, batch_size=4,
+        progress=False, pipeline=pipeline, timeline=True,
+    )  # fmt: skip
+    events = result["timeline"]
+    threads = {stage: {thread for s, thread, _, _ in events if s == stage} for stage, *_ in events}
+    assert set(threads) == {"read", "forward", "blend", "write", "close"}
+    assert threads["forward"] == threads["blend"] == threads["close"] == {"MainThread"}
+    if pipeline:
+        assert threads["read"] == {"scene-reader"} and threads["write"] == {"scene-writer"}
+    else:
+        assert threads["read"] == threads["write"] == {"MainThread"}
+        spans = sorted((t0, t1) for _, _, t0, t1 in events)
+        assert all(b0 >= a1 - 1e-9 for (_, a1), (b0, _) in zip(spans, spans[1:], strict=False))
+    forwards = [(t0, t1) for s, _, t0, t1 in events if s == "forward"]
+    assert len(forwards) == -(-result["tiles_forwarded"] // 4)  # one per batch of 4
+    assert result["fill_seconds"] == pytest.approx(forwards[0][0], abs=1e-6)
+    assert result["drain_seconds"] == pytest.approx(result["seconds"] - forwards[-1][1], abs=1e-3)
+    assert all(0 <= t0 <= t1 <= result["seconds"] for *_, t0, t1 in events)
+    close = [(t0, t1) for s, _, t0, t1 in events if s == "close"]
+    assert len(close) == 1 and close[0][0] >= forwards[-1][1]  # the COG copies come after the last forward

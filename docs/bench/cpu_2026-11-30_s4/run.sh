@@ -14,4 +14,4 @@ resnet-apps bench predict --size 2500 --small 0 --max-seconds 0 --repeat 5 --wor
 #   predict_2500_repeat5_early_first_block.json          the same after the early first block (3e7568d, before
 #                                                        the memory fix, which changes no computation)
 #   predict_10000_early_first_block_before_memory_fix.json  --size 10000 --small 0 --bare-seconds 60 (3e7568d)
-# The two runs above ran on 9d61f0d.
+# The two commands at the top ran on 9d61f0d, the final code of the session.
