@@ -15,3 +15,9 @@ resnet-apps bench predict --size 2500 --small 0 --max-seconds 0 --repeat 5 --wor
 #                                                        the memory fix, which changes no computation)
 #   predict_10000_early_first_block_before_memory_fix.json  --size 10000 --small 0 --bare-seconds 60 (3e7568d)
 # The two commands at the top ran on 9d61f0d, the final code of the session.
+# After the fill/drain and timeline figures were added (commit after 9d61f0d; the computation is unchanged):
+#   resnet-apps bench predict --size 2500 --small 0 --max-seconds 0 --repeat 3 --workdir /tmp/bp \
+#     --timeline $out/timeline --json $out/predict_2500_repeat3_timeline.json
+# OMP_WAIT_POLICY=PASSIVE against the default (two runs each, --bare-seconds 15; not kept as files):
+#   ratio 0.875 / 1.000 against 0.954 / 0.971, pass tiles/s 5.64 / 5.86 against 6.30 / 6.34, read wall 6.2-6.4 s
+#   against 12.9-13.5 s: the reader gets the cores the spinning OpenMP threads held, but the forward slows.
