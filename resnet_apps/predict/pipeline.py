@@ -6,7 +6,7 @@ windows and writes them; the caller's thread batches tiles *across* block bounda
 forward pass gets ``batch_size`` tiles, and blends their outputs into the block's accumulator.
 
 Memory is bounded by a fixed number of blocks in flight (a block counts from the start of its read to the
-end of its write; :class:`InFlight` counts them, tests read its peak):
+end of its write; :class:`~resnet_apps.predict.stages.InFlight` counts them, tests read its peak):
 
     reader: ``QUEUE_BLOCKS`` being read or queued         = 1
     forward: at most ``MAX_OPEN`` blocks with tiles out   = 2
@@ -15,7 +15,7 @@ end of its write; :class:`InFlight` counts them, tests read its peak):
 
 (the reader starts a read only once the forward has taken the block before: reading a block takes well
 under a second, its forward many, so one block ahead keeps the forward fed). The first block alone is handed
-over after its first strip of file tiles (:class:`RowsReady`; ``scene._Run.read_early``): the forward
+over after its first strip of file tiles (:class:`RowsReady`; ``scene_run.SceneRun.read_early``): the forward
 starts on its top tiles while the reader decodes the rest, instead of waiting for the whole block (at
 2 500 px the first forward began after 0.30 s instead of 1.0 s). It is still one block in flight.
 
@@ -47,9 +47,8 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -57,6 +56,7 @@ import torch
 
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.errors import ResnetAppsError, ScenePredictionError
+from resnet_apps.predict.stages import RowsReady, StageClock
 
 QUEUE_BLOCKS = 1  # blocks waiting between reader and forward, and between forward and writer
 MAX_OPEN = 2  # blocks with tiles in the forward stage at once (a batch may span a block boundary)
@@ -73,96 +73,6 @@ BACKGROUND_NICE = 10
 
 T = TypeVar("T")
 J = TypeVar("J")
-
-
-@dataclass
-class StageClock:
-    """Seconds spent per stage (summed over blocks; with threads, read and write overlap the forward).
-
-    ``read_cpu`` and ``write_cpu`` are the CPU seconds of the reading and writing threads themselves
-    (``time.thread_time``; GDAL's own decode threads, where enabled, are not counted): on a CPU device
-    that is the time they take from the forward's cores, where ``read`` and ``write`` are wall seconds
-    that also count waiting for a core. ``first_forward`` and ``last_forward`` give the pipeline's fill
-    and drain; with ``events`` a list, every stage interval is recorded there (a timeline, to see which
-    stages overlap: ``bench predict --timeline``).
-    """
-
-    read: float = 0.0
-    forward: float = 0.0
-    blend: float = 0.0
-    write: float = 0.0
-    read_cpu: float = 0.0
-    write_cpu: float = 0.0
-    first_forward: float | None = None  # perf_counter when the first forward began
-    last_forward: float | None = None  # perf_counter when the last forward ended
-    events: list[tuple[str, str, float, float]] | None = None  # (stage, thread, start, end) when recorded
-
-    def mark(self, stage: str, started: float, ended: float) -> None:
-        """Record one stage's interval (perf_counter seconds) when ``events`` is a list."""
-        if stage == "forward":
-            if self.first_forward is None:
-                self.first_forward = started
-            self.last_forward = ended
-        if self.events is not None:  # list.append is atomic: the three threads share the list
-            self.events.append((stage, threading.current_thread().name, started, ended))
-
-    def as_dict(self) -> dict[str, float]:
-        return {"read": self.read, "forward": self.forward, "blend": self.blend, "write": self.write}
-
-    def cpu_dict(self) -> dict[str, float]:
-        return {"read": self.read_cpu, "write": self.write_cpu}
-
-
-@dataclass
-class InFlight:
-    """Blocks alive between the start of their read and the end of their write; ``peak`` is the most seen."""
-
-    alive: int = 0
-    peak: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def enter(self) -> None:
-        with self.lock:
-            self.alive += 1
-            self.peak = max(self.peak, self.alive)
-
-    def leave(self) -> None:
-        with self.lock:
-            self.alive -= 1
-
-
-class RowsReady:
-    """How many rows of a block's read window are final, for a block handed over while it is still read.
-
-    The forward waits for a scene's first block whole otherwise (0.4-0.8 s on 2 cores, 1-2 % of a 2 500 px
-    pass): the reader hands that block over after its first strip of file tiles and reads the rest while
-    the forward works on the first tiles. Rows below ``rows``, and ``keep`` of every tile that ends above
-    it, are final; a failed read is raised in the thread that waits.
-    """
-
-    def __init__(self) -> None:
-        self.rows = 0
-        self._cond = threading.Condition()
-        self._error: BaseException | None = None
-
-    def advance(self, rows: int) -> None:
-        with self._cond:
-            self.rows = rows
-            self._cond.notify_all()
-
-    def fail(self, error: BaseException) -> None:
-        with self._cond:
-            self._error = error
-            self._cond.notify_all()
-
-    def wait(self, rows: int) -> None:
-        """Return once ``rows`` rows are final; raise the reader's error if the read failed first."""
-        with self._cond:
-            while self.rows < rows and self._error is None:
-                self._cond.wait()
-            if self.rows < rows:
-                assert self._error is not None
-                raise self._error
 
 
 @dataclass
@@ -285,11 +195,8 @@ def forward_stage(
                 if nxt is None:
                     exhausted = True
                     break
-                started = time.perf_counter()
-                nxt.state = task.start(nxt)
-                ended = time.perf_counter()
-                clock.blend += ended - started
-                clock.mark("blend", started, ended)
+                with clock.timed("blend"):
+                    nxt.state = task.start(nxt)
                 cursor, k = nxt, 0
                 open_jobs.append(nxt)
             skipped = []
@@ -303,41 +210,30 @@ def forward_stage(
                     skipped.append(k)
                 k += 1
             if skipped:
-                started = time.perf_counter()
-                task.accept(cursor, skipped, None)
-                clock.blend += time.perf_counter() - started
+                with clock.timed("blend"):
+                    task.accept(cursor, skipped, None)
         if batch:
             raw = np.stack([b[2] for b in batch])
             valid = np.stack([b[3] for b in batch])
-            started = time.perf_counter()
-            with torch.no_grad():
+            with clock.timed("forward"), torch.no_grad():
                 out = model(normalise(raw, valid))
-            if normalise.device.type == "cuda":
-                torch.cuda.synchronize(normalise.device)
-            ended = time.perf_counter()
-            clock.forward += ended - started
-            clock.mark("forward", started, ended)
-            started = time.perf_counter()
-            at = 0
-            while at < len(batch):  # consecutive runs of one block
-                job = batch[at][0]
-                end = at
-                while end < len(batch) and batch[end][0] is job:
-                    end += 1
-                task.accept(job, [b[1] for b in batch[at:end]], out[at:end])
-                at = end
-            ended = time.perf_counter()
-            clock.blend += ended - started
-            clock.mark("blend", started, ended)
+                if normalise.device.type == "cuda":
+                    torch.cuda.synchronize(normalise.device)
+            with clock.timed("blend"):
+                at = 0
+                while at < len(batch):  # consecutive runs of one block
+                    job = batch[at][0]
+                    end = at
+                    while end < len(batch) and batch[end][0] is job:
+                        end += 1
+                    task.accept(job, [b[1] for b in batch[at:end]], out[at:end])
+                    at = end
         finished = 0
         while open_jobs and open_jobs[0].accepted == open_jobs[0].tiles:
             job = open_jobs.pop(0)
             finished += 1
-            started = time.perf_counter()
-            result = task.finish(job)
-            ended = time.perf_counter()
-            clock.blend += ended - started
-            clock.mark("blend", started, ended)
+            with clock.timed("blend"):
+                result = task.finish(job)
             job.state = None
             if on_done is not None:
                 on_done(job)

@@ -20,9 +20,11 @@ from rasterio.transform import from_origin
 from resnet_apps.errors import ScenePredictionError
 from resnet_apps.models.meta import CheckpointMeta
 from resnet_apps.predict import scene as scene_mod
-from resnet_apps.predict.pipeline import BLOCKS_IN_FLIGHT, BlockJob, RowsReady, run_pipeline
+from resnet_apps.predict import scene_run
+from resnet_apps.predict.pipeline import BLOCKS_IN_FLIGHT, BlockJob, run_pipeline
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.scene import predict_scene
+from resnet_apps.predict.stages import RowsReady
 from resnet_apps.predict.tiling import FileTiles, aligned_shift, iter_blocks, padded_reference_pads, plan_grid
 
 
@@ -290,7 +292,7 @@ def test_first_block_is_forwarded_while_it_is_still_read(
     path = tmp_path / "s.tif"
     height, width, block = 161, 130, 96
     data = _scene(path, height, width, nodata=False, tiles=16)
-    monkeypatch.setattr(scene_mod, "EARLY_STRIP_ROWS", 32)  # strips of 2 file tile rows
+    monkeypatch.setattr(scene_run, "EARLY_STRIP_ROWS", 32)  # strips of 2 file tile rows
     first_forward = threading.Event()
     reads: list[tuple[int, int, bool]] = []
     original = SceneReader.read_raw
@@ -348,7 +350,7 @@ def test_failure_in_the_rest_of_the_first_block_is_typed(
     on its rows: a typed error, no hang, no map."""
     path = tmp_path / "s.tif"
     _scene(path, 161, 130, nodata=False, tiles=16)
-    monkeypatch.setattr(scene_mod, "EARLY_STRIP_ROWS", 32)
+    monkeypatch.setattr(scene_run, "EARLY_STRIP_ROWS", 32)
     calls = [0]
     original = SceneReader.read_raw
 

@@ -1,0 +1,132 @@
+"""One scene's run through the pipeline: block reads (the first one handed over early), writes, counters.
+
+:class:`SceneRun` is what the reader, forward and writer stages of :func:`resnet_apps.predict.scene.predict_scene`
+share: the scene's reader, the model, the stage clock and the blocks-in-flight count. Its :meth:`SceneRun.read_early`
+reads the first block strip by strip so that the forward can start on its top tiles
+(:class:`~resnet_apps.predict.stages.RowsReady`).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from resnet_apps.models.decision import Decision
+from resnet_apps.predict.pipeline import BlockJob, DeviceNormaliser, Task, forward_stage, run_pipeline
+from resnet_apps.predict.raster import SceneReader
+from resnet_apps.predict.remote import FetchCounter, gdal_env
+from resnet_apps.predict.stages import InFlight, RowsReady, StageClock
+
+_T = TypeVar("_T")
+# least strip height of the first block's early reads (SceneRun.read_early): the file's tile rows where
+# they are taller; 256 rows of a 2 000 px wide 13-band block decode in about 0.05 s on one core
+EARLY_STRIP_ROWS = 256
+
+
+@dataclass
+class SceneRun:
+    """What the stages of one scene share: the reader, the model, counters and the stage clock."""
+
+    reader: SceneReader
+    decision: Decision
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    normalise: DeviceNormaliser
+    batch_size: int
+    clock: StageClock
+    in_flight: InFlight
+    deadline: float | None
+    threads: bool
+    fetched: FetchCounter
+    decode_threads: bool  # GDAL_NUM_THREADS in every stage's GDAL environment
+    reads: int = 0  # blocks read
+    tiles: int = 0  # tiles (chips) of the blocks written
+    forwarded: int = 0  # tiles that went through the model (nodata tiles do not)
+
+    def before_deadline(self, items: Iterable[_T]) -> Iterator[_T]:
+        for item in items:
+            if self.deadline is not None and time.perf_counter() > self.deadline:
+                return
+            yield item
+
+    def read(self, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw window and validity, timed, counted as a block in flight (until :meth:`written`)."""
+        self.in_flight.enter()
+        with self.clock.timed("read"):
+            if self.reads == 0 and not self.decode_threads and not self.reader.remote:
+                # the forward waits for this first block: GDAL may decode it on every core (a remote scene
+                # stays on one thread, see predict.remote)
+                with gdal_env(decode_threads=True):
+                    raw, valid = self.reader.read_raw(window)
+            else:
+                raw, valid = self.reader.read_raw(window)
+        self.reads += 1
+        return raw, valid
+
+    def read_early(
+        self, window: tuple[int, int, int, int], settle: Callable[[np.ndarray, int, int], None]
+    ) -> tuple[np.ndarray, np.ndarray, RowsReady, Callable[[], None]]:
+        """The first block, readable after its first strip of file tiles (the forward waits for it).
+
+        Reads the first strip (on every core, for a local scene) and returns the block's arrays, its
+        :class:`RowsReady` and the rest of the read, which reads strip after strip and calls
+        ``settle(valid, row0, row1)`` for the rows of each strip (in the read window) before they count
+        as ready. Counted as one block in flight, and as one read, like :meth:`read`.
+        """
+        self.in_flight.enter()
+        r0, r1, c0, c1 = window
+        raw = np.empty((len(self.reader.indexes), r1 - r0, c1 - c0), dtype=self.reader.meta.dtype)
+        valid = np.empty((r1 - r0, c1 - c0), dtype=bool)
+        ready = RowsReady()
+        cuts = self.reader.strip_cuts(window, EARLY_STRIP_ROWS)
+
+        def strip(a: int, b: int) -> None:
+            with self.clock.timed("read"):
+                raw[:, a - r0 : b - r0], valid[a - r0 : b - r0] = self.reader.read_raw((a, b, c0, c1))
+            settle(valid, a - r0, b - r0)
+            ready.advance(b - r0)
+
+        if self.decode_threads or self.reader.remote:
+            strip(cuts[0], cuts[1])
+        else:
+            with gdal_env(decode_threads=True):
+                strip(cuts[0], cuts[1])
+        self.reads += 1
+
+        def rest() -> None:
+            for a, b in zip(cuts[1:-1], cuts[2:], strict=True):
+                strip(a, b)
+
+        return raw, valid, ready, rest
+
+    def written(self, job: BlockJob, bar: Any) -> None:
+        self.tiles += job.tiles
+        self.forwarded += int(job.keep.sum())
+        self.in_flight.leave()
+        fetched = self.fetched.update()
+        if fetched is not None:
+            bar.set_postfix_str(f"{fetched / 2**20:.1f} MiB fetched", refresh=False)
+        bar.update(job.tiles)
+
+    def run(self, items: Iterable[_T], read: Callable, task: Task, write: Callable) -> None:
+        def process(jobs: Iterator[BlockJob]) -> Iterator[tuple[BlockJob, Any]]:
+            return forward_stage(jobs, task, self.forward, self.normalise, self.batch_size, self.clock)
+
+        def timed_write(job: BlockJob, result: Any) -> None:
+            with self.clock.timed("write"):
+                write(job, result)
+
+        run_pipeline(
+            self.before_deadline(items),
+            read,
+            process,
+            timed_write,
+            threads=self.threads,
+            source=str(self.reader.path),
+            env=functools.partial(gdal_env, self.decode_threads),
+        )
