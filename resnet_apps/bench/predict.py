@@ -103,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--serial", action="store_true", help="run the serial path (no reader/writer threads), for comparison"
     )
     parser.add_argument(
+        "--readers",
+        type=int,
+        default=None,
+        help="blocks read at once (predict --readers; default: predict's, 1 on the CPU)",
+    )
+    parser.add_argument(
         "--remote",
         action="store_true",
         help="also predict each scene as a COG, from the file and over loopback HTTP (bytes read, tiles/s)",
@@ -256,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
             command += ["--max-seconds", str(args.max_seconds)]
         if args.serial:
             command.append("--serial")
+        if args.readers:
+            command += ["--readers", str(args.readers)]
         if args.timeline:
             Path(args.timeline).mkdir(parents=True, exist_ok=True)
             command += ["--timeline", str(Path(args.timeline) / f"timeline_{size}.json")]

@@ -107,6 +107,7 @@ def measure(args: argparse.Namespace) -> int:
             max_seconds=args.max_seconds or None,  # 0: to completion
             pipeline=not args.serial,
             timeline=bool(args.timeline),
+            readers=args.readers,
         )
 
     # not for a URL: reading its tiles first would warm GDAL's download cache and hide the pass's fetches
@@ -165,6 +166,7 @@ def measure(args: argparse.Namespace) -> int:
         "background_cpu": {k: round(v, 2) for k, v in result["background_cpu"].items()},
         "pipeline": not args.serial,
         "max_blocks_in_flight": result["max_blocks_in_flight"],
+        "readers": result["readers"],
         "bare_tiles": args.forward_tiles,
         "bare_seconds": args.bare_seconds,
         "bare_tiles_per_s": round(sum(flank) / len(flank), 3),

@@ -98,6 +98,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scenes: read and write in series with the forward pass (no threads; same maps, slower)",
     )
     parser.add_argument(
+        "--readers",
+        type=int,
+        default=None,
+        help="scenes: blocks read at once, each in a thread (default: 1 on the CPU or a URL, up to 4 "
+        "beside a GPU; same maps)",
+    )
+    parser.add_argument(
         "--gradcam", action="store_true", help="images: also write OUT/gradcam/<image_id>.png"
     )
     parser.add_argument(
@@ -296,6 +303,7 @@ def _scene_options(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "progress": not args.no_progress,
         "pipeline": not getattr(args, "no_pipeline", False),
+        "readers": getattr(args, "readers", None),
         "window": window,
     }
 

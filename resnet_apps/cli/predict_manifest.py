@@ -102,6 +102,7 @@ def predict_manifest(
         device=args.device,
         progress=not args.no_progress,
         pipeline=not args.no_pipeline,
+        readers=args.readers,
     )
     report = run_manifest(
         entries,

@@ -14,7 +14,12 @@ end of its write; :class:`~resnet_apps.predict.stages.InFlight` counts them, tes
     -> BLOCKS_IN_FLIGHT = 5
 
 (the reader starts a read only once the forward has taken the block before: reading a block takes well
-under a second, its forward many, so one block ahead keeps the forward fed). The first block alone is handed
+under a second, its forward many, so one block ahead keeps the forward fed). With ``readers`` = n > 1 (an
+accelerator, whose forward is faster than one thread's decoding) n blocks are read at once by a pool of
+threads and handed over in order, while one more read block waits for the forward: n + 1 blocks in the read
+stage, so ``blocks_in_flight(n)`` = n + 5 (with one permit per read, the queued block held one of them and
+two readers read one block at a time: 20.3 s against 21.5 s for one reader, measured).
+The first block alone is handed
 over after its first strip of file tiles (:class:`RowsReady`; ``scene_run.SceneRun.read_early``): the forward
 starts on its top tiles while the reader decodes the rest, instead of waiting for the whole block (at
 2 500 px the first forward began after 0.30 s instead of 1.0 s). It is still one block in flight.
@@ -29,7 +34,8 @@ the serial path (which holds one block as float32 plus MONAI's full-window buffe
 column are up to a quarter longer on that side, so that the other reads start on the file's tiles
 (``tiling.aligned_shift``: 1 728 x 1 536 px at the defaults over 512 px tiles, read as 1 984 x 1 792): while
 the first row is in flight the bound is 96.0 + 2 x 212.8 + 2 x 108.8 = 739 MB. ``--block 1024`` roughly
-halves it. The bound does not depend on the scene size. A finished block's probabilities are its
+halves it. n > 1 readers add n read-stage blocks (86.7 MB each). The bound does not depend on the
+scene size. A finished block's probabilities are its
 accumulator divided in place, so no second [K, B, B] array is made.
 
 The reader and writer threads run at a lower priority than the forward (:data:`BACKGROUND_NICE`): on a CPU
@@ -47,7 +53,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -61,6 +69,19 @@ from resnet_apps.predict.stages import RowsReady, StageClock
 QUEUE_BLOCKS = 1  # blocks waiting between reader and forward, and between forward and writer
 MAX_OPEN = 2  # blocks with tiles in the forward stage at once (a batch may span a block boundary)
 BLOCKS_IN_FLIGHT = QUEUE_BLOCKS + MAX_OPEN + (QUEUE_BLOCKS + 1)
+
+
+def read_permits(readers: int = 1) -> int:
+    """Blocks read, being read or queued and not yet taken by the forward: one reader reads the next block
+    once the forward has taken the last; n > 1 read n blocks while one more waits in the queue."""
+    return QUEUE_BLOCKS if readers <= 1 else readers + QUEUE_BLOCKS
+
+
+def blocks_in_flight(readers: int = 1) -> int:
+    """The bound on blocks alive at once with ``readers`` reading threads (:data:`BLOCKS_IN_FLIGHT` for one)."""
+    return BLOCKS_IN_FLIGHT - QUEUE_BLOCKS + read_permits(readers)
+
+
 # How far below the forward the reader and writer threads run (Linux nice, per thread). On a CPU device the
 # forward's intra-op threads hold every core, and a thread working beside them at equal priority stalls the
 # whole forward, not just one core of it (its threads meet at barriers). Measured on 2 cores with a reader
@@ -305,6 +326,7 @@ def run_pipeline(
     threads: bool,
     source: str,
     env: Callable[[], Any],
+    readers: int = 1,
 ) -> None:
     """Read ``items`` into jobs, process them, write the results; threaded or in series (same results).
 
@@ -316,6 +338,8 @@ def run_pipeline(
         threads: False runs the three stages in series in the caller's thread.
         source: the scene, named in errors.
         env: a fresh context manager per thread (rasterio's GDAL environment is per thread).
+        readers: blocks read at once (threads; handed over in ``items``' order). The first block is read
+            alone, before the others start (its read may hand it over early: ``BlockJob.rest``).
 
     Raises:
         ResnetAppsError: from a thread, as it was raised there.
@@ -336,32 +360,72 @@ def run_pipeline(
         return
     stop = threading.Event()
     read_q: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
-    ahead = threading.Semaphore(QUEUE_BLOCKS)  # blocks the reader may have read or be reading, untaken
+    ahead = threading.Semaphore(read_permits(readers))  # blocks read or being read, not yet taken
     write_q: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
     writer_error: list[BaseException] = []
+
+    def hand_over(job: BlockJob[T]) -> bool:
+        """Queue a read job for the forward (then finish its read if it was handed over early)."""
+        if not _put(read_q, job, stop):
+            return False
+        if job.rest is not None:
+            try:
+                job.rest()
+            except BaseException as exc:  # noqa: BLE001 - the forward may wait on its rows
+                assert job.ready is not None
+                job.ready.fail(_raise_from("reader", exc, source))
+                raise
+            # the read's closure holds the block's arrays: dropped, so that they go with ``job.raw`` once
+            # its tiles are batched, not when the block is written
+            job.rest = None
+        return True
+
+    def read_in_env(item: J) -> BlockJob[T]:
+        with env():  # a pool thread's own GDAL environment
+            return read(item)
+
+    def read_in_pool(rest: Iterator[J], pool: ThreadPoolExecutor) -> bool:
+        """Up to ``readers`` reads at once, handed over in order; False when stopped."""
+        pending: deque[Future[BlockJob[T]]] = deque()
+        exhausted = False
+        while not stop.is_set():
+            # a permit per block read or queued and not yet taken by the forward
+            if not exhausted and len(pending) < readers and ahead.acquire(timeout=0.0 if pending else 0.05):
+                item = next(rest, _DONE)
+                if item is _DONE:
+                    ahead.release()
+                    exhausted = True
+                else:
+                    pending.append(pool.submit(read_in_env, item))  # type: ignore[arg-type]
+                continue
+            if pending:  # every reader busy, or no permit: wait for the oldest read and hand it over
+                if not hand_over(pending.popleft().result()):
+                    return False
+            elif exhausted:
+                return True
+        return False
 
     def reader() -> None:
         background_priority()
         try:
             with env():
-                for item in items:
+                rest = iter(items)
+                for item in rest:
                     # one block ahead: the next read starts once the forward has taken the last one
                     if not _acquire(ahead, stop):
                         return
-                    job = read(item)
-                    if not _put(read_q, job, stop):
+                    if not hand_over(read(item)):
                         return
-                    if job.rest is not None:  # handed over early: finish reading it
-                        try:
-                            job.rest()
-                        except BaseException as exc:  # noqa: BLE001 - the forward may wait on its rows
-                            assert job.ready is not None
-                            job.ready.fail(_raise_from("reader", exc, source))
-                            raise
-                        # the read's closure holds the block's arrays: dropped, so that they go with
-                        # ``job.raw`` once its tiles are batched, not when the block is written
-                        job.rest = None
-                    del job
+                    if readers > 1:  # the first block alone (handed over early), then the pool
+                        with ThreadPoolExecutor(
+                            readers, thread_name_prefix="scene-reader", initializer=background_priority
+                        ) as pool:
+                            try:
+                                if not read_in_pool(rest, pool):
+                                    return
+                            finally:  # reads not yet started are cancelled; running ones finish
+                                pool.shutdown(wait=True, cancel_futures=True)
+                        break
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which raises it
             _put(read_q, _Failed("reader", exc), stop)
             return

@@ -3,17 +3,26 @@
 :func:`open_maps` opens ``<stem>_class.tif`` (uint8/uint16 classes with a colour table and class names, MODE
 overviews) and, when asked, ``<stem>_prob.tif`` (float32 with NaN nodata, or uint8 0..254 = 0..1 with 255
 nodata; AVERAGE overviews) on the scene's grid or one ``scale`` times coarser; :func:`write_block` writes one
-block's probabilities as classes at the checkpoint's operating point (and as probabilities), nodata where
-the scene was not valid. The writers write to temporary files and rename them only when closed without an
-exception (``io.open_geotiff_writer``).
+block's classes at the checkpoint's operating point (and its probabilities), nodata where the scene was not
+valid. The writers write to temporary files and rename them only when closed without an exception
+(``io.open_geotiff_writer``).
+
+A block's probabilities become what is stored (:class:`BlockMaps`) in one of two places, with the same
+result bit for bit: on the host, in the writer thread (:func:`decide`; a CPU device, where the forward
+holds the cores and the writer runs below it), or on the model's accelerator (:func:`decide_on_device`),
+so that only the stored maps cross the bus: a 1 536 px block of 10 classes is 94 MB of float32
+probabilities and 2.4 MB of uint8 classes (4.2 GB against 0.1 GB for a 10 000 px scene), and the
+writer is spared the argmax.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from resnet_apps.io import GeoTiffWriter, open_geotiff_writer
 from resnet_apps.io.geotiff import source_stem
@@ -89,15 +98,52 @@ def scene_stem(path: str | Path) -> str:
     return source_stem(path)
 
 
-def encode_probabilities(prob: np.ndarray, fmt: str, valid: np.ndarray) -> np.ndarray:
-    """[K, h, w] float -> the stored probability array with nodata where not valid."""
+def encode_probabilities(prob: np.ndarray, fmt: str) -> np.ndarray:
+    """[K, h, w] float -> the stored probability array (``uint8``: 0..254 = 0..1; ``float32``: as is)."""
     if fmt == "uint8":
-        out = np.rint(prob * 254.0).astype(np.uint8)
-        out[:, ~valid] = 255
-        return out
-    out = prob.astype(np.float32, copy=True)
-    out[:, ~valid] = np.nan
-    return out
+        return np.rint(prob * 254.0).astype(np.uint8)
+    return prob.astype(np.float32, copy=True)
+
+
+@dataclass
+class BlockMaps:
+    """One block's maps as stored, before nodata: classes [h, w] in the class map's dtype, and the
+    probabilities [K, h, w] in their stored format (None when not written)."""
+
+    classes: np.ndarray
+    prob: np.ndarray | None
+
+
+def decide(prob: np.ndarray, decision: Decision, class_dtype: str, prob_format: str | None) -> BlockMaps:
+    """Host probabilities [K, h, w] -> :class:`BlockMaps` (classes at the operating point)."""
+    classes = probabilities_to_classes(prob, decision).astype(class_dtype)
+    return BlockMaps(classes, None if prob_format is None else encode_probabilities(prob, prob_format))
+
+
+def decide_on_device(
+    prob: torch.Tensor, decision: Decision, class_dtype: str, prob_format: str | None
+) -> BlockMaps:
+    """:func:`decide` on the tensor's device (the same float32 operations), then only the result to the host.
+
+    Args:
+        prob: [K, h, w] float32 probabilities (on the model's device).
+    """
+    if prob.shape[0] == 1:
+        classes = (prob[0] >= decision.threshold).to(torch.int64)
+    elif decision.binary:
+        positive = prob[decision.positive_index] >= decision.threshold
+        classes = torch.where(positive, decision.positive_index, 1 - decision.positive_index)
+    else:
+        classes = prob.argmax(dim=0)  # the first maximum on ties, as numpy's argmax
+    stored: torch.Tensor | None = None
+    if prob_format == "uint8":
+        stored = torch.round(prob * 254.0).to(torch.uint8)  # half to even, as np.rint
+    elif prob_format is not None:
+        stored = prob.to(torch.float32)
+    # uint8 crosses the bus as is; uint16 (over 255 classes) as int32, which every device casts to
+    narrow = classes.to(torch.uint8 if class_dtype == "uint8" else torch.int32)
+    host = narrow.cpu().numpy().astype(class_dtype, copy=False)
+    return BlockMaps(host, None if stored is None else stored.cpu().numpy())
 
 
 def io_window(span: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -108,15 +154,17 @@ def io_window(span: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
 
 def write_block(
     writers: tuple[GeoTiffWriter, GeoTiffWriter | None],
-    prob: np.ndarray,
+    maps: BlockMaps,
     valid: np.ndarray,
     span: tuple[int, int, int, int],
-    decision: Decision,
 ) -> None:
-    """Write classes (nodata where not valid) and, if asked, probabilities [K, h, w] at ``span``."""
+    """Write a block's classes (nodata where not ``valid``) and, if asked, its probabilities at ``span``."""
     cls_writer, prob_writer = writers
-    classes = probabilities_to_classes(prob, decision).astype(cls_writer.dtype)
+    classes = maps.classes
     classes[~valid] = cls_writer.nodata
     cls_writer.write(classes[None], io_window(span))
     if prob_writer is not None:
-        prob_writer.write(encode_probabilities(prob, prob_writer.dtype.name, valid), io_window(span))
+        assert maps.prob is not None, "a probability map is written but the block has no probabilities"
+        prob = maps.prob
+        prob[:, ~valid] = np.nan if prob.dtype.kind == "f" else 255
+        prob_writer.write(prob, io_window(span))

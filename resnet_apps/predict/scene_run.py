@@ -9,9 +9,10 @@ reads the first block strip by strip so that the forward can start on its top ti
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,6 +22,7 @@ from resnet_apps.models.decision import Decision
 from resnet_apps.predict.pipeline import BlockJob, DeviceNormaliser, Task, forward_stage, run_pipeline
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.remote import FetchCounter, gdal_env
+from resnet_apps.predict.scene_maps import BlockMaps, decide, decide_on_device
 from resnet_apps.predict.stages import InFlight, RowsReady, StageClock
 
 _T = TypeVar("_T")
@@ -44,9 +46,14 @@ class SceneRun:
     threads: bool
     fetched: FetchCounter
     decode_threads: bool  # GDAL_NUM_THREADS in every stage's GDAL environment
+    class_dtype: str  # the class map's dtype (raster.class_dtype)
+    prob_format: str | None  # the stored probabilities' dtype; None: no probability map
+    device_decision: bool  # classes (and stored probabilities) made on the model's device
+    readers: int = 1  # blocks read at once (pipeline.run_pipeline)
     reads: int = 0  # blocks read
     tiles: int = 0  # tiles (chips) of the blocks written
     forwarded: int = 0  # tiles that went through the model (nodata tiles do not)
+    _count: threading.Lock = field(default_factory=threading.Lock, repr=False)  # reads by several threads
 
     def before_deadline(self, items: Iterable[_T]) -> Iterator[_T]:
         for item in items:
@@ -65,7 +72,8 @@ class SceneRun:
                     raw, valid = self.reader.read_raw(window)
             else:
                 raw, valid = self.reader.read_raw(window)
-        self.reads += 1
+        with self._count:
+            self.reads += 1
         return raw, valid
 
     def read_early(
@@ -104,6 +112,20 @@ class SceneRun:
 
         return raw, valid, ready, rest
 
+    def finished(self, prob: torch.Tensor) -> BlockMaps | np.ndarray:
+        """A finished block's probabilities [K, h, w] (on the model's device) as the writer receives them:
+        decided on the device (:func:`~resnet_apps.predict.scene_maps.decide_on_device`), or as host
+        probabilities that the writer decides (:meth:`stored`)."""
+        if self.device_decision:
+            return decide_on_device(prob, self.decision, self.class_dtype, self.prob_format)
+        return prob.cpu().numpy()
+
+    def stored(self, result: BlockMaps | np.ndarray) -> BlockMaps:
+        """What :meth:`finished` gave -> the block's maps as stored (decided here, in the writer, if not yet)."""
+        if isinstance(result, BlockMaps):
+            return result
+        return decide(result, self.decision, self.class_dtype, self.prob_format)
+
     def written(self, job: BlockJob, bar: Any) -> None:
         self.tiles += job.tiles
         self.forwarded += int(job.keep.sum())
@@ -129,4 +151,5 @@ class SceneRun:
             threads=self.threads,
             source=str(self.reader.path),
             env=functools.partial(gdal_env, self.decode_threads),
+            readers=self.readers,
         )

@@ -22,6 +22,7 @@ Stage = Literal["read", "forward", "blend", "write"]
 class StageClock:
     """Seconds spent per stage (summed over blocks; with threads, read and write overlap the forward).
 
+    With several reading threads ``read`` sums their wall seconds (it may exceed the pass).
     ``read_cpu`` and ``write_cpu`` are the CPU seconds of the reading and writing threads themselves
     (``time.thread_time``; GDAL's own decode threads, where enabled, are not counted): on a CPU device
     that is the time they take from the forward's cores, where ``read`` and ``write`` are wall seconds
@@ -39,6 +40,8 @@ class StageClock:
     first_forward: float | None = None  # perf_counter when the first forward began
     last_forward: float | None = None  # perf_counter when the last forward ended
     events: list[tuple[str, str, float, float]] | None = None  # (stage, thread, start, end) when recorded
+    # several reading threads add to one total (``predict_scene(readers=n)``)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @contextmanager
     def timed(self, stage: Stage) -> Iterator[None]:
@@ -48,10 +51,11 @@ class StageClock:
         try:
             yield
         finally:
-            ended = time.perf_counter()
-            setattr(self, stage, getattr(self, stage) + ended - started)
-            if stage in ("read", "write"):
-                setattr(self, f"{stage}_cpu", getattr(self, f"{stage}_cpu") + time.thread_time() - cpu)
+            ended, cpu = time.perf_counter(), time.thread_time() - cpu
+            with self.lock:
+                setattr(self, stage, getattr(self, stage) + ended - started)
+                if stage in ("read", "write"):
+                    setattr(self, f"{stage}_cpu", getattr(self, f"{stage}_cpu") + cpu)
             self.mark(stage, started, ended)
 
     def mark(self, stage: str, started: float, ended: float) -> None:

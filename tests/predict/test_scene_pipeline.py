@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,10 @@ from rasterio.transform import from_origin
 
 from resnet_apps.errors import ScenePredictionError
 from resnet_apps.models.meta import CheckpointMeta
+from resnet_apps.predict import pipeline as pipeline_mod
 from resnet_apps.predict import scene as scene_mod
 from resnet_apps.predict import scene_run
-from resnet_apps.predict.pipeline import BLOCKS_IN_FLIGHT, BlockJob, run_pipeline
+from resnet_apps.predict.pipeline import BLOCKS_IN_FLIGHT, BlockJob, blocks_in_flight, run_pipeline
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.scene import predict_scene
 from resnet_apps.predict.stages import RowsReady
@@ -86,16 +88,18 @@ def test_pipelined_equals_serial_bit_for_bit(tmp_path: Path, task: str) -> None:
     model = _conv_net() if task == "segmentation" else _ChipNet()
     kwargs = dict(tile=16 if task == "classification" else 32, overlap=0.25, block=40, batch_size=5)
     results = {}
-    for pipeline in (True, False):
-        results[pipeline] = predict_scene(
-            model, _meta(task), path, tmp_path / f"out_{pipeline}", probabilities="float32",
-            progress=False, pipeline=pipeline, **kwargs,
+    for pipeline, readers in ((True, 1), (False, 1), (True, 3)):
+        results[pipeline, readers] = predict_scene(
+            model, _meta(task), path, tmp_path / f"out_{pipeline}_{readers}", probabilities="float32",
+            progress=False, pipeline=pipeline, readers=readers, **kwargs,
         )  # fmt: skip
-    on, off = results[True], results[False]
+    on, off, pooled = results[True, 1], results[False, 1], results[True, 3]
     assert on["complete"] and off["complete"] and on["tiles"] == off["tiles"] > 10
     assert on["tiles_forwarded"] < on["tiles"]  # the nodata hole's tiles / chips are skipped
-    np.testing.assert_array_equal(_read(on["prob_path"]), _read(off["prob_path"]))
-    np.testing.assert_array_equal(_read(on["class_path"]), _read(off["class_path"]))
+    assert (on["readers"], pooled["readers"], off["readers"]) == (1, 3, 1)
+    for other in (off, pooled):
+        np.testing.assert_array_equal(_read(on["prob_path"]), _read(other["prob_path"]))
+        np.testing.assert_array_equal(_read(on["class_path"]), _read(other["class_path"]))
     assert set(on["split"]) == {"read", "forward", "blend", "write"}
     assert on["redundant_tile_factor"] > 1.0
 
@@ -129,9 +133,9 @@ def test_pipeline_equals_one_whole_scene_monai_pass(tmp_path: Path, tiles: int |
     assert np.abs(_read(result["prob_path"]) - ref).max() < 1e-5
 
 
-@pytest.mark.parametrize("stage", ["reader", "writer"])
+@pytest.mark.parametrize(("stage", "readers"), [("reader", 1), ("reader", 3), ("writer", 1)])
 def test_thread_error_is_typed_and_leaves_no_map(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str, readers: int
 ) -> None:
     path = tmp_path / "s.tif"
     _scene(path)
@@ -160,7 +164,7 @@ def test_thread_error_is_typed_and_leaves_no_map(
     with pytest.raises(ScenePredictionError, match=f"{stage} thread") as info:
         predict_scene(
             _conv_net(), _meta("segmentation"), path, out, tile=32, block=40, probabilities="uint8",
-            progress=False,
+            progress=False, readers=readers,
         )  # fmt: skip
     assert isinstance(info.value.__cause__, OSError)
     assert sorted(p.name for p in out.iterdir()) == []  # no final map, no temporary left behind
@@ -190,6 +194,68 @@ def test_blocks_in_flight_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
         pipeline=False,
     )  # fmt: skip
     assert serial["max_blocks_in_flight"] <= 2  # read, forwarded, written one after the other (MAX_OPEN)
+    pooled = predict_scene(
+        _conv_net(), _meta("segmentation"), path, tmp_path / "pooled", tile=32, block=24, batch_size=4,
+        progress=False, readers=3,
+    )  # fmt: skip
+    assert pooled["blocks_in_flight_bound"] == blocks_in_flight(3) == 8  # 3 being read, 1 queued
+    assert BLOCKS_IN_FLIGHT < pooled["max_blocks_in_flight"] <= blocks_in_flight(3)  # the readers ran ahead
+
+
+def test_readers_read_blocks_at_once_and_hand_them_over_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two readers two block reads run at once (one reader never overlaps them), and the blocks still
+    reach the forward in the plan's order although every other read is slow, so later ones finish first."""
+    path = tmp_path / "s.tif"
+    _scene(path, height=200, width=200)
+    lock = threading.Lock()
+    running, most, calls = [0], [0], [0]
+    original = SceneReader.read_raw
+
+    def slow_read(self: SceneReader, window: tuple[int, int, int, int]) -> tuple:
+        with lock:
+            calls[0] += 1
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            slow = calls[0] % 2 == 0
+        time.sleep(0.06 if slow else 0.01)
+        try:
+            return original(self, window)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(SceneReader, "read_raw", slow_read)
+    forwarded: list[tuple[int, int, int, int]] = []
+    original_forward = pipeline_mod.forward_stage
+
+    def recording_forward(jobs: Iterator[BlockJob], *args: object, **kwargs: object) -> Iterator:
+        def seen() -> Iterator[BlockJob]:
+            for job in jobs:
+                forwarded.append(job.span)
+                yield job
+
+        return original_forward(seen(), *args, **kwargs)
+
+    monkeypatch.setattr(scene_run, "forward_stage", recording_forward)
+    pooled = predict_scene(
+        _conv_net(), _meta("segmentation"), path, tmp_path / "pooled", tile=32, block=40, progress=False,
+        readers=2,
+    )  # fmt: skip
+    assert most[0] == 2
+    order, forwarded[:] = list(forwarded), []
+    most[0] = 0
+    one = predict_scene(
+        _conv_net(), _meta("segmentation"), path, tmp_path / "one", tile=32, block=40, progress=False,
+    )  # fmt: skip
+    assert most[0] == 1
+    assert order == forwarded
+    pre = CheckpointMeta.coerce(_meta("segmentation")).require_preprocessing()
+    file = SceneReader(path, pre).file_tiles
+    blocks = [b.core for b in iter_blocks(200, 200, plan_grid(32, 0.25, 40), file)]
+    assert order == blocks and len(blocks) > 4
+    np.testing.assert_array_equal(_read(pooled["class_path"]), _read(one["class_path"]))
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])

@@ -1,0 +1,135 @@
+"""A block's maps decided on the model's device equal those decided on the host, value for value, and a
+whole scene predicted either way writes the same files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+
+from resnet_apps.models.decision import Decision
+from resnet_apps.predict.scene import predict_scene
+from resnet_apps.predict.scene_maps import decide, decide_on_device
+
+
+def _probabilities(k: int, seed: int) -> np.ndarray:
+    """[K, 40, 50] float32 softmax-like probabilities with exact ties and values on the thresholds."""
+    rng = np.random.default_rng(seed)
+    prob = rng.random((k, 40, 50), dtype=np.float32)
+    prob /= prob.sum(axis=0, keepdims=True)
+    prob[:, :5, :5] = np.float32(1.0 / k)  # all classes tied: the first wins
+    if k > 1:  # classes 0 and 1 tied at the top: the first wins
+        prob[:, 5:10, :] = np.float32(0.1)
+        prob[:2, 5:10, :] = np.float32(0.4)
+    prob[:, 10:12, :] = np.float32(0.6)  # exactly on the 0.6 operating point
+    prob[:, 12, :3] = np.float32(0.5)  # on the multi-label thresholds
+    prob[:, 13, :3] = np.float32(0.5) + np.float32(0.0019685)  # rounds to uint8 128.5 -> 128/129 (half)
+    return prob
+
+
+DECISIONS = {
+    "one_logit": Decision.build(["bg", "roof"], 0.6, num_outputs=1),
+    "binary": Decision.build(["bg", "roof"], 0.6),
+    "binary_first_positive": Decision.build(["roof", "bg"], 0.6, positive_class="roof"),
+    "multiclass": Decision.build(["a", "b", "c", "d", "e"]),
+    "multilabel": Decision.build(["a", "b", "c"], [0.5, 0.6, 0.4], multilabel=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DECISIONS))
+@pytest.mark.parametrize("prob_format", [None, "uint8", "float32"])
+@pytest.mark.parametrize("class_dtype", ["uint8", "uint16"])
+def test_device_decision_equals_host(name: str, prob_format: str | None, class_dtype: str) -> None:
+    decision = DECISIONS[name]
+    prob = _probabilities(decision.num_outputs, seed=len(name))
+    host = decide(prob, decision, class_dtype, prob_format)
+    device = decide_on_device(torch.from_numpy(prob.copy()), decision, class_dtype, prob_format)
+    assert device.classes.dtype == host.classes.dtype == np.dtype(class_dtype)
+    np.testing.assert_array_equal(device.classes, host.classes)
+    if name != "one_logit":
+        assert len(np.unique(host.classes)) > 1, "a decision that gives one class checks too little"
+    if prob_format is None:
+        assert host.prob is None and device.prob is None
+    else:
+        assert host.prob is not None and device.prob is not None
+        assert device.prob.dtype == host.prob.dtype == np.dtype(prob_format)
+        np.testing.assert_array_equal(device.prob, host.prob)
+    if name == "multiclass":
+        assert (host.classes[:5, :5] == 0).all() and (host.classes[5:10] == 0).all()
+    if name == "binary":
+        assert (host.classes[10:12] == 1).all()  # p == threshold counts as positive
+
+
+def _scene(path: Path) -> None:
+    rng = np.random.default_rng(3)
+    data = rng.integers(1, 400, size=(2, 90, 77)).astype(np.uint16)
+    data[:, 20:60, 5:50] = 0  # nodata across block seams
+    with rasterio.open(
+        path, "w", driver="GTiff", height=90, width=77, count=2, dtype="uint16", crs="EPSG:32633",
+        transform=from_origin(500000, 4600000, 10, 10), nodata=0,
+    ) as dst:  # fmt: skip
+        dst.write(data)
+
+
+def _meta(task: str, classes: int) -> dict:
+    return {
+        "task": task,
+        "model": {"in_chans": 2, "num_classes": classes},
+        "classes": [f"c{k}" for k in range(classes)],
+        "preprocessing": {"bands": None, "scale": 0.5, "mean": [100.0] * 2, "std": [50.0] * 2},
+        "operating_threshold": 0.5,
+    }
+
+
+class _ChipNet(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean(dim=(2, 3))
+        return torch.stack([m[:, 0], m[:, 1], m[:, 0] - m[:, 1]], dim=1)
+
+
+@pytest.mark.parametrize(
+    ("task", "classes", "probabilities"),
+    [("segmentation", 3, "uint8"), ("segmentation", 2, "float32"), ("classification", 3, "uint8")],
+)
+def test_scene_maps_equal_with_device_decision(
+    tmp_path: Path, task: str, classes: int, probabilities: str
+) -> None:
+    """``device_decision=True`` on the CPU takes the accelerator's path: the files' pixels are the same."""
+    path = tmp_path / "s.tif"
+    _scene(path)
+    torch.manual_seed(0)
+    model: torch.nn.Module = _ChipNet()
+    if task == "segmentation":
+        layers = [
+            torch.nn.Conv2d(2, 4, 5, padding=2),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(4, classes, 3, padding=1),
+        ]
+        model = torch.nn.Sequential(*layers)
+    model.eval()
+    kwargs = dict(tile=32, block=40, batch_size=3, probabilities=probabilities, progress=False)
+    results = {
+        on_device: predict_scene(
+            model, _meta(task, classes), path, tmp_path / str(on_device), device_decision=on_device, **kwargs
+        )
+        for on_device in (False, True)
+    }
+    for key in ("class_path", "prob_path"):
+        with rasterio.open(results[False][key]) as a, rasterio.open(results[True][key]) as b:
+            host, device = a.read(), b.read()
+        np.testing.assert_array_equal(device, host)
+        nodata = 255 if probabilities == "uint8" or key == "class_path" else None
+        if nodata is not None:
+            assert (host == nodata).any() and (host != nodata).any()  # nodata and predictions both present
+        else:
+            assert np.isnan(host).any() and np.isfinite(host).any()
+    assert len(np.unique(_first_band(results[True]["class_path"]))) > 2  # classes beside nodata
+
+
+def _first_band(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
