@@ -50,6 +50,7 @@ temporary files to the final names.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -64,7 +65,7 @@ import torch
 
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.errors import ResnetAppsError, ScenePredictionError
-from resnet_apps.predict.stages import RowsReady, StageClock
+from resnet_apps.predict.stages import DeviceClock, RowsReady, StageClock
 
 QUEUE_BLOCKS = 1  # blocks waiting between reader and forward, and between forward and writer
 MAX_OPEN = 2  # blocks with tiles in the forward stage at once (a batch may span a block boundary)
@@ -150,11 +151,10 @@ class DeviceNormaliser:
 
     def __call__(self, raw: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         """raw [b, C, t, t] (file dtype), valid [b, t, t] bool -> [b, C, t, t] float32 on the device."""
-        non_blocking = self.device.type == "cuda"
-        x = torch.from_numpy(raw).to(self.device, non_blocking=non_blocking)
+        x = self._to_device(raw)
         # on the CPU a float32 tile would still share ``raw``'s memory: copy, never normalise the caller's array
         x = x.to(torch.float32, copy=self.device.type == "cpu")
-        v = torch.from_numpy(valid).to(self.device, non_blocking=non_blocking)
+        v = self._to_device(valid)
         if self.scale != 1.0:
             x *= torch.tensor(self.scale, dtype=torch.float32, device=self.device)
         if self.mean is not None:
@@ -166,6 +166,15 @@ class DeviceNormaliser:
         if valid.all():  # nothing to zero (the usual tile inside a scene): a pass saved
             return x
         return x.masked_fill_(~v[:, None], 0.0)
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """An array on the device; to CUDA through pinned memory, so that the copy does not wait for the
+        stream's earlier work (a copy from pageable memory may: CUDA's API synchronization behaviour).
+        PyTorch's pinned-memory cache reuses a block only after its copy has completed."""
+        tensor = torch.from_numpy(array)
+        if self.device.type != "cuda":
+            return tensor.to(self.device)
+        return tensor.pin_memory().to(self.device, non_blocking=True)
 
 
 @dataclass
@@ -197,9 +206,20 @@ def forward_stage(
     """Forward the kept tiles of consecutive blocks in full batches; yield (job, finished output) in order.
 
     A batch takes tiles from up to ``MAX_OPEN`` blocks (the end of one, the start of the next); a block is
-    finished, and yielded, as soon as its last tile's output is accumulated.
+    finished, and yielded, as soon as its last tile's output is accumulated. On CUDA nothing waits for the
+    device per batch (the forward is timed with events, :class:`~resnet_apps.predict.stages.DeviceClock`), so
+    the host stacks and sends the next batch while the device runs this one.
     """
     t = task.tile
+    # on CUDA the forward is timed with events, without a synchronize per batch (stages.DeviceClock)
+    device = normalise.device
+    on_device = None
+    if device.type == "cuda":
+        on_device = DeviceClock(
+            functools.partial(torch.cuda.Event, enable_timing=True),
+            functools.partial(torch.cuda.synchronize, device),
+            torch.cuda.current_stream(device),
+        )
     open_jobs: list[BlockJob[T]] = []
     cursor: BlockJob[T] | None = None
     k = 0
@@ -236,10 +256,11 @@ def forward_stage(
         if batch:
             raw = np.stack([b[2] for b in batch])
             valid = np.stack([b[3] for b in batch])
-            with clock.timed("forward"), torch.no_grad():
+            with (
+                clock.timed("forward") if on_device is None else on_device.timed(),
+                torch.no_grad(),
+            ):
                 out = model(normalise(raw, valid))
-                if normalise.device.type == "cuda":
-                    torch.cuda.synchronize(normalise.device)
             with clock.timed("blend"):
                 at = 0
                 while at < len(batch):  # consecutive runs of one block
@@ -261,6 +282,8 @@ def forward_stage(
             yield job, result
         if not batch and not finished:
             if exhausted and not open_jobs:
+                if on_device is not None:
+                    on_device.settle(clock)
                 return
             raise RuntimeError("forward stage stalled: an open block has tiles that were never accepted")
 

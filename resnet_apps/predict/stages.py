@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Stage = Literal["read", "forward", "blend", "write"]
 
@@ -58,20 +58,78 @@ class StageClock:
                     setattr(self, f"{stage}_cpu", getattr(self, f"{stage}_cpu") + cpu)
             self.mark(stage, started, ended)
 
-    def mark(self, stage: str, started: float, ended: float) -> None:
-        """Record one stage's interval (perf_counter seconds) when ``events`` is a list."""
+    def mark(self, stage: str, started: float, ended: float, thread: str | None = None) -> None:
+        """Record one stage's interval (perf_counter seconds) when ``events`` is a list; ``thread``: who
+        ran it (default: the calling thread's name)."""
         if stage == "forward":
-            if self.first_forward is None:
+            if self.first_forward is None or started < self.first_forward:
                 self.first_forward = started
-            self.last_forward = ended
+            if self.last_forward is None or ended > self.last_forward:
+                self.last_forward = ended
         if self.events is not None:  # list.append is atomic: the three threads share the list
-            self.events.append((stage, threading.current_thread().name, started, ended))
+            self.events.append((stage, thread or threading.current_thread().name, started, ended))
+
+    def add_forward(self, intervals: list[tuple[float, float]], thread: str) -> None:
+        """Add forward stretches timed elsewhere (:class:`DeviceClock`: on the device) to the total."""
+        for started, ended in intervals:
+            with self.lock:
+                self.forward += ended - started
+            self.mark("forward", started, ended, thread)
 
     def as_dict(self) -> dict[str, float]:
         return {"read": self.read, "forward": self.forward, "blend": self.blend, "write": self.write}
 
     def cpu_dict(self) -> dict[str, float]:
         return {"read": self.read_cpu, "write": self.write_cpu}
+
+
+class DeviceClock:
+    """The forward's stretches on an accelerator, timed with the device's events, read once at the end.
+
+    A synchronize after every batch (to time it on the host) made the host wait for the device before it
+    stacked and sent the next batch, so host and device took turns. Events are recorded on the stream instead,
+    and their times are read after the scene's last batch.
+
+    Args:
+        event: makes a timing event (``functools.partial(torch.cuda.Event, enable_timing=True)``): with
+            ``record()`` and ``elapsed_time(other)`` in milliseconds, like CUDA's.
+        synchronize: waits for the device (``torch.cuda.synchronize``).
+        stream: where the events are recorded: the model's device's stream (``torch.cuda.current_stream(
+            device)``; the current device's otherwise, which is not the model's on ``cuda:1``).
+    """
+
+    def __init__(self, event: Callable[[], Any], synchronize: Callable[[], Any], stream: Any = None) -> None:
+        self._event = event
+        self._synchronize = synchronize
+        self._stream = stream
+        self._origin = self._recorded()  # on an idle stream at the scene's start: about this perf_counter
+        self._origin_time = time.perf_counter()
+        self._pairs: list[tuple[Any, Any]] = []
+
+    def _recorded(self) -> Any:
+        event = self._event()
+        event.record(self._stream)
+        return event
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        """Record events before and after the ``with`` body's work on the device."""
+        start = self._recorded()
+        yield
+        self._pairs.append((start, self._recorded()))
+
+    def settle(self, clock: StageClock, thread: str = "device") -> None:
+        """Wait for the device, add every timed stretch to ``clock`` as "forward" (in perf_counter seconds)."""
+        self._synchronize()
+        at = self._origin_time
+        clock.add_forward(
+            [
+                (at + self._origin.elapsed_time(start) / 1e3, at + self._origin.elapsed_time(end) / 1e3)
+                for start, end in self._pairs
+            ],
+            thread,
+        )
+        self._pairs.clear()
 
 
 @dataclass

@@ -1,6 +1,8 @@
 # Issue 18 on a lent GPU: one short run that says whether the reader, the forward (+ blend) and the writer
-# overlap on the device, and what four readers (the default beside a GPU since the fifth session) and the
-# classes decided on the device give against one reader. Prepared on 2026-11-30 (fourth and fifth sessions,
+# overlap on the device, and what the fifth session's changes give: four readers (the default beside a GPU)
+# against one, classes decided on the device, tiles sent from pinned memory without a synchronize per batch
+# (the forward timed with CUDA events, "device" in the timeline). None of these has run on a GPU yet: a
+# failure here is the first sign of a bug in them. Prepared on 2026-11-30 (fourth and fifth sessions,
 # no GPU lent); run through the device tool as
 #   bash docs/bench/gpu_next/predict_timeline.sh
 # with the wheels carried as for docs/bench/gpu_2026-11-30/gpu2.sh (.whl/, installed with --no-index).
