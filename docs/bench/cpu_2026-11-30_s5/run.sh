@@ -15,3 +15,8 @@ resnet-apps bench predict --size 2500 --small 0 --max-seconds 0 --repeat 3 --wor
 # Tried without gain (one-off timings, not kept as files): one GDAL handle per reader across the 49 block reads
 # (16.1-17.1 s of CPU against 16.5-17.1 s reopening per read); reading into a pixel-interleaved buffer
 # (448-515 ms a block against 394-409 ms band-sequential).
+# one more 10 000 px pass with its stage timeline, and how much a forward batch slows beside a read or a write
+resnet-apps bench predict --size 10000 --small 0 --max-seconds 0 --bare-seconds 20 --workdir /tmp/bp \
+  --timeline $out/timeline --json $out/predict_10000_timeline.json | tee $out/predict_10000_timeline.txt
+python $out/timeline_overlap.py docs/bench/cpu_2026-11-30_s4/timeline/timeline_2500.json \
+  $out/timeline/timeline_10000.json | tee $out/timeline_overlap.jsonl
