@@ -523,3 +523,16 @@ def test_timeline_records_every_stage_in_its_thread(tmp_path: Path, pipeline: bo
     assert all(0 <= t0 <= t1 <= result["seconds"] for *_, t0, t1 in events)
     close = [(t0, t1) for s, _, t0, t1 in events if s == "close"]
     assert len(close) == 1 and close[0][0] >= forwards[-1][1]  # the COG copies come after the last forward
+
+
+def test_default_readers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One reader on a CPU device or for a URL; beside an accelerator up to four, one per two cores."""
+    from resnet_apps.predict.scene import ACCELERATOR_READERS, default_readers
+
+    cuda = torch.device("cuda")  # a device name only: nothing runs on it
+    assert default_readers(torch.device("cpu"), remote=False) == 1
+    assert default_readers(cuda, remote=True) == 1  # neighbouring halos would be fetched twice
+    for cores, expected in ((16, ACCELERATOR_READERS), (6, 3), (2, 1), (1, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert default_readers(cuda, remote=False) == expected
+    assert ACCELERATOR_READERS == 4
