@@ -37,7 +37,8 @@ from torch import nn
 from resnet_apps.io.geotiff import is_remote
 from resnet_apps.models.decision import Decision
 from resnet_apps.models.meta import CheckpointMeta
-from resnet_apps.predict.pipeline import BlockJob, DeviceNormaliser, Task, blocks_in_flight
+from resnet_apps.predict.forward import BlockJob, DeviceNormaliser, Task
+from resnet_apps.predict.pipeline import blocks_in_flight
 from resnet_apps.predict.raster import SceneReader, class_dtype
 from resnet_apps.predict.remote import FetchCounter, gdal_env, scene_label
 from resnet_apps.predict.scene_maps import (

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from resnet_apps.models.decision import Decision
-from resnet_apps.predict.pipeline import BlockJob, DeviceNormaliser, Task, forward_stage, run_pipeline
+from resnet_apps.predict.forward import BlockJob, DeviceNormaliser, Task, forward_stage
+from resnet_apps.predict.pipeline import run_pipeline
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.remote import FetchCounter, gdal_env
 from resnet_apps.predict.scene_maps import BlockMaps, decide, decide_on_device

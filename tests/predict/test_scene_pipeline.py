@@ -20,10 +20,11 @@ from rasterio.transform import from_origin
 
 from resnet_apps.errors import ScenePredictionError
 from resnet_apps.models.meta import CheckpointMeta
-from resnet_apps.predict import pipeline as pipeline_mod
+from resnet_apps.predict import forward as forward_mod
 from resnet_apps.predict import scene as scene_mod
 from resnet_apps.predict import scene_run
-from resnet_apps.predict.pipeline import BLOCKS_IN_FLIGHT, BlockJob, blocks_in_flight, run_pipeline
+from resnet_apps.predict.forward import BlockJob
+from resnet_apps.predict.pipeline import BLOCKS_IN_FLIGHT, blocks_in_flight, run_pipeline
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.scene import predict_scene
 from resnet_apps.predict.stages import RowsReady
@@ -228,7 +229,7 @@ def test_readers_read_blocks_at_once_and_hand_them_over_in_order(
 
     monkeypatch.setattr(SceneReader, "read_raw", slow_read)
     forwarded: list[tuple[int, int, int, int]] = []
-    original_forward = pipeline_mod.forward_stage
+    original_forward = forward_mod.forward_stage
 
     def recording_forward(jobs: Iterator[BlockJob], *args: object, **kwargs: object) -> Iterator:
         def seen() -> Iterator[BlockJob]:
@@ -261,7 +262,7 @@ def test_readers_read_blocks_at_once_and_hand_them_over_in_order(
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
 def test_device_normalisation_equals_host_normalisation(dtype: str) -> None:
     """Tiles cross to the device in the file's dtype; normalising there gives the host's float32 values."""
-    from resnet_apps.predict.pipeline import DeviceNormaliser
+    from resnet_apps.predict.forward import DeviceNormaliser
 
     rng = np.random.default_rng(2)
     raw = (rng.random((3, 2, 16, 16)) * 250).astype(dtype)

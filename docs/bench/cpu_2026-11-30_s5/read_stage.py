@@ -19,7 +19,8 @@ import numpy as np
 import rasterio
 
 from resnet_apps.data.preprocessing import Preprocessing
-from resnet_apps.predict.pipeline import BlockJob, run_pipeline
+from resnet_apps.predict.forward import BlockJob
+from resnet_apps.predict.pipeline import run_pipeline
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.remote import gdal_env
 from resnet_apps.predict.tiling import iter_blocks, plan_grid, tile_origins
