@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--readers",
-        type=int,
+        type=_at_least_one,
         default=None,
         help="scenes: blocks read at once, each in a thread (default: 1 on the CPU or a URL, up to 4 "
         "beside a GPU; same maps)",
@@ -282,6 +282,17 @@ def _run_inputs(
             )
         )
     return results
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--readers``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1: give at least one reader")
+    return value
 
 
 def _scene_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -151,6 +151,8 @@ def predict_scene(
     """
     if probabilities not in PROBABILITY_FORMATS:
         raise ValueError(f"probabilities must be one of {PROBABILITY_FORMATS}, got {probabilities!r}")
+    if readers is not None and readers < 1:
+        raise ValueError(f"{src}: readers={readers}; give at least 1 (or None for the default)")
     out_dir = Path(out_dir)
     stem = name or scene_stem(src)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +173,7 @@ def predict_scene(
     # GDAL's decode threads only where the cores are free: beside a GPU, on a local file (on a CPU device
     # the forward has every core, and remote reads must stay in the download cache: predict.remote)
     decode_threads = not remote and device.type != "cpu"
-    readers = default_readers(device, remote) if readers is None else max(int(readers), 1)
+    readers = default_readers(device, remote) if readers is None else readers
     with (
         gdal_env(decode_threads),
         FetchCounter(remote) as fetched,

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 import torch
 from PIL import Image
@@ -109,3 +110,11 @@ def test_export_command(tmp_path: Path, capsys) -> None:
     assert "ok" in capsys.readouterr().out
     side = json.loads((run / "export" / "model.onnx.json").read_text())
     assert side["parity"]["ok"] and side["input"]["shape"] == ["batch", 3, 32, 32]
+
+
+def test_readers_must_be_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--readers 0` is refused by the parser, naming the option, before any model is loaded."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "no_such_run", "scene.tif", "--out", "out", "--readers", "0"])
+    assert exit_info.value.code == 2
+    assert "--readers" in capsys.readouterr().err

@@ -537,3 +537,11 @@ def test_default_readers(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
         assert default_readers(cuda, remote=False) == expected
     assert ACCELERATOR_READERS == 4
+
+
+def test_readers_below_one_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.tif"
+    _scene(path)
+    with pytest.raises(ValueError, match="readers=0"):
+        predict_scene(_conv_net(), _meta("segmentation"), path, tmp_path / "out", progress=False, readers=0)
+    assert not (tmp_path / "out").exists()  # refused before anything is made
