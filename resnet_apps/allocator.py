@@ -7,13 +7,10 @@ prediction loop allocates the same batch-sized arrays again and again (the 13.6 
 activation of the step), so each of them came back as fresh pages: measured on a 64-chip EuroSAT-MS
 batch, about 1,600 page faults and 5.7 ms of a 13.7 ms batch, and about a tenth of a ResNet-18 CPU step.
 
-:func:`keep_freed_memory` sets ``M_MMAP_THRESHOLD`` to 512 MiB and ``M_TRIM_THRESHOLD`` to 1 GiB, so a
-freed batch is reused by the next one. 512 MiB is above any one array of the default recipes and of
-scene prediction: the first version set 32 MiB, taken for glibc's cap, and an FPN ResNet-18 batch
-of 8 x 256 px tiles has 33.5 MB activations, which still came back as 8,000-16,000 page faults a
-batch (glibc 2.36, this project's CI). Where glibc refuses 512 MiB, 32 MiB is set; blocks above the
-threshold still come from ``mmap`` and go back on free. The cost: the process keeps up to its peak of
-such blocks mapped (the peak RSS a benchmark reports is unchanged; only the release after a peak is later).
+:func:`keep_freed_memory` sets ``M_MMAP_THRESHOLD`` to glibc's largest value (32 MiB on 64-bit; bigger
+blocks still come from ``mmap`` and go back on free) and ``M_TRIM_THRESHOLD`` to 1 GiB, so a freed
+batch is reused by the next one. The cost: the process keeps up to its peak of such blocks mapped
+(the peak RSS a benchmark reports is unchanged; only the release after a peak is later).
 
 It is called by the command line (``resnet-apps ...``) for the commands that run models; a library
 user may call it too. It does nothing off glibc, and nothing when the user set ``MALLOC_MMAP_THRESHOLD_``
@@ -29,7 +26,7 @@ import sys
 
 M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLDS = (512 * 1024 * 1024, 32 * 1024 * 1024)  # the first that glibc accepts
+MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit glibc
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 
 _done = False
@@ -49,7 +46,7 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl and others have no mallopt: nothing to tune
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = any(mallopt(M_MMAP_THRESHOLD, value) == 1 for value in MMAP_THRESHOLDS)
+    ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1
     ok = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
     _done = ok
     return ok

@@ -10,11 +10,9 @@ import pytest
 # a batch's life: a few arrays of a few MB allocated, combined and freed in a different order
 CHECK = (
     "import resource, sys, numpy as np\n"
-    "big = len(sys.argv) > 2  # one 40 MB array a step: above the old 32 MiB threshold (FPN activations)\n"
     "from resnet_apps.allocator import keep_freed_memory\n"
     "print(keep_freed_memory(), keep_freed_memory()) if sys.argv[1] == 'tune' else print('off off')\n"
     "def step():\n"
-    "    if big: return np.ones(10_000_000, np.float32) + 1, None\n"
     "    a = np.ones(1_700_000, np.float32); b = np.ones(900_000, np.float32) * 2\n"
     "    c = a[:900_000] + b; del a; d = np.ones(600_000); return c, d\n"
     "for _ in range(3): step()\n"
@@ -24,9 +22,10 @@ CHECK = (
 )
 
 
-def _faults(mode: str, env: dict[str, str] | None = None, big: bool = False) -> tuple[str, int]:
-    argv = [sys.executable, "-c", CHECK, mode] + (["big"] if big else [])
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
+def _faults(mode: str, env: dict[str, str] | None = None) -> tuple[str, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK, mode], capture_output=True, text=True, check=True, env=env
+    ).stdout
     first, faults = out.splitlines()
     return first, int(faults)
 
@@ -38,14 +37,6 @@ def test_freed_batches_are_reused_without_page_faults() -> None:
     _, untuned = _faults("off")
     # glibc's defaults map these blocks afresh (~37,000 faults measured on 4 KiB pages; fewer where
     # transparent huge pages are always on); tuned, they are reused
-    assert faults < 200 and faults <= untuned, (faults, untuned)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_arrays_above_32_mib_are_reused_too() -> None:
-    _, faults = _faults("tune", big=True)
-    _, untuned = _faults("off", big=True)
-    # untuned, each step maps its two 40 MB arrays afresh (22,720 faults in the 20 steps measured here)
     assert faults < 200 and faults <= untuned, (faults, untuned)
 
 
