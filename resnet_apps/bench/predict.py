@@ -11,7 +11,9 @@ FPN resnet18 checkpoint, and predicts each scene in a fresh subprocess that repo
   size and batch, in the same process, cycled for ``--bare-seconds``; the mean of one timing before and one
   after the pass; ``ratio`` = tiles_per_s / bare_tiles_per_s. This machine's speed moves by about 10 %
   between 15 s windows, so ``--repeat N`` runs N passes, each between two bare timings, lists each pass's
-  ratio under ``passes`` and reports the median pass;
+  ratio under ``passes`` and reports the median pass; ``steal_share`` (and ``bare_steal_share_before_after``)
+  is the share of the machine's CPU time its hypervisor gave to other guests during the pass (and during
+  each bare timing), from ``/proc/stat``: on a shared cloud machine it is one cause of that movement;
 - ``peak_rss_mb``: the subprocess's VmHWM from ``/proc/self/status`` (its own peak, not a sum);
 - ``redundant_tile_factor``: tile pixels run / scene pixels (``tiles * tile**2 / area``: overlap and block
   halos; 1.0 = each pixel through the model once); ``halo_factor``: tiles run / tiles of one whole-scene pass;

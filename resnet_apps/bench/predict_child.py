@@ -26,6 +26,27 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, all) CPU ticks of the machine since boot from ``/proc/stat``; None where it is not Linux's."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    if fields[0] != "cpu" or len(fields) < 9:
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already counted in user and nice]
+    ticks = [int(v) for v in fields[1:9]]
+    return ticks[7], sum(ticks)
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's CPU time that its hypervisor gave to other guests between two readings
+    (``steal`` in ``top``): time when this virtual machine's cores ran nothing of ours, though we asked."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 4)
+
+
 def measure(args: argparse.Namespace) -> int:
     """Predict one scene and time a bare forward on tiles of it; print one JSON line."""
     import torch
@@ -111,12 +132,23 @@ def measure(args: argparse.Namespace) -> int:
         )
 
     # not for a URL: reading its tiles first would warm GDAL's download cache and hide the pass's fetches
+    # the hypervisor's steal over each timing: on a shared cloud machine it moves this machine's speed
+    # between windows, and so the ratio of a pass to the bare timings around it
+    ticks = [cpu_ticks()]
     bares: list[float | None] = [None if is_remote(scene) else bare_rate()]
+    ticks.append(cpu_ticks())
     results, peaks = [], []
     for _ in range(args.repeat):  # bare, pass, bare, pass, ..., bare: each pass between two bare timings
         results.append(predict())
         peaks.append(_peak_rss_mb())
+        ticks.append(cpu_ticks())
         bares.append(bare_rate())
+        ticks.append(cpu_ticks())
+    # bare timing k ran from ticks[2k] to ticks[2k + 1], pass k from ticks[2k + 1] to ticks[2k + 2]
+    bare_steal = [
+        None if bares[k] is None else steal_share(ticks[2 * k], ticks[2 * k + 1])
+        for k in range(args.repeat + 1)
+    ]
     passes = []
     for k, res in enumerate(results):
         flank = [b for b in bares[k : k + 2] if b is not None]
@@ -132,6 +164,8 @@ def measure(args: argparse.Namespace) -> int:
                     None if b is None else round(b, 3) for b in bares[k : k + 2]
                 ],
                 "ratio": round(res["tiles_per_s"] / (sum(flank) / len(flank)), 3),
+                "steal_share": steal_share(ticks[2 * k + 1], ticks[2 * k + 2]),
+                "bare_steal_share_before_after": bare_steal[k : k + 2],
                 # the ratio against the faster and the slower of its two bare timings brackets it
                 "ratio_range": [
                     round(res["tiles_per_s"] / max(flank), 3),
@@ -173,6 +207,8 @@ def measure(args: argparse.Namespace) -> int:
         "bare_tiles_per_s_before_after": chosen["bare_tiles_per_s_before_after"],
         "ratio": chosen["ratio"],
         "ratio_range": chosen["ratio_range"],
+        "steal_share": chosen["steal_share"],
+        "bare_steal_share_before_after": chosen["bare_steal_share_before_after"],
         "passes": passes,
         "forward_tiles_per_s_in_pass": round(result["tiles"] / max(result["forward_seconds"], 1e-9), 3),
         "redundant_tile_factor": round(result["tiles_total"] * args.tile**2 / (height * width), 3),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from resnet_apps.bench.predict_child import cpu_ticks, steal_share
 from resnet_apps.predict.tiling import count_tiles, plan_grid
 
 
@@ -43,6 +44,12 @@ def test_bench_predict_runs_to_completion_and_writes_json(tmp_path: Path) -> Non
         before, after = p["bare_tiles_per_s_before_after"]
         # from the unrounded figures: equal to 3 decimals, give or take the rounding of the inputs
         assert p["ratio"] == pytest.approx(p["tiles_per_s"] / ((before + after) / 2), abs=2e-3)
+        # the hypervisor's steal over the pass and each bare timing, a share of the machine's CPU time
+        assert 0 <= p["steal_share"] <= 1 and all(0 <= b <= 1 for b in p["bare_steal_share_before_after"])
+    assert [p["bare_steal_share_before_after"][1] for p in passes[:2]] == [
+        p["bare_steal_share_before_after"][0] for p in passes[1:]
+    ]
+    assert scene["steal_share"] in [p["steal_share"] for p in passes if p["ratio"] == scene["ratio"]]
     assert set(scene["background_cpu"]) == {"read", "write"}
     # CPU seconds of the reader and writer threads (the writer's rounds to 0 on this tiny scene)
     assert scene["background_cpu"]["read"] > 0 and scene["background_cpu"]["write"] >= 0
@@ -61,3 +68,12 @@ def test_bench_predict_runs_to_completion_and_writes_json(tmp_path: Path) -> Non
     assert {stage for stage, *_ in events} == {"read", "forward", "blend", "write", "close"}
     assert {thread for stage, thread, *_ in events if stage == "read"} == {"scene-reader"}
     assert len([e for e in events if e[0] == "forward"]) == -(-36 // 8)  # 36 tiles in batches of 8
+
+
+def test_steal_share_is_the_stolen_part_of_all_ticks_between_two_readings() -> None:
+    assert steal_share((10, 1_000), (15, 1_100)) == 0.05
+    assert steal_share((10, 1_000), (10, 1_000)) is None  # no tick between them: no share to give
+    assert steal_share(None, (10, 1_000)) is None  # not Linux's /proc/stat
+    ticks = cpu_ticks()
+    if sys.platform.startswith("linux"):
+        assert ticks is not None and 0 <= ticks[0] <= ticks[1]
