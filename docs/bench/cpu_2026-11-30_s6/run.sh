@@ -21,3 +21,6 @@ resnet-apps bench predict --size 10000 --small 0 --max-seconds 0 --repeat 3 --ba
 #      (switch on) resnet-apps bench predict --size 5000 --small 0 --max-seconds 0 --serial --workdir /tmp/bp \
 #        --json $out/predict_5000_serdec_K.json
 #    pipeline 0.952 and 0.949, serial with decoding threads 0.921 and 0.969: no difference this machine can show
+# 4. the 2 500 px scene three times on the final code (peak RSS against the 10 000 px passes above)
+resnet-apps bench predict --size 2500 --small 0 --max-seconds 0 --repeat 3 --workdir /tmp/bp \
+  --json $out/predict_2500_repeat3.json | tee $out/predict_2500_repeat3.txt
