@@ -29,14 +29,14 @@ def _peak_rss_mb() -> float:
 def cpu_ticks() -> tuple[int, int] | None:
     """(steal, all) CPU ticks of the machine since boot from ``/proc/stat``; None where it is not Linux's."""
     try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        if fields[:1] != ["cpu"]:
+            return None
+        # user nice system idle iowait irq softirq steal [guest guest_nice: already counted in user and nice]
+        ticks = [int(v) for v in fields[1:9]]
+    except (OSError, ValueError):  # no /proc (not Linux), or a line this parser does not know
         return None
-    if fields[0] != "cpu" or len(fields) < 9:
-        return None
-    # user nice system idle iowait irq softirq steal [guest guest_nice: already counted in user and nice]
-    ticks = [int(v) for v in fields[1:9]]
-    return ticks[7], sum(ticks)
+    return (ticks[7], sum(ticks)) if len(ticks) == 8 else None
 
 
 def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
