@@ -180,7 +180,9 @@ def measure(args: argparse.Namespace) -> int:
     tiling = SceneReader(scene, pre).file_tiles
     # internal file tiles decoded per file tile (each block read decodes every tile it touches, whole)
     in_file = math.ceil(height / tiling.rows) * math.ceil(width / tiling.cols)
-    decode_factor = file_tiles_read(height, width, grid, tiling) / in_file
+    # (a complete pass's: where reads carry tiles, predict.carry's plan; else every block's tiles)
+    decoded = result["tiles_decoded_plan"]
+    decode_factor = (file_tiles_read(height, width, grid, tiling) if decoded is None else decoded) / in_file
     whole = (math.ceil(max(height - args.tile, 0) / grid.stride) + 1) * (
         math.ceil(max(width - args.tile, 0) / grid.stride) + 1
     )
@@ -214,6 +216,7 @@ def measure(args: argparse.Namespace) -> int:
         "redundant_tile_factor": round(result["tiles_total"] * args.tile**2 / (height * width), 3),
         "halo_factor": round(result["tiles_total"] / whole, 3),
         "decode_factor": round(decode_factor, 3),
+        "carried_peak_mb": result["carried_peak_mb"],
         "peak_rss_mb": round(max(peaks), 1),
         "bytes_read": result["bytes_read"],
         "peak_rss_mb_incl_bare_forward": round(_peak_rss_mb(), 1),

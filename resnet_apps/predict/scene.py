@@ -144,10 +144,13 @@ def predict_scene(
         the first forward; last forward to the maps closed), "timeline" (None unless asked),
         "redundant_tile_factor" (tile pixels per scene pixel; None when incomplete),
         "max_blocks_in_flight", "blocks_in_flight_bound", "shape", "crs", "transform", "class_nodata",
-        "classes", "source", "bytes_read"}`` (classification: tiles are chips; crs, transform,
+        "classes", "source", "bytes_read", "tiles_decoded", "tiles_decoded_plan",
+        "carried_peak_mb"}`` (classification: tiles are chips; crs, transform,
         class_nodata and classes (the legend) are the maps', which ``io.cog_check.check_map`` checks the
         written files against; ``bytes_read``: bytes GDAL downloaded for a remote scene, None for a local
-        file or where GDAL's count cannot be read).
+        file or where GDAL's count cannot be read; ``tiles_decoded``, ``tiles_decoded_plan`` and
+        ``carried_peak_mb``: the file tiles decoded, those a complete pass decodes, and the most bytes held
+        at once, where block reads carry tiles (``predict.carry``), else None).
     """
     if probabilities not in PROBABILITY_FORMATS:
         raise ValueError(f"probabilities must be one of {PROBABILITY_FORMATS}, got {probabilities!r}")
@@ -252,6 +255,9 @@ def predict_scene(
         "classes": list(decision.classes),
         "source": str(src),
         "bytes_read": bytes_read,
+        "tiles_decoded": None if run.carry is None else run.carry.decoded,
+        "tiles_decoded_plan": None if run.carry is None else run.carry.planned,
+        "carried_peak_mb": None if run.carry is None else round(run.carry.peak_held_bytes / 2**20, 1),
     }
 
 
@@ -291,9 +297,9 @@ def _segment(run: SceneRun, writers: MapWriters, bar: Any, grid: TileGrid, blend
                 keep[k] = valid[r : r + t, c : c + t].any()
 
         if run.reads == 0 and run.threads:  # the forward waits for the first block: hand it over early
-            raw, valid, ready, rest = run.read_early(blk.read, settle)
+            raw, valid, ready, rest = run.read_early(blk.read, settle, blk.stripe)
             return BlockJob(blk.core, raw, valid, origins, keep, info=blk, ready=ready, rest=rest)
-        raw, valid = run.read(blk.read)
+        raw, valid = run.read(blk.read, blk.stripe)
         settle(valid, 0, r1 - r0)
         return BlockJob(span=blk.core, raw=raw, valid=valid, origins=origins, keep=keep, info=blk)
 
@@ -331,7 +337,10 @@ def _segment(run: SceneRun, writers: MapWriters, bar: Any, grid: TileGrid, blend
         write_block(writers, run.stored(result), job.valid[rows, cols], job.span)
         run.written(job, bar)
 
-    blocks = iter_blocks(run.reader.height, run.reader.width, grid, run.reader.file_tiles)
+    reader = run.reader
+    blocks = run.ordered_blocks(
+        lambda stripe: list(iter_blocks(reader.height, reader.width, grid, reader.file_tiles, stripe))
+    )
     run.run(blocks, read, Task(t, start, accept, finish), write)
 
 

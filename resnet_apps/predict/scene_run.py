@@ -19,12 +19,14 @@ import numpy as np
 import torch
 
 from resnet_apps.models.decision import Decision
+from resnet_apps.predict.carry import STRIPE_BLOCKS, CarriedReads, TileLayout, carry_for
 from resnet_apps.predict.forward import BlockJob, DeviceNormaliser, Task, forward_stage
 from resnet_apps.predict.pipeline import run_pipeline
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.remote import FetchCounter, gdal_env
 from resnet_apps.predict.scene_maps import BlockMaps, decide, decide_on_device
 from resnet_apps.predict.stages import InFlight, RowsReady, StageClock
+from resnet_apps.predict.tiling import Block
 
 _T = TypeVar("_T")
 # least strip height of the first block's early reads (SceneRun.read_early): the file's tile rows where
@@ -51,6 +53,7 @@ class SceneRun:
     prob_format: str | None  # the stored probabilities' dtype; None: no probability map
     device_decision: bool  # classes (and stored probabilities) made on the model's device
     readers: int = 1  # blocks read at once (pipeline.run_pipeline)
+    carry: CarriedReads | None = None  # block reads from carried file tiles (ordered_blocks)
     reads: int = 0  # blocks read
     tiles: int = 0  # tiles (chips) of the blocks written
     forwarded: int = 0  # tiles that went through the model (nodata tiles do not)
@@ -62,7 +65,31 @@ class SceneRun:
                 return
             yield item
 
-    def read(self, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def ordered_blocks(self, blocks_in: Callable[[int], list[Block]]) -> list[Block]:
+        """The blocks in the order to read them (``blocks_in(stripe)``: ``tiling.iter_blocks``'s blocks).
+
+        A local scene read by one thread is read in stripes whose shared file tiles are carried from
+        block to block (:mod:`resnet_apps.predict.carry`), where the file is tiled and the held tiles fit
+        ``carry.CARRY_BUDGET_BYTES``; otherwise (a remote scene, whose reads are HTTP ranges that GDAL
+        merges per window, or several reading threads, which would wait on each other's tiles) row by
+        row, each block read whole.
+        """
+        if self.reader.remote or self.readers > 1:
+            return blocks_in(0)
+        blocks = blocks_in(STRIPE_BLOCKS)
+        layout = TileLayout(self.reader.file_tiles, self.reader.height, self.reader.width)
+        reads = [(b.stripe, b.read) for b in blocks]
+        self.carry = carry_for(
+            self.reader.read_raw, layout, reads, len(self.reader.indexes), self.reader.meta.dtype
+        )
+        return blocks if self.carry is not None else blocks_in(0)
+
+    def _read_window(self, window: tuple[int, int, int, int], stripe: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.carry is not None:
+            return self.carry.read(window, stripe)
+        return self.reader.read_raw(window)
+
+    def read(self, window: tuple[int, int, int, int], stripe: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Raw window and validity, timed, counted as a block in flight (until :meth:`written`)."""
         self.in_flight.enter()
         with self.clock.timed("read"):
@@ -70,15 +97,18 @@ class SceneRun:
                 # the forward waits for this first block: GDAL may decode it on every core (a remote scene
                 # stays on one thread, see predict.remote)
                 with gdal_env(decode_threads=True):
-                    raw, valid = self.reader.read_raw(window)
+                    raw, valid = self._read_window(window, stripe)
             else:
-                raw, valid = self.reader.read_raw(window)
+                raw, valid = self._read_window(window, stripe)
         with self._count:
             self.reads += 1
         return raw, valid
 
     def read_early(
-        self, window: tuple[int, int, int, int], settle: Callable[[np.ndarray, int, int], None]
+        self,
+        window: tuple[int, int, int, int],
+        settle: Callable[[np.ndarray, int, int], None],
+        stripe: int = 0,
     ) -> tuple[np.ndarray, np.ndarray, RowsReady, Callable[[], None]]:
         """The first block, readable after its first strip of file tiles (the forward waits for it).
 
@@ -96,7 +126,8 @@ class SceneRun:
 
         def strip(a: int, b: int) -> None:
             with self.clock.timed("read"):
-                raw[:, a - r0 : b - r0], valid[a - r0 : b - r0] = self.reader.read_raw((a, b, c0, c1))
+                # strips end on the file's tile rows: each tile is in one strip, one use of the carry
+                raw[:, a - r0 : b - r0], valid[a - r0 : b - r0] = self._read_window((a, b, c0, c1), stripe)
             settle(valid, a - r0, b - r0)
             ready.advance(b - r0)
 

@@ -90,6 +90,7 @@ class Block:
 
     core: tuple[int, int, int, int]
     read: tuple[int, int, int, int]
+    stripe: int = 0  # the stripe of block columns it is read in (iter_blocks); 0 in row-major order
 
     @property
     def core_in_read(self) -> tuple[slice, slice]:
@@ -207,15 +208,23 @@ def block_spans(
     return _axis_blocks(height, grid, row_shift), _axis_blocks(width, grid, col_shift)
 
 
-def iter_blocks(height: int, width: int, grid: TileGrid, file: FileTiles | None = None) -> Iterator[Block]:
-    """Blocks in row-major order that cover a ``height`` x ``width`` scene exactly once.
+def iter_blocks(
+    height: int, width: int, grid: TileGrid, file: FileTiles | None = None, stripe: int = 0
+) -> Iterator[Block]:
+    """Blocks that cover a ``height`` x ``width`` scene exactly once, in row-major order or in stripes.
 
     With ``file`` (the scene's internal tiling), reads are aligned to its tiles (:func:`aligned_shift`).
+    With ``stripe`` = n > 0 the blocks come in vertical stripes of n block columns, left to right, each
+    stripe row by row (``Block.stripe`` numbers them): neighbours above and beside a block are then read
+    shortly before it, so the file tiles they share can be kept in between (:mod:`resnet_apps.predict.carry`).
+    The set of blocks, and so the written maps, do not depend on the order.
     """
     rows, cols = block_spans(height, width, grid, file)
-    for r0, r1, rr0, rr1 in rows:
-        for c0, c1, rc0, rc1 in cols:
-            yield Block(core=(r0, r1, c0, c1), read=(rr0, rr1, rc0, rc1))
+    width_blocks = stripe if stripe > 0 else len(cols)
+    for s, first in enumerate(range(0, len(cols), width_blocks)):
+        for r0, r1, rr0, rr1 in rows:
+            for c0, c1, rc0, rc1 in cols[first : first + width_blocks]:
+                yield Block(core=(r0, r1, c0, c1), read=(rr0, rr1, rc0, rc1), stripe=s)
 
 
 def count_tiles(height: int, width: int, grid: TileGrid, file: FileTiles | None = None) -> int:

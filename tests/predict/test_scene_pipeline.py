@@ -350,22 +350,32 @@ def test_reader_and_writer_threads_run_below_the_forward(
     assert results == [False, 19]
 
 
+@pytest.mark.parametrize("carried", [False, True])
 def test_first_block_is_forwarded_while_it_is_still_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, carried: bool
 ) -> None:
     """The reader hands the first block over after its first strip of file tiles: the forward starts while
-    the rest is read (a later strip waits for the first forward here, so a forward that waited for the
-    whole block would never come), and the maps equal the serial path's and one whole-scene MONAI pass."""
+    the rest is read (a later read waits for the first forward here, so a forward that waited for the
+    whole block would never come), and the maps equal the serial path's and one whole-scene MONAI pass.
+    Plain block reads read the strips as windows; carried reads (predict.carry) read the strip's tiles."""
     path = tmp_path / "s.tif"
     height, width, block = 161, 130, 96
     data = _scene(path, height, width, nodata=False, tiles=16)
     monkeypatch.setattr(scene_run, "EARLY_STRIP_ROWS", 32)  # strips of 2 file tile rows
+    if not carried:
+        monkeypatch.setattr(scene_run, "carry_for", lambda *args, **kwargs: None)
+    grid = plan_grid(32, 0.25, block)
+    r0, r1, c0, c1 = next(iter_blocks(height, width, grid, FileTiles(16, 16))).read
+    cuts = [r0, *range(32, r1, 32), r1]  # the first block's read window on the file's rows, 2 tiles a strip
+    assert len(cuts) >= 5
+    # reads of the first strip: one window, or its file tiles (2 rows of 16 px tiles across the block)
+    first_strip = 1 if not carried else 2 * len(range(max(c0, 0) // 16, (min(c1, width) - 1) // 16 + 1))
     first_forward = threading.Event()
     reads: list[tuple[int, int, bool]] = []
     original = SceneReader.read_raw
 
     def gated_read(self: SceneReader, window: tuple[int, int, int, int]) -> tuple:
-        if len(reads) == 1:  # the first block's second strip: only once the forward has begun
+        if len(reads) == first_strip:  # the first read after the first strip: once the forward has begun
             assert first_forward.wait(20), "the forward waited for the whole first block"
         reads.append((window[0], window[1], first_forward.is_set()))
         return original(self, window)
@@ -386,13 +396,13 @@ def test_first_block_is_forwarded_while_it_is_still_read(
     monkeypatch.setattr(SceneReader, "read_raw", gated_read)
     kwargs = dict(tile=32, overlap=0.25, block=block, batch_size=3, probabilities="float32", progress=False)
     result = predict_scene(model, _meta("segmentation"), path, tmp_path / "out", **kwargs)
-    grid = plan_grid(32, 0.25, block)
-    r0, r1, _, _ = next(iter_blocks(height, width, grid, FileTiles(16, 16))).read
-    cuts = [r0, *range(32, r1, 32), r1]  # the first block's read window on the file's rows, 2 tiles a strip
-    assert len(cuts) >= 5
-    # its first strip was read before any forward, every later read after the first forward
-    assert [(a, b) for a, b, _ in reads[: len(cuts) - 1]] == list(zip(cuts[:-1], cuts[1:], strict=True))
-    assert reads[0][2] is False and all(seen for *_, seen in reads[1:])
+    assert (result["tiles_decoded"] is not None) == carried
+    if carried:  # the first strip's tiles before any forward, within its rows; every later read after
+        assert all(max(a, 0) >= cuts[0] and b <= cuts[1] and not seen for a, b, seen in reads[:first_strip])
+        assert all(seen for *_, seen in reads[first_strip:])
+    else:  # its first strip was read before any forward, every later read after the first forward
+        assert [(a, b) for a, b, _ in reads[: len(cuts) - 1]] == list(zip(cuts[:-1], cuts[1:], strict=True))
+        assert reads[0][2] is False and all(seen for *_, seen in reads[1:])
     serial = predict_scene(
         _conv_net(), _meta("segmentation"), path, tmp_path / "serial", pipeline=False, **kwargs
     )
