@@ -13,7 +13,7 @@ from rasterio.transform import from_origin
 
 from resnet_apps.models.decision import Decision
 from resnet_apps.predict.scene import predict_scene
-from resnet_apps.predict.scene_maps import decide, decide_on_device
+from resnet_apps.predict.scene_maps import argmax_classes, decide, decide_on_device
 
 
 def _probabilities(k: int, seed: int) -> np.ndarray:
@@ -133,3 +133,22 @@ def test_scene_maps_equal_with_device_decision(
 def _first_band(path: Path) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read(1)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 32])
+def test_argmax_classes_equals_numpy(rows: int) -> None:
+    """The chunked running maximum gives numpy's argmax over the classes: ties to the first maximum, a NaN
+    where numpy puts it, a last chunk shorter than the others, and a single-class input."""
+    rng = np.random.default_rng(0)
+    prob = rng.random((5, 45, 33), dtype=np.float32)
+    prob[:, 3, :] = 0.25  # every class tied: class 0
+    prob[2, 4, 5] = prob[4, 4, 5] = 2.0  # a tie between later classes: the first of them
+    prob[3, 40, 8] = np.nan  # numpy returns the NaN's class
+    prob[1, 41, 9] = np.nan
+    prob[4, 41, 9] = 3.0
+    want = prob.argmax(axis=0)
+    got = argmax_classes(prob, rows)
+    np.testing.assert_array_equal(got, want)
+    assert got[3].tolist() == [0] * 33 and got[4, 5] == 2 and got[40, 8] == 3 and got[41, 9] == 1
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(argmax_classes(prob[:1], rows), np.zeros((45, 33), dtype=np.intp))
