@@ -35,9 +35,12 @@ the serial path (which holds one block as float32 plus MONAI's full-window buffe
 column are up to a quarter longer on that side, so that the other reads start on the file's tiles
 (``tiling.aligned_shift``: 1 728 x 1 536 px at the defaults over 512 px tiles, read as 1 984 x 1 792): while
 the first row is in flight the bound is 96.0 + 2 x 212.8 + 2 x 108.8 = 739 MB. ``--block 1024`` roughly
-halves it. n > 1 readers add n read-stage blocks (86.7 MB each). The bound does not depend on the
-scene size. A finished block's probabilities are its
-accumulator divided in place, so no second [K, B, B] array is made.
+halves it. n > 1 readers add n read-stage blocks (86.7 MB each). One reader of a local tiled scene also
+holds the file tiles that the next blocks of its stripe share (:mod:`resnet_apps.predict.carry`): at most
+10 tiles of 512 x 512 x 13 uint16 plus validity (71 MB) at the defaults, never more than
+``carry.CARRY_BUDGET_BYTES`` (128 MiB; a plan that would hold more reads blocks whole). The bound does not
+depend on the scene size. A finished block's probabilities are its accumulator divided in place, so no
+second [K, B, B] array is made.
 
 The reader and writer threads run at a lower priority than the forward (:data:`BACKGROUND_NICE`): on a CPU
 device the forward's threads hold every core, and work beside them at equal priority stalls the forward
