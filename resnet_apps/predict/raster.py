@@ -14,6 +14,8 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from rasterio.errors import RasterioIOError
 
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.io import GeoMeta, read_geotiff
@@ -25,6 +27,15 @@ from resnet_apps.predict.tiling import FileTiles
 def class_dtype(num_classes: int) -> tuple[str, int]:
     """Class map dtype and nodata: uint8 (nodata 255) up to 255 classes, uint16 (nodata 65535) beyond."""
     return ("uint8", 255) if num_classes <= 255 else ("uint16", 65535)
+
+
+def _driver(path: str | Path) -> str | None:
+    """GDAL's driver for a local raster (``GTiff``, ``VRT``, ...); None where it cannot be opened."""
+    try:
+        with rasterio.open(path) as src:
+            return str(src.driver)
+    except RasterioIOError:
+        return None
 
 
 class SceneReader:
@@ -59,6 +70,9 @@ class SceneReader:
         # the file's internal tiling, so that block reads start on its tiles (tiling.aligned_shift)
         tile_rows, tile_cols = probe.block_shape or (0, 0)
         self.file_tiles = FileTiles(tile_rows, tile_cols, self.row_off, self.col_off)
+        # where a block of the file is what GDAL decodes whole: a local GeoTIFF (a VRT's 128 px blocks are
+        # windows of its sources, each decoding its own tiles), for carried reads (predict.carry)
+        self.geotiff = not self.remote and _driver(self.path) == "GTiff"
         self.meta: GeoMeta = dataclasses.replace(
             probe,
             transform=probe.transform,  # the corner pixel's: the window's top-left

@@ -68,13 +68,13 @@ class SceneRun:
     def ordered_blocks(self, blocks_in: Callable[[int], list[Block]]) -> list[Block]:
         """The blocks in the order to read them (``blocks_in(stripe)``: ``tiling.iter_blocks``'s blocks).
 
-        A local scene read by one thread is read in stripes whose shared file tiles are carried from
+        A local GeoTIFF read by one thread is read in stripes whose shared file tiles are carried from
         block to block (:mod:`resnet_apps.predict.carry`), where the file is tiled and the held tiles fit
         ``carry.CARRY_BUDGET_BYTES``; otherwise (a remote scene, whose reads are HTTP ranges that GDAL
-        merges per window, or several reading threads, which would wait on each other's tiles) row by
-        row, each block read whole.
+        merges per window; a VRT, whose blocks are windows of its sources; or several reading threads,
+        which would wait on each other's tiles) row by row, each block read whole.
         """
-        if self.reader.remote or self.readers > 1:
+        if not self.reader.geotiff or self.readers > 1:
             return blocks_in(0)
         blocks = blocks_in(STRIPE_BLOCKS)
         layout = TileLayout(self.reader.file_tiles, self.reader.height, self.reader.width)

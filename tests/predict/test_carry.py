@@ -209,3 +209,37 @@ def test_scene_maps_are_the_same_with_carried_reads(
     for key in ("class_path", "prob_path"):
         with rasterio.open(carried[key]) as a, rasterio.open(plain[key]) as b:
             np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_a_vrt_is_read_whole_blocks(tmp_path: Path) -> None:
+    """A local VRT's blocks are windows of its sources (each decoding its own tiles): no carry, the blocks in
+    row-major order, and the same maps as the GeoTIFF it points to (which is carried)."""
+    tif = tmp_path / "s.tif"
+    _scene(tif, 120, 150)
+    bands = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{b}"><NoDataValue>0</NoDataValue><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">s.tif</SourceFilename><SourceBand>{b}</SourceBand>'
+        "</SimpleSource></VRTRasterBand>"
+        for b in (1, 2)
+    )
+    vrt = tmp_path / "s.vrt"
+    vrt.write_text(
+        '<VRTDataset rasterXSize="150" rasterYSize="120"><SRS>EPSG:32633</SRS>'
+        f"<GeoTransform>500000, 10, 0, 4600000, 0, -10</GeoTransform>{bands}</VRTDataset>"
+    )
+    assert SceneReader(tif, PRE).geotiff and not SceneReader(vrt, PRE).geotiff
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(2, 3, 3, padding=1).eval()
+    meta = {
+        "task": "segmentation",
+        "model": {"in_chans": 2, "num_classes": 3},
+        "classes": ["a", "b", "c"],
+        "preprocessing": {"bands": None, "scale": 0.5, "mean": [100.0] * 2, "std": [50.0] * 2},
+        "operating_threshold": 0.5,
+    }
+    kwargs = dict(tile=32, overlap=0.25, block=48, batch_size=4, probabilities="float32", progress=False)
+    from_vrt = predict_scene(net, meta, vrt, tmp_path / "vrt", **kwargs)
+    from_tif = predict_scene(net, meta, tif, tmp_path / "tif", **kwargs)
+    assert from_vrt["tiles_decoded"] is None and from_tif["tiles_decoded"] is not None
+    with rasterio.open(from_vrt["prob_path"]) as a, rasterio.open(from_tif["prob_path"]) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
