@@ -11,11 +11,12 @@ A URL (``io.geotiff.is_remote``) is read through GDAL's virtual file systems; a 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.io import GeoMeta, read_geotiff
@@ -32,8 +33,10 @@ def class_dtype(num_classes: int) -> tuple[str, int]:
 def _driver(path: str | Path) -> str | None:
     """GDAL's driver for a local raster (``GTiff``, ``VRT``, ...); None where it cannot be opened."""
     try:
-        with rasterio.open(path) as src:
-            return str(src.driver)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # as io's own opens: said once, by io
+            with rasterio.open(path) as src:
+                return str(src.driver)
     except RasterioIOError:
         return None
 
