@@ -21,6 +21,13 @@ from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.scene import predict_scene
 from resnet_apps.predict.tiling import FileTiles, file_tiles_read, iter_blocks, plan_grid
 
+META = {  # a 2-band, 3-class segmentation checkpoint's meta, with PRE's preprocessing
+    "task": "segmentation",
+    "model": {"in_chans": 2, "num_classes": 3},
+    "classes": ["a", "b", "c"],
+    "preprocessing": {"bands": None, "scale": 0.5, "mean": [100.0] * 2, "std": [50.0] * 2},
+    "operating_threshold": 0.5,
+}
 PRE = Preprocessing(scale=0.5, mean=(100.0, 100.0), std=(50.0, 50.0))
 
 
@@ -191,18 +198,11 @@ def test_scene_maps_are_the_same_with_carried_reads(
     net = torch.nn.Sequential(
         torch.nn.Conv2d(2, 4, 5, padding=2), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 3, padding=1)
     )
-    meta = {
-        "task": "segmentation",
-        "model": {"in_chans": 2, "num_classes": 3},
-        "classes": ["a", "b", "c"],
-        "preprocessing": {"bands": None, "scale": 0.5, "mean": [100.0] * 2, "std": [50.0] * 2},
-        "operating_threshold": 0.5,
-    }
     kwargs = dict(tile=32, overlap=0.25, block=48, batch_size=4, probabilities="float32", progress=False,
                   pipeline=pipeline)  # fmt: skip
-    carried = predict_scene(net.eval(), meta, path, tmp_path / "carried", **kwargs)
+    carried = predict_scene(net.eval(), META, path, tmp_path / "carried", **kwargs)
     monkeypatch.setattr(scene_run, "carry_for", lambda *args, **kwargs: None)
-    plain = predict_scene(net.eval(), meta, path, tmp_path / "plain", **kwargs)
+    plain = predict_scene(net.eval(), META, path, tmp_path / "plain", **kwargs)
     assert carried["tiles_decoded"] == carried["tiles_decoded_plan"] and plain["tiles_decoded"] is None
     reader = SceneReader(path, PRE)
     assert carried["tiles_decoded"] < file_tiles_read(170, 210, plan_grid(32, 0.25, 48), reader.file_tiles)
@@ -230,16 +230,9 @@ def test_a_vrt_is_read_whole_blocks(tmp_path: Path) -> None:
     assert SceneReader(tif, PRE).geotiff and not SceneReader(vrt, PRE).geotiff
     torch.manual_seed(0)
     net = torch.nn.Conv2d(2, 3, 3, padding=1).eval()
-    meta = {
-        "task": "segmentation",
-        "model": {"in_chans": 2, "num_classes": 3},
-        "classes": ["a", "b", "c"],
-        "preprocessing": {"bands": None, "scale": 0.5, "mean": [100.0] * 2, "std": [50.0] * 2},
-        "operating_threshold": 0.5,
-    }
     kwargs = dict(tile=32, overlap=0.25, block=48, batch_size=4, probabilities="float32", progress=False)
-    from_vrt = predict_scene(net, meta, vrt, tmp_path / "vrt", **kwargs)
-    from_tif = predict_scene(net, meta, tif, tmp_path / "tif", **kwargs)
+    from_vrt = predict_scene(net, META, vrt, tmp_path / "vrt", **kwargs)
+    from_tif = predict_scene(net, META, tif, tmp_path / "tif", **kwargs)
     assert from_vrt["tiles_decoded"] is None and from_tif["tiles_decoded"] is not None
     with rasterio.open(from_vrt["prob_path"]) as a, rasterio.open(from_tif["prob_path"]) as b:
         np.testing.assert_array_equal(a.read(), b.read())
