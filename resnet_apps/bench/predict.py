@@ -105,6 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--serial", action="store_true", help="run the serial path (no reader/writer threads), for comparison"
     )
     parser.add_argument(
+        "--writer-decides",
+        action="store_true",
+        help="the writer thread makes each block's classes from its float32 probabilities (before the "
+        "eighth session; for comparison) instead of the forward's thread as the block finishes",
+    )
+    parser.add_argument(
         "--readers",
         type=int,
         default=None,
@@ -208,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
                 "probabilities",
                 "max_seconds",
                 "serial",
+                "writer_decides",
                 "remote",
             )
         },
@@ -264,6 +271,8 @@ def run(args: argparse.Namespace) -> int:
             command += ["--max-seconds", str(args.max_seconds)]
         if args.serial:
             command.append("--serial")
+        if args.writer_decides:
+            command.append("--writer-decides")
         if args.readers:
             command += ["--readers", str(args.readers)]
         if args.timeline:

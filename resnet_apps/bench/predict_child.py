@@ -129,6 +129,7 @@ def measure(args: argparse.Namespace) -> int:
             pipeline=not args.serial,
             timeline=bool(args.timeline),
             readers=args.readers,
+            device_decision=not args.writer_decides,
         )
 
     # not for a URL: reading its tiles first would warm GDAL's download cache and hide the pass's fetches
@@ -201,6 +202,7 @@ def measure(args: argparse.Namespace) -> int:
         "split": {k: round(v, 2) for k, v in result["split"].items()},
         "background_cpu": {k: round(v, 2) for k, v in result["background_cpu"].items()},
         "pipeline": not args.serial,
+        "writer_decides": args.writer_decides,
         "max_blocks_in_flight": result["max_blocks_in_flight"],
         "readers": result["readers"],
         "bare_tiles": args.forward_tiles,

@@ -98,7 +98,7 @@ def predict_scene(
     tags: Mapping[str, str] | None = None,
     remote: bool | None = None,
     timeline: bool = False,
-    device_decision: bool | None = None,
+    device_decision: bool = True,
     readers: int | None = None,
 ) -> dict[str, Any]:
     """Predict one GeoTIFF scene and write ``<stem>_class.tif`` (+ ``<stem>_prob.tif``) into ``out_dir``.
@@ -131,9 +131,10 @@ def predict_scene(
             ``src`` is a URL.
         timeline: record every stage interval (read, forward, blend, write, and the maps' closing
             ``close``) as ``(stage, thread, start, end)`` seconds from the start, under ``"timeline"``.
-        device_decision: make each block's classes (and stored probabilities) on the model's device and
-            move only those to the host; None: on an accelerator, not on the CPU (where the writer thread
-            decides, below the forward's priority). The maps are the same either way.
+        device_decision: make each block's classes (and stored probabilities) in the forward's thread, as
+            soon as the block is finished (on the model's device; on a CPU, on the accumulator's memory),
+            so that blocks wait for the writer as classes, not float32 probabilities (2.4 MB against 94 MB
+            for a 10-class 1 536 px block); False: the writer decides. The maps are the same either way.
         readers: blocks read at once, each in its own thread (the maps are the same); None:
             :func:`default_readers`.
 
@@ -197,7 +198,7 @@ def predict_scene(
             decode_threads=decode_threads,
             class_dtype=class_dtype(len(decision.classes))[0],
             prob_format=probabilities,
-            device_decision=device.type != "cpu" if device_decision is None else device_decision,
+            device_decision=device_decision,
             readers=readers if pipeline else 1,
         )
         scale = 1 if task == "segmentation" else max(int(size * (1 - overlap)), 1)

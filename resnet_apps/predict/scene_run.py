@@ -24,7 +24,7 @@ from resnet_apps.predict.forward import BlockJob, DeviceNormaliser, Task, forwar
 from resnet_apps.predict.pipeline import run_pipeline
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.remote import FetchCounter, gdal_env
-from resnet_apps.predict.scene_maps import BlockMaps, decide, decide_on_device
+from resnet_apps.predict.scene_maps import BlockMaps, decide, decide_block
 from resnet_apps.predict.stages import InFlight, RowsReady, StageClock
 from resnet_apps.predict.tiling import Block
 
@@ -51,7 +51,7 @@ class SceneRun:
     decode_threads: bool  # GDAL_NUM_THREADS in every stage's GDAL environment
     class_dtype: str  # the class map's dtype (raster.class_dtype)
     prob_format: str | None  # the stored probabilities' dtype; None: no probability map
-    device_decision: bool  # classes (and stored probabilities) made on the model's device
+    device_decision: bool  # classes (and stored probabilities) made in the forward's thread, not the writer's
     readers: int = 1  # blocks read at once (pipeline.run_pipeline)
     carry: CarriedReads | None = None  # block reads from carried file tiles (ordered_blocks)
     reads: int = 0  # blocks read
@@ -146,10 +146,10 @@ class SceneRun:
 
     def finished(self, prob: torch.Tensor) -> BlockMaps | np.ndarray:
         """A finished block's probabilities [K, h, w] (on the model's device) as the writer receives them:
-        decided on the device (:func:`~resnet_apps.predict.scene_maps.decide_on_device`), or as host
-        probabilities that the writer decides (:meth:`stored`)."""
+        decided here, in the forward's thread (:func:`~resnet_apps.predict.scene_maps.decide_block`: on the
+        model's device), or as host probabilities that the writer decides (:meth:`stored`)."""
         if self.device_decision:
-            return decide_on_device(prob, self.decision, self.class_dtype, self.prob_format)
+            return decide_block(prob, self.decision, self.class_dtype, self.prob_format)
         return prob.cpu().numpy()
 
     def stored(self, result: BlockMaps | np.ndarray) -> BlockMaps:
