@@ -28,13 +28,16 @@ starts on its top tiles while the reader decodes the rest, instead of waiting fo
 In bytes, for a read window of ``R`` px, a core (block) of ``B`` px, ``C`` bands of ``i`` bytes and ``K``
 classes: a read-stage block holds ``C*R*R*i + R*R`` (raw bands, valid mask), a forward-stage block that
 plus ``(K + 1)*B*B*4`` (float32 accumulator and blend-weight sum over the core only: halo outputs are never
-accumulated), a write-stage block ``K*B*B*4 + B*B`` (probabilities, valid core). At the defaults (tile 256,
-overlap 0.25, block 1536 -> R = 1792; C = 13 uint16; K = 10): 83.5 + 3.2 MB read, +103.8 MB accumulator,
-96.8 MB written, so at most 86.7 + 2 x 190.5 + 2 x 96.8 = 661 MB of blocks, against about 330 MB for
-the serial path (which holds one block as float32 plus MONAI's full-window buffers). The first block row and
-column are up to a quarter longer on that side, so that the other reads start on the file's tiles
-(``tiling.aligned_shift``: 1 728 x 1 536 px at the defaults over 512 px tiles, read as 1 984 x 1 792): while
-the first row is in flight the bound is 96.0 + 2 x 212.8 + 2 x 108.8 = 739 MB. ``--block 1024`` roughly
+accumulated), a write-stage block ``R*R + B*B`` (valid mask, uint8 classes: the forward's thread decides
+each block as it finishes, ``scene_maps.decide_block``) plus its stored probabilities if asked
+(``K*B*B*4`` as float32, ``K*B*B`` as uint8). At the defaults (tile 256, overlap 0.25, block 1536 ->
+R = 1792; C = 13 uint16; K = 10): 83.5 + 3.2 MB read, +103.8 MB accumulator, 5.6 MB written, so at most
+86.7 + 2 x 190.5 + 2 x 5.6 = 479 MB of blocks (668 MB with float32 probabilities, or where the writer
+decides: ``predict_scene(device_decision=False)`` hands it 94.4 MB of probabilities a block), against about
+330 MB for the serial path (which holds one block as float32 plus MONAI's full-window buffers). The first
+block row and column are up to a quarter longer on that side, so that the other reads start on the file's
+tiles (``tiling.aligned_shift``: 1 728 x 1 536 px at the defaults over 512 px tiles, read as 1 984 x
+1 792): while the first row is in flight the bound is 96.0 + 2 x 212.8 + 2 x 6.2 = 534 MB. ``--block 1024`` roughly
 halves it. n > 1 readers add n read-stage blocks (86.7 MB each). One reader of a local tiled scene also
 holds the file tiles that the next blocks of its stripe share (:mod:`resnet_apps.predict.carry`): at most
 10 tiles of 512 x 512 x 13 uint16 plus validity (71 MB) at the defaults, never more than

@@ -12,8 +12,9 @@ import torch
 from rasterio.transform import from_origin
 
 from resnet_apps.models.decision import Decision
+from resnet_apps.predict import scene_run
 from resnet_apps.predict.scene import predict_scene
-from resnet_apps.predict.scene_maps import argmax_classes, decide, decide_on_device
+from resnet_apps.predict.scene_maps import BlockMaps, argmax_classes, decide, decide_block, decide_on_device
 
 
 def _probabilities(k: int, seed: int) -> np.ndarray:
@@ -91,14 +92,36 @@ class _ChipNet(torch.nn.Module):
         return torch.stack([m[:, 0], m[:, 1], m[:, 0] - m[:, 1]], dim=1)
 
 
+@pytest.mark.parametrize("name", sorted(DECISIONS))
+@pytest.mark.parametrize("prob_format", [None, "uint8"])
+def test_decide_block_on_cpu_is_the_hosts_decision(name: str, prob_format: str | None) -> None:
+    """A CPU block is decided on its own memory, as the writer would: classes in the map's dtype, no
+    float32 probabilities left in what the write stage holds."""
+    decision = DECISIONS[name]
+    prob = _probabilities(decision.num_outputs, seed=len(name))
+    host = decide(prob.copy(), decision, "uint8", prob_format)
+    block = decide_block(torch.from_numpy(prob), decision, "uint8", prob_format)
+    assert block.classes.dtype == np.uint8
+    np.testing.assert_array_equal(block.classes, host.classes)
+    if prob_format is None:
+        assert block.prob is None
+    else:
+        assert block.prob is not None and block.prob.dtype == np.uint8
+        np.testing.assert_array_equal(block.prob, host.prob)
+
+
+DECIDERS = ("writer", "forward", "forward_torch")
+
+
 @pytest.mark.parametrize(
     ("task", "classes", "probabilities"),
     [("segmentation", 3, "uint8"), ("segmentation", 2, "float32"), ("classification", 3, "uint8")],
 )
-def test_scene_maps_equal_with_device_decision(
-    tmp_path: Path, task: str, classes: int, probabilities: str
+def test_scene_maps_equal_wherever_decided(
+    tmp_path: Path, task: str, classes: int, probabilities: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``device_decision=True`` on the CPU takes the accelerator's path: the files' pixels are the same."""
+    """Classes decided by the writer, in the forward's thread on the host (the CPU default), or there with
+    the accelerator's torch operations (forced on the CPU): the files' pixels are the same."""
     path = tmp_path / "s.tif"
     _scene(path)
     torch.manual_seed(0)
@@ -112,22 +135,58 @@ def test_scene_maps_equal_with_device_decision(
         model = torch.nn.Sequential(*layers)
     model.eval()
     kwargs = dict(tile=32, block=40, batch_size=3, probabilities=probabilities, progress=False)
-    results = {
-        on_device: predict_scene(
-            model, _meta(task, classes), path, tmp_path / str(on_device), device_decision=on_device, **kwargs
-        )
-        for on_device in (False, True)
-    }
+    results = {}
+    seen: list[str] = []
+    for where in DECIDERS:
+        with monkeypatch.context() as patch:
+            decider = decide_on_device if where == "forward_torch" else decide_block
+
+            def spy(*args: object, decider: object = decider, where: str = where) -> object:
+                seen.append(where)
+                return decider(*args)  # type: ignore[operator]
+
+            patch.setattr(scene_run, "decide_block", spy)
+            results[where] = predict_scene(
+                model,
+                _meta(task, classes),
+                path,
+                tmp_path / where,
+                device_decision=where != "writer",
+                **kwargs,
+            )
+    # the writer's run never decides in the forward's thread; the others decide every block there
+    assert "writer" not in seen and "forward" in seen and "forward_torch" in seen
     for key in ("class_path", "prob_path"):
-        with rasterio.open(results[False][key]) as a, rasterio.open(results[True][key]) as b:
-            host, device = a.read(), b.read()
-        np.testing.assert_array_equal(device, host)
+        with rasterio.open(results["writer"][key]) as a:
+            host = a.read()
+        for where in DECIDERS[1:]:
+            with rasterio.open(results[where][key]) as b:
+                np.testing.assert_array_equal(b.read(), host)
         nodata = 255 if probabilities == "uint8" or key == "class_path" else None
         if nodata is not None:
             assert (host == nodata).any() and (host != nodata).any()  # nodata and predictions both present
         else:
             assert np.isnan(host).any() and np.isfinite(host).any()
-    assert len(np.unique(_first_band(results[True]["class_path"]))) > 2  # classes beside nodata
+    assert len(np.unique(_first_band(results["forward"]["class_path"]))) > 2  # classes beside nodata
+
+
+def test_cpu_default_decides_before_the_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU the writer receives each block's classes, not its float32 probabilities."""
+    path = tmp_path / "s.tif"
+    _scene(path)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1)).eval()
+    received: list[object] = []
+    stored = scene_run.SceneRun.stored
+
+    def spy(self: scene_run.SceneRun, result: object) -> object:
+        received.append(result)
+        return stored(self, result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scene_run.SceneRun, "stored", spy)
+    predict_scene(model, _meta("segmentation", 3), path, tmp_path / "out", tile=32, block=40, progress=False)
+    assert len(received) >= 4  # every block of the 90 x 77 scene at 40 px blocks
+    for result in received:
+        assert isinstance(result, BlockMaps) and result.classes.dtype == np.uint8 and result.prob is None
 
 
 def _first_band(path: Path) -> np.ndarray:
