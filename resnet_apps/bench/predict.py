@@ -14,7 +14,10 @@ FPN resnet18 checkpoint, and predicts each scene in a fresh subprocess that repo
   ratio under ``passes`` and reports the median pass; ``steal_share`` (and ``bare_steal_share_before_after``)
   is the share of the machine's CPU time its hypervisor gave to other guests during the pass (and during
   each bare timing), from ``/proc/stat``: on a shared cloud machine it is one cause of that movement;
-- ``peak_rss_mb``: the subprocess's VmHWM from ``/proc/self/status`` (its own peak, not a sum);
+- ``peak_rss_mb``: the most any pass held, the subprocess's VmHWM from ``/proc/self/status`` (its own peak,
+  not a sum), reset before each pass (``peak_rss_scope`` "pass"; "process" where Linux's reset is refused:
+  then the bare timing before the first pass is inside it); each pass's own under ``passes``;
+  ``peak_rss_mb_incl_bare_forward`` is the process's lifetime peak;
 - ``redundant_tile_factor``: tile pixels run / scene pixels (``tiles * tile**2 / area``: overlap and block
   halos; 1.0 = each pixel through the model once); ``halo_factor``: tiles run / tiles of one whole-scene pass;
 - ``split``: seconds per stage (read, forward, blend, write); with the threaded pipeline read and write run

@@ -26,6 +26,17 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS window: VmHWM is the process's lifetime high-water mark, which the bare timing
+    before the first pass (96 float32 tiles in batches, 327 MB at 13 bands) would otherwise set. Linux resets
+    it on writing 5 to ``/proc/self/clear_refs`` (since 4.0); False where that is refused or not Linux."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def cpu_ticks() -> tuple[int, int] | None:
     """(steal, all) CPU ticks of the machine since boot from ``/proc/stat``; None where it is not Linux's."""
     try:
@@ -83,7 +94,7 @@ def measure(args: argparse.Namespace) -> int:
 
     def bare_rate() -> float:
         """Tiles/s of the bare forward; its tiles are read anew and freed after, so they never sit in
-        memory during the pass (``peak_rss_mb`` is the pass's)."""
+        memory during the pass (``peak_rss_mb`` is the passes', from :func:`reset_peak_rss`)."""
         reader = SceneReader(scene, pre)  # opened here: a URL is first opened by the pass (GDAL's stats)
         per_row = max((reader.width - args.tile) // grid.stride + 1, 1)
         batches = []
@@ -138,8 +149,9 @@ def measure(args: argparse.Namespace) -> int:
     ticks = [cpu_ticks()]
     bares: list[float | None] = [None if is_remote(scene) else bare_rate()]
     ticks.append(cpu_ticks())
-    results, peaks = [], []
+    results, peaks, scoped = [], [], []
     for _ in range(args.repeat):  # bare, pass, bare, pass, ..., bare: each pass between two bare timings
+        scoped.append(reset_peak_rss())
         results.append(predict())
         peaks.append(_peak_rss_mb())
         ticks.append(cpu_ticks())
@@ -158,6 +170,7 @@ def measure(args: argparse.Namespace) -> int:
                 "seconds": round(res["seconds"], 2),
                 "tiles_per_s": round(res["tiles_per_s"], 3),
                 "forward_share": round(res["forward_seconds"] / res["seconds"], 3),
+                "peak_rss_mb": round(peaks[k], 1),
                 # the pipeline's fill (start to the first forward) and drain (last forward to the maps closed)
                 "fill_seconds": None if res["fill_seconds"] is None else round(res["fill_seconds"], 3),
                 "drain_seconds": None if res["drain_seconds"] is None else round(res["drain_seconds"], 3),
@@ -219,7 +232,10 @@ def measure(args: argparse.Namespace) -> int:
         "halo_factor": round(result["tiles_total"] / whole, 3),
         "decode_factor": round(decode_factor, 3),
         "carried_peak_mb": result["carried_peak_mb"],
+        # the most any pass held: from the RSS at its start (the process's: torch, the model, what the
+        # allocator kept), where VmHWM could be reset; else the process's peak so far, bare timings included
         "peak_rss_mb": round(max(peaks), 1),
+        "peak_rss_scope": "pass" if all(scoped) else "process",
         "bytes_read": result["bytes_read"],
         "peak_rss_mb_incl_bare_forward": round(_peak_rss_mb(), 1),
         "torch_threads": torch.get_num_threads(),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_apps.bench.predict_child import cpu_ticks, steal_share
+from resnet_apps.bench.predict_child import _peak_rss_mb, cpu_ticks, reset_peak_rss, steal_share
 from resnet_apps.predict.tiling import count_tiles, plan_grid
 
 
@@ -55,6 +55,10 @@ def test_bench_predict_runs_to_completion_and_writes_json(tmp_path: Path) -> Non
     assert scene["background_cpu"]["read"] > 0 and scene["background_cpu"]["write"] >= 0
     assert scene["background_cpu"]["read"] <= scene["split"]["read"] + 0.01  # CPU within wall
     assert scene["forward_tiles_per_s_in_pass"] > 0
+    # each pass's own peak (VmHWM reset before it on Linux), never above the process's lifetime peak
+    assert scene["peak_rss_scope"] == ("pass" if sys.platform == "linux" else "process")
+    assert scene["peak_rss_mb"] == max(p["peak_rss_mb"] for p in passes)
+    assert all(100 < p["peak_rss_mb"] <= scene["peak_rss_mb_incl_bare_forward"] for p in passes)
     # one 512 px file tile holds the scene; its 2 x 2 blocks are one stripe of carried reads (predict.carry),
     # which decode it once (plain block reads: each block, 4.0) and hold it between the blocks
     assert scene["decode_factor"] == 1.0
@@ -78,3 +82,16 @@ def test_steal_share_is_the_stolen_part_of_all_ticks_between_two_readings() -> N
     ticks = cpu_ticks()
     if sys.platform.startswith("linux"):
         assert ticks is not None and 0 <= ticks[0] <= ticks[1]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="VmHWM and clear_refs are Linux's")
+def test_reset_peak_rss_starts_a_new_window() -> None:
+    """After a reset the peak is the RSS now, not the 200 MB freed before it."""
+    import numpy as np
+
+    big = np.ones(200 * 2**20 // 8)  # 200 MiB, touched
+    before = _peak_rss_mb()
+    del big
+    assert reset_peak_rss()
+    after = _peak_rss_mb()
+    assert after < before - 150
