@@ -12,6 +12,12 @@ blocks still come from ``mmap`` and go back on free) and ``M_TRIM_THRESHOLD`` to
 batch is reused by the next one. The cost: the process keeps up to its peak of such blocks mapped
 (the peak RSS a benchmark reports is unchanged; only the release after a peak is later).
 
+:func:`release_freed_memory` hands the free pages back (``malloc_trim``) where a run ends and memory kept
+for reuse would only sit: after each scene of a prediction (a process that predicts an archive scene by
+scene would otherwise hold every scene's freed arrays, up to the 1 GiB trim threshold), and in ``bench
+predict`` before each timed pass (the bare timing before it frees 327 MB of float32 batches: measured, 339
+MB resident after freeing twelve 27 MB arrays, 30 MB after the trim).
+
 It is called by the command line (``resnet-apps ...``) for the commands that run models; a library
 user may call it too. It does nothing off glibc, and nothing when the user set ``MALLOC_MMAP_THRESHOLD_``
 or ``MALLOC_TRIM_THRESHOLD_`` (their choice wins). Stdlib only.
@@ -50,3 +56,20 @@ def keep_freed_memory() -> bool:
     ok = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
     _done = ok
     return ok
+
+
+def release_freed_memory() -> bool:
+    """Return the heap's free pages to the kernel (glibc ``malloc_trim(0)``, every arena); True when some were.
+
+    Nothing off glibc. Costs the page faults of the next use of that memory (about 0.1 s per 300 MB), so it
+    belongs where a run ends, not inside a loop.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # musl and others: nothing to trim
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))

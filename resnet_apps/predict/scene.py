@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from resnet_apps.allocator import release_freed_memory
 from resnet_apps.io.geotiff import is_remote
 from resnet_apps.models.decision import Decision
 from resnet_apps.models.meta import CheckpointMeta
@@ -222,6 +223,9 @@ def predict_scene(
         shape = (reader.height, reader.width)
         grid_out = reader.output_like(scale)
         bytes_read = fetched.update()
+    # the scene's freed arrays back to the kernel: a process predicting scene after scene would otherwise
+    # keep them (resnet_apps.allocator keeps freed memory for reuse, up to 1 GiB)
+    release_freed_memory()
     ended = time.perf_counter()
     seconds = ended - start
     clock = run.clock

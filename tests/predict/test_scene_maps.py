@@ -211,3 +211,22 @@ def test_argmax_classes_equals_numpy(rows: int) -> None:
     assert got[3].tolist() == [0] * 33 and got[4, 5] == 2 and got[40, 8] == 3 and got[41, 9] == 1
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(argmax_classes(prob[:1], rows), np.zeros((45, 33), dtype=np.intp))
+
+
+def test_scene_releases_its_freed_memory_when_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict_scene hands the heap's free pages back once its maps are closed (allocator.release_freed_memory),
+    so a process predicting an archive scene by scene does not keep every scene's freed arrays."""
+    from resnet_apps.predict import scene
+
+    path = tmp_path / "s.tif"
+    _scene(path)
+    calls: list[bool] = []
+
+    def spy() -> bool:
+        calls.append((tmp_path / "out" / "s_class.tif").exists())  # the map is complete by then
+        return True
+
+    monkeypatch.setattr(scene, "release_freed_memory", spy)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1)).eval()
+    predict_scene(model, _meta("segmentation", 3), path, tmp_path / "out", tile=32, block=40, progress=False)
+    assert calls == [True]
