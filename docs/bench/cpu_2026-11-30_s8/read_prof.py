@@ -6,7 +6,6 @@ from resnet_apps.predict.carry import STRIPE_BLOCKS, TileLayout, carry_for
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.remote import gdal_env
 from resnet_apps.predict.tiling import iter_blocks, plan_grid
-from resnet_apps.io import geotiff
 path = sys.argv[1]
 with gdal_env(False):
     reader = SceneReader(path, Preprocessing())
@@ -20,7 +19,6 @@ with gdal_env(False):
         return carry
     a = time.thread_time(); c = carried(); print(f"carried: {time.thread_time()-a:.2f} s CPU, {c.decoded} decodes", flush=True)
     # the same tiles, raw rasterio reads through one open dataset, no validity
-    tiles = sorted({k[1:] for k in c._left} | set())
     keys = list(carry_for(reader.read_raw, layout, [(b.stripe, b.read) for b in blocks], 13, "uint16")._left)
     wins = [layout.window_of(k[1:]) for k in keys]
     with rasterio.open(path) as src:
@@ -29,14 +27,5 @@ with gdal_env(False):
             out = np.empty((13, r1 - r0, c1 - c0), np.uint16)
             src.read(window=((r0, r1), (c0, c1)), out=out)
         print(f"raw decodes ({len(wins)}), one dataset: {time.thread_time()-a:.2f} s", flush=True)
-    a = time.thread_time()
-    for r0, r1, c0, c1 in wins:
-        geotiff._valid_mask(out, [0]*13)
-    print(f"valid masks: {time.thread_time()-a:.2f} s", flush=True)
-    a = time.thread_time()
-    for r0, r1, c0, c1 in wins[:200]:
-        with rasterio.open(path) as src:
-            src.nodatavals, src.dtypes, src.descriptions
-    print(f"200 opens: {time.thread_time()-a:.2f} s", flush=True)
     pr = cProfile.Profile(); pr.enable(); carried(); pr.disable()
     s = io.StringIO(); pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(18); print(s.getvalue())

@@ -10,8 +10,11 @@ $B --size 2500 --repeat 3 --writer-decides --json $out/predict_2500_writer_decid
 $B --size 2500 --repeat 3 --json $out/predict_2500_forward_decides.json
 $B --size 10000 --repeat 1 --bare-seconds 30 --writer-decides --json $out/predict_10000_writer_decides.json
 $B --size 10000 --repeat 3 --bare-seconds 60 --json $out/predict_10000_forward_decides.json
-# 2. the final code (peak_rss_mb: each pass's own, VmHWM reset before it)
+# 2. at commit 5f10177: peak_rss_mb is each pass's own (VmHWM reset before it); the same pipeline
+$B --size 2500 --repeat 3 --json $out/predict_2500_pass_peaks.json
+$B --size 10000 --repeat 3 --bare-seconds 60 --json $out/predict_10000_pass_peaks.json
+# 3. the final code (6dbaa4f on): freed memory handed back after each scene and before each timed pass
 $B --size 2500 --repeat 3 --json $out/predict_2500_final.json
-$B --size 10000 --repeat 3 --bare-seconds 60 --json $out/predict_10000_final.json
-# 3. no model: where the carried reads' CPU goes (all block reads of the 10 000 px scene on one core)
+$B --size 10000 --repeat 2 --bare-seconds 30 --json $out/predict_10000_final.json
+# 4. no model: where the carried reads' CPU goes (all block reads of the 10 000 px scene on one core)
 python $out/read_prof.py /tmp/bp/scene_10000.tif
