@@ -11,6 +11,8 @@ $B --size 2500 --repeat 3 --json $out/predict_2500_forward_decides.json
 $B --size 10000 --repeat 1 --bare-seconds 30 --writer-decides --json $out/predict_10000_writer_decides.json
 $B --size 10000 --repeat 3 --bare-seconds 60 --json $out/predict_10000_forward_decides.json
 # 2. at commit 5f10177: peak_rss_mb is each pass's own (VmHWM reset before it); the same pipeline
+#    (in 2. and 3., peak_rss_mb_incl_bare_forward is the peak since the last reset, not the lifetime one:
+#    fixed in the commit after them)
 $B --size 2500 --repeat 3 --json $out/predict_2500_pass_peaks.json
 $B --size 10000 --repeat 3 --bare-seconds 60 --json $out/predict_10000_pass_peaks.json
 # 3. the final code (6dbaa4f on): freed memory handed back after each scene and before each timed pass
