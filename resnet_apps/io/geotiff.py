@@ -204,15 +204,23 @@ def _open(path: str | Path) -> rasterio.io.DatasetReader:
         ) from error
 
 
-def _valid_mask(data: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
-    """[H, W] False where all bands equal their nodata, or any band is NaN."""
-    valid = np.ones(data.shape[1:], dtype=bool)
+def valid_mask_into(data: np.ndarray, nodata: Sequence[float | None], valid: np.ndarray) -> np.ndarray:
+    """Write into ``valid`` [H, W] bool: False where all bands of ``data`` [C, H, W] equal their nodata, or
+    any band is NaN; return it.
+
+    A pixel is nodata only if every band is, so the usual window (no nodata pixel in its first band) costs
+    one comparison of one band: the later bands are compared only while some pixel is still nodata in all
+    bands so far.
+    """
+    valid.fill(True)
     per_band = [d is not None and not np.isnan(d) for d in nodata]
     if all(per_band) and len(per_band) > 0:
-        all_nodata = np.ones(data.shape[1:], dtype=bool)
-        for band, value in zip(data, nodata, strict=False):
+        all_nodata = data[0] == nodata[0]
+        for band, value in zip(data[1:], nodata[1:], strict=False):
+            if not all_nodata.any():
+                break
             all_nodata &= band == value
-        valid &= ~all_nodata
+        np.logical_not(all_nodata, out=valid)
     if data.dtype.kind == "f":
         valid &= ~np.isnan(data).any(axis=0)
     return valid
@@ -303,7 +311,7 @@ def read_geotiff(
                     f"{paths[k]}: bands {indexes} cannot be read ({error}); the file may be truncated"
                 ) from error
         nodata_chosen = [nodatas[i] for i in chosen]
-        valid = _valid_mask(data, nodata_chosen)
+        valid = valid_mask_into(data, nodata_chosen, np.empty(shape, dtype=bool))
         for plane in alpha:  # alpha 0 = transparent = no data, in training and prediction alike
             k, b = planes[plane]
             valid &= sources[k].read(b, window=win) != 0

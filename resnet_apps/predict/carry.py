@@ -113,14 +113,29 @@ class _Tile:
     error: BaseException | None = None
 
 
+ReadInto = Callable[[Window, np.ndarray, np.ndarray], None]
+
+
+def from_read_raw(read_raw: Callable[[Window], tuple[np.ndarray, np.ndarray]]) -> ReadInto:
+    """A :data:`ReadInto` from a function that returns its arrays (``SceneReader.read_raw``)."""
+
+    def read_into(window: Window, raw: np.ndarray, valid: np.ndarray) -> None:
+        raw[...], valid[...] = read_raw(window)
+
+    return read_into
+
+
 class CarriedReads:
     """Windows assembled from whole file tiles, each decoded once per stripe and held until its last use.
 
+    A tile that lies wholly inside the window that first needs it is decoded straight into that window's
+    arrays (and copied out only if later reads need it); the others are decoded whole and their part copied.
     Thread-safe: reading threads that need a tile another thread is decoding wait for it.
 
     Args:
-        read_raw: scene window -> (raw [C, h, w], valid [h, w] bool); only called with tiles' windows
-            inside the scene (``SceneReader.read_raw``).
+        read_into: (scene window, raw [C, h, w] out, valid [h, w] bool out) -> None, writing into the
+            arrays (views of a block); only called with tiles' windows inside the scene
+            (``SceneReader.read_into``; :func:`from_read_raw` adapts a function that returns them).
         layout: the file's tiles over the scene.
         plan: from :func:`plan_carry` over the reads that will follow; a (stripe, tile) not in it is
             decoded for its read and not held.
@@ -130,13 +145,13 @@ class CarriedReads:
 
     def __init__(
         self,
-        read_raw: Callable[[Window], tuple[np.ndarray, np.ndarray]],
+        read_into: ReadInto,
         layout: TileLayout,
         plan: CarryPlan,
         bands: int,
         dtype: np.dtype | str,
     ) -> None:
-        self._read_raw = read_raw
+        self._read_into = read_into
         self.layout = layout
         self._left = plan.needs.copy()
         self.planned = len(plan.needs)  # tiles that reads in the planned order decode
@@ -144,49 +159,90 @@ class CarriedReads:
         self._held: dict[TileKey, _Tile] = {}
         self._lock = threading.Lock()
         self.decoded = 0  # tiles decoded
+        self.direct = 0  # ... of which straight into the window that needed them
         self.held_bytes = 0  # held tiles' bytes now
         self.peak_held_bytes = 0  # ... at most, between reads
 
-    def read(self, window: Window, stripe: int) -> tuple[np.ndarray, np.ndarray]:
+    def read(
+        self, window: Window, stripe: int, out: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Raw bands and validity of ``window`` (which may reach outside the scene), read in ``stripe``.
+
+        Args:
+            window: ``(row0, row1, col0, col1)`` in scene pixels.
+            stripe: the stripe of the block reading it (the plan's).
+            out: raw [C, h, w] and valid [h, w] arrays (or views) to read into; None: new ones.
 
         Returns:
             raw [C, h, w] in the file's dtype (0 outside the scene) and valid [h, w] bool, as
-            ``SceneReader.read_raw(window)`` returns them.
+            ``SceneReader.read_raw(window)`` returns them (``out``'s arrays where given).
         """
         r0, r1, c0, c1 = window
         inside = r0 >= 0 and c0 >= 0 and r1 <= self.layout.height and c1 <= self.layout.width
-        # tiles cover every pixel inside the scene: only padding needs zeros
-        alloc = np.empty if inside else np.zeros
-        raw = alloc((self._bands, r1 - r0, c1 - c0), dtype=self._dtype)
-        valid = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+        if out is None:
+            # tiles cover every pixel inside the scene: only padding needs zeros
+            alloc = np.empty if inside else np.zeros
+            raw, valid = (
+                alloc((self._bands, r1 - r0, c1 - c0), dtype=self._dtype),
+                alloc((r1 - r0, c1 - c0), bool),
+            )
+        else:
+            raw, valid = out
+            if not inside:
+                raw.fill(0)
+                valid.fill(False)
         for tile in self.layout.touching(window):
             key = (stripe, *tile)
-            entry = self._take(key)
-            assert entry.raw is not None and entry.valid is not None
             t0, t1, u0, u1 = self.layout.window_of(tile)
             y0, y1, x0, x1 = max(t0, r0), min(t1, r1), max(u0, c0), min(u1, c1)
-            out = (slice(y0 - r0, y1 - r0), slice(x0 - c0, x1 - c0))
-            part = (slice(y0 - t0, y1 - t0), slice(x0 - u0, x1 - u0))
-            raw[:, out[0], out[1]] = entry.raw[:, part[0], part[1]]
-            valid[out] = entry.valid[part]
+            rows, cols = slice(y0 - r0, y1 - r0), slice(x0 - c0, x1 - c0)
+            whole = (y0, y1, x0, x1) == (t0, t1, u0, u1)
+            entry, placed = self._take(key, (raw[:, rows, cols], valid[rows, cols]) if whole else None)
+            if not placed:
+                assert entry.raw is not None and entry.valid is not None
+                part = (slice(y0 - t0, y1 - t0), slice(x0 - u0, x1 - u0))
+                raw[:, rows, cols] = entry.raw[:, part[0], part[1]]
+                valid[rows, cols] = entry.valid[part]
             self._release(key, entry)
         return raw, valid
 
-    def _take(self, key: TileKey) -> _Tile:
-        """The held tile, or decode it (one thread decodes; others that need it meanwhile wait)."""
+    def _take(self, key: TileKey, into: tuple[np.ndarray, np.ndarray] | None) -> tuple[_Tile, bool]:
+        """The held tile, or decode it (one thread decodes; others that need it meanwhile wait).
+
+        Args:
+            key: the (stripe, tile) wanted.
+            into: the reading window's raw and valid views of the whole tile, or None (the tile reaches
+                outside the window): a tile this thread decodes goes straight there.
+
+        Returns:
+            the tile's entry, and whether its pixels are already in ``into``.
+        """
         with self._lock:
             entry = self._held.get(key)
             owner = entry is None
             if entry is None:
                 entry = self._held[key] = _Tile()
+            # reads after this one need the tile: it is held (a tile decoded into this read's window and
+            # needed by no other read is never held)
+            later = self._left[key] > 1
+            if into is not None and not later and owner:
+                del self._held[key]
         if not owner:
             entry.ready.wait()
             if entry.error is not None:
                 raise entry.error
-            return entry
+            return entry, False
         try:
-            entry.raw, entry.valid = self._read_raw(self.layout.window_of(key[1:]))
+            if into is None:
+                r0, r1, c0, c1 = self.layout.window_of(key[1:])
+                raw = np.empty((self._bands, r1 - r0, c1 - c0), dtype=self._dtype)
+                valid = np.empty((r1 - r0, c1 - c0), dtype=bool)
+                self._read_into((r0, r1, c0, c1), raw, valid)
+                entry.raw, entry.valid = raw, valid
+            else:
+                self._read_into(self.layout.window_of(key[1:]), *into)
+                # held for the later reads as a copy: the window's arrays belong to its block
+                entry.raw, entry.valid = (into[0].copy(), into[1].copy()) if later else into
         except BaseException as exc:
             entry.error = exc
             with self._lock:
@@ -196,8 +252,10 @@ class CarriedReads:
             entry.ready.set()
         with self._lock:
             self.decoded += 1
-            self.held_bytes += entry.raw.nbytes + entry.valid.nbytes
-        return entry
+            self.direct += into is not None
+            if into is None or later:
+                self.held_bytes += entry.raw.nbytes + entry.valid.nbytes
+        return entry, into is not None
 
     def _release(self, key: TileKey, entry: _Tile) -> None:
         """One use of ``key`` done: drop the tile after its last."""
@@ -212,7 +270,7 @@ class CarriedReads:
 
 
 def carry_for(
-    read_raw: Callable[[Window], tuple[np.ndarray, np.ndarray]],
+    read_into: ReadInto,
     layout: TileLayout,
     reads: Iterable[tuple[int, Window]],
     bands: int,
@@ -228,4 +286,4 @@ def carry_for(
     tile_bytes = t.rows * t.cols * (bands * np.dtype(dtype).itemsize + 1)  # raw and valid
     if plan.peak_tiles * tile_bytes > budget:
         return None
-    return CarriedReads(read_raw, layout, plan, bands, dtype)
+    return CarriedReads(read_into, layout, plan, bands, dtype)

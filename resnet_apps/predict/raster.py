@@ -11,6 +11,7 @@ A URL (``io.geotiff.is_remote``) is read through GDAL's virtual file systems; a 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.io import GeoMeta, read_geotiff
 from resnet_apps.io.geotiff import as_source, as_window, is_remote
+from resnet_apps.io.geotiff_windows import WindowDecoder
 from resnet_apps.predict.remote import read_with_retries
 from resnet_apps.predict.tiling import FileTiles
 
@@ -76,6 +78,8 @@ class SceneReader:
         # where a block of the file is what GDAL decodes whole: a local GeoTIFF (a VRT's 128 px blocks are
         # windows of its sources, each decoding its own tiles), for carried reads (predict.carry)
         self.geotiff = not self.remote and _driver(self.path) == "GTiff"
+        self._decoder: WindowDecoder | None = None  # read_into's, opened on its first call
+        self._decoder_lock = threading.Lock()
         self.meta: GeoMeta = dataclasses.replace(
             probe,
             transform=probe.transform,  # the corner pixel's: the window's top-left
@@ -97,7 +101,38 @@ class SceneReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        self.close()
+
+    def close(self) -> None:
+        """Close the datasets that :meth:`read_into` keeps open (it opens them again if called after)."""
+        with self._decoder_lock:
+            decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            decoder.close()
+
+    def read_into(self, window: tuple[int, int, int, int], raw: np.ndarray, valid: np.ndarray) -> None:
+        """Decode a window inside the scene into raw [C, h, w] and valid [h, w] bool (views are written in
+        place), the values :meth:`read_raw` returns.
+
+        A local GeoTIFF is read through one dataset per thread, its band facts resolved once
+        (:class:`~resnet_apps.io.geotiff_windows.WindowDecoder`); anything else through :meth:`read_raw`.
+
+        Args:
+            window: ``(row0, row1, col0, col1)`` in scene pixels, inside the scene.
+        """
+        r0, r1, c0, c1 = window
+        if not (0 <= r0 < r1 <= self.height and 0 <= c0 < c1 <= self.width):
+            raise ValueError(
+                f"{self.path}: window {window} is not inside the {self.height}x{self.width} scene"
+            )
+        if not self.geotiff:
+            raw[...], valid[...] = self.read_raw(window)
+            return
+        with self._decoder_lock:
+            if self._decoder is None:
+                self._decoder = WindowDecoder(self.path, self.indexes)
+            decoder = self._decoder
+        decoder.read_into((self.row_off + r0, self.col_off + c0, r1 - r0, c1 - c0), raw, valid)
 
     def output_like(self, scale: int = 1) -> GeoMeta:
         """Grid of an output map ``scale`` times coarser than the scene (transform scaled, size rounded up)."""
@@ -135,6 +170,35 @@ class SceneReader:
             raw = np.zeros((inner.shape[0], r1 - r0, c1 - c0), dtype=inner.dtype)
             raw[:, rows, cols] = inner
         valid[rows, cols] = True if meta.valid is None else meta.valid
+        return raw, valid
+
+    def read_window(
+        self, window: tuple[int, int, int, int], out: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`read_raw`'s values, read through :meth:`read_into` (for a local GeoTIFF: a dataset kept
+        open per thread, no second copy), into ``out``'s arrays where given.
+
+        Args:
+            window: ``(row0, row1, col0, col1)`` in scene pixels; may reach outside the scene.
+            out: raw [C, h, w] and valid [h, w] arrays (or views) to fill; None: new ones.
+        """
+        if out is None and not self.geotiff:
+            return self.read_raw(window)  # its arrays as they come: no copy
+        r0, r1, c0, c1 = window
+        ir0, ir1, ic0, ic1 = max(r0, 0), min(r1, self.height), max(c0, 0), min(c1, self.width)
+        inside = (ir0, ir1, ic0, ic1) == window
+        if out is None:
+            alloc = np.empty if inside else np.zeros  # only padding needs zeros
+            raw = alloc((len(self.indexes), r1 - r0, c1 - c0), dtype=self.meta.dtype)
+            valid = alloc((r1 - r0, c1 - c0), dtype=bool)
+        else:
+            raw, valid = out
+            if not inside:
+                raw.fill(0)
+                valid.fill(False)
+        if ir1 > ir0 and ic1 > ic0:
+            rows, cols = slice(ir0 - r0, ir1 - r0), slice(ic0 - c0, ic1 - c0)
+            self.read_into((ir0, ir1, ic0, ic1), raw[:, rows, cols], valid[rows, cols])
         return raw, valid
 
     def strip_cuts(self, window: tuple[int, int, int, int], least: int = 256) -> list[int]:

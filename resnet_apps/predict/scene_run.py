@@ -80,14 +80,20 @@ class SceneRun:
         layout = TileLayout(self.reader.file_tiles, self.reader.height, self.reader.width)
         reads = [(b.stripe, b.read) for b in blocks]
         self.carry = carry_for(
-            self.reader.read_raw, layout, reads, len(self.reader.indexes), self.reader.meta.dtype
+            self.reader.read_into, layout, reads, len(self.reader.indexes), self.reader.meta.dtype
         )
         return blocks if self.carry is not None else blocks_in(0)
 
-    def _read_window(self, window: tuple[int, int, int, int], stripe: int) -> tuple[np.ndarray, np.ndarray]:
+    def _read_window(
+        self,
+        window: tuple[int, int, int, int],
+        stripe: int,
+        out: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``window``'s raw bands and validity, into ``out``'s arrays where given."""
         if self.carry is not None:
-            return self.carry.read(window, stripe)
-        return self.reader.read_raw(window)
+            return self.carry.read(window, stripe, out)
+        return self.reader.read_window(window, out)
 
     def read(self, window: tuple[int, int, int, int], stripe: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Raw window and validity, timed, counted as a block in flight (until :meth:`written`)."""
@@ -127,7 +133,7 @@ class SceneRun:
         def strip(a: int, b: int) -> None:
             with self.clock.timed("read"):
                 # strips end on the file's tile rows: each tile is in one strip, one use of the carry
-                raw[:, a - r0 : b - r0], valid[a - r0 : b - r0] = self._read_window((a, b, c0, c1), stripe)
+                self._read_window((a, b, c0, c1), stripe, (raw[:, a - r0 : b - r0], valid[a - r0 : b - r0]))
             settle(valid, a - r0, b - r0)
             ready.advance(b - r0)
 

@@ -16,7 +16,7 @@ from rasterio.transform import from_origin
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.errors import GeoTiffError
 from resnet_apps.predict import scene_run
-from resnet_apps.predict.carry import CarriedReads, TileLayout, carry_for, plan_carry
+from resnet_apps.predict.carry import CarriedReads, TileLayout, carry_for, from_read_raw, plan_carry
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.scene import predict_scene
 from resnet_apps.predict.tiling import FileTiles, file_tiles_read, iter_blocks, plan_grid
@@ -77,7 +77,7 @@ def test_carried_reads_equal_whole_window_reads(
     assert len({b.stripe for b in blocks}) >= 2 and len(blocks) >= 12
     layout = TileLayout(reader.file_tiles, reader.height, reader.width)
     counting = _Counting(reader)
-    carry = carry_for(counting, layout, [(b.stripe, b.read) for b in blocks], 2, "uint16")
+    carry = carry_for(from_read_raw(counting), layout, [(b.stripe, b.read) for b in blocks], 2, "uint16")
     assert carry is not None
     for blk in blocks:
         raw, valid = carry.read(blk.read, blk.stripe)
@@ -119,7 +119,7 @@ def test_no_carry_where_tiles_do_not_fit(tmp_path: Path) -> None:
         reader = SceneReader(path, PRE)
         blocks = list(iter_blocks(reader.height, reader.width, grid, reader.file_tiles, stripe=2))
         layout = TileLayout(reader.file_tiles, reader.height, reader.width)
-        carry = carry_for(reader.read_raw, layout, [(b.stripe, b.read) for b in blocks], 2, "uint16", budget)
+        carry = carry_for(reader.read_into, layout, [(b.stripe, b.read) for b in blocks], 2, "uint16", budget)
         assert (carry is not None) == expect
 
 
@@ -138,7 +138,9 @@ def test_threads_share_tiles_and_errors(tmp_path: Path) -> None:
         gate.wait(5)  # both threads ask before any decode ends
         return counting(window)
 
-    carry = CarriedReads(slow, layout, plan_carry(layout, [(0, left), (0, right)]), 2, "uint16")
+    carry = CarriedReads(
+        from_read_raw(slow), layout, plan_carry(layout, [(0, left), (0, right)]), 2, "uint16"
+    )
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     threads = [threading.Thread(target=lambda w=w, k=k: out.__setitem__(k, carry.read(w, 0))) for k, w in
                (("left", left), ("right", right))]  # fmt: skip
@@ -164,7 +166,9 @@ def test_threads_share_tiles_and_errors(tmp_path: Path) -> None:
             raise GeoTiffError("s.tif: tile cannot be read; the file may be truncated")
         return reader.read_raw(window)
 
-    carry = CarriedReads(failing, layout, plan_carry(layout, [(0, (0, 16, 0, 16))] * 2), 2, "uint16")
+    carry = CarriedReads(
+        from_read_raw(failing), layout, plan_carry(layout, [(0, (0, 16, 0, 16))] * 2), 2, "uint16"
+    )
     errors: list[BaseException] = []
 
     def first() -> None:

@@ -142,15 +142,15 @@ def test_thread_error_is_typed_and_leaves_no_map(
     _scene(path)
     calls = [0]
     if stage == "reader":
-        original = SceneReader.read_raw
+        original = SceneReader.read_into  # every block read decodes through it
 
-        def failing_read(self: SceneReader, window: tuple[int, int, int, int]) -> tuple:
+        def failing_read(self: SceneReader, window: tuple[int, int, int, int], *out: np.ndarray) -> None:
             calls[0] += 1
             if calls[0] == 3:
                 raise OSError("disk went away")
-            return original(self, window)
+            original(self, window, *out)
 
-        monkeypatch.setattr(SceneReader, "read_raw", failing_read)
+        monkeypatch.setattr(SceneReader, "read_into", failing_read)
     else:
         original_write = scene_mod.write_block
 
@@ -212,9 +212,9 @@ def test_readers_read_blocks_at_once_and_hand_them_over_in_order(
     _scene(path, height=200, width=200)
     lock = threading.Lock()
     running, most, calls = [0], [0], [0]
-    original = SceneReader.read_raw
+    original = SceneReader.read_into
 
-    def slow_read(self: SceneReader, window: tuple[int, int, int, int]) -> tuple:
+    def slow_read(self: SceneReader, window: tuple[int, int, int, int], *out: np.ndarray) -> None:
         with lock:
             calls[0] += 1
             running[0] += 1
@@ -222,12 +222,12 @@ def test_readers_read_blocks_at_once_and_hand_them_over_in_order(
             slow = calls[0] % 2 == 0
         time.sleep(0.06 if slow else 0.01)
         try:
-            return original(self, window)
+            original(self, window, *out)
         finally:
             with lock:
                 running[0] -= 1
 
-    monkeypatch.setattr(SceneReader, "read_raw", slow_read)
+    monkeypatch.setattr(SceneReader, "read_into", slow_read)
     forwarded: list[tuple[int, int, int, int]] = []
     original_forward = forward_mod.forward_stage
 
@@ -372,13 +372,13 @@ def test_first_block_is_forwarded_while_it_is_still_read(
     first_strip = 1 if not carried else 2 * len(range(max(c0, 0) // 16, (min(c1, width) - 1) // 16 + 1))
     first_forward = threading.Event()
     reads: list[tuple[int, int, bool]] = []
-    original = SceneReader.read_raw
+    original = SceneReader.read_into
 
-    def gated_read(self: SceneReader, window: tuple[int, int, int, int]) -> tuple:
+    def gated_read(self: SceneReader, window: tuple[int, int, int, int], *out: np.ndarray) -> None:
         if len(reads) == first_strip:  # the first read after the first strip: once the forward has begun
             assert first_forward.wait(20), "the forward waited for the whole first block"
         reads.append((window[0], window[1], first_forward.is_set()))
-        return original(self, window)
+        original(self, window, *out)
 
     net = _conv_net()
 
@@ -393,7 +393,7 @@ def test_first_block_is_forwarded_while_it_is_still_read(
 
     model = Signalling()
 
-    monkeypatch.setattr(SceneReader, "read_raw", gated_read)
+    monkeypatch.setattr(SceneReader, "read_into", gated_read)
     kwargs = dict(tile=32, overlap=0.25, block=block, batch_size=3, probabilities="float32", progress=False)
     result = predict_scene(model, _meta("segmentation"), path, tmp_path / "out", **kwargs)
     assert (result["tiles_decoded"] is not None) == carried
@@ -401,7 +401,11 @@ def test_first_block_is_forwarded_while_it_is_still_read(
         assert all(max(a, 0) >= cuts[0] and b <= cuts[1] and not seen for a, b, seen in reads[:first_strip])
         assert all(seen for *_, seen in reads[first_strip:])
     else:  # its first strip was read before any forward, every later read after the first forward
-        assert [(a, b) for a, b, _ in reads[: len(cuts) - 1]] == list(zip(cuts[:-1], cuts[1:], strict=True))
+        # (the part of each strip inside the scene: padding rows are not read)
+        inside = [max(cut, 0) for cut in cuts]
+        assert [(a, b) for a, b, _ in reads[: len(cuts) - 1]] == list(
+            zip(inside[:-1], inside[1:], strict=True)
+        )
         assert reads[0][2] is False and all(seen for *_, seen in reads[1:])
     serial = predict_scene(
         _conv_net(), _meta("segmentation"), path, tmp_path / "serial", pipeline=False, **kwargs
@@ -429,15 +433,15 @@ def test_failure_in_the_rest_of_the_first_block_is_typed(
     _scene(path, 161, 130, nodata=False, tiles=16)
     monkeypatch.setattr(scene_run, "EARLY_STRIP_ROWS", 32)
     calls = [0]
-    original = SceneReader.read_raw
+    original = SceneReader.read_into
 
-    def failing_read(self: SceneReader, window: tuple[int, int, int, int]) -> tuple:
+    def failing_read(self: SceneReader, window: tuple[int, int, int, int], *out: np.ndarray) -> None:
         calls[0] += 1
         if calls[0] == 3:  # the first block's third strip
             raise OSError("disk went away")
-        return original(self, window)
+        original(self, window, *out)
 
-    monkeypatch.setattr(SceneReader, "read_raw", failing_read)
+    monkeypatch.setattr(SceneReader, "read_into", failing_read)
     out = tmp_path / "out"
     with pytest.raises(ScenePredictionError, match="reader thread") as info:
         predict_scene(_conv_net(), _meta("segmentation"), path, out, tile=32, block=96, progress=False)
