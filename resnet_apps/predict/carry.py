@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from resnet_apps.predict.raster import zero_padding
 from resnet_apps.predict.tiling import FileTiles
 
 STRIPE_BLOCKS = (
@@ -189,8 +190,7 @@ class CarriedReads:
         else:
             raw, valid = out
             if not inside:
-                raw.fill(0)
-                valid.fill(False)
+                zero_padding(raw, valid, window, self.layout.height, self.layout.width)
         for tile in self.layout.touching(window):
             key = (stripe, *tile)
             t0, t1, u0, u1 = self.layout.window_of(tile)

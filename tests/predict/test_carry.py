@@ -49,17 +49,19 @@ def _scene(path: Path, height: int, width: int, tiles: int | None = 16) -> np.nd
 
 
 class _Counting:
-    """``SceneReader.read_raw`` that counts the windows it reads."""
+    """``SceneReader.read_into`` (what scene prediction carries) that counts the windows it decodes."""
 
     def __init__(self, reader: SceneReader) -> None:
         self.reader = reader
         self.windows: Counter[tuple[int, int, int, int]] = Counter()
+        self.contiguous: list[bool] = []  # whether each decode went into a whole array or a block's view
         self.lock = threading.Lock()
 
-    def __call__(self, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, window: tuple[int, int, int, int], raw: np.ndarray, valid: np.ndarray) -> None:
         with self.lock:
             self.windows[window] += 1
-        return self.reader.read_raw(window)
+            self.contiguous.append(raw.flags.c_contiguous)
+        self.reader.read_into(window, raw, valid)
 
 
 @pytest.mark.parametrize("window", [None, (5, 11, 150, 170)])
@@ -77,13 +79,23 @@ def test_carried_reads_equal_whole_window_reads(
     assert len({b.stripe for b in blocks}) >= 2 and len(blocks) >= 12
     layout = TileLayout(reader.file_tiles, reader.height, reader.width)
     counting = _Counting(reader)
-    carry = carry_for(from_read_raw(counting), layout, [(b.stripe, b.read) for b in blocks], 2, "uint16")
+    carry = carry_for(counting, layout, [(b.stripe, b.read) for b in blocks], 2, "uint16")
     assert carry is not None
-    for blk in blocks:
-        raw, valid = carry.read(blk.read, blk.stripe)
+    for k, blk in enumerate(blocks):
+        if k % 2:  # into given arrays (the first block's strips are read so), views of a larger one
+            r0, r1, c0, c1 = blk.read
+            big = np.full((2, r1 - r0 + 3, c1 - c0), 9, np.uint16), np.ones((r1 - r0 + 3, c1 - c0), bool)
+            out = (big[0][:, 3:], big[1][3:])
+            raw, valid = carry.read(blk.read, blk.stripe, out)
+            assert raw is out[0] and valid is out[1] and (big[0][:, :3] == 9).all()
+        else:
+            raw, valid = carry.read(blk.read, blk.stripe)
+        # against read_raw: io.read_geotiff of the whole window, the reference path
         want_raw, want_valid = reader.read_raw(blk.read)
         np.testing.assert_array_equal(raw, want_raw)
         np.testing.assert_array_equal(valid, want_valid)
+    # tiles wholly inside their first window went straight into it: no tile-sized array, no copy
+    assert 0 < carry.direct < carry.decoded and counting.contiguous.count(False) == carry.direct
     assert max(counting.windows.values()) <= 2  # a tile is decoded again only in the next stripe
     distinct = {(b.stripe, tile) for b in blocks for tile in layout.touching(b.read)}
     assert carry.decoded == carry.planned == len(distinct) == sum(counting.windows.values())
@@ -134,13 +146,11 @@ def test_threads_share_tiles_and_errors(tmp_path: Path) -> None:
     gate = threading.Event()
     counting = _Counting(reader)
 
-    def slow(window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def slow(window: tuple[int, int, int, int], raw: np.ndarray, valid: np.ndarray) -> None:
         gate.wait(5)  # both threads ask before any decode ends
-        return counting(window)
+        counting(window, raw, valid)
 
-    carry = CarriedReads(
-        from_read_raw(slow), layout, plan_carry(layout, [(0, left), (0, right)]), 2, "uint16"
-    )
+    carry = CarriedReads(slow, layout, plan_carry(layout, [(0, left), (0, right)]), 2, "uint16")
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     threads = [threading.Thread(target=lambda w=w, k=k: out.__setitem__(k, carry.read(w, 0))) for k, w in
                (("left", left), ("right", right))]  # fmt: skip
