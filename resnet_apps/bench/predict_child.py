@@ -236,6 +236,9 @@ def measure(args: argparse.Namespace) -> int:
         "halo_factor": round(result["tiles_total"] / whole, 3),
         "decode_factor": round(decode_factor, 3),
         "carried_peak_mb": result["carried_peak_mb"],
+        # of the file tiles decoded, those decoded straight into their block (no tile array, no copy)
+        "tiles_decoded": result["tiles_decoded"],
+        "tiles_decoded_direct": result["tiles_decoded_direct"],
         # the most any pass held: from the RSS at its start (the process's: torch, the model, what the
         # allocator kept), where VmHWM could be reset; else the process's peak so far, bare timings included
         "peak_rss_mb": round(max(peaks), 1),

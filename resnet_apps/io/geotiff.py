@@ -191,7 +191,8 @@ def _stack_names(paths: Sequence[str | Path]) -> list[str]:
     return stems
 
 
-def _open(path: str | Path) -> rasterio.io.DatasetReader:
+def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
+    """An open rasterio dataset, or a GeoTiffError naming the file and what to check."""
     if isinstance(path, Path) and not path.is_file():
         raise GeoTiffError(f"{path}: no such file; fix: check the path")
     try:
@@ -257,7 +258,7 @@ def read_geotiff(
     if not paths:
         raise GeoTiffError("read_geotiff: empty list of files; fix: pass at least one path")
     where = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} stacked)"
-    sources = [_open(p) for p in paths]
+    sources = [open_raster(p) for p in paths]
     try:
         first = sources[0]
         for p, src in zip(paths[1:], sources[1:], strict=False):

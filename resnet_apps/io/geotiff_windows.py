@@ -6,7 +6,7 @@ reads a scene's file tiles one by one (hundreds to thousands of reads). :class:`
 those facts once, keeps one rasterio dataset open per thread (a GDAL dataset must not be shared across
 threads), and decodes each window into an array the caller gives, such as a view of the block being
 assembled (GDAL writes through the view's strides: no intermediate copy). Measured on the 10 000 px
-13-band benchmark scene, all block reads on one core: see ``docs/bench/cpu_2026-12-01_s9``.
+13-band benchmark scene, all block reads on one core: see ``docs/bench/cpu_2026-11-30_s9``.
 
 The values are the same as ``read_geotiff(path, bands=indexes, window=...)``'s: the raw bands in the file's
 dtype, and ``valid`` False where every band read equals its nodata, any band is NaN, or an alpha band is 0
@@ -25,7 +25,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from resnet_apps.errors import GeoTiffError
-from resnet_apps.io.geotiff import _open, alpha_planes, valid_mask_into
+from resnet_apps.io.geotiff import alpha_planes, open_raster, valid_mask_into
 
 FileWindow = tuple[int, int, int, int]  # (row_off, col_off, height, width) in file pixels
 
@@ -44,7 +44,7 @@ class WindowDecoder:
     def __init__(self, path: str | Path, indexes: Sequence[int]) -> None:
         self.path = path
         self.indexes = [int(i) for i in indexes]
-        with _open(path) as src:
+        with open_raster(path) as src:
             if not self.indexes or min(self.indexes) < 1 or max(self.indexes) > src.count:
                 raise GeoTiffError(
                     f"{path}: bands {self.indexes} asked of a {src.count}-band file; fix: choose bands 1..{src.count}"
@@ -63,7 +63,7 @@ class WindowDecoder:
         cache: dict[object, rasterio.io.DatasetReader] = self._local.__dict__.setdefault("datasets", {})
         src = cache.get(threads)
         if src is None:
-            src = cache[threads] = _open(self.path)
+            src = cache[threads] = open_raster(self.path)
             with self._lock:
                 self._opened.append(src)
         return src

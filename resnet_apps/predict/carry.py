@@ -19,8 +19,15 @@ one core through ``SceneReader.read_raw`` (validity included): 460 tile decodes 
 15.1 s for plain block reads, holding at most 10 tiles (68 MiB) between blocks (raw GDAL reads of every tile
 once, the floor: 400 decodes in 8.7 s).
 
+Tiles are decoded through ``SceneReader.read_into``: one dataset kept open per thread, and a tile that lies
+wholly inside the window that first needs it decoded straight into that window's arrays (GDAL writes through
+the view's strides), copied out only if a later read needs it. The same reads then took 9.0 s of one core
+instead of 13.2 s (238 of the 460 decodes straight into their block; raw decodes of the 460 tiles through
+one dataset, the floor: 7.25 s; ``docs/bench/cpu_2026-11-30_s9/read_prof.txt``).
+
 The results are the same pixels as :meth:`SceneReader.read_raw` of the whole window: the tiles partition
-the scene, and each is read with ``read_raw`` (nodata, NaN and alpha folded into ``valid`` per pixel).
+the scene, and each is decoded with the values ``read_raw`` gives (nodata, NaN and alpha folded into
+``valid`` per pixel).
 """
 
 from __future__ import annotations

@@ -147,12 +147,13 @@ def predict_scene(
         "redundant_tile_factor" (tile pixels per scene pixel; None when incomplete),
         "max_blocks_in_flight", "blocks_in_flight_bound", "shape", "crs", "transform", "class_nodata",
         "classes", "source", "bytes_read", "tiles_decoded", "tiles_decoded_plan",
-        "carried_peak_mb"}`` (classification: tiles are chips; crs, transform,
+        "tiles_decoded_direct", "carried_peak_mb"}`` (classification: tiles are chips; crs, transform,
         class_nodata and classes (the legend) are the maps', which ``io.cog_check.check_map`` checks the
         written files against; ``bytes_read``: bytes GDAL downloaded for a remote scene, None for a local
-        file or where GDAL's count cannot be read; ``tiles_decoded``, ``tiles_decoded_plan`` and
-        ``carried_peak_mb``: the file tiles decoded, those a complete pass decodes, and the most bytes held
-        at once, where block reads carry tiles (``predict.carry``), else None).
+        file or where GDAL's count cannot be read; ``tiles_decoded``, ``tiles_decoded_plan``,
+        ``tiles_decoded_direct`` and ``carried_peak_mb``: the file tiles decoded, those a complete pass
+        decodes, those decoded straight into their block, and the most bytes held at once, where block
+        reads carry tiles (``predict.carry``), else None).
     """
     if probabilities not in PROBABILITY_FORMATS:
         raise ValueError(f"probabilities must be one of {PROBABILITY_FORMATS}, got {probabilities!r}")
@@ -262,6 +263,7 @@ def predict_scene(
         "bytes_read": bytes_read,
         "tiles_decoded": None if run.carry is None else run.carry.decoded,
         "tiles_decoded_plan": None if run.carry is None else run.carry.planned,
+        "tiles_decoded_direct": None if run.carry is None else run.carry.direct,
         "carried_peak_mb": None if run.carry is None else round(run.carry.peak_held_bytes / 2**20, 1),
     }
 

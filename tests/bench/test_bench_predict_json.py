@@ -63,6 +63,8 @@ def test_bench_predict_runs_to_completion_and_writes_json(tmp_path: Path) -> Non
     # which decode it once (plain block reads: each block, 4.0) and hold it between the blocks
     assert scene["decode_factor"] == 1.0
     assert 0 < scene["carried_peak_mb"] <= 128
+    # that tile reaches beyond each block's read window: decoded whole into a held array, never into a block
+    assert scene["tiles_decoded"] == 1 and scene["tiles_decoded_direct"] == 0
     # 160 px, tile 64, stride 48, block 96: 2 blocks per axis read as 160 px, 3 tiles each -> 6^2 = 36 tiles
     assert scene["tiles_total"] == count_tiles(160, 160, plan_grid(64, 0.25, 96)) == 36
     assert report["redundant_tile_factor"] == round(36 * 64 * 64 / 160**2, 3)

@@ -218,6 +218,10 @@ def test_scene_maps_are_the_same_with_carried_reads(
     monkeypatch.setattr(scene_run, "carry_for", lambda *args, **kwargs: None)
     plain = predict_scene(net.eval(), META, path, tmp_path / "plain", **kwargs)
     assert carried["tiles_decoded"] == carried["tiles_decoded_plan"] and plain["tiles_decoded"] is None
+    assert (
+        0 < carried["tiles_decoded_direct"] < carried["tiles_decoded"]
+        and plain["tiles_decoded_direct"] is None
+    )
     reader = SceneReader(path, PRE)
     assert carried["tiles_decoded"] < file_tiles_read(170, 210, plan_grid(32, 0.25, 48), reader.file_tiles)
     for key in ("class_path", "prob_path"):
