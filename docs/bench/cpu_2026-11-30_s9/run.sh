@@ -20,3 +20,6 @@ $B --size 10000 --repeat 2 --bare-seconds 30 --json $out/final_10000.json
 python $out/read_prof.py /tmp/bp/scene_2500.tif
 python $out/read_prof.py /tmp/bp/scene_10000.tif
 python $out/read_stage.py /tmp/bp/scene_10000.tif
+# 5. the final code again (410c2ad: the same code, tiles_decoded_direct added to the JSON)
+$B --size 2500 --repeat 5 --json $out/confirm_2500.json
+$B --size 10000 --repeat 2 --bare-seconds 30 --json $out/confirm_10000.json
