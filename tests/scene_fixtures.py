@@ -26,6 +26,22 @@ def make_scene(path: Path, seed: int, height: int = 80, width: int = 520, bands:
     return path
 
 
+def make_vrt(tif: Path, height: int, width: int, bands: int = 2) -> Path:
+    """A VRT beside ``tif`` (uint16, nodata 0, EPSG:32633 at 500000, 4600000, 10 m) whose bands are its bands."""
+    body = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{b}"><NoDataValue>0</NoDataValue><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">{tif.name}</SourceFilename><SourceBand>{b}</SourceBand>'
+        "</SimpleSource></VRTRasterBand>"
+        for b in range(1, bands + 1)
+    )
+    vrt = tif.with_suffix(".vrt")
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><SRS>EPSG:32633</SRS>'
+        f"<GeoTransform>500000, 10, 0, 4600000, 0, -10</GeoTransform>{body}</VRTDataset>"
+    )
+    return vrt
+
+
 def make_segmentation_run(run_dir: Path, bands: int = 3) -> Path:
     """run_dir/checkpoints/best.{safetensors,json}: a random FPN resnet18 (16 channels), 3 classes."""
     import torch

@@ -49,7 +49,6 @@ class WindowDecoder:
                 raise GeoTiffError(
                     f"{path}: bands {self.indexes} asked of a {src.count}-band file; fix: choose bands 1..{src.count}"
                 )
-            self.dtype = np.dtype(src.dtypes[self.indexes[0] - 1])
             self.nodata = [src.nodatavals[i - 1] for i in self.indexes]
             self.alpha = [b + 1 for b in alpha_planes(src)]  # 1-based
         self._local = threading.local()

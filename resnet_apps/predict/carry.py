@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from resnet_apps.predict.raster import zero_padding
+from resnet_apps.predict.raster import window_arrays
 from resnet_apps.predict.tiling import FileTiles
 
 STRIPE_BLOCKS = (
@@ -124,15 +124,6 @@ class _Tile:
 ReadInto = Callable[[Window, np.ndarray, np.ndarray], None]
 
 
-def from_read_raw(read_raw: Callable[[Window], tuple[np.ndarray, np.ndarray]]) -> ReadInto:
-    """A :data:`ReadInto` from a function that returns its arrays (``SceneReader.read_raw``)."""
-
-    def read_into(window: Window, raw: np.ndarray, valid: np.ndarray) -> None:
-        raw[...], valid[...] = read_raw(window)
-
-    return read_into
-
-
 class CarriedReads:
     """Windows assembled from whole file tiles, each decoded once per stripe and held until its last use.
 
@@ -143,7 +134,7 @@ class CarriedReads:
     Args:
         read_into: (scene window, raw [C, h, w] out, valid [h, w] bool out) -> None, writing into the
             arrays (views of a block); only called with tiles' windows inside the scene
-            (``SceneReader.read_into``; :func:`from_read_raw` adapts a function that returns them).
+            (``SceneReader.read_into``).
         layout: the file's tiles over the scene.
         plan: from :func:`plan_carry` over the reads that will follow; a (stripe, tile) not in it is
             decoded for its read and not held.
@@ -186,18 +177,10 @@ class CarriedReads:
             ``SceneReader.read_raw(window)`` returns them (``out``'s arrays where given).
         """
         r0, r1, c0, c1 = window
-        inside = r0 >= 0 and c0 >= 0 and r1 <= self.layout.height and c1 <= self.layout.width
-        if out is None:
-            # tiles cover every pixel inside the scene: only padding needs zeros
-            alloc = np.empty if inside else np.zeros
-            raw, valid = (
-                alloc((self._bands, r1 - r0, c1 - c0), dtype=self._dtype),
-                alloc((r1 - r0, c1 - c0), bool),
-            )
-        else:
-            raw, valid = out
-            if not inside:
-                zero_padding(raw, valid, window, self.layout.height, self.layout.width)
+        # tiles cover every pixel inside the scene: only the padding is zeroed
+        raw, valid = window_arrays(
+            window, self.layout.height, self.layout.width, self._bands, self._dtype, out
+        )
         for tile in self.layout.touching(window):
             key = (stripe, *tile)
             t0, t1, u0, u1 = self.layout.window_of(tile)

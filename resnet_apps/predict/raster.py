@@ -43,6 +43,32 @@ def _driver(path: str | Path) -> str | None:
         return None
 
 
+def window_arrays(
+    window: tuple[int, int, int, int],
+    height: int,
+    width: int,
+    bands: int,
+    dtype: np.dtype | str,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw [C, h, w] and valid [h, w] bool arrays for ``window`` over a height x width scene, ready to have
+    the part inside the scene decoded into them: zero and False outside the scene, unset inside.
+
+    Args:
+        window: ``(row0, row1, col0, col1)`` in scene pixels; may reach outside the scene.
+        out: arrays (or views) to use; None: new ones (``np.zeros`` only where there is padding).
+    """
+    r0, r1, c0, c1 = window
+    inside = r0 >= 0 and c0 >= 0 and r1 <= height and c1 <= width
+    if out is None:
+        alloc = np.empty if inside else np.zeros  # calloc'd pages: zero without a memset
+        return alloc((bands, r1 - r0, c1 - c0), dtype=dtype), alloc((r1 - r0, c1 - c0), dtype=bool)
+    raw, valid = out
+    if not inside:
+        zero_padding(raw, valid, window, height, width)
+    return raw, valid
+
+
 def zero_padding(
     raw: np.ndarray, valid: np.ndarray, window: tuple[int, int, int, int], height: int, width: int
 ) -> None:
@@ -203,17 +229,9 @@ class SceneReader:
         """
         if out is None and not self.geotiff:
             return self.read_raw(window)  # its arrays as they come: no copy
+        raw, valid = window_arrays(window, self.height, self.width, len(self.indexes), self.meta.dtype, out)
         r0, r1, c0, c1 = window
         ir0, ir1, ic0, ic1 = max(r0, 0), min(r1, self.height), max(c0, 0), min(c1, self.width)
-        inside = (ir0, ir1, ic0, ic1) == window
-        if out is None:
-            alloc = np.empty if inside else np.zeros  # only padding needs zeros
-            raw = alloc((len(self.indexes), r1 - r0, c1 - c0), dtype=self.meta.dtype)
-            valid = alloc((r1 - r0, c1 - c0), dtype=bool)
-        else:
-            raw, valid = out
-            if not inside:
-                zero_padding(raw, valid, window, self.height, self.width)
         if ir1 > ir0 and ic1 > ic0:
             rows, cols = slice(ir0 - r0, ir1 - r0), slice(ic0 - c0, ic1 - c0)
             self.read_into((ir0, ir1, ic0, ic1), raw[:, rows, cols], valid[rows, cols])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,12 @@ import pytest
 import rasterio
 import torch
 from rasterio.transform import from_origin
+from scene_fixtures import make_vrt
 
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.errors import GeoTiffError
 from resnet_apps.predict import scene_run
-from resnet_apps.predict.carry import CarriedReads, TileLayout, carry_for, from_read_raw, plan_carry
+from resnet_apps.predict.carry import CarriedReads, ReadInto, TileLayout, carry_for, plan_carry
 from resnet_apps.predict.raster import SceneReader
 from resnet_apps.predict.scene import predict_scene
 from resnet_apps.predict.tiling import FileTiles, file_tiles_read, iter_blocks, plan_grid
@@ -46,6 +48,15 @@ def _scene(path: Path, height: int, width: int, tiles: int | None = 16) -> np.nd
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return data
+
+
+def from_read_raw(read_raw: Callable[[tuple[int, int, int, int]], tuple[np.ndarray, np.ndarray]]) -> ReadInto:
+    """A carry's read_into from a function that returns its arrays (a fake around ``SceneReader.read_raw``)."""
+
+    def read_into(window: tuple[int, int, int, int], raw: np.ndarray, valid: np.ndarray) -> None:
+        raw[...], valid[...] = read_raw(window)
+
+    return read_into
 
 
 class _Counting:
@@ -234,17 +245,7 @@ def test_a_vrt_is_read_whole_blocks(tmp_path: Path) -> None:
     row-major order, and the same maps as the GeoTIFF it points to (which is carried)."""
     tif = tmp_path / "s.tif"
     _scene(tif, 120, 150)
-    bands = "".join(
-        f'<VRTRasterBand dataType="UInt16" band="{b}"><NoDataValue>0</NoDataValue><SimpleSource>'
-        f'<SourceFilename relativeToVRT="1">s.tif</SourceFilename><SourceBand>{b}</SourceBand>'
-        "</SimpleSource></VRTRasterBand>"
-        for b in (1, 2)
-    )
-    vrt = tmp_path / "s.vrt"
-    vrt.write_text(
-        '<VRTDataset rasterXSize="150" rasterYSize="120"><SRS>EPSG:32633</SRS>'
-        f"<GeoTransform>500000, 10, 0, 4600000, 0, -10</GeoTransform>{bands}</VRTDataset>"
-    )
+    vrt = make_vrt(tif, 120, 150)
     assert SceneReader(tif, PRE).geotiff and not SceneReader(vrt, PRE).geotiff
     torch.manual_seed(0)
     net = torch.nn.Conv2d(2, 3, 3, padding=1).eval()

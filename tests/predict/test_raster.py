@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+from scene_fixtures import make_vrt
 
 from resnet_apps.data.preprocessing import Preprocessing
 from resnet_apps.predict.raster import SceneReader, zero_padding
@@ -84,17 +85,7 @@ def test_a_vrt_reads_through_read_raw(tmp_path: Path) -> None:
     """A VRT is not a GeoTIFF (its blocks are windows of its sources): read_window falls back to read_raw,
     with the same values as the GeoTIFF it points to."""
     tif = _scene(tmp_path / "s.tif")
-    bands = "".join(
-        f'<VRTRasterBand dataType="UInt16" band="{b}"><NoDataValue>0</NoDataValue><SimpleSource>'
-        f'<SourceFilename relativeToVRT="1">s.tif</SourceFilename><SourceBand>{b}</SourceBand>'
-        "</SimpleSource></VRTRasterBand>"
-        for b in (1, 2)
-    )
-    vrt = tmp_path / "s.vrt"
-    vrt.write_text(
-        '<VRTDataset rasterXSize="130" rasterYSize="90"><SRS>EPSG:32633</SRS>'
-        f"<GeoTransform>500000, 10, 0, 4600000, 0, -10</GeoTransform>{bands}</VRTDataset>"
-    )
+    vrt = make_vrt(tif, 90, 130)
     with SceneReader(vrt, PRE) as from_vrt, SceneReader(tif, PRE) as from_tif:
         assert not from_vrt.geotiff
         for window in WINDOWS:
